@@ -1,0 +1,35 @@
+# labkit: two commands.  `make lab` opens the lab, `make test` passes every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8888
+
+.PHONY: lab test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.lab-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.lab-installed
+
+lab: $(VENV)/.lab-installed
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+
+test: $(VENV)/.test-installed
+	$(BIN)/ruff check labkit tests benchmarks
+	$(BIN)/python -m pytest tests --nbval notebooks --sanitize-with tests/sanitize.cfg
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m benchmarks
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check labkit tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis artifacts

@@ -1,0 +1,30 @@
+"""The block graph: nodes, drivers (raw, qcow2) and the NBD server.
+
+Re-exports the public names of the private modules; see each for what it
+models in QEMU.
+"""
+
+from ._node import (
+    REQ_MAY_UNMAP,
+    REQ_NO_SERIALISING,
+    REQ_SERIALISING,
+    BlockNode,
+    InjectedError,
+    TrackedRequest,
+)
+from .nbd import NBDExport, NBDServer
+from .qcow2 import Qcow2Node
+from .raw import RawNode
+
+__all__ = [
+    "REQ_MAY_UNMAP",
+    "REQ_NO_SERIALISING",
+    "REQ_SERIALISING",
+    "BlockNode",
+    "InjectedError",
+    "NBDExport",
+    "NBDServer",
+    "Qcow2Node",
+    "RawNode",
+    "TrackedRequest",
+]

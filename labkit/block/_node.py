@@ -1,0 +1,358 @@
+"""The generic block layer (QEMU's ``block/io.c``): what every node does the same way.
+
+A :class:`BlockNode` is a ``BlockDriverState``: a named node with a size, up
+to two children (``file`` and ``backing``), and the generic request path that
+every driver shares:
+
+1. ``bdrv_check_byte_request``: the request must be aligned to the node's
+   ``request_alignment`` (512 bytes) and inside the node;
+2. a *tracked request* is registered on the node for the request's whole life
+   (``tracked_request_begin``), so that serialising requests can find it;
+3. ``wait_serialising_requests``: a serialising request waits for every
+   overlapping request, any request waits for overlapping serialising ones;
+4. for writes, the *before-write notifiers* run (the backup job's
+   ``backup_before_write_notify`` is one) and may veto the write with an error;
+5. the driver does the I/O (``_co_preadv``, ``_co_pwritev``...), where the
+   scheduling points are.
+
+Trainees should notice step 4: the copy of the old data happens *inside* the
+primary's write, before the write reaches the disk.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import AlignmentError, BlockError, GraphError, NotSupported, RangeError
+from ..kernel import CoQueue, Task, current_task, emit
+from ..layers import SECTOR, Layer
+
+# Request flags (BdrvRequestFlags)
+REQ_NO_SERIALISING = 0x1  # BDRV_REQ_NO_SERIALISING (2.5-4.2): skip wait_serialising_requests
+REQ_SERIALISING = 0x2  # BDRV_REQ_SERIALISING (3.0+): this write serialises against overlaps
+REQ_MAY_UNMAP = 0x4  # BDRV_REQ_MAY_UNMAP: write-zeroes may deallocate
+
+_FLAG_NAMES = {REQ_NO_SERIALISING: "no-serialising", REQ_SERIALISING: "serialising",
+               REQ_MAY_UNMAP: "may-unmap"}
+
+
+def flag_names(flags: int) -> str:
+    return ",".join(name for bit, name in _FLAG_NAMES.items() if flags & bit)
+
+
+class TrackedRequest:
+    """``BdrvTrackedRequest``: an in-flight request on one node."""
+
+    __slots__ = ("bytes", "node", "offset", "overlap_bytes", "overlap_offset", "serialising",
+                 "task", "type", "wait_queue", "waiting_for")
+
+    def __init__(self, node: BlockNode, offset: int, nbytes: int, type_: str, task: Task | None):
+        self.node = node
+        self.offset = offset
+        self.bytes = nbytes
+        self.type = type_
+        self.task = task
+        self.serialising = False
+        self.overlap_offset = offset
+        self.overlap_bytes = nbytes
+        self.waiting_for: TrackedRequest | None = None
+        who = task.name if task else "?"
+        self.wait_queue = CoQueue(f"{type_} by {who} on {node.name} "
+                                  f"[{offset:#x}+{nbytes:#x}] (tracked request)")
+
+    def overlaps(self, offset: int, nbytes: int) -> bool:
+        return offset < self.overlap_offset + self.overlap_bytes and \
+            self.overlap_offset < offset + nbytes
+
+    def __repr__(self) -> str:
+        return f"<TrackedRequest {self.type} {self.node.name} {self.offset:#x}+{self.bytes:#x}>"
+
+
+WriteNotifier = Callable[["TrackedRequest"], Awaitable[None]]
+
+
+@dataclass
+class InjectedError:
+    """A blkdebug-style rule: fail the next matching leaf I/O on a node with ``errno``."""
+
+    op: str  # "read", "write" or "any"
+    errno: int = _errno.EIO
+    offset: int | None = None  # only requests overlapping [offset, offset+length)
+    length: int = 1
+    once: bool = True
+
+    def matches(self, op: str, offset: int, nbytes: int) -> bool:
+        if self.op not in ("any", op):
+            return False
+        if self.offset is None:
+            return True
+        return offset < self.offset + self.length and self.offset < offset + nbytes
+
+
+class BlockNode:
+    """``BlockDriverState``: a node of the block graph with QEMU's generic request path.
+
+    Subclasses (the drivers) implement ``_co_preadv``, ``_co_pwritev``,
+    ``_co_pwrite_zeroes``, ``_allocation`` and optionally ``_make_empty``.
+    """
+
+    driver = "generic"
+
+    def __init__(self, name: str, size: int, *, request_alignment: int = SECTOR) -> None:
+        if not isinstance(name, str) or not name:
+            raise GraphError(f"node name must be a non-empty string, got {name!r}")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise GraphError(f"node {name}: size must be a non-negative integer number of bytes, "
+                             f"got {size!r}")
+        if size % SECTOR:
+            raise GraphError(f"node {name}: size {size} is not a multiple of {SECTOR} bytes; "
+                             f"QEMU sizes images in whole 512-byte sectors")
+        self.name = name
+        self.size = size
+        self.request_alignment = request_alignment
+        self.children: dict[str, BlockNode] = {}
+        self.tracked_requests: list[TrackedRequest] = []
+        self.serialising_in_flight = 0
+        self.before_write_notifiers: list[WriteNotifier] = []
+        self.backends: list[str] = []  # names of BlockBackends attached (bdrv_has_blk)
+        self.job = None  # the block job using this node as its source (bs->job in 2.8)
+        self.injected: list[InjectedError] = []
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.size} bytes>"
+
+    # --- graph ------------------------------------------------------------
+    @property
+    def file(self) -> BlockNode | None:
+        return self.children.get("file")
+
+    @property
+    def backing(self) -> BlockNode | None:
+        return self.children.get("backing")
+
+    def set_backing(self, node: BlockNode | None) -> None:
+        """Attach ``node`` as this node's backing child (or detach with None)."""
+        self._check_child("backing", node)
+        if node is None:
+            self.children.pop("backing", None)
+        else:
+            self.children["backing"] = node
+
+    def set_file(self, node: BlockNode | None) -> None:
+        """Attach ``node`` as this node's ``file`` child (or detach with None)."""
+        self._check_child("file", node)
+        if node is None:
+            self.children.pop("file", None)
+        else:
+            self.children["file"] = node
+
+    def _check_child(self, role: str, node: BlockNode | None) -> None:
+        if node is None:
+            return
+        if not isinstance(node, BlockNode):
+            raise GraphError(f"{self.name}: a {role} child must be a BlockNode, got {node!r}")
+        if role == "backing" and not self.supports_backing:
+            raise GraphError(f"{self.name}: driver '{self.driver}' does not support backing "
+                             f"files; only qcow2 nodes have a backing child")
+        if node.size != self.size:
+            raise GraphError(
+                f"{self.name}: {role} node {node.name} is {node.size} bytes but {self.name} is "
+                f"{self.size}; labkit's COLO chain needs every layer the same size")
+        if node is self or self in node.chain_nodes():
+            raise GraphError(f"{self.name}: making {node.name} its {role} child would create a "
+                             f"loop ({node.name} already reaches {self.name}); the graph must be "
+                             f"a tree")
+
+    supports_backing = False
+
+    def chain_nodes(self) -> list[BlockNode]:
+        """This node and every node reachable through its children (depth first)."""
+        out: list[BlockNode] = []
+        stack: list[BlockNode] = [self]
+        while stack:
+            node = stack.pop()
+            if node in out:
+                continue
+            out.append(node)
+            stack.extend(reversed(list(node.children.values())))
+        return out
+
+    # --- request checks ---------------------------------------------------
+    def check_request(self, offset: int, nbytes: int, op: str) -> None:
+        """``bdrv_check_byte_request`` plus labkit's alignment rule; raises, changes nothing."""
+        for what, value in (("offset", offset), ("length", nbytes)):
+            if not isinstance(value, int | np.integer) or isinstance(value, bool):
+                raise RangeError(f"{op} on {self.name}: {what} must be an integer, got {value!r}")
+        if offset < 0 or nbytes < 0:
+            raise RangeError(f"{op} on {self.name}: offset {offset} and length {nbytes} must not "
+                             f"be negative")
+        align = self.request_alignment
+        if offset % align or nbytes % align:
+            raise AlignmentError(
+                f"{op} on {self.name}: offset {offset} and length {nbytes} must be multiples of "
+                f"the node's request_alignment ({align} bytes)")
+        if offset + nbytes > self.size:
+            raise RangeError(f"{op} on {self.name}: [{offset}, {offset + nbytes}) reaches past "
+                             f"the end of the node ({self.size} bytes)")
+
+    # --- tracked and serialising requests ----------------------------------
+    def _tracked_begin(self, offset: int, nbytes: int, type_: str) -> TrackedRequest:
+        req = TrackedRequest(self, offset, nbytes, type_, current_task())
+        self.tracked_requests.append(req)
+        emit("req-start", self.name, offset, nbytes, type_)
+        return req
+
+    def _tracked_end(self, req: TrackedRequest) -> None:
+        if req.serialising:
+            self.serialising_in_flight -= 1
+        self.tracked_requests.remove(req)
+        emit("req-end", self.name, req.offset, req.bytes, req.type)
+        req.wait_queue.restart_all()
+
+    def mark_request_serialising(self, req: TrackedRequest, align: int) -> None:
+        """``mark_request_serialising``: widen the overlap range to ``align``; count once."""
+        start = (req.offset // align) * align
+        end = -(-(req.offset + req.bytes) // align) * align
+        if not req.serialising:
+            req.serialising = True
+            self.serialising_in_flight += 1
+        req.overlap_offset = min(req.overlap_offset, start)
+        req.overlap_bytes = max(req.overlap_offset + req.overlap_bytes, end) - req.overlap_offset
+
+    async def wait_serialising_requests(self, me: TrackedRequest) -> bool:
+        """``wait_serialising_requests``: wait for conflicting overlaps, rescan after each wait."""
+        if not self.serialising_in_flight:
+            return False
+        waited = False
+        retry = True
+        while retry:
+            retry = False
+            for req in self.tracked_requests:
+                if req is me or (not req.serialising and not me.serialising):
+                    continue
+                if not req.overlaps(me.overlap_offset, me.overlap_bytes):
+                    continue
+                # QEMU asserts here: a coroutine must never wait for its own request.
+                assert req.task is None or req.task is not me.task, (
+                    f"reentrant request: {me!r} would wait for {req!r} of the same task")
+                if req.waiting_for is None:
+                    me.waiting_for = req
+                    await req.wait_queue.wait()
+                    me.waiting_for = None
+                    retry = True
+                    waited = True
+                    break
+        return waited
+
+    # --- the public request path ---------------------------------------------
+    async def co_preadv(self, offset: int, nbytes: int, flags: int = 0) -> bytes:
+        """``bdrv_co_preadv``: read ``nbytes`` at ``offset`` (tracked, maybe waiting)."""
+        self.check_request(offset, nbytes, "read")
+        req = self._tracked_begin(offset, nbytes, "read")
+        try:
+            if not flags & REQ_NO_SERIALISING:
+                await self.wait_serialising_requests(req)
+            return await self._co_preadv(offset, nbytes)
+        finally:
+            self._tracked_end(req)
+
+    async def co_pwritev(self, offset: int, data: bytes, flags: int = 0) -> None:
+        """``bdrv_co_pwritev`` → ``bdrv_aligned_pwritev``: serialise, notify, write."""
+        nbytes = len(data)
+        self.check_request(offset, nbytes, "write")
+        await self._write_request(offset, nbytes, flags, "write", data)
+
+    async def co_pwrite_zeroes(self, offset: int, nbytes: int, flags: int = 0) -> None:
+        """``bdrv_co_pwrite_zeroes``: like a write (notifiers run too), data all zero."""
+        self.check_request(offset, nbytes, "write-zeroes")
+        await self._write_request(offset, nbytes, flags, "zero", None)
+
+    async def _write_request(self, offset: int, nbytes: int, flags: int, type_: str,
+                             data: bytes | None) -> None:
+        req = self._tracked_begin(offset, nbytes, type_)
+        try:
+            if flags & REQ_SERIALISING:
+                self.mark_request_serialising(req, self.cluster_size)
+            await self.wait_serialising_requests(req)
+            for notifier in list(self.before_write_notifiers):
+                await notifier(req)  # raises BlockError to veto the write
+            if data is None:
+                await self._co_pwrite_zeroes(offset, nbytes, flags)
+            else:
+                await self._co_pwritev(offset, data, flags)
+        finally:
+            self._tracked_end(req)
+
+    async def co_is_allocated(self, offset: int, nbytes: int) -> tuple[bool, int]:
+        """``bdrv_is_allocated`` for this layer only: (allocated?, bytes in that state)."""
+        self.check_request(offset, nbytes, "is_allocated")
+        alloc = self._allocation()[offset // SECTOR:(offset + nbytes) // SECTOR]
+        if alloc.size == 0:
+            return False, 0
+        first = bool(alloc[0])
+        change = np.flatnonzero(alloc != first)
+        run = int(change[0]) if change.size else alloc.size
+        return first, run * SECTOR
+
+    async def make_empty(self) -> None:
+        """``bdrv_make_empty``: drop every allocation, so reads fall through again."""
+        raise NotSupported(f"driver '{self.driver}' of node {self.name} does not support "
+                           f"make_empty; only qcow2 nodes can be emptied")
+
+    @property
+    def supports_make_empty(self) -> bool:
+        return type(self).make_empty is not BlockNode.make_empty
+
+    @property
+    def cluster_size(self) -> int:
+        """``bdrv_get_info``'s cluster size (a raw node answers its alignment)."""
+        return self.request_alignment
+
+    # --- fault injection (blkdebug) ----------------------------------------
+    def inject_error(self, op: str = "any", errno: int = _errno.EIO, offset: int | None = None,
+                     length: int = 1, once: bool = True) -> InjectedError:
+        """Make the next matching leaf ``op`` on this node fail with ``errno`` (blkdebug)."""
+        if op not in ("read", "write", "any"):
+            raise ValueError(f"inject_error op must be 'read', 'write' or 'any', got {op!r}")
+        rule = InjectedError(op, errno, offset, length, once)
+        self.injected.append(rule)
+        return rule
+
+    def _check_injected(self, op: str, offset: int, nbytes: int) -> None:
+        for rule in self.injected:
+            if rule.matches(op, offset, nbytes):
+                if rule.once:
+                    self.injected.remove(rule)
+                raise BlockError(rule.errno, f"{op} on {self.name} at [{offset:#x}+{nbytes:#x}] "
+                                             f"failed (injected error)")
+
+    # --- the driver interface -------------------------------------------------
+    async def _co_preadv(self, offset: int, nbytes: int) -> bytes:
+        raise NotImplementedError
+
+    async def _co_pwritev(self, offset: int, data: bytes, flags: int) -> None:
+        raise NotImplementedError
+
+    async def _co_pwrite_zeroes(self, offset: int, nbytes: int, flags: int) -> None:
+        raise NotImplementedError
+
+    def _allocation(self) -> np.ndarray:
+        """Per 512-byte sector: allocated in this layer?"""
+        raise NotImplementedError
+
+    def _zero_map(self) -> np.ndarray:
+        return np.zeros(self.size // SECTOR, dtype=bool)
+
+    def _own_data(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def layer(self) -> Layer:
+        """A dump of this node's own contents (unallocated sectors read as zero)."""
+        alloc = self._allocation()
+        data = self._own_data().reshape(-1, SECTOR).copy()
+        data[~alloc] = 0
+        return Layer(data.tobytes(), alloc, self._zero_map())

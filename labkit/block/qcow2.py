@@ -1,0 +1,260 @@
+"""The ``qcow2`` driver: hidden and active disks, clusters allocated over a backing file.
+
+What a trainee should notice:
+
+* A cluster is *unallocated* (reads fall through to the backing node, or read
+  as zeros without one), *allocated* with data, or a *zero cluster*
+  (allocated, reads as zeros and hides the backing node).
+* An allocating write that covers only part of a cluster first reads the
+  rest of that cluster from the backing chain — qcow2's *own* copy-on-write,
+  not the backup job's — then writes the whole cluster, then links it in the
+  L2 table (a metadata update under ``s->lock``).  That read holds no backup
+  ``CowRequest``: it is the 9.3 (a) hazard of the 2.8 read-side design.
+* ``make_empty`` (``qcow2_make_empty``) drops every allocation: the
+  replication checkpoint uses it to empty active and hidden.
+
+Modelled after ``block/qcow2.c`` / ``qcow2-cluster.c``: ``qcow2_co_preadv``
+releases ``s->lock`` around data and backing reads; ``qcow2_co_pwritev``
+allocates with ``handle_dependencies`` (a write to a cluster whose allocation
+is in flight waits for it), and the order COW-read → data write → L2 link is
+the one QEMU uses since 2.10 (2.8 wrote the guest data first and the COW
+regions after; both orders give the same data since the cluster is linked
+only at the end).  Host cluster offsets and refcounts are not modelled: the
+data of a guest cluster is stored at its guest offset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import GraphError
+from ..kernel import CoMutex, CoQueue, current_task, emit, sched_point
+from ..layers import SECTOR
+from ._node import REQ_MAY_UNMAP, BlockNode
+
+UNALLOCATED = 0
+NORMAL = 1
+ZERO = 2
+_STATE_NAMES = {UNALLOCATED: "unallocated", NORMAL: "data", ZERO: "zero"}
+
+
+class _InflightAlloc:
+    """``QCowL2Meta``: an allocation in flight, with its ``dependent_requests`` queue."""
+
+    __slots__ = ("end", "queue", "start")
+
+    def __init__(self, node: str, start: int, end: int, who: str) -> None:
+        self.start = start
+        self.end = end
+        self.queue = CoQueue(f"qcow2 allocation by {who} of {node} clusters {start}-{end - 1}")
+
+
+class Qcow2Node(BlockNode):
+    """A qcow2 image: per-cluster allocation and zero flags over an optional backing node."""
+
+    driver = "qcow2"
+    supports_backing = True
+
+    def __init__(self, name: str, size: int, cluster_size: int = 65536,
+                 backing: BlockNode | None = None) -> None:
+        if (not isinstance(cluster_size, int) or cluster_size < 512 or cluster_size > 2 << 20
+                or cluster_size & (cluster_size - 1)):
+            raise GraphError(f"qcow2 node {name}: cluster_size {cluster_size!r} must be a power "
+                             f"of two from 512 bytes to 2 MiB")
+        super().__init__(name, size)
+        self._cluster_size = cluster_size
+        self.nb_clusters = -(-size // cluster_size)
+        self._map = np.zeros(self.nb_clusters, dtype=np.int8)
+        self._data = np.zeros(size, dtype=np.uint8)
+        self.lock = CoMutex(f"{name} s->lock")
+        self._allocs: list[_InflightAlloc] = []
+        if backing is not None:
+            self.set_backing(backing)
+
+    @property
+    def cluster_size(self) -> int:
+        return self._cluster_size
+
+    def cluster_state(self, index: int) -> str:
+        """'unallocated', 'data' or 'zero' for cluster ``index``."""
+        return _STATE_NAMES[int(self._map[index])]
+
+    # --- helpers ---------------------------------------------------------------
+    def _run(self, pos: int, end: int, same: frozenset[int]) -> int:
+        """Bytes from ``pos`` (≤ end) covered by consecutive clusters whose state is in ``same``."""
+        cs = self._cluster_size
+        c = pos // cs
+        last = (end - 1) // cs
+        while c + 1 <= last and int(self._map[c + 1]) in same:
+            c += 1
+        return min(end, (c + 1) * cs) - pos
+
+    # --- read --------------------------------------------------------------------
+    async def _co_preadv(self, offset: int, nbytes: int) -> bytes:
+        """``qcow2_co_preadv``: per run of clusters, data, zeros or the backing node."""
+        out = np.zeros(nbytes, dtype=np.uint8)
+        end = offset + nbytes
+        pos = offset
+        await self.lock.lock()
+        try:
+            while pos < end:
+                state = int(self._map[pos // self._cluster_size])
+                cur = self._run(pos, end, frozenset((state,)))
+                if state == UNALLOCATED:
+                    if self.backing is not None:
+                        self.lock.unlock()
+                        data = await self.backing.co_preadv(pos, cur)
+                        await self.lock.lock()
+                        out[pos - offset:pos - offset + cur] = np.frombuffer(data, np.uint8)
+                elif state == NORMAL:
+                    self.lock.unlock()
+                    await sched_point("io-read", self.name, pos, cur)
+                    self._check_injected("read", pos, cur)
+                    out[pos - offset:pos - offset + cur] = self._data[pos:pos + cur]
+                    await self.lock.lock()
+                pos += cur
+        finally:
+            self._release()
+        return out.tobytes()
+
+    # --- write -------------------------------------------------------------------
+    async def _co_pwritev(self, offset: int, data: bytes, flags: int) -> None:
+        """``qcow2_co_pwritev``: overwrite allocated runs, allocate the others with COW."""
+        buf = np.frombuffer(data, dtype=np.uint8)
+        end = offset + len(data)
+        cs = self._cluster_size
+        pos = offset
+        await self.lock.lock()
+        try:
+            while pos < end:
+                if await self._wait_dependencies(pos, end):
+                    continue
+                state = int(self._map[pos // cs])
+                if state == NORMAL:
+                    cur = self._run(pos, end, frozenset((NORMAL,)))
+                    self.lock.unlock()
+                    await sched_point("io-write", self.name, pos, cur)
+                    self._check_injected("write", pos, cur)
+                    self._data[pos:pos + cur] = buf[pos - offset:pos - offset + cur]
+                    await self.lock.lock()
+                else:
+                    cur = self._run(pos, end, frozenset((UNALLOCATED, ZERO)))
+                    cur = self._clip_before_allocs(pos, cur)
+                    await self._allocating_write(pos, buf[pos - offset:pos - offset + cur])
+                pos += cur
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Unlock ``s->lock`` if this task holds it (an error may have left it unlocked)."""
+        if self.lock.holder is not None and self.lock.holder is current_task():
+            self.lock.unlock()
+
+    async def _wait_dependencies(self, pos: int, end: int) -> bool:
+        """``handle_dependencies``: wait if an allocation in flight covers ``pos``'s cluster."""
+        c = pos // self._cluster_size
+        for alloc in self._allocs:
+            if alloc.start <= c < alloc.end:
+                self.lock.unlock()
+                await alloc.queue.wait()
+                await self.lock.lock()
+                return True
+        return False
+
+    def _clip_before_allocs(self, pos: int, cur: int) -> int:
+        cs = self._cluster_size
+        first = pos // cs
+        last = (pos + cur - 1) // cs
+        for alloc in self._allocs:
+            if first < alloc.start <= last:
+                cur = min(cur, alloc.start * cs - pos)
+        return cur
+
+    async def _allocating_write(self, pos: int, chunk: np.ndarray) -> None:
+        """Allocate the clusters under ``chunk``: COW head and tail, write, link L2.
+
+        Called with ``s->lock`` held; returns with it held (or raises).
+        """
+        cs = self._cluster_size
+        nbytes = chunk.size
+        c0 = pos // cs
+        c1 = -(-(pos + nbytes) // cs)
+        start = c0 * cs
+        stop = min(c1 * cs, self.size)
+        task = current_task()
+        alloc = _InflightAlloc(self.name, c0, c1, task.name if task else "?")
+        self._allocs.append(alloc)
+        self.lock.unlock()
+        try:
+            head = tail = b""
+            if pos > start or pos + nbytes < stop:
+                emit("qcow2-cow", self.name, start, stop - start,
+                     f"fill clusters {c0}-{c1 - 1} around [{pos:#x}+{nbytes:#x}] from backing")
+            if pos > start:
+                head = await self._co_preadv(start, pos - start)
+            if pos + nbytes < stop:
+                tail = await self._co_preadv(pos + nbytes, stop - pos - nbytes)
+            await sched_point("io-write", self.name, start, stop - start)
+            self._check_injected("write", start, stop - start)
+            self._data[start:pos] = np.frombuffer(head, np.uint8)
+            self._data[pos:pos + nbytes] = chunk
+            self._data[pos + nbytes:stop] = np.frombuffer(tail, np.uint8)
+            await self.lock.lock()
+            await sched_point("meta", self.name, start, stop - start,
+                              f"L2 update: clusters {c0}-{c1 - 1} allocated")
+            self._map[c0:c1] = NORMAL
+        finally:
+            self._allocs.remove(alloc)
+            alloc.queue.restart_all()
+
+    async def _co_pwrite_zeroes(self, offset: int, nbytes: int, flags: int) -> None:
+        """``qcow2_co_pwrite_zeroes``: whole clusters become zero clusters; partial ones
+        fall back to writing zero bytes (``-ENOTSUP`` → bounce-buffer write in block/io.c)."""
+        cs = self._cluster_size
+        end = offset + nbytes
+        first_full = -(-offset // cs) * cs
+        last_full = (end // cs) * cs
+        if end == self.size:  # the image's last, short cluster counts as whole
+            last_full = end
+        if first_full >= last_full:
+            await self._co_pwritev(offset, bytes(nbytes), flags)
+            return
+        if offset < first_full:
+            await self._co_pwritev(offset, bytes(first_full - offset), flags)
+        await self.lock.lock()
+        try:
+            await sched_point("meta", self.name, first_full, last_full - first_full,
+                              "L2 update: zero clusters" + (" (may unmap)" if flags &
+                                                            REQ_MAY_UNMAP else ""))
+            self._check_injected("write", first_full, last_full - first_full)
+            self._map[first_full // cs:-(-last_full // cs)] = ZERO
+            self._data[first_full:last_full] = 0
+        finally:
+            self._release()
+        if last_full < end:
+            await self._co_pwritev(last_full, bytes(end - last_full), flags)
+
+    async def make_empty(self) -> None:
+        """``qcow2_make_empty``: drop every cluster; reads fall through to the backing again."""
+        await self.lock.lock()
+        try:
+            await sched_point("meta", self.name, 0, self.size, "make_empty: all clusters dropped")
+            self._map[:] = UNALLOCATED
+            self._data[:] = 0
+        finally:
+            self._release()
+
+    # --- dumps ----------------------------------------------------------------
+    def _sector_states(self) -> np.ndarray:
+        per = self._cluster_size // SECTOR
+        return np.repeat(self._map, per)[: self.size // SECTOR]
+
+    def _allocation(self) -> np.ndarray:
+        return self._sector_states() != UNALLOCATED
+
+    def _zero_map(self) -> np.ndarray:
+        return self._sector_states() == ZERO
+
+    def _own_data(self) -> np.ndarray:
+        return self._data
+

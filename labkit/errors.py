@@ -1,0 +1,131 @@
+"""labkit's exceptions: a small hierarchy, each naming what was wrong and what is allowed.
+
+Every rejected call leaves the engine's state unchanged.  Two families matter to
+a trainee:
+
+* :class:`BlockError` models a failed I/O request in QEMU: it carries an
+  ``errno`` (``EIO``, ``EINVAL``, ``ENOTSUP``...) and a QEMU-like message.
+  A write that fails this way is an *outcome* of the simulation (the NBD write
+  returned ``-EIO``), recorded on its task.
+* :class:`ReplicationError` models QEMU's ``Error **errp``: the exact message
+  string that QEMU's replication driver or backup job would report.
+
+Everything else is a usage error (bad argument, bad scenario, bad trace file).
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+
+class LabkitError(Exception):
+    """Base class of every error labkit raises on purpose."""
+
+
+# --- block I/O -------------------------------------------------------------
+
+
+class BlockError(LabkitError, OSError):
+    """A block request failed, as ``-errno`` does in QEMU's block layer."""
+
+    def __init__(self, err: int, message: str) -> None:
+        super().__init__(err, message)
+        self.errno = err
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} ({_errno.errorcode.get(self.errno, self.errno)})"
+
+
+class BadRequest(BlockError, ValueError):
+    """A request QEMU's ``bdrv_check_byte_request`` (or labkit) refuses up front."""
+
+
+class AlignmentError(BadRequest):
+    """Offset or length not a multiple of the node's ``request_alignment``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_errno.EINVAL, message)
+
+
+class RangeError(BadRequest):
+    """A request that is negative or reaches past the end of the node."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_errno.EIO, message)
+
+
+class NotSupported(BlockError):
+    """The driver does not implement the operation (``-ENOTSUP``)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(_errno.ENOTSUP, message)
+
+
+# --- graph and jobs --------------------------------------------------------
+
+
+class GraphError(LabkitError, ValueError):
+    """The block graph would become invalid (size mismatch, backing loop...)."""
+
+
+class JobError(LabkitError):
+    """A block job cannot be created or used this way (QEMU's job errors)."""
+
+
+class ReplicationError(LabkitError):
+    """An error reported by the replication driver, with QEMU's exact message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class StateError(LabkitError):
+    """The lab or a task is not in a state that allows this call."""
+
+
+# --- kernel ----------------------------------------------------------------
+
+
+class Deadlock(LabkitError):
+    """Tasks remain blocked and none can run; names each task and what it waits for."""
+
+    def __init__(self, blocked: list[tuple[str, str]]) -> None:
+        self.blocked = blocked
+        lines = "; ".join(f"{name} waits for {what}" for name, what in blocked)
+        super().__init__(f"deadlock: no task can run, {len(blocked)} blocked: {lines}")
+
+
+class TaskFailed(LabkitError):
+    """Reading the result of a task that ended with an error; ``__cause__`` is it."""
+
+
+class TaskNotDone(StateError):
+    """Reading the result of a task that has not finished yet."""
+
+
+class ScheduleError(LabkitError, ValueError):
+    """A schedule that does not fit the run: names the position and the reason."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        self.position = position
+        self.reason = reason
+        super().__init__(f"schedule position {position}: {reason}")
+
+
+# --- files and input -------------------------------------------------------
+
+
+class ScenarioError(LabkitError, ValueError):
+    """A malformed scenario: the line number, the offending text, what was expected."""
+
+    def __init__(self, line: int, text: str, expected: str) -> None:
+        self.line = line
+        self.text = text
+        self.expected = expected
+        super().__init__(f"scenario line {line}: {text!r}: {expected}")
+
+
+class TraceFormatError(LabkitError, ValueError):
+    """A trace or schedule file that is malformed or from a newer labkit."""

@@ -1,0 +1,461 @@
+"""A tiny deterministic coroutine scheduler: QEMU's coroutines, one AioContext.
+
+QEMU runs every block request of a node in one thread as a coroutine; requests
+interleave only where a coroutine *yields* (an I/O it waits for, a lock or a
+``CoQueue`` it waits on).  labkit models exactly that with its own loop over
+``async def`` coroutines (never asyncio: a Jupyter kernel already runs one):
+
+* A :class:`Task` wraps one coroutine (``nbd-write#1``, ``vm-read#2``...).
+* ``await sched_point(...)`` is a scheduling point: the task stays runnable and
+  the :class:`Kernel`'s *policy* picks which runnable task goes next.  Leaf
+  driver I/O and qcow2 metadata updates are scheduling points; nothing else is.
+* :class:`CoQueue` is ``CoQueue`` from ``util/qemu-coroutine-lock.c`` (2.8):
+  waiters queue FIFO and ``restart_all`` moves them onto the *waker's* wake-up
+  list, so they become runnable only when the waker next yields or ends.
+* :class:`CoMutex` is the 2.8 ``CoMutex`` built on a CoQueue.
+
+Every decision is recorded (``kernel.schedule``) and every step produces
+:class:`Event` s (``kernel.trace``), so a run is reproduced exactly from the
+same tasks and the same schedule.  Trainees should notice that nothing happens
+"between" two events: a race is only ever a choice at a scheduling point.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Deadlock, LabkitError, ScheduleError, StateError, TaskFailed, TaskNotDone
+
+RUNNABLE = "runnable"
+BLOCKED = "blocked"
+DONE = "done"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a trace: a scheduling decision, a block request start or end...
+
+    ``seq`` numbers events from 0 in the order they happened; ``kind`` says what
+    happened (``run``, ``point``, ``wait``, ``wake``, ``done``, ``failed``,
+    ``req-start``, ``req-end``, ``cow-begin``...); ``node``, ``offset`` and
+    ``length`` locate block events; ``detail`` is free text.
+    """
+
+    seq: int
+    task: str
+    kind: str
+    node: str = ""
+    offset: int = -1
+    length: int = -1
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = ""
+        if self.node:
+            where = f" {self.node}"
+            if self.offset >= 0:
+                where += f" [{self.offset:#x}+{self.length:#x}]"
+        detail = f" {self.detail}" if self.detail else ""
+        return f"{self.seq:4d} {self.task:<14} {self.kind}{where}{detail}"
+
+
+class _Suspend:
+    """The only object a labkit coroutine ever yields to the kernel."""
+
+    __slots__ = ("blocker", "detail", "kind", "length", "node", "offset")
+
+    def __init__(self, kind: str, blocker: Any = None, node: str = "", offset: int = -1,
+                 length: int = -1, detail: str = "") -> None:
+        self.kind = kind
+        self.blocker = blocker
+        self.node = node
+        self.offset = offset
+        self.length = length
+        self.detail = detail
+
+    def __await__(self):
+        return (yield self)
+
+
+def sched_point(kind: str, node: str = "", offset: int = -1, length: int = -1,
+                detail: str = "") -> _Suspend:
+    """A scheduling point (``await sched_point("read", "secondary", 0, 4096)``).
+
+    Models a coroutine yielding while its I/O is in flight: other tasks may run
+    before this one resumes, and the I/O takes effect when it does.
+    """
+    return _Suspend("point", None, node, offset, length, f"{kind}: {detail}" if detail else kind)
+
+
+class Task:
+    """One coroutine under the kernel: a name, a state, a result or an exception.
+
+    ``blocked_on`` is the :class:`CoQueue` (or other waitable) a blocked task
+    waits for; ``why_blocked`` says it in words.
+    """
+
+    __slots__ = ("_exception", "_result", "_wakeups", "blocked_on", "coro", "kernel", "name",
+                 "state", "tid")
+
+    def __init__(self, kernel: Kernel, tid: int, name: str, coro: Coroutine[Any, Any, Any]):
+        self.kernel = kernel
+        self.tid = tid
+        self.name = name
+        self.coro = coro
+        self.state = RUNNABLE
+        self.blocked_on: Any = None
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._wakeups: list[Task] = []
+
+    def __repr__(self) -> str:
+        extra = f" on {self.why_blocked}" if self.state == BLOCKED else ""
+        return f"<Task {self.name} {self.state}{extra}>"
+
+    @property
+    def done(self) -> bool:
+        return self.state in (DONE, FAILED)
+
+    @property
+    def why_blocked(self) -> str:
+        if self.state != BLOCKED:
+            return ""
+        describe = getattr(self.blocked_on, "describe", None)
+        return describe() if describe else str(self.blocked_on)
+
+    @property
+    def exception(self) -> BaseException | None:
+        """The error the task ended with, or None."""
+        return self._exception
+
+    @property
+    def result(self) -> Any:
+        """The coroutine's return value; raises :class:`TaskFailed` if it failed."""
+        if self.state == FAILED:
+            raise TaskFailed(f"task {self.name} failed: {self._exception}") from self._exception
+        if self.state != DONE:
+            raise TaskNotDone(
+                f"task {self.name} is {self.state}, not done: run the lab (lab.run() or "
+                f"lab.step()) until it finishes before reading its result"
+            )
+        return self._result
+
+
+# --- policies ----------------------------------------------------------------
+
+
+class Policy:
+    """Chooses the next task among the runnable ones (in the order they became runnable)."""
+
+    def choose(self, runnable: Sequence[Task], position: int) -> Task:
+        raise NotImplementedError
+
+    def fork(self) -> Policy:
+        """A fresh policy in the same starting state (used to replay a prefix)."""
+        return self
+
+
+class FIFO(Policy):
+    """The task that became runnable first runs first (deterministic default)."""
+
+    def choose(self, runnable: Sequence[Task], position: int) -> Task:
+        return runnable[0]
+
+    def __repr__(self) -> str:
+        return "FIFO()"
+
+
+class Random(Policy):
+    """A seeded random choice: same seed, same interleaving."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self._rng = random.Random(seed)
+
+    def choose(self, runnable: Sequence[Task], position: int) -> Task:
+        return runnable[self._rng.randrange(len(runnable))]
+
+    def fork(self) -> Policy:
+        return Random(self.seed)
+
+    def __repr__(self) -> str:
+        return f"Random({self.seed})"
+
+
+class Scripted(Policy):
+    """Follow a list of task names, one per decision; then ``then`` (FIFO by default).
+
+    A name that is not runnable at its position raises :class:`ScheduleError`.
+    With ``strict=True`` the script must cover the whole run: running past its
+    end is an error too (that is what replay uses).
+    """
+
+    def __init__(self, names: Iterable[str], then: Policy | None = None, strict: bool = False):
+        self.names = list(names)
+        self.then = then or FIFO()
+        self.strict = strict
+
+    def choose(self, runnable: Sequence[Task], position: int) -> Task:
+        if position < len(self.names):
+            want = self.names[position]
+            for task in runnable:
+                if task.name == want:
+                    return task
+            names = ", ".join(t.name for t in runnable)
+            raise ScheduleError(position, f"task {want!r} is not runnable here (runnable: {names})")
+        if self.strict:
+            names = ", ".join(t.name for t in runnable)
+            raise ScheduleError(
+                position, f"the schedule ends after {len(self.names)} choices but tasks are "
+                f"still runnable ({names}); it is too short for this scenario")
+        return self.then.choose(runnable, position)
+
+    def fork(self) -> Policy:
+        return Scripted(self.names, self.then.fork(), self.strict)
+
+    def __repr__(self) -> str:
+        return f"Scripted({self.names!r})"
+
+
+class Chooser(Policy):
+    """Ask a callback: ``fn(runnable_tasks) -> Task | name`` (the interactive widget)."""
+
+    def __init__(self, fn: Callable[[Sequence[Task]], Task | str]) -> None:
+        self.fn = fn
+
+    def choose(self, runnable: Sequence[Task], position: int) -> Task:
+        picked = self.fn(runnable)
+        for task in runnable:
+            if task is picked or task.name == picked:
+                return task
+        names = ", ".join(t.name for t in runnable)
+        raise ScheduleError(position, f"chooser picked {picked!r}, which is not runnable "
+                                      f"(runnable: {names})")
+
+
+# --- the loop ----------------------------------------------------------------
+
+_current: Task | None = None
+
+
+def current_task() -> Task | None:
+    """The task whose coroutine is executing right now (None outside the kernel)."""
+    return _current
+
+
+def emit(kind: str, node: str = "", offset: int = -1, length: int = -1, detail: str = "") -> None:
+    """Record a trace event for the current task (no-op outside the kernel)."""
+    task = _current
+    if task is not None:
+        task.kernel.record(task.name, kind, node, offset, length, detail)
+
+
+class Kernel:
+    """The scheduler: spawns tasks, makes one decision per :meth:`step`, records all.
+
+    ``record_points=False`` keeps only decisions and block events out of the
+    trace's scheduling-point entries (for long benchmark runs); the schedule is
+    always recorded.
+    """
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy: Policy = policy or FIFO()
+        self.tasks: dict[str, Task] = {}
+        self.trace: list[Event] = []
+        self.schedule: list[str] = []
+        self._ready: deque[Task] = deque()
+        self.tracing = True
+
+    # Recording -----------------------------------------------------------
+    def record(self, task: str, kind: str, node: str = "", offset: int = -1, length: int = -1,
+               detail: str = "") -> None:
+        if self.tracing:
+            self.trace.append(Event(len(self.trace), task, kind, node, offset, length, detail))
+
+    # Tasks -----------------------------------------------------------------
+    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> Task:
+        """Create a runnable task named ``name`` (names are unique: schedules use them)."""
+        if name in self.tasks:
+            coro.close()
+            raise StateError(f"a task named {name!r} exists already; task names must be unique")
+        task = Task(self, len(self.tasks), name, coro)
+        self.tasks[name] = task
+        self._ready.append(task)
+        self.record(name, "spawn")
+        return task
+
+    def runnable(self) -> list[Task]:
+        """The runnable tasks, in the order they became runnable."""
+        return list(self._ready)
+
+    def blocked(self) -> list[Task]:
+        return [t for t in self.tasks.values() if t.state == BLOCKED]
+
+    def wake(self, tasks: Iterable[Task], waker: str = "") -> None:
+        """Make blocked tasks runnable once the current task next yields (QEMU's rule)."""
+        cur = _current
+        for task in tasks:
+            if cur is not None and cur is not task:
+                cur._wakeups.append(task)
+            else:
+                self._make_runnable(task, waker)
+
+    def _make_runnable(self, task: Task, waker: str) -> None:
+        if task.state != BLOCKED:
+            return
+        task.state = RUNNABLE
+        task.blocked_on = None
+        self._ready.append(task)
+        self.record(task.name, "wake", detail=f"by {waker}" if waker else "")
+
+    # Scheduling -----------------------------------------------------------
+    def step(self) -> Event:
+        """Make one scheduling decision and run that task to its next yield or end."""
+        if not self._ready:
+            blocked = self.blocked()
+            if blocked:
+                raise Deadlock([(t.name, t.why_blocked) for t in blocked])
+            raise StateError("no task is runnable: every task has finished")
+        runnable = list(self._ready)
+        task = self.policy.choose(runnable, len(self.schedule))
+        self._ready.remove(task)
+        self.schedule.append(task.name)
+        self.record(task.name, "run")
+        decision = self.trace[-1] if self.tracing else Event(-1, task.name, "run")
+        self._resume(task)
+        return decision
+
+    def run(self, max_steps: int | None = None) -> None:
+        """Step until nothing is runnable; raise :class:`Deadlock` if tasks stay blocked."""
+        steps = 0
+        while self._ready:
+            if max_steps is not None and steps >= max_steps:
+                return
+            self.step()
+            steps += 1
+        blocked = self.blocked()
+        if blocked:
+            raise Deadlock([(t.name, t.why_blocked) for t in blocked])
+
+    def _resume(self, task: Task) -> None:
+        global _current
+        prev = _current
+        _current = task
+        try:
+            request = task.coro.send(None)
+        except StopIteration as stop:
+            task.state = DONE
+            task._result = stop.value
+            self.record(task.name, "done")
+        except LabkitError as exc:
+            # An I/O or QEMU error is an outcome of the run, kept on the task.
+            task.state = FAILED
+            task._exception = exc
+            self.record(task.name, "failed", detail=str(exc))
+        except BaseException as exc:
+            # Anything else is a bug in a model or a test: never swallow it.
+            task.state = FAILED
+            task._exception = exc
+            self.record(task.name, "failed", detail=f"{type(exc).__name__}: {exc}")
+            raise
+        else:
+            if not isinstance(request, _Suspend):
+                raise TypeError(f"task {task.name} awaited {request!r}; labkit tasks may only "
+                                f"await labkit scheduling points, CoQueues and CoMutexes")
+            if request.kind == "point":
+                self._ready.append(task)
+                self.record(task.name, "point", request.node, request.offset, request.length,
+                            request.detail)
+            else:
+                task.state = BLOCKED
+                task.blocked_on = request.blocker
+                self.record(task.name, "wait", detail=task.why_blocked)
+        finally:
+            _current = prev
+            wakeups, task._wakeups = task._wakeups, []
+            for woken in wakeups:
+                self._make_runnable(woken, task.name)
+
+
+# --- synchronisation ---------------------------------------------------------
+
+
+class CoQueue:
+    """QEMU's ``CoQueue``: FIFO waiters, woken only when the waker next yields.
+
+    ``label`` says what a waiter waits for, as the widgets and Deadlock show it
+    (e.g. "CowRequest of vm-read#1 on clusters 0-0").
+    """
+
+    __slots__ = ("_waiters", "label")
+
+    def __init__(self, label: str = "a CoQueue") -> None:
+        self.label = label
+        self._waiters: deque[Task] = deque()
+
+    def describe(self) -> str:
+        return self.label
+
+    def __len__(self) -> int:
+        return len(self._waiters)
+
+    @property
+    def waiters(self) -> list[Task]:
+        return list(self._waiters)
+
+    async def wait(self) -> None:
+        """``qemu_co_queue_wait``: block the current task until restarted."""
+        task = _current
+        if task is None:
+            raise StateError("CoQueue.wait() called outside a labkit task")
+        self._waiters.append(task)
+        await _Suspend("block", self)
+
+    def restart_all(self) -> None:
+        """``qemu_co_queue_restart_all``: wake every waiter (they run after we yield)."""
+        if not self._waiters:
+            return
+        waiters = list(self._waiters)
+        self._waiters.clear()
+        kernel = waiters[0].kernel
+        kernel.wake(waiters, _current.name if _current else "")
+
+    def next(self) -> bool:
+        """``qemu_co_queue_next``: wake the first waiter; True if there was one."""
+        if not self._waiters:
+            return False
+        task = self._waiters.popleft()
+        task.kernel.wake([task], _current.name if _current else "")
+        return True
+
+
+class CoMutex:
+    """QEMU 2.8's ``CoMutex``: lock waits on a CoQueue while locked; unlock wakes one."""
+
+    __slots__ = ("_queue", "holder", "name")
+
+    def __init__(self, name: str = "CoMutex") -> None:
+        self.name = name
+        self.holder: Task | None = None
+        self._queue = CoQueue(f"{name} held")
+
+    @property
+    def locked(self) -> bool:
+        return self.holder is not None
+
+    async def lock(self) -> None:
+        while self.holder is not None:
+            self._queue.label = f"{self.name} held by {self.holder.name}"
+            await self._queue.wait()
+        self.holder = _current
+
+    def unlock(self) -> None:
+        if self.holder is None:
+            raise StateError(f"{self.name} unlocked while not locked")
+        self.holder = None
+        self._queue.next()

@@ -1,0 +1,77 @@
+"""Layer dumps: what one node of the secondary graph holds, sector by sector.
+
+A :class:`Layer` is the engine's (and the real-QEMU backend's) answer to "what
+is in this layer?": its bytes and, per 512-byte sector, whether the sector is
+allocated *in this layer* (QEMU's ``qemu:allocation-depth`` = 1) and whether it
+is a qcow2 zero cluster.  Two dumps compare equal exactly when the disks are
+equal: same bytes, same allocation.
+
+Trainees should notice that an unallocated sector of hidden or active still
+*reads* as something (it falls through to the backing node); the dump zeroes
+those bytes so that a layer shows only what it owns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SECTOR = 512
+LAYER_NAMES = ("secondary", "hidden", "active", "vm-view")
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """One layer's own contents: ``data`` (bytes) and ``alloc`` (bool per sector).
+
+    ``zero`` marks sectors that are allocated as qcow2 zero clusters; it is
+    shown in tables (``zz``) but not part of equality, since a reader cannot
+    tell a zero cluster from written zeros.
+    """
+
+    data: bytes
+    alloc: np.ndarray
+    zero: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        alloc = np.asarray(self.alloc, dtype=bool)
+        if len(self.data) != alloc.size * SECTOR:
+            raise ValueError(
+                f"Layer data is {len(self.data)} bytes but alloc has {alloc.size} "
+                f"sectors; data must be exactly {SECTOR} bytes per sector"
+            )
+        alloc = alloc.copy()
+        alloc.flags.writeable = False
+        object.__setattr__(self, "alloc", alloc)
+        zero = (np.zeros_like(alloc) if self.zero is None
+                else np.asarray(self.zero, dtype=bool).copy())
+        zero.flags.writeable = False
+        object.__setattr__(self, "zero", zero)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Layer):
+            return NotImplemented
+        return self.data == other.data and bool(np.array_equal(self.alloc, other.alloc))
+
+    def __hash__(self) -> int:
+        return hash((self.data, self.alloc.tobytes()))
+
+    def first_difference(self, other: Layer) -> int | None:
+        """Index of the first sector where the two layers differ, or None."""
+        if self.size != other.size:
+            return 0
+        a = np.frombuffer(self.data, dtype=np.uint8).reshape(-1, SECTOR)
+        b = np.frombuffer(other.data, dtype=np.uint8).reshape(-1, SECTOR)
+        diff = (a != b).any(axis=1) | (self.alloc != other.alloc)
+        idx = np.flatnonzero(diff)
+        return int(idx[0]) if idx.size else None
+
+    @classmethod
+    def full(cls, data: bytes) -> Layer:
+        """A layer with every sector allocated (a raw disk, or the VM's view)."""
+        return cls(bytes(data), np.ones(len(data) // SECTOR, dtype=bool))

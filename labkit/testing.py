@@ -1,0 +1,42 @@
+"""Public test helpers: run a coroutine to completion, snapshot state, index fills.
+
+Used by labkit's own tests and meant for trainers who write exercises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any
+
+import numpy as np
+
+from .block import BlockNode
+from .kernel import Kernel, Policy
+
+
+def run(coro: Coroutine[Any, Any, Any], name: str = "test#1",
+        policy: Policy | None = None) -> Any:
+    """Run one coroutine as a task of a fresh kernel; return its result or raise its error."""
+    kernel = Kernel(policy)
+    task = kernel.spawn(name, coro)
+    kernel.run()
+    if task.exception is not None:
+        raise task.exception
+    return task.result
+
+
+def index_pattern(size: int, block: int = 4096) -> bytes:
+    """``fill="index"``: block k holds byte ``0x10 + k % 0x70``."""
+    k = np.arange(size, dtype=np.int64) // block
+    return (0x10 + k % 0x70).astype(np.uint8).tobytes()
+
+
+def snapshot(*nodes: BlockNode) -> list[tuple[str, bytes, bytes, int, int]]:
+    """Everything observable about nodes: contents, allocation, requests, children."""
+    out = []
+    for node in nodes:
+        layer = node.layer()
+        out.append((node.name, layer.data, layer.alloc.tobytes() + layer.zero.tobytes(),
+                    len(node.tracked_requests),
+                    hash(tuple((k, id(v)) for k, v in node.children.items()))))
+    return out
