@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Coroutine
 from typing import Any
 
-import numpy as np
-
 from .block import BlockNode
 from .kernel import Kernel, Policy
+from .lab import index_fill as index_pattern
+
+__all__ = ["index_pattern", "run", "snapshot"]
 
 
 def run(coro: Coroutine[Any, Any, Any], name: str = "test#1",
@@ -23,12 +24,6 @@ def run(coro: Coroutine[Any, Any, Any], name: str = "test#1",
     if task.exception is not None:
         raise task.exception
     return task.result
-
-
-def index_pattern(size: int, block: int = 4096) -> bytes:
-    """``fill="index"``: block k holds byte ``0x10 + k % 0x70``."""
-    k = np.arange(size, dtype=np.int64) // block
-    return (0x10 + k % 0x70).astype(np.uint8).tobytes()
 
 
 def snapshot(*nodes: BlockNode) -> list[tuple[str, bytes, bytes, int, int]]:

@@ -4,6 +4,7 @@ Re-exports the public names of the private modules; see each for what it
 models in QEMU.
 """
 
+from ._graph import BlockGraph
 from ._node import (
     REQ_MAY_UNMAP,
     REQ_NO_SERIALISING,
@@ -20,6 +21,7 @@ __all__ = [
     "REQ_MAY_UNMAP",
     "REQ_NO_SERIALISING",
     "REQ_SERIALISING",
+    "BlockGraph",
     "BlockNode",
     "InjectedError",
     "NBDExport",

@@ -121,6 +121,7 @@ class BlockNode:
         self.backends: list[str] = []  # names of BlockBackends attached (bdrv_has_blk)
         self.job = None  # the block job using this node as its source (bs->job in 2.8)
         self.injected: list[InjectedError] = []
+        self.dirty_bitmaps: list[np.ndarray] = []  # BdrvDirtyBitmap, one bool per sector
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.size} bytes>"
@@ -284,6 +285,8 @@ class BlockNode:
                 await self._co_pwrite_zeroes(offset, nbytes, flags)
             else:
                 await self._co_pwritev(offset, data, flags)
+            for bitmap in self.dirty_bitmaps:  # bdrv_set_dirty, after the write lands
+                bitmap[offset // SECTOR:(offset + nbytes) // SECTOR] = True
         finally:
             self._tracked_end(req)
 
@@ -311,6 +314,35 @@ class BlockNode:
     def cluster_size(self) -> int:
         """``bdrv_get_info``'s cluster size (a raw node answers its alignment)."""
         return self.request_alignment
+
+    # --- dirty bitmaps ------------------------------------------------------------
+    def create_dirty_bitmap(self) -> np.ndarray:
+        """``bdrv_create_dirty_bitmap``: one bool per sector, set by every write that lands."""
+        bitmap = np.zeros(self.size // SECTOR, dtype=bool)
+        self.dirty_bitmaps.append(bitmap)
+        return bitmap
+
+    def release_dirty_bitmap(self, bitmap: np.ndarray) -> None:
+        self.dirty_bitmaps = [b for b in self.dirty_bitmaps if b is not bitmap]
+
+    # --- synchronous inspection (no scheduling, no tracking) ---------------------
+    def peek(self, offset: int, nbytes: int) -> bytes:
+        """What a read would return right now, without a request: for dumps and plots."""
+        self.check_request(offset, nbytes, "peek")
+        return self._peek(offset, nbytes)
+
+    def _peek(self, offset: int, nbytes: int) -> bytes:
+        return self._own_data()[offset:offset + nbytes].tobytes()
+
+    def allocated_above(self, base: BlockNode | None) -> np.ndarray:
+        """``bdrv_is_allocated_above``: per sector, allocated in this node or any backing
+        node above ``base`` (exclusive)."""
+        out = np.zeros(self.size // SECTOR, dtype=bool)
+        node: BlockNode | None = self
+        while node is not None and node is not base:
+            out |= node._allocation()
+            node = node.backing
+        return out
 
     # --- fault injection (blkdebug) ----------------------------------------
     def inject_error(self, op: str = "any", errno: int = _errno.EIO, offset: int | None = None,

@@ -244,6 +244,20 @@ class Qcow2Node(BlockNode):
         finally:
             self._release()
 
+    def _peek(self, offset: int, nbytes: int) -> bytes:
+        out = np.zeros(nbytes, dtype=np.uint8)
+        pos, end = offset, offset + nbytes
+        while pos < end:
+            state = int(self._map[pos // self._cluster_size])
+            cur = self._run(pos, end, frozenset((state,)))
+            if state == NORMAL:
+                out[pos - offset:pos - offset + cur] = self._data[pos:pos + cur]
+            elif state == UNALLOCATED and self.backing is not None:
+                out[pos - offset:pos - offset + cur] = np.frombuffer(
+                    self.backing._peek(pos, cur), np.uint8)
+            pos += cur
+        return out.tobytes()
+
     # --- dumps ----------------------------------------------------------------
     def _sector_states(self) -> np.ndarray:
         per = self._cluster_size // SECTOR

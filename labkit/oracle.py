@@ -1,0 +1,156 @@
+"""The consistency oracle: what the secondary VM must read, from the scenario's history alone.
+
+The rule COLO depends on: for every byte, the secondary VM reads the secondary
+disk's contents *at the last checkpoint* (or at start), overlaid with the VM's
+own writes since.  The oracle keeps that view from the history of completed
+requests — the primary's writes, the VM's writes, checkpoints, failover —
+and never looks at the engine's layers to compute it.
+
+* A VM read that returns anything else is a *conflicting read*.  A byte may
+  also hold the value of a VM write that overlapped the read in time (the read
+  and the write are concurrent; either order is correct).
+* After failover, the secondary disk must equal that view: the primary's
+  un-checkpointed writes reverted, the VM's writes kept.
+
+Trainees should notice that the oracle needs no knowledge of hidden disks or
+CowRequests: it states *what* must hold, the engine shows *how* QEMU makes it
+hold (or, in design ``"none"``, does not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Violation:
+    """An oracle failure: ``kind`` is ``conflicting-read`` or ``failover``."""
+
+    kind: str
+    task: str
+    offset: int
+    expected: int
+    got: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _ReadWatch:
+    __slots__ = ("alternatives", "expected", "length", "offset")
+
+    def __init__(self, offset: int, length: int, expected: np.ndarray) -> None:
+        self.offset = offset
+        self.length = length
+        self.expected = expected
+        self.alternatives: list[tuple[int, int, int]] = []  # (offset, length, byte)
+
+
+class Oracle:
+    """The expected VM view, updated by the lab as requests complete."""
+
+    def __init__(self, initial: bytes, block: int) -> None:
+        self.block = block
+        self.secondary = np.frombuffer(initial, dtype=np.uint8).copy()  # primary's view
+        self.view = self.secondary.copy()  # what the VM must read
+        self.active = False  # replication running (or failed over): reads are checked
+        self.failed_over = False  # the VM and the primary now share the secondary disk
+        self.violations: list[Violation] = []
+        self._reads: dict[str, _ReadWatch] = {}
+        self._vm_writes: dict[str, tuple[int, int, int]] = {}
+        self._primary_log: list[tuple[str, int, int, int]] = []  # name, off, len, byte
+
+    # --- history --------------------------------------------------------------
+    def started(self) -> None:
+        self.view[:] = self.secondary
+        self.active = True
+
+    def checkpoint(self) -> None:
+        self.view[:] = self.secondary
+        self._primary_log.clear()
+
+    def stopped(self) -> None:
+        """A stop without failover: replication no longer promises anything."""
+        self.active = False
+
+    def primary_write_done(self, name: str, offset: int, length: int, byte: int) -> None:
+        self.secondary[offset:offset + length] = byte
+        if self.failed_over:
+            self.view[offset:offset + length] = byte
+        else:
+            self._primary_log.append((name, offset, length, byte))
+
+    def vm_write_started(self, name: str, offset: int, length: int, byte: int) -> None:
+        self._vm_writes[name] = (offset, length, byte)
+        for watch in self._reads.values():
+            if offset < watch.offset + watch.length and watch.offset < offset + length:
+                watch.alternatives.append((offset, length, byte))
+
+    def vm_write_done(self, name: str, ok: bool) -> None:
+        offset, length, byte = self._vm_writes.pop(name)
+        if ok:
+            self.view[offset:offset + length] = byte
+            if self.failed_over:
+                self.secondary[offset:offset + length] = byte
+
+    def vm_read_started(self, name: str, offset: int, length: int) -> None:
+        watch = _ReadWatch(offset, length, self.view[offset:offset + length].copy())
+        for w_off, w_len, byte in self._vm_writes.values():
+            if w_off < offset + length and offset < w_off + w_len:
+                watch.alternatives.append((w_off, w_len, byte))
+        self._reads[name] = watch
+
+    def vm_read_done(self, name: str, data: bytes | None) -> Violation | None:
+        """Check a finished read (``data`` None: it failed, nothing to check)."""
+        watch = self._reads.pop(name)
+        if data is None or not self.active:
+            return None
+        got = np.frombuffer(data, dtype=np.uint8)
+        bad = got != watch.expected
+        for w_off, w_len, byte in watch.alternatives:
+            lo = max(w_off, watch.offset) - watch.offset
+            hi = min(w_off + w_len, watch.offset + watch.length) - watch.offset
+            bad[lo:hi] &= got[lo:hi] != byte
+        idx = np.flatnonzero(bad)
+        if not idx.size:
+            return None
+        i = int(idx[0])
+        off = watch.offset + i
+        source = self._who_wrote(off, int(got[i]))
+        msg = (f"conflicting read: {name} read {int(got[i]):#04x} at offset {off:#x} (block "
+               f"{off // self.block}) where the VM's view holds {int(watch.expected[i]):#04x}"
+               f"{source}; {idx.size} byte(s) differ")
+        v = Violation("conflicting-read", name, off, int(watch.expected[i]), int(got[i]), msg)
+        self.violations.append(v)
+        return v
+
+    def failover_done(self, name: str, secondary_disk: bytes) -> Violation | None:
+        """Failover completed: the secondary disk must equal the VM's view.
+
+        ``secondary_disk`` is the engine's result being checked; the expectation
+        stays the oracle's own.
+        """
+        self.failed_over = True
+        self.active = True
+        got = np.frombuffer(secondary_disk, dtype=np.uint8)
+        idx = np.flatnonzero(got != self.view)
+        self.secondary[:] = self.view  # from now on the VM and the primary share this disk
+        self._primary_log.clear()
+        if not idx.size:
+            return None
+        i = int(idx[0])
+        msg = (f"failover: after {name} the secondary disk holds {int(got[i]):#04x} at offset "
+               f"{i:#x} (block {i // self.block}) where the VM's view holds "
+               f"{int(self.view[i]):#04x}; {idx.size} byte(s) differ")
+        v = Violation("failover", name, i, int(self.view[i]), int(got[i]), msg)
+        self.violations.append(v)
+        return v
+
+    def _who_wrote(self, offset: int, byte: int) -> str:
+        for name, off, length, b in reversed(self._primary_log):
+            if off <= offset < off + length and b == byte:
+                return f" (primary data from {name}, written after the checkpoint)"
+        return ""
