@@ -17,7 +17,9 @@ from .errors import (
     TaskFailed,
 )
 from .kernel import FIFO, Chooser, CoMutex, CoQueue, Event, Kernel, Random, Scripted, Task
+from .lab import Lab, build_secondary, run_scenario
 from .layers import Layer
+from .oracle import Violation
 
 __version__ = "0.1.0"
 
@@ -30,6 +32,7 @@ __all__ = [
     "Deadlock",
     "Event",
     "Kernel",
+    "Lab",
     "LabkitError",
     "Layer",
     "Random",
@@ -40,6 +43,9 @@ __all__ = [
     "StateError",
     "Task",
     "TaskFailed",
+    "Violation",
     "__version__",
+    "build_secondary",
     "errors",
+    "run_scenario",
 ]

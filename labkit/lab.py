@@ -31,6 +31,7 @@ from .replication import DESIGNS, ERAS, ReplicationNode, ReplicationStage
 from .scenario import Command, Par, Scenario, parse, parse_size
 
 FILLS = ("index", "zero")
+NODE_LAYER = {"secondary-disk": "secondary", "hidden": "hidden", "active": "active"}
 
 
 def index_fill(size: int, block: int = 4096) -> bytes:
@@ -280,6 +281,29 @@ class Lab:
             view = Layer.full(self.top.peek(0, self.size))
         return {"secondary": self.secondary.layer(), "hidden": self.hidden.layer(),
                 "active": self.active.layer(), "vm-view": view}
+
+    def provenance(self, task: Task | str) -> list[str]:
+        """Which layer served each block of a read task, from the trace.
+
+        One entry per block: ``"active"``, ``"hidden"`` or ``"secondary"`` (the
+        layer whose data or zero cluster the read used), ``"mixed"`` when
+        sectors of the block came from different layers, ``""`` outside the read.
+        """
+        name = task if isinstance(task, str) else task.name
+        if name not in self.kernel.tasks:
+            raise KeyError(f"no task named {name!r}; tasks: {', '.join(self.kernel.tasks)}")
+        served = np.full(self.size // SECTOR, "", dtype=object)
+        for e in self.kernel.trace:
+            if e.task != name or e.node not in NODE_LAYER:
+                continue
+            if (e.kind == "point" and e.detail.startswith("io-read")) or e.kind == "read-zero":
+                served[e.offset // SECTOR:(e.offset + e.length) // SECTOR] = NODE_LAYER[e.node]
+        per = self.block // SECTOR
+        out = []
+        for b in range(-(-self.size // self.block)):
+            values = set(served[b * per:(b + 1) * per]) - {""}
+            out.append(values.pop() if len(values) == 1 else ("mixed" if values else ""))
+        return out
 
     def dump(self, title: str = "") -> dict[str, Layer | None]:
         """Record the layers under ``title`` in :attr:`dumps` and return them."""

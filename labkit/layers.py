@@ -13,7 +13,10 @@ those bytes so that a layer shows only what it owns.
 
 from __future__ import annotations
 
+import base64
+import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -75,3 +78,29 @@ class Layer:
     def full(cls, data: bytes) -> Layer:
         """A layer with every sector allocated (a raw disk, or the VM's view)."""
         return cls(bytes(data), np.ones(len(data) // SECTOR, dtype=bool))
+
+    def to_json(self) -> dict[str, Any]:
+        """A compact JSON form: zlib+base64 data, packed bit arrays."""
+        return {
+            "size": self.size,
+            "data": base64.b64encode(zlib.compress(self.data, 6)).decode(),
+            "alloc": np.packbits(self.alloc).tobytes().hex(),
+            "zero": np.packbits(self.zero).tobytes().hex(),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Layer:
+        """Inverse of :meth:`to_json`; raises ValueError naming the bad field."""
+        try:
+            size = int(doc["size"])
+            data = zlib.decompress(base64.b64decode(doc["data"]))
+            nsec = size // SECTOR
+            alloc = np.unpackbits(np.frombuffer(bytes.fromhex(doc["alloc"]), np.uint8))[:nsec]
+            zero = np.unpackbits(np.frombuffer(bytes.fromhex(doc["zero"]), np.uint8))[:nsec]
+        except (KeyError, TypeError, ValueError, zlib.error) as exc:
+            raise ValueError(f"malformed layer in JSON: {exc}; expected the fields size, data, "
+                             f"alloc and zero written by Layer.to_json") from None
+        if len(data) != size or alloc.size != nsec or zero.size != nsec:
+            raise ValueError(f"malformed layer in JSON: size {size} does not match its data "
+                             f"({len(data)} bytes) or bitmaps")
+        return cls(data, alloc.astype(bool), zero.astype(bool))

@@ -106,6 +106,10 @@ class Qcow2Node(BlockNode):
                         data = await self.backing.co_preadv(pos, cur)
                         await self.lock.lock()
                         out[pos - offset:pos - offset + cur] = np.frombuffer(data, np.uint8)
+                    else:
+                        emit("read-zero", self.name, pos, cur, "unallocated, no backing file")
+                elif state == ZERO:
+                    emit("read-zero", self.name, pos, cur, "zero cluster")
                 elif state == NORMAL:
                     self.lock.unlock()
                     await sched_point("io-read", self.name, pos, cur)

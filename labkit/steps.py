@@ -1,0 +1,68 @@
+"""Steps 1–3 of the backup workflow, named from the trace (one place for the whole kit).
+
+``docs/block-replication.txt`` numbers what happens to a primary write on the
+secondary:
+
+1. the NBD write reaches the secondary disk (``bdrv_aligned_pwritev``) and the
+   before-write notifier calls ``backup_do_cow``;
+2. ``backup_do_cow`` waits for overlapping requests, registers a CowRequest,
+   reads each not-yet-copied backup cluster's old contents from the secondary
+   disk and writes them to the hidden disk, then ends the CowRequest;
+3. the write resumes and puts the new contents on the secondary disk.
+
+:func:`workflow_step` maps one trace event to its step and a sentence; the
+CLI demo and the WorkflowStepper widget both use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .kernel import Event
+
+STEP_TITLES = {
+    1: "Step 1: the NBD write reaches the secondary disk; the before-write notifier fires",
+    2: "Step 2: backup_do_cow copies the old contents to the hidden disk",
+    3: "Step 3: the write resumes and the new data lands on the secondary disk",
+}
+
+
+@dataclass(frozen=True)
+class StepNote:
+    """Which workflow step an event belongs to, and what it means in words."""
+
+    step: int
+    text: str
+
+
+def workflow_step(event: Event, source: str = "secondary-disk",
+                  target: str = "hidden") -> StepNote | None:
+    """The step (1–3) of a primary write's event, or None for other events."""
+    if not event.task.startswith("nbd-write#"):
+        return None
+    span = f"[{event.offset:#x}+{event.length:#x}]" if event.offset >= 0 else ""
+    kind, node = event.kind, event.node
+    if kind == "req-start" and node == source and event.detail in ("write", "zero"):
+        return StepNote(1, f"{event.task} reaches {source} {span} (bdrv_aligned_pwritev); "
+                           f"the before-write notifier calls backup_do_cow")
+    if kind == "wait":
+        return StepNote(2, f"{event.task} waits: {event.detail}")
+    if kind == "cow-begin":
+        return StepNote(2, f"backup_do_cow: {event.detail} registered (cow_request_begin)")
+    if kind == "cow-copy":
+        return StepNote(2, f"backup_do_cow: {event.detail}")
+    if kind == "req-start" and node == source and event.detail == "read":
+        return StepNote(2, f"read the old contents of {source} {span} (no serialising)")
+    if kind == "req-start" and node == target:
+        what = "write-zeroes (an all-zero cluster)" if event.detail == "zero" else "write"
+        return StepNote(2, f"{what} of the old contents to {target} {span}")
+    if kind == "cow-end":
+        return StepNote(2, f"backup_do_cow: {event.detail} ended (cow_request_end wakes "
+                           f"waiters)")
+    if kind == "point" and node == source and event.detail.startswith("io-write"):
+        return StepNote(3, f"the new data of {event.task} is written to {source} {span}")
+    if kind == "req-end" and node == source and event.detail in ("write", "zero"):
+        return StepNote(3, f"{event.task} completed on {source}")
+    if kind == "failed":
+        return StepNote(3, f"{event.task} failed: {event.detail}")
+    return None
