@@ -335,3 +335,41 @@ class ReplicationNode(BlockNode):
             self.stage = ReplicationStage.FAILOVER_FAILED
             self.error = -_errno.EIO
 
+
+
+class ReplicationRegistry:
+    """The framework list of ``replication.c`` (``replication_new`` inserts at the head).
+
+    The ``*_all`` calls walk the list newest-first, stop at the first error and
+    propagate it, with no rollback — what ``xen-set-replication`` and
+    ``xen-colo-do-checkpoint`` call.
+    """
+
+    def __init__(self) -> None:
+        self.states: list[ReplicationNode] = []
+
+    def add(self, node: ReplicationNode) -> ReplicationNode:
+        """``replication_new``."""
+        self.states.insert(0, node)
+        return node
+
+    def remove(self, node: ReplicationNode | None) -> None:
+        """``replication_remove`` (None tolerated)."""
+        if node is not None and node in self.states:
+            self.states.remove(node)
+
+    async def start_all(self, mode: str) -> None:
+        for node in list(self.states):
+            await node.start(mode)
+
+    async def do_checkpoint_all(self) -> None:
+        for node in list(self.states):
+            await node.do_checkpoint()
+
+    def get_error_all(self) -> None:
+        for node in list(self.states):
+            node.get_error()
+
+    async def stop_all(self, failover: bool) -> None:
+        for node in list(self.states):
+            await node.stop(failover)

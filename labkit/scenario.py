@@ -136,8 +136,8 @@ def parse(text: str, *, block: int = 4096, size: int | None = None) -> Scenario:
             raise ScenarioError(line, part, "'}' without an open 'par {'")
         if part == "{":
             raise ScenarioError(line, part, "'{' must follow 'par'")
-        if part == "par":
-            if i + 1 >= len(tokens) or tokens[i + 1][1] != "{":
+        if part.split()[0] == "par":
+            if part != "par" or i + 1 >= len(tokens) or tokens[i + 1][1] != "{":
                 raise ScenarioError(line, part, "'par' must be followed by '{'")
             j = i + 2
             inner: list[Command] = []
