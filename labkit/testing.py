@@ -12,7 +12,7 @@ from .block import BlockNode
 from .kernel import Kernel, Policy
 from .lab import index_fill as index_pattern
 
-__all__ = ["index_pattern", "run", "snapshot"]
+__all__ = ["index_pattern", "need", "run", "snapshot"]
 
 
 def run(coro: Coroutine[Any, Any, Any], name: str = "test#1",
@@ -35,3 +35,21 @@ def snapshot(*nodes: BlockNode) -> list[tuple[str, bytes, bytes, int, int]]:
                     len(node.tracked_requests),
                     hash(tuple((k, id(v)) for k, v in node.children.items()))))
     return out
+
+
+def need(available: object, what: str, install: str = "") -> None:
+    """Skip a test when ``what`` is missing — but fail under ``CI=true``.
+
+    CI installs every tool the suite needs, so a missing one there is a broken
+    CI script, not a reason to stop testing silently.
+    """
+    import os
+
+    import pytest
+
+    if available:
+        return
+    hint = f" (install: {install})" if install else ""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is missing and CI=true: .ci/run must install it{hint}")
+    pytest.skip(f"{what} is missing{hint}")

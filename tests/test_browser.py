@@ -1,0 +1,166 @@
+"""The notebooks in a real JupyterLab, driven by Debian's Chromium through Playwright.
+
+Opens every notebook (copies, so autosave cannot touch the repository), runs
+all cells, waits for the kernel to be idle, checks there is no error output and
+that widgets rendered, clicks Step in notebook 02 and checks the step label and
+the plot changed.  Screenshots go to ``artifacts/`` (ignored by git); the
+README's ``docs/notebook-02.png`` is copied from ``artifacts/02-*-after-step.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from labkit.testing import need
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def jupyterlab(root: Path, tmp: Path):
+    port, token = free_port(), secrets.token_hex(16)
+    settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
+               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), LABKIT_SOLUTIONS="1")
+    log = open(tmp / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
+         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}", "--allow-root", "--ServerApp.port_retries=0"],
+        stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited: {(tmp / 'jupyterlab.log').read_text()}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.3)
+        else:
+            raise RuntimeError("JupyterLab did not open its port within 90 s")
+        yield f"http://127.0.0.1:{port}", token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def run_all_and_wait(page, timeout_ms: int = 120_000) -> None:
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    # Wait until every code cell shows an execution count ("[3]:") and the kernel is idle.
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+            const done = prompts.every(p => /\[\d+\]/.test(p.textContent));
+            const idle = document.querySelector(
+                '.jp-Notebook-ExecutionIndicator[data-status="idle"]');
+            return prompts.length > 0 && done && idle !== null;
+        }""", timeout=timeout_ms)
+    page.wait_for_timeout(500)
+
+
+def errors_on_page(page) -> list[str]:
+    found = []
+    for sel in (".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
+                ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"):
+        for el in page.query_selector_all(sel):
+            text = el.inner_text()
+            if "Traceback" in text or "Error" in text:
+                found.append(text[:500])
+    if page.get_by_text("Error displaying widget").count():
+        found.append("Error displaying widget")
+    return found
+
+
+def test_notebooks_run_in_jupyterlab_and_widgets_respond(tmp_path):
+    need(shutil.which("chromium") or Path(CHROMIUM).exists(), "Debian's chromium",
+         "apt-get install chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    need(sync_playwright, "the playwright Python package", "pip install -e '.[test]'")
+    assert NOTEBOOKS, "no notebooks to open"
+    root = tmp_path / "lab"
+    shutil.copytree(ROOT / "notebooks", root)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with jupyterlab(root, tmp_path) as (url, token), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for name in NOTEBOOKS:
+                page.goto(f"{url}/lab/tree/{name}?token={token}")
+                page.wait_for_selector(".jp-Notebook", timeout=60_000)
+                page.wait_for_selector(
+                    ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+                run_all_and_wait(page)
+                stem = name.removesuffix(".ipynb")
+                page.screenshot(path=str(ARTIFACTS / f"{stem}.png"))
+                assert errors_on_page(page) == [], f"{name}: error output"
+                uses_widgets = "ipywidgets" in (root / name).read_text() or \
+                    "labkit.widgets" in (root / name).read_text()
+                if uses_widgets:
+                    assert page.locator(".jupyter-widgets").count() > 0, \
+                        f"{name}: no widget rendered"
+                if stem.startswith("02"):
+                    click_step_in_stepper(page, stem)
+                shut_down_kernels(page, url, token)
+        finally:
+            browser.close()
+
+
+def shut_down_kernels(page, url: str, token: str) -> None:
+    """Free the kernel of the notebook just checked (REST API: no confirmation dialog)."""
+    headers = {"Authorization": f"token {token}"}
+    for session in page.request.get(f"{url}/api/sessions", headers=headers).json():
+        page.request.delete(f"{url}/api/sessions/{session['id']}", headers=headers)
+
+
+def click_step_in_stepper(page, stem: str) -> None:
+    label = page.locator(".labkit-step-label").first
+    label.scroll_into_view_if_needed()
+    before_text = label.inner_text()
+    img = page.locator(".labkit-stepper img, .labkit-stepper canvas").first
+    before_img = img.get_attribute("src") if img.count() else None
+    page.get_by_role("button", name="Step", exact=True).first.click()
+    page.wait_for_function(
+        "([sel, old]) => { const e = document.querySelector(sel); "
+        "return e && e.innerText !== old; }",
+        arg=[".labkit-step-label", before_text], timeout=30_000)
+    after_text = label.inner_text()
+    assert after_text != before_text
+    if before_img is not None:
+        page.wait_for_timeout(500)
+        assert img.get_attribute("src") != before_img, "the plot did not change after Step"
+    label.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"{stem}-after-step.png"))
