@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from . import __version__
 
-SUBCOMMAND_MODULES = ("labkit._cli_run",)
+SUBCOMMAND_MODULES = ("labkit._cli_run", "labkit._cli_quiz",)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
