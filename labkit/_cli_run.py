@@ -21,6 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "simulator and print each dump as a block-map table.")
     p.add_argument("file", help="scenario file, or - for standard input")
     p.add_argument("--json", metavar="OUT", help="also write the dumps as JSON (- for stdout)")
+    p.add_argument("--backend", choices=("sim", "qemu"), default="sim",
+                   help="sim: the simulator (default); qemu: a real QEMU 7.2 (Debian packages "
+                        "qemu-system-x86 and qemu-utils; --design and --era are simulator-only)")
     add_config_arguments(p)
     p.set_defaults(func=cmd_run)
 
@@ -62,7 +65,14 @@ def report(lab: Lab) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from .cli import config_from_args, read_scenario
 
-    lab = run_scenario(read_scenario(args.file), **config_from_args(args))
+    if args.backend == "qemu":
+        from ._cli_qemu import run_on_qemu
+
+        lab = run_on_qemu(args)  # a labkit.qemu.QemuRun: dumps, log, ... as a Lab's
+        if isinstance(lab, int):
+            return lab
+    else:
+        lab = run_scenario(read_scenario(args.file), **config_from_args(args))
     print(report(lab))
     if args.json:
         text = json.dumps(dumps_json(lab), indent=1, sort_keys=True)

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from . import __version__
 
-SUBCOMMAND_MODULES = ("labkit._cli_run", "labkit._cli_quiz",)
+SUBCOMMAND_MODULES = ("labkit._cli_run", "labkit._cli_quiz", "labkit._cli_qemu",
+                      "labkit._cli_explore")
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

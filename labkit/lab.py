@@ -17,13 +17,14 @@ Task names are stable, so a schedule can name them.
 from __future__ import annotations
 
 import errno as _errno
+import functools
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import numpy as np
 
 from .block import BlockGraph, NBDServer, Qcow2Node, RawNode
-from .errors import BlockError, LabkitError, ReplicationError, ScenarioError
+from .errors import BlockError, LabkitError, ReplicationError, ScenarioError, StateError
 from .kernel import FIFO, Event, Kernel, Policy, Task
 from .layers import SECTOR, Layer
 from .oracle import Oracle, Violation
@@ -34,10 +35,15 @@ FILLS = ("index", "zero")
 NODE_LAYER = {"secondary-disk": "secondary", "hidden": "hidden", "active": "active"}
 
 
+@functools.lru_cache(maxsize=8)
 def index_fill(size: int, block: int = 4096) -> bytes:
-    """``fill="index"``: block k holds ``0x10 + k % 0x70`` (writes in examples use ≥ 0x80)."""
-    k = np.arange(size, dtype=np.int64) // block
-    return (0x10 + k % 0x70).astype(np.uint8).tobytes()
+    """``fill="index"``: block k holds ``0x10 + k % 0x70`` (writes in examples use ≥ 0x80).
+
+    Cached (the result is immutable bytes): the explorer builds the same lab
+    thousands of times.
+    """
+    per_block = (0x10 + np.arange(-(-size // block), dtype=np.int64) % 0x70).astype(np.uint8)
+    return np.repeat(per_block, block)[:size].tobytes()
 
 
 def _size(value: int | str, what: str, block: int = 4096) -> int:
@@ -100,6 +106,7 @@ class Lab:
         self.expectation_failures: list[str] = []
         self._counters: dict[str, int] = {}
         self._failover_pending: str | None = None
+        self._write_bytes: dict[str, int] = {}  # write task -> its byte (see writers())
 
     def __repr__(self) -> str:
         return (f"<Lab {self.size} bytes, design {self.design!r}, replication "
@@ -127,6 +134,23 @@ class Lab:
             return job.cluster_size
         override = self.config["backup_cluster"]
         return override or max(1 << 16, self.hidden.cluster_size)
+
+    def writers(self) -> dict[int, list[str]]:
+        """Who wrote each byte value: ``{0xbb: ["nbd-write#1"], 0x15: ["original"], ...}``.
+
+        ``"original"`` for every byte of the initial fill, then the write tasks
+        (the primary's and the VM's, in the order they were issued) that write
+        that byte.  A copy — the backup's COW into hidden, the failover commit —
+        moves bytes without changing who wrote them, so the plots can name the
+        writer of any block's content from its byte value alone.
+        """
+        if not hasattr(self, "_original_bytes"):
+            counts = np.bincount(np.frombuffer(self.original, np.uint8), minlength=256)
+            self._original_bytes = [int(b) for b in np.flatnonzero(counts)]
+        out: dict[int, list[str]] = {b: ["original"] for b in self._original_bytes}
+        for name, byte in self._write_bytes.items():
+            out.setdefault(byte, []).append(name)
+        return out
 
     def violations(self) -> list[Violation]:
         """Conflicting reads and failover mismatches found so far."""
@@ -156,7 +180,9 @@ class Lab:
             await self.export.co_write(offset, bytes([byte]) * length)
             self.oracle.primary_write_done(name, offset, length, byte)
 
-        return self._spawn("nbd-write", body)
+        task = self._spawn("nbd-write", body)
+        self._write_bytes[task.name] = byte
+        return task
 
     def vm_write(self, offset: int, length: int, byte: int) -> Task:
         """A write by the secondary VM through the replication node (``vm-write#N``)."""
@@ -171,7 +197,9 @@ class Lab:
             finally:
                 self.oracle.vm_write_done(name, ok)
 
-        return self._spawn("vm-write", body)
+        task = self._spawn("vm-write", body)
+        self._write_bytes[task.name] = byte
+        return task
 
     def vm_read(self, offset: int, length: int) -> Task:
         """A read by the secondary VM through the replication node (``vm-read#N``)."""
@@ -207,12 +235,22 @@ class Lab:
     def start(self, wait: bool = True) -> Task:
         """``xen-set-replication enable=true primary=false``: replication_start."""
         return self._control("start", lambda: self.top.start("secondary"),
-                             lambda _: self.oracle.started(), wait)
+                             lambda _: self._if_running(self.oracle.started), wait)
 
     def checkpoint(self, wait: bool = True) -> Task:
         """``xen-colo-do-checkpoint``: replication_do_checkpoint."""
         return self._control("checkpoint", self.top.do_checkpoint,
-                             lambda _: self.oracle.checkpoint(), wait)
+                             lambda _: self._if_running(self.oracle.checkpoint), wait)
+
+    def _if_running(self, update: Callable[[], None]) -> None:
+        """Tell the oracle of a start or checkpoint only if it took effect.
+
+        In ``era="7.2"`` both return without error but do nothing after
+        failover or stop (the stage stays ``done``); the oracle must not start
+        checking reads again then.
+        """
+        if self.top.stage is ReplicationStage.RUNNING:
+            update()
 
     def stop(self, wait: bool = True) -> Task:
         """``xen-set-replication enable=false``: replication_stop without failover."""
@@ -353,11 +391,9 @@ class Lab:
                 self.log.append(f"line {cmd.line}: {cmd.text}: {task.name} failed: "
                                 f"{task.exception}")
             elif cmd.op == "vread" and cmd.what is not None:
-                want = (self.original[cmd.offset:cmd.offset + cmd.length] if cmd.what == "orig"
-                        else bytes([cmd.byte or 0]) * cmd.length)
-                if task.result != want:
-                    what = "the original" if cmd.what == "orig" else f"{cmd.byte:#04x}"
-                    self._expect_failed(cmd, f"{task.name} read other data than {what}")
+                why = vread_failure(cmd, task.result, self.original)
+                if why is not None:
+                    self._expect_failed(cmd, f"{task.name} {why}")
         for task in self.kernel.tasks.values():  # e.g. commit#N spawned by failover
             if task.name.startswith("commit#") and task.exception is not None:
                 msg = f"{task.name} failed: {task.exception}"
@@ -373,23 +409,116 @@ class Lab:
             self._expect_failed(cmd, f"layer {cmd.layer} cannot be read now (replication "
                                      f"{self.state})")
             return
-        s0, s1 = cmd.offset // SECTOR, (cmd.offset + cmd.length) // SECTOR
-        alloc = layer.alloc[s0:s1]
-        data = layer.data[cmd.offset:cmd.offset + cmd.length]
-        if cmd.what == "unalloc":
-            ok, why = not alloc.any(), "some sectors are allocated"
-        elif cmd.what == "alloc":
-            ok, why = bool(alloc.all()), "some sectors are not allocated"
-        elif cmd.what == "orig":
-            ok = bool(alloc.all()) and data == self.original[cmd.offset:cmd.offset + cmd.length]
-            why = "the data is not the original"
-        elif cmd.what == "zero":
-            ok, why = bool(alloc.all()) and not any(data), "the data is not all zero"
-        else:
-            ok = bool(alloc.all()) and data == bytes([cmd.byte or 0]) * cmd.length
-            why = f"the data is not all {cmd.byte:#04x}"
-        if not ok:
+        why = expect_failure(cmd, layer, self.original)
+        if why is not None:
             self._expect_failed(cmd, why)
+
+
+def expect_failure(cmd: Command, layer: Layer, original: bytes) -> str | None:
+    """Why ``expect LAYER OFF LEN WHAT`` does not hold on ``layer``; None when it holds.
+
+    ``original`` is the secondary disk's initial fill (for ``orig``).  Shared
+    by the simulator and the real-QEMU backend, so both judge alike.
+    """
+    s0, s1 = cmd.offset // SECTOR, (cmd.offset + cmd.length) // SECTOR
+    alloc = layer.alloc[s0:s1]
+    data = layer.data[cmd.offset:cmd.offset + cmd.length]
+    if cmd.what == "unalloc":
+        ok, why = not alloc.any(), "some sectors are allocated"
+    elif cmd.what == "alloc":
+        ok, why = bool(alloc.all()), "some sectors are not allocated"
+    elif cmd.what == "orig":
+        ok = bool(alloc.all()) and data == original[cmd.offset:cmd.offset + cmd.length]
+        why = "the data is not the original"
+    elif cmd.what == "zero":
+        ok, why = bool(alloc.all()) and not any(data), "the data is not all zero"
+    else:
+        ok = bool(alloc.all()) and data == bytes([cmd.byte or 0]) * cmd.length
+        why = f"the data is not all {cmd.byte:#04x}"
+    return None if ok else why
+
+
+def vread_failure(cmd: Command, data: bytes, original: bytes) -> str | None:
+    """Why the ``data`` a ``vread OFF LEN BYTE|orig`` returned is not what it expects.
+
+    None when it is (or when the ``vread`` expects nothing).  The reason reads
+    after the task's name: ``"read other data than 0xbb"``.  Shared by the
+    simulator and the real-QEMU backend.
+    """
+    if cmd.what is None:
+        return None
+    want = (original[cmd.offset:cmd.offset + cmd.length] if cmd.what == "orig"
+            else bytes([cmd.byte or 0]) * cmd.length)
+    if data == want:
+        return None
+    what = "the original" if cmd.what == "orig" else f"{cmd.byte:#04x}"
+    return f"read other data than {what}"
+
+
+class ScenarioRun:
+    """A scenario played one scheduling decision at a time: :meth:`Lab.play`, step by step.
+
+    The widgets drive a scenario with it.  Each :meth:`step` is one decision of
+    the lab's policy; between decisions, exactly as in :meth:`Lab.play`, a
+    command (or a ``par`` block) whose tasks have all finished is checked and
+    the next one is started, and ``dump`` / ``expect`` lines take effect.
+    :attr:`current` is the scenario step whose tasks are running (None when
+    :attr:`done`).  Invariant: while not done, some task is runnable.
+    """
+
+    def __init__(self, lab: Lab, scenario: str | Scenario) -> None:
+        if isinstance(scenario, str):
+            scenario = parse(scenario, block=lab.block, size=lab.size)
+        self.lab = lab
+        self.scenario = scenario
+        self.index = 0  # index into scenario.steps of the step being run
+        self._tasks: list[tuple[Command, Task]] | None = None
+        self._advance()
+
+    def _advance(self) -> None:
+        lab, steps = self.lab, self.scenario.steps
+        while self.index < len(steps):
+            if self._tasks is not None:
+                if lab.kernel.runnable():
+                    return
+                tasks, self._tasks = self._tasks, None
+                self.index += 1
+                lab._settle(tasks)  # nothing runnable: Deadlock if stuck, then the checks
+                continue
+            step = steps[self.index]
+            if isinstance(step, Par):
+                self._tasks = [(c, lab._spawn_command(c)) for c in step.commands]
+            elif step.op == "dump":
+                lab.dump(step.title)
+                self.index += 1
+            elif step.op == "expect":
+                lab._expect(step)
+                self.index += 1
+            else:
+                self._tasks = [(step, lab._spawn_command(step))]
+
+    @property
+    def done(self) -> bool:
+        """True once every step of the scenario has been played and settled."""
+        return self.index >= len(self.scenario.steps)
+
+    @property
+    def current(self) -> Command | Par | None:
+        """The scenario step whose tasks are running now (None when done)."""
+        return None if self.done else self.scenario.steps[self.index]
+
+    def step(self) -> Event:
+        """One scheduling decision (the lab's policy picks); returns its ``run`` event."""
+        if self.done:
+            raise StateError("the scenario has been played to its end; nothing left to step")
+        event = self.lab.step()
+        self._advance()
+        return event
+
+    def run(self) -> None:
+        """Play the rest of the scenario."""
+        while not self.done:
+            self.step()
 
 
 def build_secondary(size: int | str = "1M", block: int | str = "4K",
@@ -437,4 +566,5 @@ def run_scenario(text: str | Scenario, **config: Any) -> Lab:
     return lab.play(scenario)
 
 
-__all__ = ["Lab", "build_secondary", "index_fill", "run_scenario"]
+__all__ = ["Lab", "ScenarioRun", "build_secondary", "expect_failure", "index_fill",
+           "run_scenario", "vread_failure"]

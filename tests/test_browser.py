@@ -20,8 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from labkit.testing import need
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +45,7 @@ def jupyterlab(root: Path, tmp: Path):
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
                JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), LABKIT_SOLUTIONS="1")
-    log = open(tmp / "jupyterlab.log", "w")  # noqa: SIM115 - closed below
+    log = open(tmp / "jupyterlab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
          "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
@@ -79,7 +77,7 @@ def run_all_and_wait(page, timeout_ms: int = 120_000) -> None:
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
     # Wait until every code cell shows an execution count ("[3]:") and the kernel is idle.
     page.wait_for_function(
-        """() => {
+        r"""() => {
             const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
             const done = prompts.every(p => /\[\d+\]/.test(p.textContent));
             const idle = document.querySelector(

@@ -1,0 +1,38 @@
+"""The real-QEMU backend: the COLO secondary's block replication on QEMU 7.2.
+
+:class:`QemuSecondary` runs one ``qemu-system-x86_64 -machine none`` with the
+secondary graph (secondary disk ← hidden ← active ← replication), drives it
+over QMP and NBD and dumps each layer.  On top of it:
+
+* :func:`run_scenario` plays a scenario-language text on QEMU and returns a
+  :class:`QemuRun` (``dumps``, ``log``, ``expectation_failures``, like a
+  :class:`labkit.Lab` after :func:`labkit.run_scenario`);
+* :func:`compare` plays it on both and returns a :class:`Comparison`
+  (``agree``, ``differences``, ``sim_dumps``, ``qemu_dumps``, ``text()``).
+
+Needs the Debian packages ``qemu-system-x86`` and ``qemu-utils``;
+:func:`qemu_available` says whether they are usable here.  ``labkit`` itself
+never imports this package: import it where QEMU is wanted.
+"""
+
+from labkit.qemu._compare import Comparison, Difference, compare
+from labkit.qemu._errors import BackendError, QemuError, QemuNotAvailable
+from labkit.qemu._nbd import NbdError
+from labkit.qemu._run import Outcome, QemuRun, run_scenario
+from labkit.qemu._session import QemuSecondary, leftover_sessions, qemu_available
+
+__all__ = [
+    "BackendError",
+    "Comparison",
+    "Difference",
+    "NbdError",
+    "Outcome",
+    "QemuError",
+    "QemuNotAvailable",
+    "QemuRun",
+    "QemuSecondary",
+    "compare",
+    "leftover_sessions",
+    "qemu_available",
+    "run_scenario",
+]
