@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8888
 
-.PHONY: lab test bench lint clean
+.PHONY: lab test bench lint clean notebooks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +22,17 @@ lab: $(VENV)/.lab-installed
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT)
 
 test: $(VENV)/.test-installed
-	$(BIN)/ruff check labkit tests benchmarks
-	$(BIN)/python -m pytest tests --nbval notebooks --sanitize-with tests/sanitize.cfg
+	$(BIN)/ruff check labkit tests tools
+	$(BIN)/python -m pytest tests --nbval notebooks --nbval-sanitize-with tests/sanitize.cfg
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks
 
+notebooks: $(VENV)/.test-installed
+	$(BIN)/python tools/build_notebooks.py
+
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check labkit tests benchmarks
+	$(BIN)/ruff check labkit tests tools
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis artifacts
