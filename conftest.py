@@ -15,6 +15,6 @@ os.environ["LABKIT_SOLUTIONS"] = "1"
 os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 
 
-def pytest_collectstart(collector):  # noqa: ANN001, ANN201 - pytest hook
+def pytest_collectstart(collector):
     if getattr(collector, "fspath", None) is not None and collector.fspath.ext == ".ipynb":
         collector.skip_compare += ("application/vnd.jupyter.widget-view+json", "text/html")
