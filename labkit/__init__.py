@@ -16,6 +16,14 @@ from .errors import (
     StateError,
     TaskFailed,
 )
+from .explore import (
+    Counterexample,
+    Exploration,
+    NondeterminismError,
+    check_determinism,
+    explore,
+    replay,
+)
 from .kernel import FIFO, Chooser, CoMutex, CoQueue, Event, Kernel, Random, Scripted, Task
 from .lab import Lab, build_secondary, run_scenario
 from .layers import Layer
@@ -29,12 +37,15 @@ __all__ = [
     "Chooser",
     "CoMutex",
     "CoQueue",
+    "Counterexample",
     "Deadlock",
     "Event",
+    "Exploration",
     "Kernel",
     "Lab",
     "LabkitError",
     "Layer",
+    "NondeterminismError",
     "Random",
     "ReplicationError",
     "ScenarioError",
@@ -46,6 +57,9 @@ __all__ = [
     "Violation",
     "__version__",
     "build_secondary",
+    "check_determinism",
     "errors",
+    "explore",
+    "replay",
     "run_scenario",
 ]

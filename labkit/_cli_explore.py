@@ -1,0 +1,187 @@
+"""``labkit explore`` (every interleaving, a verdict per design) and ``labkit replay`` (one run).
+
+``FILE`` is a scenario file, ``-`` for standard input, or the name of a
+shipped scenario (``labkit explore canonical``).  The scenario's ``# config:``
+header applies; options given on the command line win over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import scenarios
+from . import trace as _trace
+from ._cli_run import report
+from .errors import Deadlock
+from .explore import DEFAULT_MAX_RUNS, Exploration, explore, replay
+
+DESIGNS = ("none", "2.8", "4.0")
+_CONFIG_DESTS = ("size", "block", "hidden_cluster", "active_cluster", "design", "era",
+                 "backup_cluster")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from .cli import add_config_arguments
+
+    e = sub.add_parser(
+        "explore", help="run every interleaving of a scenario and give the verdict per design",
+        description="Explore a scenario's interleavings (source-DPOR with sleep sets unless "
+                    "--reduction says otherwise), check each run with the oracle, and print the "
+                    "verdict: safe (every interleaving covered, no violation), violation (with "
+                    "the shrunk schedule and the conflicting read) or unknown (budget spent). "
+                    "Without --design, all three designs are explored.")
+    e.add_argument("file", help="scenario file, - for standard input, or a shipped scenario "
+                                f"name ({', '.join(scenarios.names())})")
+    e.add_argument("--max-runs", type=int, default=DEFAULT_MAX_RUNS, metavar="N",
+                   help=f"stop after N runs (default {DEFAULT_MAX_RUNS}); the verdict is then "
+                        f"'unknown' unless a violation was found")
+    e.add_argument("--preemption-bound", type=int, default=None, metavar="K",
+                   help="only runs with at most K preemptions (never 'safe' if one was skipped)")
+    e.add_argument("--reduction", default="dpor", choices=("dpor", "sleep", "none"),
+                   help="partial-order reduction (default dpor; none = naive baseline)")
+    e.add_argument("--stop-at-first", action="store_true",
+                   help="stop at the first violating run")
+    e.add_argument("--no-shrink", action="store_true",
+                   help="report violations as found, without minimising preemptions")
+    e.add_argument("--stats", action="store_true",
+                   help="also run the naive exploration (reduction none) and compare counts")
+    e.add_argument("--json", metavar="OUT",
+                   help="write each counterexample as a replayable trace file "
+                        "(OUT-DESIGN.json; - for stdout)")
+    add_config_arguments(e)
+    e.set_defaults(func=cmd_explore, **dict.fromkeys(_CONFIG_DESTS))
+
+    r = sub.add_parser(
+        "replay", help="replay the exact run a schedule names: its trace and its dumps",
+        description="Replay a scenario following a schedule (the compact string, e.g. "
+                    "'start#1*3 vm-read#1 nbd-write#1*5 vm-read#1 vm-read#2*2', or a JSON "
+                    "schedule / trace file written by labkit explore --json; @PATH reads it "
+                    "from a file) and print the trace and the dumps.")
+    r.add_argument("file", help="scenario file, - for standard input, or a shipped scenario name")
+    r.add_argument("--schedule", required=True, metavar="SCHEDULE",
+                   help="the schedule string, or @PATH for a file holding it (text or JSON)")
+    r.add_argument("--json", metavar="OUT", help="also write the trace file (- for stdout)")
+    r.add_argument("--no-trace", action="store_true", help="print only the dumps and outcomes")
+    add_config_arguments(r)
+    r.set_defaults(func=cmd_replay, **dict.fromkeys(_CONFIG_DESTS))
+
+
+def _scenario_text(path: str) -> tuple[str, str]:
+    """(text, label) for a path, '-' or a shipped scenario name."""
+    from .cli import read_scenario
+
+    if path != "-" and not os.path.exists(path):
+        try:
+            return scenarios.load(path), f"{path.removesuffix('.scn')}.scn (shipped)"
+        except KeyError:
+            pass
+    return read_scenario(path), ("<stdin>" if path == "-" else path)
+
+
+def _config(args: argparse.Namespace) -> dict[str, object]:
+    from .cli import config_from_args
+
+    return {k: v for k, v in config_from_args(args).items() if v is not None}
+
+
+def _line(label: str, ex: Exploration) -> str:
+    state = "complete" if ex.complete else ("stopped at the first violation"
+                                            if ex.stopped_at_first else "NOT complete")
+    return (f"  {label:<16} runs {ex.runs:>6}  complete interleavings {ex.interleavings:>6}  "
+            f"cut by sleep sets {ex.sleep_blocked:>5}  pruned choices {ex.pruned:>6}  "
+            f"{ex.verdict:<9} {state}  {ex.seconds:.2f} s")
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    text, label = _scenario_text(args.file)
+    config = _config(args)
+    designs = [config.pop("design")] if "design" in config else list(DESIGNS)
+    expected = scenarios.verdicts(text)
+    mismatches = 0
+    for design in designs:
+        ex = explore(text, design=design, max_runs=args.max_runs,
+                     preemption_bound=args.preemption_bound, reduction=args.reduction,
+                     stop_at_first=args.stop_at_first, shrink=not args.no_shrink, **config)
+        print(f"{label}, design {design}: {ex.verdict.upper()}")
+        print(f"  runs {ex.runs} (complete interleavings {ex.interleavings}), pruned choices "
+              f"{ex.pruned}, {'complete' if ex.complete else 'not complete'}, reduction "
+              f"{ex.reduction}")
+        if ex.verdict == "unknown":
+            why = (f"the preemption bound skipped {ex.bounded} choices" if ex.bounded
+                   else f"the budget of {args.max_runs} runs was spent")
+            print(f"  unknown: {why} before every interleaving was covered")
+        for cx in ex.violations:
+            print(f"  {cx.message}")
+            print(f"  shrunk schedule ({cx.preemptions} preemption"
+                  f"{'' if cx.preemptions == 1 else 's'}; found with "
+                  f"{cx.original_preemptions}): {cx.schedule_text}")
+            print(f"  replay it: labkit replay {args.file} --design {design} --schedule "
+                  f"'{cx.schedule_text}'")
+        if ex.violating_runs > 1:
+            print(f"  {ex.violating_runs} of the runs broke the oracle")
+        for line in ex.expectation_failures[:5]:
+            print(f"  note: in some run, {line}")
+        want = expected.get(design)
+        if want is not None:
+            ok = want == ex.verdict
+            mismatches += not ok
+            print(f"  the scenario header expects: {want}"
+                  f"{'' if ok else '  <-- MISMATCH'}")
+        if args.stats:
+            naive = explore(text, design=design, max_runs=args.max_runs,
+                            preemption_bound=args.preemption_bound, reduction="none",
+                            shrink=False, **config)
+            print("  stats:")
+            print(_line(f"reduced ({ex.reduction})", ex))
+            print(_line("naive (none)", naive))
+            if naive.complete and ex.complete and naive.runs:
+                print(f"  the reduction ran {ex.runs} of {naive.runs} interleavings "
+                      f"({100 * ex.runs / naive.runs:.1f}%)")
+        if args.json and ex.violations:
+            docs = [json.loads(cx.to_json()) for cx in ex.violations]
+            out = json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, sort_keys=True)
+            if args.json == "-":
+                sys.stdout.write(out + "\n")
+            else:
+                stem = args.json.removesuffix(".json")
+                path = f"{stem}-{design}.json"
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(out + "\n")
+                print(f"  counterexample written to {path}")
+    return 1 if mismatches else 0
+
+
+def _read_schedule(value: str) -> str:
+    if value.startswith("@"):
+        with open(value[1:], encoding="utf-8") as f:
+            return f.read()
+    return value
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    text, label = _scenario_text(args.file)
+    config = _config(args)
+    schedule = _read_schedule(args.schedule)
+    try:
+        lab = replay(text, schedule, **config)
+    except Deadlock as exc:
+        print(f"{label}: the run deadlocked: {exc}")
+        return 1
+    if not args.no_trace:
+        print(f"-- trace of {label}, design {lab.design} ({len(lab.trace)} events, "
+              f"{len(lab.schedule)} decisions)")
+        for event in lab.trace:
+            print(event)
+        print(f"-- schedule: {_trace.format_schedule(lab.schedule)}")
+    print(report(lab))
+    if args.json:
+        doc = _trace.dumps(lab.trace, lab.schedule, {"config": lab.config, "scenario": text})
+        if args.json == "-":
+            sys.stdout.write(doc + "\n")
+        else:
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(doc + "\n")
+    return 1 if lab.violations() or lab.expectation_failures else 0
