@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .block import BlockGraph, NBDServer, Qcow2Node, RawNode
+from .block._store import Base, ConstantFill, IndexFill, zeros_base
 from .errors import BlockError, LabkitError, ReplicationError, ScenarioError, StateError
 from .kernel import FIFO, Event, Kernel, Policy, Task
 from .layers import SECTOR, Layer
@@ -81,16 +82,19 @@ class Lab:
         self.config = dict(size=size, block=block, hidden_cluster=hidden_cluster,
                            active_cluster=active_cluster, design=design, fill=fill, era=era,
                            backup_cluster=backup_cluster)
+        # The initial contents as a function of (offset, length), not as bytes: the
+        # disk and the oracle keep only what is written (a 1 GiB disk stays small);
+        # ``original`` makes the whole bytes only if someone asks for them.
         if fill == "index":
-            initial = index_fill(size, block)
+            initial: Base | None = IndexFill(block)
         elif fill == "zero":
-            initial = bytes(size)
+            initial = None
         else:
-            initial = bytes([fill]) * size
-        self.original = initial
+            initial = ConstantFill(int(fill))
+        self._original: bytes | None = None
         self.kernel = Kernel(policy)
         self.graph = BlockGraph()
-        self.secondary = self.graph.add(RawNode("secondary-disk", size, initial))
+        self.secondary = self.graph.add(RawNode("secondary-disk", size, fill=initial))
         self.hidden = self.graph.add(Qcow2Node("hidden", size, hidden_cluster,
                                                backing=self.secondary))
         self.active = self.graph.add(Qcow2Node("active", size, active_cluster,
@@ -100,7 +104,7 @@ class Lab:
             design=design, era=era, backup_cluster_override=backup_cluster))
         self.nbd = NBDServer()
         self.export = self.nbd.add(self.secondary, "secondary", writable=True)
-        self.oracle = Oracle(initial, block)
+        self.oracle = Oracle((size, initial or zeros_base), block)
         self.dumps: list[tuple[str, dict[str, Layer | None]]] = []
         self.log: list[str] = []
         self.expectation_failures: list[str] = []
@@ -113,6 +117,19 @@ class Lab:
                 f"{self.state}, {len(self.kernel.tasks)} tasks>")
 
     # --- state ------------------------------------------------------------------
+    @property
+    def original(self) -> bytes:
+        """The secondary disk's initial contents (the ``fill``), ``size`` bytes."""
+        if self._original is None:
+            fill = self.config["fill"]
+            if fill == "index":
+                self._original = index_fill(self.size, self.block)
+            elif fill == "zero":
+                self._original = bytes(self.size)
+            else:
+                self._original = bytes([fill]) * self.size
+        return self._original
+
     @property
     def state(self) -> str:
         """The replication stage: none, running, failover, failover-failed or done."""
@@ -144,10 +161,13 @@ class Lab:
         moves bytes without changing who wrote them, so the plots can name the
         writer of any block's content from its byte value alone.
         """
-        if not hasattr(self, "_original_bytes"):
-            counts = np.bincount(np.frombuffer(self.original, np.uint8), minlength=256)
-            self._original_bytes = [int(b) for b in np.flatnonzero(counts)]
-        out: dict[int, list[str]] = {b: ["original"] for b in self._original_bytes}
+        fill = self.config["fill"]
+        if fill == "index":  # block k holds 0x10 + k % 0x70 (see index_fill)
+            nblocks = -(-self.size // self.block)
+            original = range(0x10, 0x10 + min(nblocks, 0x70))
+        else:
+            original = range(0, 1) if fill == "zero" else range(int(fill), int(fill) + 1)
+        out: dict[int, list[str]] = {b: ["original"] for b in original}
         for name, byte in self._write_bytes.items():
             out.setdefault(byte, []).append(name)
         return out
@@ -472,6 +492,7 @@ class ScenarioRun:
         self.lab = lab
         self.scenario = scenario
         self.index = 0  # index into scenario.steps of the step being run
+        self.started_at = 0  # len(lab.schedule) when the current step's tasks started
         self._tasks: list[tuple[Command, Task]] | None = None
         self._advance()
 
@@ -486,6 +507,7 @@ class ScenarioRun:
                 lab._settle(tasks)  # nothing runnable: Deadlock if stuck, then the checks
                 continue
             step = steps[self.index]
+            self.started_at = len(lab.schedule)
             if isinstance(step, Par):
                 self._tasks = [(c, lab._spawn_command(c)) for c in step.commands]
             elif step.op == "dump":

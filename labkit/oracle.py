@@ -19,9 +19,12 @@ hold (or, in design ``"none"``, does not).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from .block._store import BufferBase, ChunkStore
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,24 @@ class _ReadWatch:
 
 
 class Oracle:
-    """The expected VM view, updated by the lab as requests complete."""
+    """The expected VM view, updated by the lab as requests complete.
 
-    def __init__(self, initial: bytes, block: int) -> None:
+    ``initial`` is the secondary disk's contents at the start: its bytes, or
+    ``(size, fill)`` with ``fill(offset, nbytes) -> array`` computing them
+    (:class:`~labkit.block._store.IndexFill`), so that a large disk is not
+    held in full.  Both views are sparse :class:`ChunkStore` s (array-like:
+    ``oracle.view[i]``); a checkpoint *shares* the primary's view's chunks
+    with the VM's view (copy-on-write) instead of copying the whole disk.
+    """
+
+    def __init__(self, initial: bytes | tuple[int, Callable[[int, int], np.ndarray]],
+                 block: int) -> None:
         self.block = block
-        self.secondary = np.frombuffer(initial, dtype=np.uint8).copy()  # primary's view
+        if isinstance(initial, tuple):
+            size, fill = initial
+            self.secondary = ChunkStore(size, fill)  # primary's view
+        else:
+            self.secondary = ChunkStore(len(initial), BufferBase(initial))
         self.view = self.secondary.copy()  # what the VM must read
         self.active = False  # replication running (or failed over): reads are checked
         self.failed_over = False  # the VM and the primary now share the secondary disk
@@ -65,11 +81,11 @@ class Oracle:
 
     # --- history --------------------------------------------------------------
     def started(self) -> None:
-        self.view[:] = self.secondary
+        self.view = self.secondary.copy()
         self.active = True
 
     def checkpoint(self) -> None:
-        self.view[:] = self.secondary
+        self.view = self.secondary.copy()
         self._primary_log.clear()
 
     def stopped(self) -> None:
@@ -77,9 +93,9 @@ class Oracle:
         self.active = False
 
     def primary_write_done(self, name: str, offset: int, length: int, byte: int) -> None:
-        self.secondary[offset:offset + length] = byte
+        self.secondary.fill(offset, length, byte)
         if self.failed_over:
-            self.view[offset:offset + length] = byte
+            self.view.fill(offset, length, byte)
         else:
             self._primary_log.append((name, offset, length, byte))
 
@@ -92,12 +108,12 @@ class Oracle:
     def vm_write_done(self, name: str, ok: bool) -> None:
         offset, length, byte = self._vm_writes.pop(name)
         if ok:
-            self.view[offset:offset + length] = byte
+            self.view.fill(offset, length, byte)
             if self.failed_over:
-                self.secondary[offset:offset + length] = byte
+                self.secondary.fill(offset, length, byte)
 
     def vm_read_started(self, name: str, offset: int, length: int) -> None:
-        watch = _ReadWatch(offset, length, self.view[offset:offset + length].copy())
+        watch = _ReadWatch(offset, length, self.view.read(offset, length))
         for w_off, w_len, byte in self._vm_writes.values():
             if w_off < offset + length and offset < w_off + w_len:
                 watch.alternatives.append((w_off, w_len, byte))
@@ -136,16 +152,17 @@ class Oracle:
         self.failed_over = True
         self.active = True
         got = np.frombuffer(secondary_disk, dtype=np.uint8)
-        idx = np.flatnonzero(got != self.view)
-        self.secondary[:] = self.view  # from now on the VM and the primary share this disk
+        view = self.view.to_array()
+        idx = np.flatnonzero(got != view)
+        self.secondary = self.view.copy()  # from now on the VM and the primary share this disk
         self._primary_log.clear()
         if not idx.size:
             return None
         i = int(idx[0])
         msg = (f"failover: after {name} the secondary disk holds {int(got[i]):#04x} at offset "
                f"{i:#x} (block {i // self.block}) where the VM's view holds "
-               f"{int(self.view[i]):#04x}; {idx.size} byte(s) differ")
-        v = Violation("failover", name, i, int(self.view[i]), int(got[i]), msg)
+               f"{int(view[i]):#04x}; {idx.size} byte(s) differ")
+        v = Violation("failover", name, i, int(view[i]), int(got[i]), msg)
         self.violations.append(v)
         return v
 

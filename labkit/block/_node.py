@@ -47,8 +47,8 @@ def flag_names(flags: int) -> str:
 class TrackedRequest:
     """``BdrvTrackedRequest``: an in-flight request on one node."""
 
-    __slots__ = ("bytes", "node", "offset", "overlap_bytes", "overlap_offset", "serialising",
-                 "task", "type", "wait_queue", "waiting_for")
+    __slots__ = ("_wait_queue", "bytes", "node", "offset", "overlap_bytes", "overlap_offset",
+                 "serialising", "task", "type", "waiting_for")
 
     def __init__(self, node: BlockNode, offset: int, nbytes: int, type_: str, task: Task | None):
         self.node = node
@@ -60,9 +60,21 @@ class TrackedRequest:
         self.overlap_offset = offset
         self.overlap_bytes = nbytes
         self.waiting_for: TrackedRequest | None = None
-        who = task.name if task else "?"
-        self.wait_queue = CoQueue(f"{type_} by {who} on {node.name} "
-                                  f"[{offset:#x}+{nbytes:#x}] (tracked request)")
+        self._wait_queue: CoQueue | None = None
+
+    @property
+    def wait_queue(self) -> CoQueue:
+        """The queue overlapping requests wait on (``req->wait_queue``).
+
+        Made on first use: most requests are never waited for, and building the
+        queue and its label for each one was a hot spot.  The label is made of
+        fields that never change, so it reads the same whenever it is made.
+        """
+        if self._wait_queue is None:
+            who = self.task.name if self.task else "?"
+            self._wait_queue = CoQueue(f"{self.type} by {who} on {self.node.name} "
+                                       f"[{self.offset:#x}+{self.bytes:#x}] (tracked request)")
+        return self._wait_queue
 
     def overlaps(self, offset: int, nbytes: int) -> bool:
         return offset < self.overlap_offset + self.overlap_bytes and \
@@ -212,7 +224,8 @@ class BlockNode:
             self.serialising_in_flight -= 1
         self.tracked_requests.remove(req)
         emit("req-end", self.name, req.offset, req.bytes, req.type)
-        req.wait_queue.restart_all()
+        if req._wait_queue is not None:  # no queue made: nobody ever waited
+            req._wait_queue.restart_all()
 
     def mark_request_serialising(self, req: TrackedRequest, align: int) -> None:
         """``mark_request_serialising``: widen the overlap range to ``align``; count once."""
@@ -334,6 +347,12 @@ class BlockNode:
     def _peek(self, offset: int, nbytes: int) -> bytes:
         return self._own_data()[offset:offset + nbytes].tobytes()
 
+    def _peek_pieces(self, offset: int, nbytes: int) -> list:
+        """What :meth:`_peek` returns, as buffers for ``b"".join``: a whole-disk peek
+        through a chain then costs one copy, not one per layer (raw and qcow2
+        override it; a driver that overrides only ``_peek`` still works)."""
+        return [self._peek(offset, nbytes)]
+
     def allocated_above(self, base: BlockNode | None) -> np.ndarray:
         """``bdrv_is_allocated_above``: per sector, allocated in this node or any backing
         node above ``base`` (exclusive)."""
@@ -385,6 +404,10 @@ class BlockNode:
     def layer(self) -> Layer:
         """A dump of this node's own contents (unallocated sectors read as zero)."""
         alloc = self._allocation()
+        return Layer(self._layer_bytes(alloc), alloc, self._zero_map())
+
+    def _layer_bytes(self, alloc: np.ndarray) -> bytes:
+        """This node's own bytes with the sectors not in ``alloc`` zeroed."""
         data = self._own_data().reshape(-1, SECTOR).copy()
         data[~alloc] = 0
-        return Layer(data.tobytes(), alloc, self._zero_map())
+        return data.tobytes()

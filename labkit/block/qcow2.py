@@ -31,6 +31,7 @@ from ..errors import GraphError
 from ..kernel import CoMutex, CoQueue, current_task, emit, sched_point
 from ..layers import SECTOR
 from ._node import REQ_MAY_UNMAP, BlockNode
+from ._store import ChunkStore, zero_pieces
 
 UNALLOCATED = 0
 NORMAL = 1
@@ -65,7 +66,10 @@ class Qcow2Node(BlockNode):
         self._cluster_size = cluster_size
         self.nb_clusters = -(-size // cluster_size)
         self._map = np.zeros(self.nb_clusters, dtype=np.int8)
-        self._data = np.zeros(size, dtype=np.uint8)
+        # Data of allocated clusters, at their guest offsets.  Sparse (chunks made
+        # on first write) instead of a zeroed array as large as the disk: only
+        # allocated clusters are ever read, and a dump zeroes unallocated sectors.
+        self._data = ChunkStore(size)
         self.lock = CoMutex(f"{name} s->lock")
         self._allocs: list[_InflightAlloc] = []
         if backing is not None:
@@ -114,7 +118,7 @@ class Qcow2Node(BlockNode):
                     self.lock.unlock()
                     await sched_point("io-read", self.name, pos, cur)
                     self._check_injected("read", pos, cur)
-                    out[pos - offset:pos - offset + cur] = self._data[pos:pos + cur]
+                    out[pos - offset:pos - offset + cur] = self._data.read(pos, cur)
                     await self.lock.lock()
                 pos += cur
         finally:
@@ -139,7 +143,7 @@ class Qcow2Node(BlockNode):
                     self.lock.unlock()
                     await sched_point("io-write", self.name, pos, cur)
                     self._check_injected("write", pos, cur)
-                    self._data[pos:pos + cur] = buf[pos - offset:pos - offset + cur]
+                    self._data.write(pos, buf[pos - offset:pos - offset + cur])
                     await self.lock.lock()
                 else:
                     cur = self._run(pos, end, frozenset((UNALLOCATED, ZERO)))
@@ -200,9 +204,9 @@ class Qcow2Node(BlockNode):
                 tail = await self._co_preadv(pos + nbytes, stop - pos - nbytes)
             await sched_point("io-write", self.name, start, stop - start)
             self._check_injected("write", start, stop - start)
-            self._data[start:pos] = np.frombuffer(head, np.uint8)
-            self._data[pos:pos + nbytes] = chunk
-            self._data[pos + nbytes:stop] = np.frombuffer(tail, np.uint8)
+            self._data.write(start, head)
+            self._data.write(pos, chunk)
+            self._data.write(pos + nbytes, tail)
             await self.lock.lock()
             await sched_point("meta", self.name, start, stop - start,
                               f"L2 update: clusters {c0}-{c1 - 1} allocated")
@@ -232,7 +236,7 @@ class Qcow2Node(BlockNode):
                                                             REQ_MAY_UNMAP else ""))
             self._check_injected("write", first_full, last_full - first_full)
             self._map[first_full // cs:-(-last_full // cs)] = ZERO
-            self._data[first_full:last_full] = 0
+            self._data.fill(first_full, last_full - first_full, 0)
         finally:
             self._release()
         if last_full < end:
@@ -244,23 +248,41 @@ class Qcow2Node(BlockNode):
         try:
             await sched_point("meta", self.name, 0, self.size, "make_empty: all clusters dropped")
             self._map[:] = UNALLOCATED
-            self._data[:] = 0
+            self._data.clear()  # every byte back to zero: the chunks are dropped
         finally:
             self._release()
 
     def _peek(self, offset: int, nbytes: int) -> bytes:
-        out = np.zeros(nbytes, dtype=np.uint8)
-        pos, end = offset, offset + nbytes
-        while pos < end:
-            state = int(self._map[pos // self._cluster_size])
-            cur = self._run(pos, end, frozenset((state,)))
+        return b"".join(self._peek_pieces(offset, nbytes))
+
+    def _peek_pieces(self, offset: int, nbytes: int) -> list:
+        """Per run of clusters in one state: data, zeros, or the backing node's bytes."""
+        out: list = []
+        for state, pos, cur in self._state_runs(offset, offset + nbytes):
             if state == NORMAL:
-                out[pos - offset:pos - offset + cur] = self._data[pos:pos + cur]
+                out += self._data.pieces(pos, cur)
             elif state == UNALLOCATED and self.backing is not None:
-                out[pos - offset:pos - offset + cur] = np.frombuffer(
-                    self.backing._peek(pos, cur), np.uint8)
-            pos += cur
-        return out.tobytes()
+                out += self.backing._peek_pieces(pos, cur)
+            else:
+                out += zero_pieces(cur)
+        return out
+
+    def _state_runs(self, pos: int, end: int) -> list[tuple[int, int, int]]:
+        """``(state, offset, length)`` per run of clusters in the same state over
+        ``[pos, end)`` — what a loop of :meth:`_run` gives, found with numpy (a dump
+        spans every cluster)."""
+        cs = self._cluster_size
+        first, last = pos // cs, (end - 1) // cs
+        states = self._map[first:last + 1]
+        edges = (np.flatnonzero(np.diff(states)) + 1).tolist()
+        out = []
+        for a, b in zip([0, *edges], [*edges, states.size], strict=True):
+            lo, hi = max(pos, (first + a) * cs), min(end, (first + b) * cs)
+            out.append((int(states[a]), lo, hi - lo))
+        return out
+
+    def _layer_bytes(self, alloc: np.ndarray) -> bytes:
+        return self._data.to_bytes(keep=alloc, sector=SECTOR)
 
     # --- dumps ----------------------------------------------------------------
     def _sector_states(self) -> np.ndarray:
@@ -274,5 +296,5 @@ class Qcow2Node(BlockNode):
         return self._sector_states() == ZERO
 
     def _own_data(self) -> np.ndarray:
-        return self._data
+        return self._data.to_array()
 

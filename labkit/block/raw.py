@@ -1,8 +1,12 @@
-"""The ``raw`` driver: the secondary disk, bytes in a numpy array.
+"""The ``raw`` driver: the secondary disk, bytes in a sparse chunk store.
 
 Every data read or write is one scheduling point: the request is submitted,
 other coroutines may run, and the bytes move when the task resumes (the I/O
 completes).  A raw node has no backing file and cannot be emptied.
+
+The bytes live in a :class:`~labkit.block._store.ChunkStore`: only the chunks
+a write reached are held, the rest read as the initial contents (``data``, or
+a ``fill`` pattern computed on demand), so a 1 GiB disk costs what is written.
 """
 
 from __future__ import annotations
@@ -11,41 +15,60 @@ import numpy as np
 
 from ..kernel import sched_point
 from ._node import BlockNode
+from ._store import Base, BufferBase, ChunkStore
 
 
 class RawNode(BlockNode):
-    """QEMU's ``raw`` format over a file: every sector allocated, data as stored."""
+    """QEMU's ``raw`` format over a file: every sector allocated, data as stored.
+
+    The initial contents are ``data`` (``size`` bytes) or ``fill`` (a function
+    ``(offset, nbytes) -> array`` such as :class:`~labkit.block._store.IndexFill`),
+    else zeros.
+    """
 
     driver = "raw"
 
-    def __init__(self, name: str, size: int, data: bytes | np.ndarray | None = None) -> None:
+    def __init__(self, name: str, size: int, data: bytes | np.ndarray | None = None, *,
+                 fill: Base | None = None) -> None:
         super().__init__(name, size)
-        self._data = np.zeros(size, dtype=np.uint8)
+        base = fill
         if data is not None:
+            if fill is not None:
+                raise ValueError(f"raw node {name}: give the initial data or a fill, not both")
             arr = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) \
-                else data.astype(np.uint8, copy=False)
+                else data.astype(np.uint8, copy=True)
             if arr.size != size:
                 raise ValueError(f"raw node {name}: initial data is {arr.size} bytes, "
                                  f"expected {size}")
-            self._data[:] = arr
+            base = BufferBase(arr)
+        self._data = ChunkStore(size, base)
 
     async def _co_preadv(self, offset: int, nbytes: int) -> bytes:
         await sched_point("io-read", self.name, offset, nbytes)
         self._check_injected("read", offset, nbytes)
-        return self._data[offset:offset + nbytes].tobytes()
+        return self._data.read(offset, nbytes).tobytes()
 
     async def _co_pwritev(self, offset: int, data: bytes, flags: int) -> None:
         await sched_point("io-write", self.name, offset, len(data))
         self._check_injected("write", offset, len(data))
-        self._data[offset:offset + len(data)] = np.frombuffer(data, dtype=np.uint8)
+        self._data.write(offset, data)
 
     async def _co_pwrite_zeroes(self, offset: int, nbytes: int, flags: int) -> None:
         await sched_point("io-zero", self.name, offset, nbytes)
         self._check_injected("write", offset, nbytes)
-        self._data[offset:offset + nbytes] = 0
+        self._data.fill(offset, nbytes, 0)
 
     def _allocation(self) -> np.ndarray:
         return np.ones(self.size // 512, dtype=bool)
 
     def _own_data(self) -> np.ndarray:
-        return self._data
+        return self._data.to_array()
+
+    def _peek(self, offset: int, nbytes: int) -> bytes:
+        return b"".join(self._data.pieces(offset, nbytes))
+
+    def _peek_pieces(self, offset: int, nbytes: int) -> list:
+        return self._data.pieces(offset, nbytes)
+
+    def _layer_bytes(self, alloc: np.ndarray) -> bytes:
+        return self._data.to_bytes()  # every sector is allocated

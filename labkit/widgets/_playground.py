@@ -1,0 +1,363 @@
+"""SchedulerPlayground: be the scheduler, find the conflicting read."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as w
+
+from ..errors import Deadlock
+from ..kernel import Chooser, Event, Task
+from ..lab import Lab
+from ..layers import Layer
+from ..plot import TimelinePlot, plot_layers, plot_timeline
+from ..replication import DESIGNS
+from ..scenario import Scenario
+from ._session import Session, describe_event
+from ._stepper import _pre
+from ._view import App, FigureImage, button, current_step, step_heading, table, task_lines
+
+AUTO_LIMIT = 100_000
+
+
+class SchedulerPlayground(App):
+    """Be the scheduler: one Step button per runnable task; you pick every decision.
+
+    Inside a ``par { ... }`` block every scheduling decision is yours: each
+    runnable task has a **Step** button; a blocked task's button is disabled
+    and says what it waits for (e.g. "waits for CowRequest of vm-read#1 on
+    clusters 0-0").  Lines outside ``par`` run by themselves (there is no
+    choice to make).  A red banner appears when a VM read returns data it must
+    never see — a *conflicting read*: the trainee has won.  **Undo** goes back
+    one click (rebuilding the lab and replaying the schedule), **Reset** to the
+    start, and the **design** switch rebuilds the lab with another read
+    protection and replays the same choices as far as they remain possible.
+
+    What a trainee should notice: with design ``"none"`` the read can be
+    parked between hidden and the secondary disk while the primary's write
+    completes; with ``"2.8"`` the same order is impossible — a button turns
+    grey with the CowRequest it waits for.
+    """
+
+    def __init__(self, scenario: str | Scenario, design: str = "2.8", *,
+                 designs: Sequence[str] = DESIGNS, cols: int | None = None,
+                 timeline: bool = False, **config: Any) -> None:
+        if design not in designs:
+            raise ValueError(f"design must be one of {', '.join(map(repr, designs))}, "
+                             f"got {design!r}")
+        self._pick: str | None = None
+        self.note = ""
+        self.error = ""
+        self.session = Session(scenario, {**config, "design": design})
+        self.lab.kernel.policy = self._policy()
+        self._auto()
+        lab = self.lab
+        self.states: list[tuple[int, int]] = [(len(lab.schedule), len(lab.trace))]
+        self.mark = len(lab.trace)
+        self.plot = plot_layers(lab, cols=cols, header=False)
+        self.figure = FigureImage(self.plot)
+        self.timeline: TimelinePlot | None = None
+        self.timeline_figure: FigureImage | None = None
+        self.timeline_box = w.VBox()
+        self.timeline_button = w.ToggleButton(
+            value=False, description="Timeline", icon="stream", layout=w.Layout(width="auto"),
+            tooltip="swim lanes of the tasks of the current par block (costs a redraw per "
+                    "click)")
+        self.timeline_button.observe(lambda ch: self.show_timeline(ch["new"]), names="value")
+        self.task_buttons: dict[str, w.Button] = {}
+        self.task_box = w.VBox(layout=w.Layout(width="100%"))
+        self.design_buttons = w.ToggleButtons(options=list(designs), value=design,
+                                              description="design",
+                                              tooltips=[_DESIGN_TIPS.get(d, d) for d in designs],
+                                              style={"button_width": "60px"})
+        self.design_buttons.observe(lambda ch: self.switch_design(ch["new"]), names="value")
+        self.undo_button = button("Undo", icon="undo", tooltip="back one click (replays the "
+                                                              "schedule prefix)")
+        self.reset_button = button("Reset", icon="fast-backward", tooltip="back to the start")
+        self.undo_button.on_click(lambda _: self.undo())
+        self.reset_button.on_click(lambda _: self.reset())
+        self.banner = w.HTML()
+        self.info = w.HTML()
+        center: list[w.Widget] = [self.figure.image, self.timeline_box]
+        self.widget = w.AppLayout(
+            header=w.VBox([w.HTML("<b>Scheduler playground</b> — you choose which task runs "
+                                  "next"), self.design_buttons, self.banner]),
+            left_sidebar=w.VBox([w.HTML("<b>Next decision</b>"), self.task_box,
+                                 w.HBox([self.undo_button, self.reset_button,
+                                         self.timeline_button])],
+                                layout=w.Layout(width="330px")),
+            center=w.VBox(center),
+            right_sidebar=None,
+            footer=self.info,
+            pane_widths=("340px", 1, 0))
+        self.widget.add_class("labkit-playground")
+        self.banner.add_class("labkit-banner")
+        self._refresh()
+        if timeline:
+            self.timeline_button.value = True
+
+    # --- state ----------------------------------------------------------------------
+    @property
+    def lab(self) -> Lab:
+        """The lab as it is now (a new object after Undo, Reset or a design switch)."""
+        return self.session.lab
+
+    @property
+    def design(self) -> str:
+        return self.lab.design
+
+    @property
+    def won(self) -> bool:
+        """True once a conflicting read (or another oracle violation) happened."""
+        return bool(self.lab.violations())
+
+    def banner_text(self) -> str:
+        """The banner's words: the win, the end of the scenario, or empty."""
+        v = self.lab.violations()
+        if v:
+            return f"You won — conflicting read! {v[0].message}"
+        if self.session.done:
+            return (f"All tasks finished without a conflicting read (design {self.design}). "
+                    f"Undo and try another order, or switch the design.")
+        return ""
+
+    def _policy(self) -> Chooser:
+        return Chooser(self._choose)
+
+    def _choose(self, runnable: Sequence[Task]) -> Task | str:
+        return self._pick if self._pick is not None else runnable[0]
+
+    def _auto(self) -> None:
+        """Run the lines outside ``par`` by themselves: no choice to make there."""
+        n = 0
+        self._pick = None
+        while not self.session.done and not self.session.in_par and n < AUTO_LIMIT:
+            self.session.step()
+            n += 1
+
+    # --- actions --------------------------------------------------------------------------
+    def choose(self, task: str) -> Event:
+        """Run ``task`` for one scheduling decision (what its Step button does)."""
+        runnable = [t.name for t in self.session.runnable()]
+        if task not in runnable:
+            blocked = {t.name: t.why_blocked for t in self.session.blocked()}
+            why = f"it waits for {blocked[task]}" if task in blocked else (
+                f"runnable now: {', '.join(runnable) or 'none'}")
+            raise ValueError(f"{task} cannot run now: {why}")
+        self.mark = len(self.lab.trace)
+        self.note = ""
+        self.error = ""
+        self._pick = task
+        try:
+            event = self.session.step()
+            self._auto()
+        except Deadlock as exc:
+            self.error = f"deadlock: {exc}"
+            event = self.lab.trace[-1]
+        finally:
+            self._pick = None
+        self.states.append((len(self.lab.schedule), len(self.lab.trace)))
+        self._refresh()
+        return event
+
+    def undo(self) -> None:
+        """Back one click: rebuild the lab and replay the schedule up to there."""
+        if len(self.states) < 2:
+            return
+        schedule = list(self.lab.schedule)
+        self.states.pop()
+        before = self.states[-2][0] if len(self.states) > 1 else None
+        _, since = self.session.rebuild(schedule[:self.states[-1][0]], policy=self._policy(),
+                                        capture_at=before)
+        self.mark = self.states[-2][1] if len(self.states) > 1 else len(self.lab.trace)
+        self.note = self.error = ""
+        self._refresh(since=since if since is not None else self.lab.layers())
+
+    def reset(self) -> None:
+        """Back to the start (the lines before the first ``par`` already run)."""
+        self.session.rebuild(self.lab.schedule[:self.states[0][0]], policy=self._policy())
+        self.states = self.states[:1]
+        self.mark = len(self.lab.trace)
+        self.note = self.error = ""
+        self._refresh(since=self.lab.layers())
+
+    def switch_design(self, design: str) -> None:
+        """Rebuild with another read protection and replay the same choices where possible."""
+        if design == self.design:
+            return
+        schedule = list(self.lab.schedule)
+        self.session.config["design"] = design
+        n, _ = self.session.rebuild(schedule, policy=self._policy())
+        if n < len(schedule) and not self.session.done:
+            blocked = {t.name: t.why_blocked for t in self.session.blocked()}
+            want = schedule[n]
+            why = f"it waits for {blocked[want]}" if want in blocked else "it is not runnable"
+            self.note = (f"design {design}: the same choices stop after {n} decisions — "
+                         f"{want} cannot run next: {why}")
+        else:
+            self.note = f"design {design}: the same {n} choices replayed"
+        if not self.session.done and not self.session.in_par:
+            self._auto()
+        # keep the undo history to the prefixes that still exist under this design
+        keep = [s for s in self.states if s[0] <= len(self.lab.schedule)]
+        self.states = [(s, self._trace_len_at(s)) for s, _ in keep] or [
+            (len(self.lab.schedule), len(self.lab.trace))]
+        if self.states[-1][0] != len(self.lab.schedule):
+            self.states.append((len(self.lab.schedule), len(self.lab.trace)))
+        self.mark = len(self.lab.trace)
+        self.error = ""
+        if self.design_buttons.value != design:
+            self.design_buttons.value = design
+        self._refresh(since=self.lab.layers())
+
+    def show_timeline(self, on: bool = True) -> None:
+        """Show (or hide) the swim lanes of the current ``par`` block under the block map."""
+        if on and self.timeline is None:
+            self.timeline = plot_timeline(self.lab, width=int(self.plot.fig.bbox.width),
+                                          fit=False)
+            self.timeline_figure = FigureImage(self.timeline)
+        if self.timeline_button.value != on:
+            self.timeline_button.value = on  # the observer calls us again: harmless
+        self.timeline_box.children = (self.timeline_figure.image,) if on and \
+            self.timeline_figure is not None else ()
+        if on:
+            self._draw_timeline()
+
+    def _draw_timeline(self) -> None:
+        if self.timeline is None or self.timeline_figure is None:
+            return
+        start = self._window
+        self.timeline.update(self.lab, start=start,
+                             title=f"who ran when (from decision {start}) · design "
+                                   f"{self.design}")
+        self.timeline_figure.refresh()
+
+    def _trace_len_at(self, decisions: int) -> int:
+        """Trace length when ``decisions`` choices had been made (from the trace itself)."""
+        runs = 0
+        for i, e in enumerate(self.lab.trace):
+            if e.kind == "run":
+                if runs == decisions:
+                    return i
+                runs += 1
+        return len(self.lab.trace)
+
+    # --- views ---------------------------------------------------------------------------------
+    def figures(self) -> list[Any]:
+        shown = self.timeline_button.value and self.timeline is not None
+        return [self.plot, self.timeline] if shown else [self.plot]
+
+    def button_lines(self) -> list[str]:
+        """Each task button as text: ``[Step x]`` or ``[disabled] x waits for ...``."""
+        out = []
+        for _name, b in self._visible_buttons():
+            out.append(f"[disabled] {b.description}" if b.disabled else f"[{b.description}]")
+        return out
+
+    def _visible_buttons(self) -> list[tuple[str, w.Button]]:
+        return [(n, self.task_buttons[n]) for n in self._shown]
+
+    def last_lines(self) -> list[str]:
+        out = []
+        for e in self.lab.trace[self.mark:]:
+            if e.kind in ("spawn",):
+                continue
+            if e.kind == "run":
+                out.append(f"{e.task} runs")
+                continue
+            out.append(f"  {describe_event(e)}")
+        return out
+
+    def text(self) -> str:
+        """The text twin: design, buttons, banner, the last click, the block map."""
+        lab = self.lab
+        step, sentence = current_step(lab)
+        where = self.session.where()
+        out = [f"SchedulerPlayground (design {self.design}): {len(lab.schedule)} decisions"
+               + (f"; {where}" if where else "")]
+        out.append(f"{step_heading(step)} — {sentence}")
+        out.append("task buttons:" if self._shown else "task buttons: (none: nothing to choose)")
+        out += [f"  {line}" for line in self.button_lines()]
+        banner = self.banner_text()
+        if banner:
+            out.append(f"BANNER: {banner}")
+        if self.note:
+            out.append(f"note: {self.note}")
+        if self.error:
+            out.append(f"ERROR: {self.error}")
+        out.append("last click:" if self.states[1:] else "last click: (none yet)")
+        if self.states[1:]:
+            out += [f"  {line}" for line in self.last_lines()]
+        out += task_lines(lab, [t.name for t in self.session.runnable()])
+        out.append(table(lab))
+        return "\n".join(out)
+
+    def _button(self, name: str) -> w.Button:
+        if name not in self.task_buttons:
+            b = w.Button(layout=w.Layout(width="100%"))
+            b.on_click(lambda _, n=name: self.choose(n))
+            self.task_buttons[name] = b
+        return self.task_buttons[name]
+
+    def _refresh(self, *, since: dict[str, Layer | None] | None = None) -> None:
+        lab = self.lab
+        if self.session.in_par:  # the timeline shows the current (or last) par block
+            self._window = self.session.step_started
+        elif len(lab.schedule) < getattr(self, "_window", 0):
+            self._window = 0
+        shown: list[str] = []
+        if not self.session.done:
+            runnable = {t.name for t in self.session.runnable()}
+            for t in lab.kernel.tasks.values():
+                if t.name in runnable:
+                    b = self._button(t.name)
+                    b.description = f"Step {t.name}"
+                    b.tooltip = f"run {t.name} until its next scheduling point"
+                    b.disabled = False
+                    b.button_style = "primary"
+                    shown.append(t.name)
+                elif t.state == "blocked":
+                    b = self._button(t.name)
+                    b.description = f"{t.name} waits for {t.why_blocked}"
+                    b.tooltip = b.description
+                    b.disabled = True
+                    b.button_style = ""
+                    shown.append(t.name)
+        self._shown = shown
+        self.task_box.children = tuple(self.task_buttons[n] for n in shown)
+        self.undo_button.disabled = len(self.states) < 2
+        self.reset_button.disabled = len(self.states) < 2
+        banner = self.banner_text()
+        if self.lab.violations():
+            self.banner.value = (
+                "<div style='background:#CC3311;color:white;padding:6px 10px;"
+                f"border-radius:4px'><b>{html.escape(banner)}</b></div>")
+        elif banner:
+            self.banner.value = (
+                "<div style='background:#E8F1F8;padding:6px 10px;border-radius:4px'>"
+                f"{html.escape(banner)}</div>")
+        else:
+            self.banner.value = ""
+        step, sentence = current_step(lab)
+        info = [f"{len(lab.schedule)} decisions; {self.session.where()}",
+                f"{step_heading(step)} — {sentence}"]
+        if self.note:
+            info.append(f"note: {self.note}")
+        if self.error:
+            info.append(f"ERROR: {self.error}")
+        info += ["last click:"] + (self.last_lines() if self.states[1:] else ["  (none yet)"])
+        self.info.value = _pre(info)
+        title = f"design {self.design} · after {len(lab.schedule)} decisions"
+        self.plot.update(lab, title=title, since=since)
+        self.figure.refresh()
+        if self.timeline_button.value:
+            self._draw_timeline()
+
+
+_DESIGN_TIPS = {
+    "none": "no read protection: the conflicting read is reachable",
+    "2.8": "the read holds a CowRequest over its whole chain read (QEMU 2.8)",
+    "4.0": "the backup's writes to hidden are serialising (QEMU 3.0/4.0 on)",
+}

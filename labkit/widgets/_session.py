@@ -1,0 +1,170 @@
+"""What a widget drives: a lab, the scenario played on it, and how to rebuild it.
+
+Widgets hold no state of their own beyond *where they are* (a schedule
+prefix): the engine holds everything else.  Undo and scrubbing rebuild the lab
+from the scenario and its configuration and replay a prefix of the schedule
+with the kernel's :class:`~labkit.kernel.Scripted` policy — a run is
+reproduced exactly from (scenario, schedule), so the rebuilt lab has the same
+layers, trace and schedule as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import ScheduleError
+from ..kernel import FIFO, Event, Policy, Scripted, Task
+from ..lab import Lab, ScenarioRun, build_secondary
+from ..layers import Layer
+from ..scenario import Par, Scenario, parse
+from ..scenarios import config as scenario_config
+
+Source = str | Scenario | Lab | Callable[[], Lab]
+
+
+class Session:
+    """A lab and the scenario (or lab factory) it came from.
+
+    ``source`` is scenario text, a parsed :class:`~labkit.scenario.Scenario`,
+    a zero-argument factory returning a :class:`~labkit.lab.Lab` (tasks
+    already spawned), or a lab itself — which can be stepped but not rebuilt,
+    so Undo and Reset are unavailable for it.
+    """
+
+    def __init__(self, source: Source, config: dict[str, Any]) -> None:
+        if "policy" in config:
+            raise ValueError("the widget chooses the policy (its buttons, or FIFO); leave "
+                             "policy out of the configuration")
+        self.config = dict(config)
+        self.scenario: Scenario | None = None
+        self.factory: Callable[[], Lab] | None = None
+        self.run: ScenarioRun | None = None
+        if isinstance(source, Lab):
+            if config:
+                raise ValueError("configuration keywords apply to a scenario; this lab is "
+                                 "already built")
+            self.lab = source
+            return
+        if isinstance(source, str | Scenario):
+            text = source if isinstance(source, str) else source.text
+            # the scenario's "# config:" header, explicit keywords winning (as lk.explore)
+            self.config = {**scenario_config(text), **self.config}
+            probe = build_secondary(**self.config)
+            self.scenario = source if isinstance(source, Scenario) else parse(
+                source, block=probe.block, size=probe.size)
+        elif callable(source):
+            if config:
+                raise ValueError("configuration keywords apply to a scenario, not a factory")
+            self.factory = source
+        else:
+            raise TypeError(f"expected scenario text, a Scenario, a Lab or a factory "
+                            f"returning a Lab, got {type(source).__name__}")
+        self.rebuild([])
+
+    @property
+    def can_rebuild(self) -> bool:
+        return self.scenario is not None or self.factory is not None
+
+    # --- rebuilding -------------------------------------------------------------------
+    def rebuild(self, prefix: Sequence[str], *, policy: Policy | None = None,
+                capture_at: int | None = None) -> tuple[int, dict[str, Layer | None] | None]:
+        """Rebuild the lab and replay ``prefix`` (a schedule).  Returns how many choices
+        were replayed (fewer than asked when a name is not runnable at its position, as
+        after a design switch) and the layers after ``capture_at`` choices, if asked."""
+        if not self.can_rebuild:
+            raise RuntimeError("this widget was given a built lab, which cannot be rebuilt; "
+                               "pass the scenario text (or a lab factory) to undo and reset")
+        prefix = list(prefix)
+        if getattr(self, "lab", None) is not None:
+            discard(self.lab)
+        if self.scenario is not None:
+            self.lab = build_secondary(policy=Scripted(prefix), **self.config)
+            self.run = ScenarioRun(self.lab, self.scenario)
+        else:
+            assert self.factory is not None
+            self.lab = self.factory()
+            self.lab.kernel.policy = Scripted(prefix)
+        captured = None
+        try:
+            while len(self.lab.schedule) < len(prefix) and not self.done:
+                if capture_at is not None and len(self.lab.schedule) == capture_at:
+                    captured = self.lab.layers()
+                self.step()
+        except ScheduleError:
+            pass
+        if capture_at is not None and len(self.lab.schedule) == capture_at and captured is None:
+            captured = self.lab.layers()
+        self.lab.kernel.policy = policy if policy is not None else FIFO()
+        return len(self.lab.schedule), captured
+
+    # --- stepping ---------------------------------------------------------------------
+    def step(self) -> Event:
+        """One scheduling decision (the lab's policy chooses)."""
+        if self.run is not None:
+            return self.run.step()
+        return self.lab.step()
+
+    @property
+    def done(self) -> bool:
+        """Nothing left to run: the scenario is played out (or no task is runnable)."""
+        if self.run is not None:
+            return self.run.done
+        return not self.lab.runnable()
+
+    def runnable(self) -> list[Task]:
+        return [] if self.done else self.lab.runnable()
+
+    def blocked(self) -> list[Task]:
+        return self.lab.kernel.blocked()
+
+    @property
+    def step_started(self) -> int:
+        """How many decisions had been made when the current scenario line started."""
+        return self.run.started_at if self.run is not None else 0
+
+    @property
+    def in_par(self) -> bool:
+        """True while the tasks of a ``par { ... }`` block are running (a real choice)."""
+        return self.run is not None and isinstance(self.run.current, Par)
+
+    def where(self) -> str:
+        """Which scenario line is running, in words (empty without a scenario)."""
+        if self.run is None:
+            return ""
+        cur = self.run.current
+        if cur is None:
+            return "scenario finished"
+        if isinstance(cur, Par):
+            inside = "; ".join(c.text for c in cur.commands)
+            return f"scenario line {cur.line}: par {{ {inside} }}"
+        return f"scenario line {cur.line}: {cur.text}"
+
+
+def discard(lab: Lab) -> None:
+    """Close the coroutines of a lab's unfinished tasks (a lab replaced by a rebuild)."""
+    for task in lab.kernel.tasks.values():
+        if not task.done:
+            try:
+                task.coro.close()
+            except Exception:  # a coroutine that refuses to close: nothing to keep
+                pass
+
+
+def describe_event(e: Event) -> str:
+    """One trace event in words (no sequence number: the text twins stay short)."""
+    where = ""
+    if e.node:
+        where = f" {e.node}"
+        if e.offset >= 0:
+            where += f" [{e.offset:#x}+{e.length:#x}]"
+    detail = f" {e.detail}" if e.detail else ""
+    return f"{e.task}: {e.kind}{where}{detail}"
+
+
+def cow_requests(lab: Lab) -> list[str]:
+    """The CowRequests held now, as the engine describes them."""
+    job = lab.top.backup_job
+    if job is None:
+        return []
+    return sorted(r.describe() for r in job.inflight_reqs)

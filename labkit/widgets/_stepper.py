@@ -1,0 +1,294 @@
+"""WorkflowStepper: the backup workflow's steps 1–3, one scheduling decision at a time."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as w
+
+from ..errors import Deadlock
+from ..kernel import Event
+from ..lab import Lab
+from ..layers import Layer
+from ..plot import plot_layers
+from ..steps import workflow_step
+from ._session import Session, Source, describe_event
+from ._view import App, FigureImage, button, current_step, step_heading, table, task_lines
+
+RUN_LIMIT = 100_000
+
+
+class WorkflowStepper(App):
+    """Step through what happens to a primary write on the COLO secondary.
+
+    The header always names the current step — 1: the NBD write reaches the
+    secondary disk and its before-write notifier; 2: ``backup_do_cow`` (wait
+    for overlapping requests, register a CowRequest, read the old contents,
+    write them to hidden, end); 3: the new data lands on the secondary disk —
+    and the block map below updates in place after each click.
+
+    Buttons: **Step** (one scheduling decision; with *Expand COW* off, the
+    click after the one that began a COW runs that COW to its end), **Expand COW** (show and
+    step a COW cluster by cluster: each read of old data, each write to
+    hidden), **Undo** (rebuild the lab from the scenario and replay the schedule
+    up to the previous click), **Reset**, **Run** (to the end).
+
+    What a trainee should notice: the hidden row fills *before* the secondary
+    row changes; the VM view never shows the primary's new byte.
+
+    ``lab_or_scenario``: scenario text (most useful: Undo and Reset work), a
+    parsed scenario, a factory returning a lab with tasks spawned, or a lab
+    (stepping only).  ``config``: the :func:`labkit.build_secondary` keywords
+    for a scenario (not ``policy``: the stepper steps in FIFO order).
+    """
+
+    def __init__(self, lab_or_scenario: Source, *, expand: bool = False,
+                 cols: int | None = None, **config: Any) -> None:
+        self.session = Session(lab_or_scenario, config)
+        lab = self.session.lab
+        self.states: list[tuple[int, int]] = [(len(lab.schedule), len(lab.trace))]
+        self.mark = len(lab.trace)  # where the events of the last click start
+        self.error = ""
+        self.plot = plot_layers(lab, cols=cols, header=False)
+        self.figure = FigureImage(self.plot)
+        self.step_button = button("Step", icon="step-forward", style="primary",
+                                  tooltip="one scheduling decision (a whole COW unless "
+                                          "Expand COW is on)")
+        self.expand_button = w.ToggleButton(value=expand, description="Expand COW",
+                                            icon="search-plus", layout=w.Layout(width="auto"),
+                                            tooltip="step a COW cluster by cluster: read old "
+                                                    "data, write it to hidden")
+        self.undo_button = button("Undo", icon="undo",
+                                  tooltip="back to the state before the last click (replays "
+                                          "the schedule prefix)")
+        self.reset_button = button("Reset", icon="fast-backward", tooltip="back to the start")
+        self.run_button = button("Run", icon="fast-forward", tooltip="run to the end (FIFO)")
+        self.step_button.on_click(lambda _: self.step())
+        self.undo_button.on_click(lambda _: self.undo())
+        self.reset_button.on_click(lambda _: self.reset())
+        self.run_button.on_click(lambda _: self.run())
+        self.expand_button.observe(lambda _: self._refresh(redraw=False), names="value")
+        self.step_label = w.HTML()
+        self.narration = w.HTML()
+        self.status = w.HTML()
+        self.widget = w.AppLayout(
+            header=w.VBox([w.HTML("<b>Backup workflow stepper</b> — steps 1–3 of a primary "
+                                  "write on the COLO secondary"), self.step_label]),
+            left_sidebar=w.VBox([self.step_button, self.expand_button, self.undo_button,
+                                 self.reset_button, self.run_button],
+                                layout=w.Layout(width="150px")),
+            center=self.figure.image,
+            right_sidebar=None,
+            footer=w.VBox([self.narration, self.status]),
+            pane_widths=("160px", 1, 0))
+        self.widget.add_class("labkit-stepper")
+        self.step_label.add_class("labkit-step-label")
+        self._refresh()
+
+    # --- state ---------------------------------------------------------------------
+    @property
+    def lab(self) -> Lab:
+        """The lab as it is now (a new object after Undo or Reset)."""
+        return self.session.lab
+
+    @property
+    def expand(self) -> bool:
+        return bool(self.expand_button.value)
+
+    @property
+    def current_step(self) -> int:
+        """The workflow step (1–3) shown now, 0 before any primary write."""
+        return current_step(self.lab)[0]
+
+    # --- actions -----------------------------------------------------------------------
+    def _act(self, fn) -> None:
+        lab = self.lab
+        self.mark = len(lab.trace)
+        self.error = ""
+        try:
+            fn()
+        except Deadlock as exc:
+            self.error = f"deadlock: {exc}"
+        self.states.append((len(self.lab.schedule), len(self.lab.trace)))
+        self._refresh()
+
+    def step(self) -> None:
+        """One scheduling decision; with Expand COW off, a COW in progress (begun by an
+        earlier click) runs to its end in this one."""
+        if self.session.done:
+            return
+
+        def go() -> None:
+            copying = {r.owner for r in self.lab.top.backup_job.inflight_reqs} \
+                if self.lab.top.backup_job is not None else set()
+            event = self.session.step()
+            if self.expand or not event.task.startswith("nbd-write#") or (
+                    event.task not in copying):
+                return  # the click that begins a COW shows steps 1 and 2 begin
+            n = 0
+            while (not self.session.done and self._in_cow(event.task) and n < RUN_LIMIT
+                   and any(t.name == event.task for t in self.session.runnable())):
+                self.session.step()
+                n += 1
+
+        self._act(go)
+
+    def run(self) -> None:
+        """Run to the end (FIFO)."""
+        if self.session.done:
+            return
+
+        def go() -> None:
+            n = 0
+            while not self.session.done and n < RUN_LIMIT:
+                self.session.step()
+                n += 1
+
+        self._act(go)
+
+    def undo(self) -> None:
+        """Back to the state before the last click: rebuild and replay the schedule prefix."""
+        if len(self.states) < 2 or not self.session.can_rebuild:
+            return
+        schedule = list(self.lab.schedule)
+        self.states.pop()
+        target = self.states[-1][0]
+        before = self.states[-2][0] if len(self.states) > 1 else None
+        _, since = self.session.rebuild(schedule[:target], capture_at=before)
+        self.mark = self.states[-2][1] if len(self.states) > 1 else len(self.lab.trace)
+        self.error = ""
+        self._refresh(since=since if since is not None else self.lab.layers())
+
+    def reset(self) -> None:
+        """Back to the start of the scenario."""
+        if not self.session.can_rebuild:
+            return
+        self.session.rebuild([])
+        self.states = self.states[:1]
+        self.mark = len(self.lab.trace)
+        self.error = ""
+        self._refresh(since=self.lab.layers())
+
+    def _in_cow(self, task: str) -> bool:
+        job = self.lab.top.backup_job
+        return job is not None and any(r.owner == task for r in job.inflight_reqs)
+
+    # --- views ---------------------------------------------------------------------------
+    def figures(self) -> list[Any]:
+        return [self.plot]
+
+    def last_events(self) -> list[Event]:
+        """The trace events of the last click."""
+        return self.lab.trace[self.mark:]
+
+    def narration_lines(self) -> list[str]:
+        """What the last click did, in words (a COW condensed unless Expand COW is on)."""
+        lines: list[str] = []
+        copying: dict[str, list[int]] = {}  # task -> clusters whose copy started this click
+        cluster = self.lab.backup_cluster
+        trace = self.lab.trace
+        for e in self.last_events():
+            note = workflow_step(e)
+            if note is not None:
+                if not self.expand and note.step == 2 and e.kind in ("cow-copy", "req-start"):
+                    if e.kind == "cow-copy":
+                        copying.setdefault(e.task, []).append(e.offset // cluster)
+                    continue
+                if not self.expand and e.kind == "cow-end":
+                    copying.pop(e.task, None)
+                    lines.append(_copied(_cow_clusters(trace, e, cluster), e.task, done=True))
+                lines.append(f"[step {note.step}] {note.text}")
+            elif e.kind in ("spawn", "run"):
+                continue
+            elif self.expand or e.kind in ("wait", "wake", "done", "failed") or (
+                    e.kind == "req-start" and e.node == "colo-top") or (
+                    not e.task.startswith("nbd-write#") and e.kind not in ("req-start",
+                                                                           "req-end")):
+                lines.append(describe_event(e))
+        for task, clusters in copying.items():
+            lines.append(_copied(clusters, task, done=False))
+        return lines
+
+    def text(self) -> str:
+        """The text twin: current step, the last click, tasks, buttons, the block map."""
+        lab = self.lab
+        step, sentence = current_step(lab)
+        where = self.session.where()
+        head = f"WorkflowStepper (design {lab.design}): {len(lab.schedule)} decisions"
+        out = [head + (f"; {where}" if where else ""), step_heading(step), f"  now: {sentence}"]
+        out.append("last click:" if self.states[1:] else "last click: (none yet)")
+        out += [f"  - {line}" for line in self.narration_lines()] if self.states[1:] else []
+        if self.error:
+            out.append(f"ERROR: {self.error}")
+        out += task_lines(lab, [t.name for t in self.session.runnable()])
+        out.append("buttons: " + ", ".join(_state(b) for b in (
+            self.step_button, self.expand_button, self.undo_button, self.reset_button,
+            self.run_button)))
+        out.append(table(lab))
+        return "\n".join(out)
+
+    def _refresh(self, *, redraw: bool = True,
+                 since: dict[str, Layer | None] | None = None) -> None:
+        lab = self.lab
+        step, sentence = current_step(lab)
+        done = self.session.done
+        self.step_button.disabled = done
+        self.run_button.disabled = done
+        rebuildable = self.session.can_rebuild
+        self.undo_button.disabled = not rebuildable or len(self.states) < 2
+        self.reset_button.disabled = not rebuildable or len(self.states) < 2
+        self.step_label.value = (f"<b>{html.escape(step_heading(step))}</b><br>"
+                                 f"<span>{html.escape(sentence)}</span>")
+        lines = self.narration_lines() if self.states[1:] else ["(click Step)"]
+        self.narration.value = _pre(["last click:"] + [f"  {x}" for x in lines])
+        status = task_lines(lab, [t.name for t in self.session.runnable()])
+        where = self.session.where()
+        status.insert(0, f"{len(lab.schedule)} decisions" + (f"; {where}" if where else ""))
+        if self.error:
+            status.append(f"ERROR: {self.error}")
+        self.status.value = _pre(status)
+        if redraw:
+            self.plot.update(lab, title=_plot_title(len(lab.schedule), step), since=since)
+            self.figure.refresh()
+
+
+def _cow_clusters(trace: list[Event], end: Event, cluster: int) -> list[int]:
+    """The clusters a COW copied, from its cow-begin to ``end`` (its cow-end)."""
+    out: list[int] = []
+    for e in reversed(trace[:end.seq]):
+        if e.task != end.task:
+            continue
+        if e.kind == "cow-begin":
+            break
+        if e.kind == "cow-copy":
+            out.append(e.offset // cluster)
+    return sorted(out)
+
+
+def _copied(clusters: list[int], task: str, *, done: bool) -> str:
+    if not clusters:
+        return f"[step 2] backup_do_cow ({task}): nothing to copy (every cluster done)"
+    span = f"{clusters[0]}" if len(clusters) == 1 else f"{clusters[0]}-{clusters[-1]}"
+    if done:
+        return (f"[step 2] backup_do_cow ({task}): copied cluster(s) {span} — read the old "
+                f"contents from the secondary disk, wrote them to hidden (Expand COW shows "
+                f"each)")
+    return (f"[step 2] backup_do_cow ({task}): copying cluster(s) {span} — reading the old "
+            f"contents from the secondary disk (Step on: the COW runs to its end)")
+
+
+def _plot_title(decisions: int, step: int) -> str:
+    return f"after {decisions} decisions · {step_heading(step)}"
+
+
+def _pre(lines: list[str]) -> str:
+    body = html.escape("\n".join(lines))
+    return f"<pre style='margin:0;font-size:12px;line-height:1.3'>{body}</pre>"
+
+
+def _state(b: w.Widget) -> str:
+    label = b.description
+    if isinstance(b, w.ToggleButton):
+        label += " [on]" if b.value else " [off]"
+    return label + (" (disabled)" if b.disabled else "")
