@@ -214,7 +214,7 @@ start
 pwrite 5b 4K 0xbb
 vread 5b 4K
 \"\"\", size="128K")
-stepper.widget
+stepper
 """),
     ("md", """
 The widget keeps its state in the engine. Below, the same stepper is driven from code, and
@@ -384,6 +384,221 @@ q.check(answer)
 """),
 ]
 
+NB04 = [
+    ("md", """
+# 04 · Conflicting reads: be the scheduler
+
+**What you will learn (15 minutes):** how a secondary-VM read can see primary data it
+must never see, and how QEMU 2.8 prevents it.
+
+A VM read of block 5 goes replication → active → hidden → secondary. Each layer it passes
+is a separate request, and requests interleave only where a coroutine yields (an I/O in
+flight). So this can happen:
+
+1. the read looks at **hidden**: cluster 0 is not there yet, so it goes on to the
+   secondary disk — and yields, waiting for that I/O;
+2. meanwhile the primary's write runs steps 1–3: copies cluster 0 to hidden, then writes
+   `bb` to the secondary disk;
+3. the read resumes and reads the secondary disk: **`bb`** — primary data from after the
+   checkpoint. A *conflicting read*.
+
+Below, you are the scheduler. Design `"none"` has no protection: make the read return
+`bb`. A red banner tells you when you have won. Then switch the design to `"2.8"` and try
+again: a button turns grey and says which CowRequest its task waits for.
+"""),
+    ("code", SETUP + """
+from labkit.widgets import SchedulerPlayground
+
+RACE = "start\\npar { vread 5b 4K; pwrite 5b 4K 0xbb }"
+playground = SchedulerPlayground(RACE, design="none", size="128K")
+playground
+"""),
+    ("md", """
+### One way to win, from code
+
+The same widget, driven by its methods instead of buttons. The read goes first until it
+waits for the secondary disk, then the write runs to its end, then the read finishes:
+"""),
+    ("code", """
+game = SchedulerPlayground(RACE, design="none", size="128K", timeline=False)
+game.choose("vm-read#1")          # the read passes active and hidden, reaches the secondary disk
+while "nbd-write#1" in [t.name for t in game.lab.runnable()]:
+    game.choose("nbd-write#1")    # steps 1-3 of the primary write
+while not game.won and game.lab.runnable():
+    game.choose("vm-read#1")
+print(game.banner_text())
+print()
+print(game.text())
+"""),
+    ("md", """
+### The same choices under design 2.8
+
+In 2.8 `replication_co_readv` registers a **CowRequest** over the read's backup clusters
+before it reads the chain (commit `a8bbee0edf`). The write's `backup_do_cow` waits for it
+— so the order you just played is impossible. Replaying the winning schedule under 2.8 is
+rejected at the point where the write would have to run:
+"""),
+    ("code", """
+from labkit.errors import ScheduleError
+from labkit.trace import format_schedule
+
+winning = format_schedule(game.lab.schedule)
+print("winning schedule under 'none':", winning)
+try:
+    lk.replay(RACE, winning, size="128K", design="2.8")
+except ScheduleError as exc:
+    print("under '2.8':", exc)
+"""),
+    ("code", """
+game.switch_design("2.8")         # rebuilds the lab and replays the choices as far as possible
+print(game.text())
+"""),
+    ("md", """
+### Exercise 4.1 — write a racing schedule yourself
+
+A schedule string names the task chosen at each decision, with run-lengths:
+`start#1*3 vm-read#1 ...`. Hint: play in the widget above, then
+`format_schedule(playground.lab.schedule)`.
+"""),
+    ("code", """
+from labkit.exercises import ex04
+q = ex04.schedule
+print(q.question)
+answer = q.your_answer("")   # a schedule string
+q.check(answer)
+"""),
+    ("md", """
+### Exercise 4.2 — which designs prevent it?
+"""),
+    ("code", """
+q = ex04.designs
+print(q.question)
+answer = q.your_answer([])
+q.check(answer)
+"""),
+    ("md", """
+## Recap
+
+* A conflicting read needs the read to pass hidden *before* the copy and read the
+  secondary disk *after* step 3.
+* QEMU 2.8 makes the read hold a CowRequest for the whole chain read: the write's copy
+  (and so the write) waits for the read, and the read waits for a copy in flight.
+* Next: **05-exploring-interleavings** — let the explorer try every order for you.
+"""),
+]
+
+NB05 = [
+    ("md", """
+# 05 · Exploring every interleaving
+
+**What you will learn (15 minutes):** how the explorer checks *every* interleaving of a
+scenario, why a partial-order reduction makes that affordable, what it says about each
+design — including a hazard QEMU 2.8 did not cover — and how QEMU moved the protection
+from the reader to the writer.
+
+`lk.explore` re-runs a scenario from the start under every schedule that matters. Two
+schedules that only swap *independent* steps (touching different data, different
+requests) end in the same state, so the explorer runs one of them: dynamic partial-order
+reduction with sleep sets (as in CHESS and Rust's loom). A verdict is **safe** only when
+every interleaving was covered; if the budget runs out the verdict is **unknown**.
+"""),
+    ("code", SETUP + """
+from labkit import scenarios
+
+for name in ("canonical", "canonical3"):
+    text = scenarios.load(name)
+    print(f"== {name}")
+    for design in ("none", "2.8", "4.0"):
+        reduced = lk.explore(text, design=design, **scenarios.config(text))
+        naive = lk.explore(text, design=design, reduction="none", **scenarios.config(text))
+        print(f"  {design:>4}: {reduced.verdict:9}  runs with reduction {reduced.runs:5}, "
+              f"without {naive.runs:5}  (same verdict: {reduced.verdict == naive.verdict})")
+"""),
+    ("md", """
+Every counterexample is **shrunk** to the fewest preemptions (switches away from a task
+that could have gone on) and can be replayed exactly:
+"""),
+    ("code", """
+found = lk.explore(scenarios.load("canonical"), design="none")
+print(found.summary())
+again = lk.replay(scenarios.load("canonical"), found.violations[0].schedule_text, design="none")
+print("replayed:", again.violations()[0].message == found.violations[0].message)
+"""),
+    ("md", """
+### RaceReplay: scrub through a counterexample
+
+The widget explores each design, lists the verdicts, and loads a counterexample; the
+slider moves through its decisions, with the block map and the timeline beside it.
+"""),
+    ("code", """
+from labkit.widgets import RaceReplay
+
+replay = RaceReplay(scenarios.load("canonical"), size="128K")
+replay
+"""),
+    ("code", """
+replay.load("none")
+replay.seek(8)
+print(replay.text())
+"""),
+    ("md", """
+### A hazard 2.8 does not cover: the partial-cluster VM write
+
+The 2.8 protection lives in `replication_co_readv`. But not every read of hidden and the
+secondary disk comes through there: when the VM writes **part** of an unallocated
+64 KiB active cluster, qcow2 fills the rest of that cluster by reading the backing chain
+itself (notebook 01). That read holds no CowRequest. If the primary writes into the same
+cluster meanwhile, active can capture the primary's post-checkpoint data — and the VM
+reads it later. (`qemu-replication-facts.md` §9.3 (a).)
+"""),
+    ("code", """
+text = scenarios.load("partial-cluster-vm-write")
+print(text)
+for design in ("none", "2.8", "4.0"):
+    result = lk.explore(text, design=design, **scenarios.config(text))
+    print(result.summary())
+    print()
+"""),
+    ("md", """
+### From the reader to the writer: QEMU 3.0 and 4.0
+
+QEMU 3.0 (`f8d59dfb40`, for image fleecing) made the backup job's writes to its target
+**serialising** requests whenever the source is in the target's backing chain: such a
+write waits for every overlapping request in flight on hidden — and every read of hidden
+is one, *including qcow2's own fill read* — and new reads of hidden wait for it. QEMU 4.0
+(`e4f9752c4a`, `3a75187fd8`) then removed the read-side CowRequest from replication as
+redundant. Design `"4.0"` models that scheme, and the explorer finds it safe here too.
+
+### Exercise 5.1 — predict the verdicts
+"""),
+    ("code", """
+from labkit.exercises import ex05
+q = ex05.partial
+print(q.question)
+answer = q.your_answer({})
+q.check(answer)
+"""),
+    ("md", """
+### Exercise 5.2 — how simple is the simplest counterexample?
+"""),
+    ("code", """
+q = ex05.preemptions
+print(q.question)
+answer = q.your_answer(None)
+q.check(answer)
+"""),
+    ("md", """
+## Recap
+
+* The explorer covers every interleaving (or says "unknown"), runs equivalent ones once,
+  and shrinks each counterexample to the fewest preemptions.
+* `"none"` has conflicting reads; `"2.8"` closes the read-vs-COW race but not qcow2's own
+  fill read; `"4.0"` (serialising writes to hidden) covers both.
+* From the command line: `labkit explore canonical --stats`, `labkit replay FILE --schedule S`.
+* Next: **06-real-qemu** — the same scenarios on a real QEMU 7.2.
+"""),
+]
+
 NB06 = [
     ("md", """
 # 06 · The same scenario on a real QEMU
@@ -466,5 +681,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01-block-graph": NB01,
     "02-backup-sync-none": NB02,
     "03-replication-secondary": NB03,
+    "04-conflicting-reads": NB04,
+    "05-exploring-interleavings": NB05,
     "06-real-qemu": NB06,
 }
