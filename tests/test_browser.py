@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -72,6 +73,17 @@ def jupyterlab(root: Path, tmp: Path):
         log.close()
 
 
+def accept_kernel_dialog(page) -> None:
+    """JupyterLab sometimes asks which kernel to start even with a kernelspec: say python3."""
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    try:
+        dialog.wait_for(timeout=5_000)
+    except Exception:  # no dialog: the kernel starts by itself
+        return
+    dialog.get_by_role("button", name="Select", exact=True).click()
+    dialog.wait_for(state="detached", timeout=10_000)
+
+
 def run_all_and_wait(page, timeout_ms: int = 120_000) -> None:
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
@@ -115,10 +127,13 @@ def test_notebooks_run_in_jupyterlab_and_widgets_respond(tmp_path):
     with jupyterlab(root, tmp_path) as (url, token), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
             for name in NOTEBOOKS:
-                page.goto(f"{url}/lab/tree/{name}?token={token}")
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                # A workspace of its own: only this notebook is open in the page.
+                ws = name.removesuffix(".ipynb")
+                page.goto(f"{url}/lab/workspaces/{ws}/tree/{name}?reset&token={token}")
                 page.wait_for_selector(".jp-Notebook", timeout=60_000)
+                accept_kernel_dialog(page)
                 page.wait_for_selector(
                     ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
                 run_all_and_wait(page)
@@ -133,6 +148,7 @@ def test_notebooks_run_in_jupyterlab_and_widgets_respond(tmp_path):
                 if stem.startswith("02"):
                     click_step_in_stepper(page, stem)
                 shut_down_kernels(page, url, token)
+                page.close()
         finally:
             browser.close()
 
@@ -145,20 +161,20 @@ def shut_down_kernels(page, url: str, token: str) -> None:
 
 
 def click_step_in_stepper(page, stem: str) -> None:
-    label = page.locator(".labkit-step-label").first
-    label.scroll_into_view_if_needed()
-    before_text = label.inner_text()
-    img = page.locator(".labkit-stepper img, .labkit-stepper canvas").first
-    before_img = img.get_attribute("src") if img.count() else None
-    page.get_by_role("button", name="Step", exact=True).first.click()
-    page.wait_for_function(
-        "([sel, old]) => { const e = document.querySelector(sel); "
-        "return e && e.innerText !== old; }",
-        arg=[".labkit-step-label", before_text], timeout=30_000)
-    after_text = label.inner_text()
-    assert after_text != before_text
-    if before_img is not None:
-        page.wait_for_timeout(500)
-        assert img.get_attribute("src") != before_img, "the plot did not change after Step"
-    label.scroll_into_view_if_needed()
+    """Click the WorkflowStepper's Step button; the step label and the plot must change."""
+    stepper = page.locator(".labkit-stepper").first
+    stepper.scroll_into_view_if_needed()
+    label = stepper.locator(".labkit-step-label")
+    img = stepper.locator("img").first
+    before_text, before_img = label.inner_text(), img.get_attribute("src")
+    step = stepper.locator("button", has_text=re.compile(r"^\s*Step\s*$"))
+    for _ in range(10):  # replication starts first; a few decisions later the write arrives
+        step.click()
+        page.wait_for_timeout(800)
+        if "Step 2" in label.inner_text():
+            break
+    assert label.inner_text() != before_text, "the step label did not change after Step"
+    assert "Step 2" in label.inner_text(), f"no step 2 after 10 clicks: {label.inner_text()}"
+    assert img.get_attribute("src") != before_img, "the plot did not change after Step"
+    stepper.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / f"{stem}-after-step.png"))
