@@ -67,6 +67,9 @@ _SUN_PATH_MAX = 107
 _LOG_LINES = 20
 _QUIT_WAIT = 5.0
 
+# No guest, no devices, no display: QEMU only hosts the block graph (7.2-observed.md).
+_QUIET_MACHINE = ("-machine", "none", "-nodefaults", "-nographic", "-display", "none")
+
 
 def _fill_index_pattern(path: Path, size: int, block: int) -> None:
     """Write ``size`` bytes where block k holds byte ``0x10 + k % 0x70``."""
@@ -199,17 +202,7 @@ def _probe(qemu: str) -> str | None:
     ]
     try:
         proc = subprocess.run(
-            [
-                exe,
-                "-machine",
-                "none",
-                "-nodefaults",
-                "-nographic",
-                "-display",
-                "none",
-                "-qmp",
-                "stdio",
-            ],
+            [exe, *_QUIET_MACHINE, "-qmp", "stdio"],
             input="".join(json.dumps(c) + "\n" for c in cmds),
             capture_output=True,
             text=True,
@@ -517,17 +510,7 @@ class QemuSecondary:
         log = open(wd / "qemu.log", "wb")  # handed to the child, closed below
         try:
             self._res.proc = subprocess.Popen(
-                [
-                    exe,
-                    "-machine",
-                    "none",
-                    "-nodefaults",
-                    "-nographic",
-                    "-display",
-                    "none",
-                    "-qmp",
-                    f"unix:{self.qmp_socket},server=on,wait=off",
-                ],
+                [exe, *_QUIET_MACHINE, "-qmp", f"unix:{self.qmp_socket},server=on,wait=off"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
