@@ -22,7 +22,7 @@ lab: $(VENV)/.lab-installed
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT)
 
 test: $(VENV)/.test-installed
-	$(BIN)/ruff check labkit tests tools
+	$(BIN)/ruff check labkit tests tools benchmarks
 	$(BIN)/python -m pytest tests --nbval notebooks --nbval-sanitize-with tests/sanitize.cfg
 
 bench: $(VENV)/.test-installed
@@ -32,7 +32,7 @@ notebooks: $(VENV)/.test-installed
 	$(BIN)/python tools/build_notebooks.py
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check labkit tests tools
+	$(BIN)/ruff check labkit tests tools benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis artifacts

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .block import BlockGraph, NBDServer, Qcow2Node, RawNode
+from .block._node import LAYER_CACHE_MAX
 from .block._store import Base, ConstantFill, IndexFill, zeros_base
 from .errors import BlockError, LabkitError, ReplicationError, ScenarioError, StateError
 from .kernel import FIFO, Event, Kernel, Policy, Task
@@ -111,6 +112,7 @@ class Lab:
         self._counters: dict[str, int] = {}
         self._failover_pending: str | None = None
         self._write_bytes: dict[str, int] = {}  # write task -> its byte (see writers())
+        self._view_cache: tuple[tuple, Layer] | None = None  # see layers()
 
     def __repr__(self) -> str:
         return (f"<Lab {self.size} bytes, design {self.design!r}, replication "
@@ -345,7 +347,17 @@ class Lab:
         """Each layer's own contents, and the VM's view (None while the VM gets EIO)."""
         view = None
         if self.top.get_io_status() >= 0:
-            view = Layer.full(self.top.peek(0, self.size))
+            # The replication node reads through its ``file`` child, so the view changes
+            # exactly when that chain does: an unchanged chain reuses the last view (a
+            # widget dumps the layers after every decision; most decisions change none).
+            file = self.top.file
+            key = file.peek_key() if file is not None else None
+            if key is not None and self._view_cache is not None and self._view_cache[0] == key:
+                view = self._view_cache[1]
+            else:
+                view = Layer.full(self.top.peek(0, self.size))
+                if key is not None and self.size <= LAYER_CACHE_MAX:
+                    self._view_cache = (key, view)
         return {"secondary": self.secondary.layer(), "hidden": self.hidden.layer(),
                 "active": self.active.layer(), "vm-view": view}
 

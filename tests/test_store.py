@@ -72,3 +72,46 @@ def test_only_written_chunks_are_held():
     assert store.chunks == 4
     store.clear()
     assert store.chunks == 0
+
+
+def _fresh_layers(lab):
+    """The layers with every reuse cache dropped first: computed from scratch."""
+    for node in (lab.secondary, lab.hidden, lab.active):
+        node._layer_cache = None
+    lab._view_cache = None
+    return lab.layers()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_reused_layer_dumps_equal_fresh_ones_after_every_decision(seed):
+    import labkit as lk
+
+    rng = random.Random(seed)
+    lab = lk.build_secondary(size="256K", hidden_cluster=rng.choice(["4K", "64K"]),
+                             active_cluster=rng.choice(["512", "4K", "64K"]),
+                             design=rng.choice(["none", "2.8", "4.0"]), policy=lk.Random(seed))
+    lab.start()
+    for round_ in range(6):
+        for _ in range(rng.randint(1, 3)):
+            off = rng.randrange(0, 256 * 1024 // 512) * 512
+            n = min(rng.choice([512, 4096, 65536]), 256 * 1024 - off)
+            kind = rng.choice(["pwrite", "pzero", "vwrite", "vread"])
+            if kind == "vread":
+                lab.vm_read(off, n)
+            elif kind == "vwrite":
+                lab.vm_write(off, n, 0xcc)
+            else:
+                lab.primary_write(off, n, 0xbb if kind == "pwrite" else 0)
+        if round_ == 3:
+            lab.checkpoint(wait=False)
+        if round_ == 5 and seed % 2:
+            lab.failover(wait=False)
+        while lab.runnable():
+            lab.step()
+            cached = lab.layers()
+            fresh = _fresh_layers(lab)
+            for name, layer in cached.items():
+                other = fresh[name]
+                assert (layer is None) == (other is None)
+                if layer is not None:
+                    assert layer == other and np.array_equal(layer.zero, other.zero)

@@ -36,6 +36,10 @@ REQ_NO_SERIALISING = 0x1  # BDRV_REQ_NO_SERIALISING (2.5-4.2): skip wait_seriali
 REQ_SERIALISING = 0x2  # BDRV_REQ_SERIALISING (3.0+): this write serialises against overlaps
 REQ_MAY_UNMAP = 0x4  # BDRV_REQ_MAY_UNMAP: write-zeroes may deallocate
 
+# Layer dumps of disks up to this size are kept for reuse (see BlockNode.layer); a
+# larger disk's dump is made afresh each time, so that it is not held in memory.
+LAYER_CACHE_MAX = 64 << 20
+
 _FLAG_NAMES = {REQ_NO_SERIALISING: "no-serialising", REQ_SERIALISING: "serialising",
                REQ_MAY_UNMAP: "may-unmap"}
 
@@ -134,6 +138,9 @@ class BlockNode:
         self.job = None  # the block job using this node as its source (bs->job in 2.8)
         self.injected: list[InjectedError] = []
         self.dirty_bitmaps: list[np.ndarray] = []  # BdrvDirtyBitmap, one bool per sector
+        # The last dump and the content key it was made at (see layer()).  A widget
+        # redraws the layers after every decision, and most decisions change none.
+        self._layer_cache: tuple[tuple, Layer] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.size} bytes>"
@@ -403,8 +410,34 @@ class BlockNode:
 
     def layer(self) -> Layer:
         """A dump of this node's own contents (unallocated sectors read as zero)."""
+        key = self._content_key()
+        cached = self._layer_cache
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]  # nothing changed since: the same (immutable) Layer
         alloc = self._allocation()
-        return Layer(self._layer_bytes(alloc), alloc, self._zero_map())
+        layer = Layer(self._layer_bytes(alloc), alloc, self._zero_map())
+        if key is not None and self.size <= LAYER_CACHE_MAX:
+            self._layer_cache = (key, layer)
+        return layer
+
+    def _content_key(self) -> tuple | None:
+        """A value that changes whenever this node's own contents (data, allocation) do,
+        or None if the driver cannot tell.  Lets :meth:`layer` reuse its last dump."""
+        return None
+
+    def peek_key(self) -> tuple | None:
+        """Like :meth:`_content_key` for what :meth:`peek` reads: this node's contents and
+        its children's, or None if some node cannot tell."""
+        own = self._content_key()
+        if own is None:
+            return None
+        children = []
+        for role, child in self.children.items():
+            key = child.peek_key()
+            if key is None:
+                return None
+            children.append((role, key))
+        return own, tuple(children)
 
     def _layer_bytes(self, alloc: np.ndarray) -> bytes:
         """This node's own bytes with the sectors not in ``alloc`` zeroed."""

@@ -155,13 +155,14 @@ class ChunkStore:
     chunk covers ``CHUNK`` bytes even past ``size``; callers never read there.
     """
 
-    __slots__ = ("_chunks", "_shared", "base", "size")
+    __slots__ = ("_chunks", "_shared", "base", "size", "version")
 
     def __init__(self, size: int, base: Base | None = None) -> None:
         self.size = size
         self.base: Base = base or zeros_base
         self._chunks: dict[int, np.ndarray | int] = {}  # int: every byte of the chunk
         self._shared: set[int] = set()  # chunks shared with a copy: copy before writing
+        self.version = 0  # bumped by every change: a dump of an unchanged store is reused
 
     def __repr__(self) -> str:
         return f"<ChunkStore {self.size} bytes, {len(self._chunks)} chunks of {CHUNK}>"
@@ -272,6 +273,7 @@ class ChunkStore:
         end = offset + buf.size
         if end <= offset:
             return
+        self.version += 1
         chunks = self._chunks
         c0, c1 = offset // CHUNK, (end - 1) // CHUNK
         # Whole chunks become slices of one private copy of the data: one copy for a
@@ -293,6 +295,7 @@ class ChunkStore:
         end = offset + nbytes
         if end <= offset:
             return
+        self.version += 1
         chunks = self._chunks
         drop_zero = self.base is zeros_base and byte == 0  # whole zero chunks read as the base
         for c in range(offset // CHUNK, (end - 1) // CHUNK + 1):
@@ -309,6 +312,7 @@ class ChunkStore:
 
     def clear(self) -> None:
         """Every byte back to the base, every chunk dropped."""
+        self.version += 1
         self._chunks.clear()
         self._shared.clear()
 

@@ -66,6 +66,7 @@ class Qcow2Node(BlockNode):
         self._cluster_size = cluster_size
         self.nb_clusters = -(-size // cluster_size)
         self._map = np.zeros(self.nb_clusters, dtype=np.int8)
+        self._map_version = 0  # bumped by every change of _map (see _content_key)
         # Data of allocated clusters, at their guest offsets.  Sparse (chunks made
         # on first write) instead of a zeroed array as large as the disk: only
         # allocated clusters are ever read, and a dump zeroes unallocated sectors.
@@ -211,6 +212,7 @@ class Qcow2Node(BlockNode):
             await sched_point("meta", self.name, start, stop - start,
                               f"L2 update: clusters {c0}-{c1 - 1} allocated")
             self._map[c0:c1] = NORMAL
+            self._map_version += 1
         finally:
             self._allocs.remove(alloc)
             alloc.queue.restart_all()
@@ -236,6 +238,7 @@ class Qcow2Node(BlockNode):
                                                             REQ_MAY_UNMAP else ""))
             self._check_injected("write", first_full, last_full - first_full)
             self._map[first_full // cs:-(-last_full // cs)] = ZERO
+            self._map_version += 1
             self._data.fill(first_full, last_full - first_full, 0)
         finally:
             self._release()
@@ -248,6 +251,7 @@ class Qcow2Node(BlockNode):
         try:
             await sched_point("meta", self.name, 0, self.size, "make_empty: all clusters dropped")
             self._map[:] = UNALLOCATED
+            self._map_version += 1
             self._data.clear()  # every byte back to zero: the chunks are dropped
         finally:
             self._release()
@@ -280,6 +284,9 @@ class Qcow2Node(BlockNode):
             lo, hi = max(pos, (first + a) * cs), min(end, (first + b) * cs)
             out.append((int(states[a]), lo, hi - lo))
         return out
+
+    def _content_key(self) -> tuple:
+        return self._data, self._data.version, self._map_version
 
     def _layer_bytes(self, alloc: np.ndarray) -> bytes:
         return self._data.to_bytes(keep=alloc, sector=SECTOR)

@@ -70,5 +70,8 @@ class RawNode(BlockNode):
     def _peek_pieces(self, offset: int, nbytes: int) -> list:
         return self._data.pieces(offset, nbytes)
 
+    def _content_key(self) -> tuple:
+        return self._data, self._data.version
+
     def _layer_bytes(self, alloc: np.ndarray) -> bytes:
         return self._data.to_bytes()  # every sector is allocated

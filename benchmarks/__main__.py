@@ -1,0 +1,147 @@
+"""``python -m benchmarks`` (``make bench``): run the sections, print a table, write JSON.
+
+Options: ``--only throughput,exploration,interactivity,notebooks,setup`` runs
+some sections; ``--full-naive`` runs the 4-task naive explorations to the end
+(minutes each) instead of within a budget; ``--tests`` also runs ``make test`` in
+the clean clone (6-7 minutes more: past the 10-minute budget of the default
+run, so it is separate); ``--output PATH`` (default ``benchmarks/results.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from . import exploration, interactivity, notebooks, setup_time, throughput
+from ._common import ROOT, MiB, machine
+
+SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup")
+
+
+def _met(flag: bool | None) -> str:
+    return "n/a" if flag is None else ("met" if flag else "MISSED")
+
+
+def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(figure, value, target, met) rows for every figure that has a target or matters."""
+    rows: list[tuple[str, str, str, str]] = []
+    t = results.get("throughput")
+    if t:
+        sim, traced, q = t["simulator"], t["simulator_traced"], t["qemu"]
+        rows.append(("1 simulator ops/s (tracing off)", f"{sim['ops_per_s']:,.0f}", "", ""))
+        rows.append(("1 simulator ops/s (tracing on)", f"{traced['ops_per_s']:,.0f}", "", ""))
+        if q.get("available"):
+            rows.append((f"1 QEMU {q['version']} ops/s", f"{q['ops_per_s']:,.0f}", "", ""))
+            rows.append(("1 simulator / QEMU", f"{t['ratio']:.2f}×", "≥ 1.0×",
+                         _met(t["ratio_met"])))
+            rows.append(("1 reads agree (20,000 reads)", "yes" if t["reads_agree"] else "NO",
+                         "yes", _met(t["reads_agree"])))
+        else:
+            rows.append(("1 QEMU", "not available", "", "n/a"))
+        rows.append(("1 bytes the workload touches", f"{t['touched_bytes'] / MiB:.1f} MiB", "",
+                     ""))
+        rows.append(("1 simulator peak RSS over baseline",
+                     f"{sim['peak_over_baseline'] / MiB:.1f} MiB "
+                     f"({t['memory_ratio']:.2f}× touched)", "≤ 2× touched",
+                     _met(t["memory_met"])))
+    for r in results.get("exploration", []):
+        if r["tasks"] != 4 and r["design"] != "2.8":
+            continue
+        naive = f"{r['naive_runs']}" if r["naive_complete"] else f"≥ {r['naive_runs']}"
+        fewer = f"{'≥ ' if r['fewer_is_lower_bound'] else ''}{r['fewer']}×"
+        target = "≥ 10×" if r["tasks"] == 4 else ""
+        rows.append((f"2 {r['tasks']} tasks {r['design']}: runs reduced / naive",
+                     f"{r['reduced_runs']} / {naive} ({fewer} fewer)", target,
+                     _met(r.get("fewer_met")) if r["tasks"] == 4 else ""))
+        if "time_met" in r:
+            rows.append((f"2 {r['tasks']} tasks 2.8: complete verification",
+                         f"{r['reduced_s']:.2f} s ({r['reduced_verdict']})", "≤ 10 s",
+                         _met(r["time_met"])))
+    for r in results.get("interactivity", []):
+        rows.append((f"3 {r['widget']} Step, {r['cells']} cells: p50 / p95",
+                     f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms",
+                     f"p95 ≤ {r['target_p95_ms']:.0f} ms", _met(r["met"])))
+    nb = results.get("notebooks")
+    if nb:
+        for r in nb["notebooks"]:
+            rows.append((f"4 {r['notebook']}", f"{r['seconds']:.1f} s"
+                         + (" ERROR" if r["error"] else ""), "≤ 20 s", _met(r["met"])))
+        rows.append(("4 notebooks total", f"{nb['total_s']:.1f} s", "≤ 90 s", _met(nb["met"])))
+    s = results.get("setup")
+    if s:
+        rows.append(("5 clean clone → venv installed", f"{s['setup_s']:.1f} s", "", ""))
+        rows.append(("5 .venv installed size", f"{s['venv_bytes'] / 1e6:.0f} MB", "", ""))
+        if "test_s" not in s:
+            rows.append(("5 make test in the clone", "not run (--tests runs it)", "passes",
+                         "n/a"))
+        else:
+            rows.append(("5 make test in the clone", f"{s['test_s']:.1f} s "
+                         f"({s['test_summary']})", "passes", _met(s["tests_passed"])))
+            rows.append(("5 clean clone → passing make test", f"{s['clone_to_passing_s']:.1f} s",
+                         "", ""))
+    return rows
+
+
+def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    line = "  ".join("-" * w for w in widths)
+    heads = ("figure", "value", "target", "")
+    print("  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True)))
+    print(line)
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections (default: all of {', '.join(SECTIONS)})")
+    parser.add_argument("--full-naive", action="store_true",
+                        help="run the 4-task naive explorations to the end (minutes each)")
+    parser.add_argument("--tests", action="store_true",
+                        help="also run make test in the clean clone (6-7 minutes more)")
+    parser.add_argument("--steps", type=int, default=interactivity.STEPS,
+                        help="widget Steps timed per widget and size")
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results.json"))
+    args = parser.parse_args(argv)
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from "
+                     f"{', '.join(SECTIONS)}")
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {"command": "python -m benchmarks " + " ".join(
+        argv if argv is not None else sys.argv[1:]), "machine": machine()}
+    runners = {
+        "throughput": lambda: throughput.run(log=log),
+        "exploration": lambda: exploration.run(full_naive=args.full_naive, log=log),
+        "interactivity": lambda: interactivity.run(steps=args.steps, log=log),
+        "notebooks": lambda: notebooks.run(log=log),
+        "setup": lambda: setup_time.run(tests=args.tests, log=log),
+    }
+    for n, name in enumerate(SECTIONS, 1):
+        if name not in wanted:
+            continue
+        log(f"[{n}] {name}")
+        t0 = time.perf_counter()
+        results[name] = runners[name]()
+        results.setdefault("section_s", {})[name] = round(time.perf_counter() - t0, 1)
+    results["wall_s"] = round(time.perf_counter() - started, 1)
+    print()
+    print_table(table(results))
+    print(f"\nwall time {results['wall_s']:.0f} s; results in {args.output}")
+    with open(args.output, "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
