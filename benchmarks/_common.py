@@ -62,6 +62,26 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def cores_busy(window: float = 1.0) -> float:
+    """How many cores other processes keep busy, sampled over ``window`` seconds while
+    this process sleeps (from ``/proc/stat``; 0.0 where it cannot be read).  The machine
+    may be shared: a benchmark taken while another job runs says so."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+    try:
+        busy0, total0 = sample()
+        time.sleep(window)
+        busy1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    if total1 == total0:
+        return 0.0
+    return (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1)
+
+
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
     cpu = ""
