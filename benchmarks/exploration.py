@@ -11,7 +11,7 @@ minutes per design).  Design ``"4.0"`` (the smallest) is run to the end; the
 other two get a budget of ``NAIVE_FACTOR`` × the reduced run count: when one
 has not finished within it, its naive count is reported as "≥ budget" and the
 reduction as "≥ NAIVE_FACTOR×" — a lower bound, honestly labelled.
-``--full-naive`` runs every design to the end (about 8 minutes more).
+``--full-naive`` runs every design to the end (about 5 minutes more).
 """
 
 from __future__ import annotations
