@@ -436,22 +436,22 @@ class Lab:
         self.expectation_failures.append(f"line {cmd.line}: {cmd.text}: {why}")
 
     def _expect(self, cmd: Command) -> None:
-        layer = self.layers()[cmd.layer or ""]
-        if layer is None:
-            self._expect_failed(cmd, f"layer {cmd.layer} cannot be read now (replication "
-                                     f"{self.state})")
-            return
-        why = expect_failure(cmd, layer, self.original)
+        why = expect_failure(cmd, self.layers()[cmd.layer or ""], self.original, self.state)
         if why is not None:
             self._expect_failed(cmd, why)
 
 
-def expect_failure(cmd: Command, layer: Layer, original: bytes) -> str | None:
+def expect_failure(cmd: Command, layer: Layer | None, original: bytes,
+                   state: str = "") -> str | None:
     """Why ``expect LAYER OFF LEN WHAT`` does not hold on ``layer``; None when it holds.
 
-    ``original`` is the secondary disk's initial fill (for ``orig``).  Shared
-    by the simulator and the real-QEMU backend, so both judge alike.
+    ``layer`` is None when it cannot be read (the VM view before start);
+    ``state`` is the replication stage, for that message.  ``original`` is the
+    secondary disk's initial fill (for ``orig``).  Shared by the simulator and
+    the real-QEMU backend, so both judge alike.
     """
+    if layer is None:
+        return f"layer {cmd.layer} cannot be read now (replication {state})"
     s0, s1 = cmd.offset // SECTOR, (cmd.offset + cmd.length) // SECTOR
     alloc = layer.alloc[s0:s1]
     data = layer.data[cmd.offset:cmd.offset + cmd.length]

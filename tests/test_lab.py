@@ -214,3 +214,10 @@ def test_engine_imports_without_presentation():
     code = ("import labkit, sys; assert 'matplotlib' not in sys.modules and "
             "'ipywidgets' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_expect_on_an_unreadable_vm_view_says_why():
+    lab = lk.run_scenario("expect vm-view 0 4K orig\nstart\nexpect vm-view 0 4K orig",
+                          size="128K")
+    assert lab.expectation_failures == [
+        "line 1: expect vm-view 0 4K orig: layer vm-view cannot be read now (replication none)"]

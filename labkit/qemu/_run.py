@@ -246,12 +246,7 @@ class QemuRun:
         self.expectation_failures.append(f"line {cmd.line}: {cmd.text}: {why}")
 
     def _expect(self, q: QemuSecondary, cmd: Command) -> None:
-        layer = _read_layer(q, cmd.layer or "")
-        if layer is None:
-            self._expect_failed(cmd, f"layer {cmd.layer} cannot be read now (replication "
-                                     f"{self.state})")
-            return
-        why = expect_failure(cmd, layer, self.original)
+        why = expect_failure(cmd, _read_layer(q, cmd.layer or ""), self.original, self.state)
         if why is not None:
             self._expect_failed(cmd, why)
 
