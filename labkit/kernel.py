@@ -68,14 +68,18 @@ class Event:
         _set_length(self, length)
         _set_detail(self, detail)
 
-    def __str__(self) -> str:
+    def describe(self) -> str:
+        """``kind node [offset+length] detail``: the event in words, without seq or task."""
         where = ""
         if self.node:
             where = f" {self.node}"
             if self.offset >= 0:
                 where += f" [{self.offset:#x}+{self.length:#x}]"
         detail = f" {self.detail}" if self.detail else ""
-        return f"{self.seq:4d} {self.task:<14} {self.kind}{where}{detail}"
+        return f"{self.kind}{where}{detail}"
+
+    def __str__(self) -> str:
+        return f"{self.seq:4d} {self.task:<14} {self.describe()}"
 
 
 _set_seq = Event.seq.__set__  # type: ignore[attr-defined]

@@ -153,13 +153,7 @@ def discard(lab: Lab) -> None:
 
 def describe_event(e: Event) -> str:
     """One trace event in words (no sequence number: the text twins stay short)."""
-    where = ""
-    if e.node:
-        where = f" {e.node}"
-        if e.offset >= 0:
-            where += f" [{e.offset:#x}+{e.length:#x}]"
-    detail = f" {e.detail}" if e.detail else ""
-    return f"{e.task}: {e.kind}{where}{detail}"
+    return f"{e.task}: {e.describe()}"
 
 
 def cow_requests(lab: Lab) -> list[str]:
