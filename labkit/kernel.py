@@ -123,11 +123,14 @@ class Task:
     """One coroutine under the kernel: a name, a state, a result or an exception.
 
     ``blocked_on`` is the :class:`CoQueue` (or other waitable) a blocked task
-    waits for; ``why_blocked`` says it in words.
+    waits for; ``why_blocked`` says it in words.  ``suspended`` is what the
+    task last yielded to the kernel (its scheduling point or wait: ``kind``,
+    ``node``, ``offset``, ``length``), or None before its first step and after
+    its end: where the task is parked, for widgets and the explorer to read.
     """
 
     __slots__ = ("_exception", "_result", "_wakeups", "blocked_on", "coro", "kernel", "name",
-                 "state", "tid")
+                 "state", "suspended", "tid")
 
     def __init__(self, kernel: Kernel, tid: int, name: str, coro: Coroutine[Any, Any, Any]):
         self.kernel = kernel
@@ -136,6 +139,7 @@ class Task:
         self.coro = coro
         self.state = RUNNABLE
         self.blocked_on: Any = None
+        self.suspended: _Suspend | None = None
         self._result: Any = None
         self._exception: BaseException | None = None
         self._wakeups: list[Task] = []
@@ -384,6 +388,7 @@ class Kernel:
         global _current
         prev = _current
         _current = task
+        task.suspended = None
         try:
             request = task.coro.send(None)
         except StopIteration as stop:
@@ -405,6 +410,7 @@ class Kernel:
             if not isinstance(request, _Suspend):
                 raise TypeError(f"task {task.name} awaited {request!r}; labkit tasks may only "
                                 f"await labkit scheduling points, CoQueues and CoMutexes")
+            task.suspended = request
             if request.kind == "point":
                 self._ready.append(task)
                 self.record(task.name, "point", request.node, request.offset, request.length,
