@@ -7,9 +7,12 @@ without matplotlib, ipywidgets or Jupyter; ``labkit.plot`` and
 
 from . import errors
 from .errors import (
+    ArgumentError,
     BlockError,
+    ConfigError,
     Deadlock,
     LabkitError,
+    LimitError,
     ReplicationError,
     ScenarioError,
     ScheduleError,
@@ -33,10 +36,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FIFO",
+    "ArgumentError",
     "BlockError",
     "Chooser",
     "CoMutex",
     "CoQueue",
+    "ConfigError",
     "Counterexample",
     "Deadlock",
     "Event",
@@ -45,6 +50,7 @@ __all__ = [
     "Lab",
     "LabkitError",
     "Layer",
+    "LimitError",
     "NondeterminismError",
     "Random",
     "ReplicationError",

@@ -22,6 +22,25 @@ class LabkitError(Exception):
     """Base class of every error labkit raises on purpose."""
 
 
+class ConfigError(LabkitError, ValueError):
+    """A bad value for a lab setting or call argument: names it and what is allowed.
+
+    Also a ``ValueError`` (as Hypothesis's ``InvalidArgument`` is), so code
+    written ``except ValueError`` keeps working.
+    """
+
+
+class ArgumentError(LabkitError, TypeError):
+    """An argument of the wrong type (``None`` for a byte, a ``bool``, a ``str`` size...).
+
+    Also a ``TypeError``, so ``except TypeError`` code keeps working.
+    """
+
+
+class LimitError(ConfigError):
+    """A size, count, repeat factor or nesting depth past labkit's documented bound."""
+
+
 # --- block I/O -------------------------------------------------------------
 
 
