@@ -14,6 +14,18 @@ interleave only where a coroutine *yields* (an I/O it waits for, a lock or a
   list, so they become runnable only when the waker next yields or ends.
 * :class:`CoMutex` is the 2.8 ``CoMutex`` built on a CoQueue.
 
+**The wake rule** (``qemu_coroutine_enter`` → ``qemu_co_queue_run_restart``,
+facts §1.7 and §8.6): as soon as the waker yields or ends, every task it woke
+is entered at once, in FIFO order, each running to its own next scheduling
+point — and the tasks *it* woke run in turn, depth first — before anything
+else runs.  labkit gives each of these *forced* steps its own position in the
+schedule (so a schedule still names every step), but at that position the
+policy is offered exactly one task, the woken one: no policy, playground
+button or explorer branch can pick another task there, and a script that
+names another task gets a :class:`~labkit.errors.ScheduleError` saying why
+(:meth:`Kernel.why_not_runnable`).  A forced step is never a preemption and
+never a branching point.
+
 Every decision is recorded (``kernel.schedule``) and every step produces
 :class:`Event` s (``kernel.trace``), so a run is reproduced exactly from the
 same tasks and the same schedule.  Trainees should notice that nothing happens
@@ -28,7 +40,15 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Deadlock, LabkitError, ScheduleError, StateError, TaskFailed, TaskNotDone
+from .errors import (
+    ArgumentError,
+    Deadlock,
+    LabkitError,
+    ScheduleError,
+    StateError,
+    TaskFailed,
+    TaskNotDone,
+)
 
 RUNNABLE = "runnable"
 BLOCKED = "blocked"
@@ -181,7 +201,11 @@ class Task:
 
 
 class Policy:
-    """Chooses the next task among the runnable ones (in the order they became runnable)."""
+    """Chooses the next task among the runnable ones (in the order they became runnable).
+
+    Right after a wake-up the kernel offers exactly one task, the woken one
+    (see the module docstring): a policy never sees a choice QEMU cannot make.
+    """
 
     def choose(self, runnable: Sequence[Task], position: int) -> Task:
         raise NotImplementedError
@@ -205,6 +229,9 @@ class Random(Policy):
     """A seeded random choice: same seed, same interleaving."""
 
     def __init__(self, seed: int) -> None:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ArgumentError(f"Random(seed): seed must be an int (the same seed gives the "
+                                f"same interleaving), got {seed!r}")
         self.seed = seed
         self._rng = random.Random(seed)
 
@@ -227,7 +254,21 @@ class Scripted(Policy):
     """
 
     def __init__(self, names: Iterable[str], then: Policy | None = None, strict: bool = False):
-        self.names = list(names)
+        if isinstance(names, str) or not isinstance(names, Iterable):
+            raise ArgumentError(f"Scripted(names): names must be a list of task names like "
+                                f"['vm-read#1', 'nbd-write#1'], got {names!r}")
+        names = list(names)
+        for name in names:
+            if not isinstance(name, str):
+                raise ArgumentError(f"Scripted(names): every name must be a task name (str), "
+                                    f"got {name!r}")
+        if then is not None and not isinstance(then, Policy):
+            raise ArgumentError(f"Scripted(then=...): then must be a policy (lk.FIFO(), "
+                                f"lk.Random(seed)...), got {then!r}")
+        if not isinstance(strict, bool):
+            raise ArgumentError(f"Scripted(strict=...): strict must be True or False, got "
+                                f"{strict!r}")
+        self.names = names
         self.then = then or FIFO()
         self.strict = strict
 
@@ -238,7 +279,9 @@ class Scripted(Policy):
                 if task.name == want:
                     return task
             names = ", ".join(t.name for t in runnable)
-            raise ScheduleError(position, f"task {want!r} is not runnable here (runnable: {names})")
+            why = runnable[0].kernel.why_not_runnable(want) if runnable else ""
+            raise ScheduleError(position, f"{why or f'task {want!r} is not runnable here'} "
+                                          f"(runnable: {names})")
         if self.strict:
             names = ", ".join(t.name for t in runnable)
             raise ScheduleError(
@@ -257,6 +300,9 @@ class Chooser(Policy):
     """Ask a callback: ``fn(runnable_tasks) -> Task | name`` (the interactive widget)."""
 
     def __init__(self, fn: Callable[[Sequence[Task]], Task | str]) -> None:
+        if not callable(fn):
+            raise ArgumentError(f"Chooser(fn): fn must be a function of the runnable tasks "
+                                f"returning one of them (or its name), got {fn!r}")
         self.fn = fn
 
     def choose(self, runnable: Sequence[Task], position: int) -> Task:
@@ -305,6 +351,10 @@ class Kernel:
         self.trace: list[Event] = []
         self.schedule: list[str] = []
         self._ready: deque[Task] = deque()
+        # Woken tasks that must run at once (qemu_co_queue_run_restart), each with the
+        # name of its waker, in the order they run: the head is the only task the
+        # next step may run.  See wake() and _resume().
+        self._forced: deque[tuple[Task, str]] = deque()
         # The blocked tasks, kept as they block and wake: scanning every task ever
         # spawned made blocked() — called at the end of every run() — O(n²) over a
         # long run.  blocked() sorts them by spawn order, as that scan listed them.
@@ -330,15 +380,53 @@ class Kernel:
         return task
 
     def runnable(self) -> list[Task]:
-        """The runnable tasks, in the order they became runnable."""
+        """The tasks the next step may run, in the order they became runnable.
+
+        Right after a wake-up that is exactly one task, the woken one
+        (:attr:`forced`): QEMU enters it before anything else runs.
+        """
+        if self._forced:
+            return [self._forced[0][0]]
         return list(self._ready)
+
+    @property
+    def forced(self) -> tuple[Task, str] | None:
+        """``(task, waker)`` when the next step must run ``task``, woken by ``waker``.
+
+        ``qemu_co_queue_run_restart``: a task woken by a ``CoQueue`` restart, a
+        ``CoMutex`` unlock or a ``qemu_co_queue_next`` runs as soon as its waker
+        yields or ends, before any other task.  None when the policy may choose.
+        """
+        return self._forced[0] if self._forced else None
+
+    def why_not_runnable(self, name: str) -> str:
+        """Why the next step cannot run task ``name``, in words ("" if it can)."""
+        task = self.tasks.get(name)
+        if task is None:
+            return f"task {name!r} is not runnable here: there is no task of that name"
+        if task.done:
+            return f"task {name!r} has already finished"
+        if task.state == BLOCKED:
+            return f"task {name!r} is blocked (it waits for {task.why_blocked})"
+        if self._forced and self._forced[0][0] is not task:
+            woken, waker = self._forced[0]
+            by = f" by {waker}" if waker else ""
+            return (f"{woken.name} was woken{by} and runs at once "
+                    f"(qemu_co_queue_run_restart); {name} cannot run here")
+        return ""
 
     def blocked(self) -> list[Task]:
         """The blocked tasks, in the order they were spawned."""
         return sorted(self._blocked, key=_spawn_order)
 
     def wake(self, tasks: Iterable[Task], waker: str = "") -> None:
-        """Make blocked tasks runnable once the current task next yields (QEMU's rule)."""
+        """Wake blocked tasks: they run at once, FIFO, after the current task next yields.
+
+        ``qemu_co_queue_restart_all`` / ``_next`` put the waiters on the current
+        coroutine's wake-up list; ``qemu_coroutine_enter`` enters them right after
+        it yields or ends (``qemu_co_queue_run_restart``).  Outside a task (a lab
+        call between steps) they only become runnable.
+        """
         cur = _current
         for task in tasks:
             if cur is not None and cur is not task:
@@ -346,26 +434,45 @@ class Kernel:
             else:
                 self._make_runnable(task, waker)
 
-    def _make_runnable(self, task: Task, waker: str) -> None:
+    def _make_runnable(self, task: Task, waker: str, forced: bool = False) -> bool:
         if task.state != BLOCKED:
-            return
+            return False
         task.state = RUNNABLE
         task.blocked_on = None
         self._blocked.discard(task)
-        self._ready.append(task)
+        if not forced:
+            self._ready.append(task)
         self.record(task.name, "wake", detail=f"by {waker}" if waker else "")
+        return True
 
     # Scheduling -----------------------------------------------------------
     def step(self) -> Event:
-        """Make one scheduling decision and run that task to its next yield or end."""
-        if not self._ready:
+        """Make one scheduling decision and run that task to its next yield or end.
+
+        After a wake-up the decision has one candidate, the woken task (the
+        policy is still asked, so that a script is checked and a schedule
+        names every step).
+        """
+        if self._forced:
+            task, _ = self._forced[0]
+            runnable = [task]
+        elif self._ready:
+            runnable = list(self._ready)
+        else:
             blocked = self.blocked()
             if blocked:
                 raise Deadlock([(t.name, t.why_blocked) for t in blocked])
             raise StateError("no task is runnable: every task has finished")
-        runnable = list(self._ready)
-        task = self.policy.choose(runnable, len(self.schedule))
-        self._ready.remove(task)
+        chosen = self.policy.choose(runnable, len(self.schedule))
+        if self._forced:
+            if chosen is not task:
+                name = getattr(chosen, "name", chosen)
+                raise ScheduleError(len(self.schedule), self.why_not_runnable(str(name))
+                                    or f"the policy chose {chosen!r}, not runnable here")
+            self._forced.popleft()
+        else:
+            task = chosen
+            self._ready.remove(task)
         self.schedule.append(task.name)
         self.record(task.name, "run")
         decision = self.trace[-1] if self.tracing else Event(-1, task.name, "run")
@@ -375,7 +482,7 @@ class Kernel:
     def run(self, max_steps: int | None = None) -> None:
         """Step until nothing is runnable; raise :class:`Deadlock` if tasks stay blocked."""
         steps = 0
-        while self._ready:
+        while self._ready or self._forced:
             if max_steps is not None and steps >= max_steps:
                 return
             self.step()
@@ -423,15 +530,26 @@ class Kernel:
         finally:
             _current = prev
             wakeups, task._wakeups = task._wakeups, []
-            for woken in wakeups:
-                self._make_runnable(woken, task.name)
+            if wakeups:
+                # qemu_co_queue_run_restart: the woken tasks run next, FIFO, ahead of
+                # the tasks still to run from an outer wake-up (their own wake-ups are
+                # entered before the rest of this list: depth first, as the nested
+                # qemu_coroutine_enter calls do).
+                woken = [(t, task.name) for t in wakeups if self._make_runnable(t, task.name,
+                                                                                 forced=True)]
+                self._forced.extendleft(reversed(woken))
 
 
 # --- synchronisation ---------------------------------------------------------
 
 
 class CoQueue:
-    """QEMU's ``CoQueue``: FIFO waiters, woken only when the waker next yields.
+    """QEMU's ``CoQueue``: FIFO waiters, entered when the waker next yields — then at once.
+
+    A restarted waiter does not run while its waker runs on (the waker keeps
+    going to its next scheduling point); as soon as the waker yields or ends,
+    the waiters run, FIFO, each to its own next scheduling point, before any
+    other task (``qemu_co_queue_run_restart``; see the module docstring).
 
     ``label`` says what a waiter waits for, as the widgets and Deadlock show it
     (e.g. "CowRequest of vm-read#1 on clusters 0-0").
@@ -462,7 +580,8 @@ class CoQueue:
         await _Suspend("block", self)
 
     def restart_all(self) -> None:
-        """``qemu_co_queue_restart_all``: wake every waiter (they run after we yield)."""
+        """``qemu_co_queue_restart_all``: wake every waiter; they run, FIFO, right after
+        the current task's next yield or end, before anything else."""
         if not self._waiters:
             return
         waiters = list(self._waiters)
@@ -471,7 +590,8 @@ class CoQueue:
         kernel.wake(waiters, _current.name if _current else "")
 
     def next(self) -> bool:
-        """``qemu_co_queue_next``: wake the first waiter; True if there was one."""
+        """``qemu_co_queue_next``: wake the first waiter (it runs right after the current
+        task's next yield or end, before anything else); True if there was one."""
         if not self._waiters:
             return False
         task = self._waiters.popleft()
@@ -480,7 +600,14 @@ class CoQueue:
 
 
 class CoMutex:
-    """QEMU 2.8's ``CoMutex``: lock waits on a CoQueue while locked; unlock wakes one."""
+    """QEMU 2.8's ``CoMutex``: lock waits on a CoQueue while locked; unlock wakes one.
+
+    ``qemu_co_mutex_unlock`` clears ``locked`` and calls ``qemu_co_queue_next``:
+    the first waiter runs right after the unlocking task yields, before any other
+    task can take the mutex.  (The unlocking task itself may lock it again
+    before it yields; the waiter then finds it held and waits again — 2.8's
+    CoMutex is not a hand-over.)
+    """
 
     __slots__ = ("_queue", "holder", "name")
 

@@ -86,7 +86,7 @@ def test_chooser_callback_picks_by_name():
     assert picks[0] == ["a#1", "b#1"]
 
 
-def test_woken_waiter_runs_only_after_the_wakers_next_scheduling_point():
+def test_woken_waiter_runs_after_the_wakers_next_scheduling_point_and_then_at_once():
     k = Kernel()
     q = CoQueue("the test queue")
     log: list[str] = []
@@ -110,9 +110,12 @@ def test_woken_waiter_runs_only_after_the_wakers_next_scheduling_point():
     k.spawn("x#1", waker())
     k.step()  # x#1 restarts and runs on to its scheduling point
     assert log == ["wait", "restart", "still running"]
-    assert [t.name for t in k.runnable()] == ["x#1", "w#1"]
+    # qemu_co_queue_run_restart: w#1 is entered now, before x#1 (or anything) runs on.
+    assert [t.name for t in k.runnable()] == ["w#1"]
+    assert k.forced is not None and k.forced[0].name == "w#1" and k.forced[1] == "x#1"
     k.run()
-    assert log == ["wait", "restart", "still running", "after yield", "woken"]
+    assert log == ["wait", "restart", "still running", "woken", "after yield"]
+    assert k.schedule == ["w#1", "x#1", "w#1", "x#1"]
 
 
 def test_comutex_excludes_and_hands_over():
