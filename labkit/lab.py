@@ -23,11 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from .block import BlockGraph, NBDServer, Qcow2Node, RawNode
+from .block import (
+    BlockGraph,
+    NBDServer,
+    Qcow2Node,
+    RawNode,
+    bdrv_drained_begin,
+    bdrv_drained_end,
+    blk_wait_while_drained,
+)
 from .block._node import LAYER_CACHE_MAX
 from .block._store import Base, ConstantFill, IndexFill, zeros_base
 from .errors import BlockError, LabkitError, ReplicationError, ScenarioError, StateError
-from .kernel import FIFO, Event, Kernel, Policy, Task
+from .kernel import FIFO, CoMutex, Event, Kernel, Policy, Task
 from .layers import SECTOR, Layer
 from .oracle import Oracle, Violation
 from .replication import DESIGNS, ERAS, ReplicationNode, ReplicationStage
@@ -111,6 +119,9 @@ class Lab:
         self.expectation_failures: list[str] = []
         self._counters: dict[str, int] = {}
         self._failover_pending: str | None = None
+        # QMP dispatches one command at a time: a control command runs to its end
+        # before the next starts (see _control).
+        self.monitor = CoMutex("QMP monitor")
         self._write_bytes: dict[str, int] = {}  # write task -> its byte (see writers())
         self._view_cache: tuple[tuple, Layer] | None = None  # see layers()
 
@@ -211,6 +222,7 @@ class Lab:
         self._check_io("VM write", offset, length, byte)
 
         async def body(name: str) -> None:
+            await blk_wait_while_drained(self.top)  # the guest device is quiesced
             self.oracle.vm_write_started(name, offset, length, byte)
             ok = False
             try:
@@ -228,6 +240,7 @@ class Lab:
         self._check_io("VM read", offset, length)
 
         async def body(name: str) -> bytes:
+            await blk_wait_while_drained(self.top)  # the guest device is quiesced
             self.oracle.vm_read_started(name, offset, length)
             data = None
             try:
@@ -242,10 +255,29 @@ class Lab:
 
     def _control(self, kind: str, body: Callable[[], Coroutine[Any, Any, None]],
                  after: Callable[[str], None] | None, wait: bool) -> Task:
+        """Spawn a control command (``start#N``...): one at a time, in a drained section.
+
+        QMP runs one command at a time, so a control command first takes the
+        :attr:`monitor`.  Then it drains the whole graph
+        (``bdrv_drained_begin``, :mod:`labkit.block._drain`): requests in flight
+        end first, new guest and NBD requests wait until the command is done —
+        what COLO guarantees by stopping both VMs around a checkpoint
+        (``vm_stop`` → ``bdrv_drain_all``, facts §2.7).  ``after`` (telling the
+        oracle) runs inside the section, before any new request starts.
+        """
         async def run(name: str) -> None:
-            await body()
-            if after is not None:
-                after(name)
+            await self.monitor.lock()
+            try:
+                nodes = list(self.graph.nodes.values())
+                await bdrv_drained_begin(nodes, name)
+                try:
+                    await body()
+                    if after is not None:
+                        after(name)
+                finally:
+                    bdrv_drained_end(nodes, name)
+            finally:
+                self.monitor.unlock()
 
         task = self._spawn(kind, run)
         if wait:
@@ -293,17 +325,25 @@ class Lab:
         never reports an error: ``xen-set-replication`` drops failover errors
         (they go to :attr:`log`).
         """
+        started: list[Task | None] = []
+
         def after(name: str) -> None:
-            if self.top.stage is ReplicationStage.FAILOVER:
+            # Only the command that started the commit waits for it: a second failover
+            # fails (2.8) or is ignored (7.2) while the first one's commit runs.
+            if started and started[0] is not None:
                 self._failover_pending = name
+                self.oracle.failover_started()
                 self._check_failover()
 
         async def body() -> None:
+            before = self.top.commit_task
             try:
                 await self.top.stop(failover=True)
             except ReplicationError as exc:
                 # qmp_xen_set_replication passes errp only when failover is false.
                 self.log.append(f"failover: error dropped by xen-set-replication: {exc}")
+            commit = self.top.commit_task
+            started.append(commit if commit is not before else None)
 
         return self._control("failover", body, after, wait)
 

@@ -11,6 +11,11 @@ and never looks at the engine's layers to compute it.
   and the write are concurrent; either order is correct).
 * After failover, the secondary disk must equal that view: the primary's
   un-checkpointed writes reverted, the VM's writes kept.
+* A primary write that lands *while* the failover commit runs races the
+  commit (COLO never sends one: it fails over when the primary is gone), so
+  COLO promises nothing for its bytes: either the VM's view or the written
+  byte is accepted, by reads then and by the failover check, and the view
+  takes whichever the disk ended with.
 
 Trainees should notice that the oracle needs no knowledge of hidden disks or
 CowRequests: it states *what* must hold, the engine shows *how* QEMU makes it
@@ -74,6 +79,8 @@ class Oracle:
         self.view = self.secondary.copy()  # what the VM must read
         self.active = False  # replication running (or failed over): reads are checked
         self.failed_over = False  # the VM and the primary now share the secondary disk
+        self.failing_over = False  # the failover commit runs (see failover_started)
+        self._racing: list[tuple[int, int, int]] = []  # primary writes racing the commit
         self.violations: list[Violation] = []
         self._reads: dict[str, _ReadWatch] = {}
         self._vm_writes: dict[str, tuple[int, int, int]] = {}
@@ -92,12 +99,21 @@ class Oracle:
         """A stop without failover: replication no longer promises anything."""
         self.active = False
 
+    def failover_started(self) -> None:
+        """``replication_stop(failover=true)`` started the commit: see the module docstring."""
+        self.failing_over = True
+
     def primary_write_done(self, name: str, offset: int, length: int, byte: int) -> None:
         self.secondary.fill(offset, length, byte)
         if self.failed_over:
             self.view.fill(offset, length, byte)
-        else:
-            self._primary_log.append((name, offset, length, byte))
+            return
+        self._primary_log.append((name, offset, length, byte))
+        if self.failing_over:  # races the commit: either value may stay (docstring)
+            self._racing.append((offset, length, byte))
+            for watch in self._reads.values():
+                if offset < watch.offset + watch.length and watch.offset < offset + length:
+                    watch.alternatives.append((offset, length, byte))
 
     def vm_write_started(self, name: str, offset: int, length: int, byte: int) -> None:
         self._vm_writes[name] = (offset, length, byte)
@@ -114,7 +130,7 @@ class Oracle:
 
     def vm_read_started(self, name: str, offset: int, length: int) -> None:
         watch = _ReadWatch(offset, length, self.view.read(offset, length))
-        for w_off, w_len, byte in self._vm_writes.values():
+        for w_off, w_len, byte in [*self._vm_writes.values(), *self._racing]:
             if w_off < offset + length and offset < w_off + w_len:
                 watch.alternatives.append((w_off, w_len, byte))
         self._reads[name] = watch
@@ -150,10 +166,18 @@ class Oracle:
         stays the oracle's own.
         """
         self.failed_over = True
+        self.failing_over = False
         self.active = True
         got = np.frombuffer(secondary_disk, dtype=np.uint8)
         view = self.view.to_array()
-        idx = np.flatnonzero(got != view)
+        bad = got != view
+        for off, length, byte in self._racing:  # either value is correct: keep the disk's
+            span = slice(off, off + length)
+            ok = got[span] == byte
+            bad[span] &= ~ok
+            self.view.write(off, np.where(ok, got[span], view[span]).astype(np.uint8))
+        self._racing.clear()
+        idx = np.flatnonzero(bad)
         self.secondary = self.view.copy()  # from now on the VM and the primary share this disk
         self._primary_log.clear()
         if not idx.size:

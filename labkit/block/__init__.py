@@ -4,6 +4,7 @@ Re-exports the public names of the private modules; see each for what it
 models in QEMU.
 """
 
+from ._drain import bdrv_drain_poll, bdrv_drained_begin, bdrv_drained_end, blk_wait_while_drained
 from ._graph import BlockGraph
 from ._node import (
     REQ_MAY_UNMAP,
@@ -29,4 +30,8 @@ __all__ = [
     "Qcow2Node",
     "RawNode",
     "TrackedRequest",
+    "bdrv_drain_poll",
+    "bdrv_drained_begin",
+    "bdrv_drained_end",
+    "blk_wait_while_drained",
 ]

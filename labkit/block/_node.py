@@ -138,6 +138,13 @@ class BlockNode:
         self.job = None  # the block job using this node as its source (bs->job in 2.8)
         self.injected: list[InjectedError] = []
         self.dirty_bitmaps: list[np.ndarray] = []  # BdrvDirtyBitmap, one bool per sector
+        # Drained sections (see _drain.py): bs->quiesce_counter, who opened them, the
+        # new requests waiting for their end, and the drainers waiting for this
+        # node's in-flight requests to end (bdrv_drain_poll).
+        self.quiesce_counter = 0
+        self.quiesced_by: list[str] = []
+        self.drained_queue: CoQueue | None = None
+        self.drain_waiters: CoQueue | None = None
         # The last dump and the content key it was made at (see layer()).  A widget
         # redraws the layers after every decision, and most decisions change none.
         self._layer_cache: tuple[tuple, Layer] | None = None
@@ -233,6 +240,8 @@ class BlockNode:
         emit("req-end", self.name, req.offset, req.bytes, req.type)
         if req._wait_queue is not None:  # no queue made: nobody ever waited
             req._wait_queue.restart_all()
+        if self.drain_waiters is not None:  # a drained section polls for this end
+            self.drain_waiters.restart_all()
 
     def mark_request_serialising(self, req: TrackedRequest, align: int) -> None:
         """``mark_request_serialising``: widen the overlap range to ``align``; count once."""

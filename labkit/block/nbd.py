@@ -6,11 +6,14 @@ secondary disk doesn't have block backend").  Each NBD write from the primary
 is served by a coroutine of the NBD server — labkit names those tasks
 ``nbd-write#N`` — that calls ``blk_co_pwritev`` on the export's node, which
 runs the node's before-write notifiers (the backup COW) before the data lands.
+While a drained section is open (``block/_drain.py``) a new NBD request waits
+before it starts: 2.8's ``aio_disable_external`` stops the server reading it.
 """
 
 from __future__ import annotations
 
 from ..errors import BlockError, GraphError
+from ._drain import blk_wait_while_drained
 from ._node import BlockNode
 
 
@@ -27,18 +30,21 @@ class NBDExport:
 
     async def co_read(self, offset: int, nbytes: int) -> bytes:
         """``NBD_CMD_READ`` served as ``blk_co_preadv`` on the export's node."""
+        await blk_wait_while_drained(self.node)  # aio_disable_external: not read yet
         return await self.node.co_preadv(offset, nbytes)
 
     async def co_write(self, offset: int, data: bytes) -> None:
         """``NBD_CMD_WRITE`` served as ``blk_co_pwritev`` on the export's node."""
         if not self.writable:
             raise BlockError(1, f"NBD export {self.name} is read-only")  # EPERM
+        await blk_wait_while_drained(self.node)  # aio_disable_external: not read yet
         await self.node.co_pwritev(offset, data)
 
     async def co_write_zeroes(self, offset: int, nbytes: int) -> None:
         """``NBD_CMD_WRITE_ZEROES`` served as ``blk_co_pwrite_zeroes``."""
         if not self.writable:
             raise BlockError(1, f"NBD export {self.name} is read-only")
+        await blk_wait_while_drained(self.node)
         await self.node.co_pwrite_zeroes(offset, nbytes)
 
 
