@@ -162,11 +162,9 @@ class _ReplayPolicy(Policy):
                 return task
         kernel = runnable[0].kernel if runnable else None
         existing = kernel.tasks.get(want) if kernel is not None else None
-        if existing is not None:
-            if existing.done:
-                why = f"task {want!r} has already finished"
-            else:
-                why = f"task {want!r} is blocked (it waits for {existing.why_blocked})"
+        if existing is not None and kernel is not None:
+            # finished, blocked, or another task was just woken and runs at once
+            why = kernel.why_not_runnable(want)
         elif want in self.known:
             why = (f"task {want!r} has not started yet: its scenario line runs after the "
                    f"current one")

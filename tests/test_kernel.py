@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from labkit import trace as tr
-from labkit.errors import Deadlock, ScheduleError, StateError, TaskFailed, TaskNotDone
+from labkit.errors import (
+    ArgumentError,
+    Deadlock,
+    ScheduleError,
+    StateError,
+    TaskFailed,
+    TaskNotDone,
+)
 from labkit.kernel import FIFO, Chooser, CoMutex, CoQueue, Kernel, Random, Scripted, sched_point
 
 
@@ -197,3 +204,237 @@ def test_fifo_repr_and_fork():
     assert repr(FIFO()) == "FIFO()"
     r = Random(3)
     assert r.fork().seed == 3
+
+
+# --- the wake rule (qemu_co_queue_run_restart, facts §1.7, §8.6) ------------------------
+
+
+def test_comutex_unlock_the_woken_waiter_takes_the_lock_before_a_third_task():
+    k = Kernel()
+    m = CoMutex("m")
+    log: list[str] = []
+
+    async def holder():
+        await m.lock()
+        await sched_point("io")
+        m.unlock()
+        log.append("a unlocked")
+        await sched_point("io")  # the waiter runs right here, before c#1 or a#1
+
+    async def user(name):
+        await m.lock()
+        log.append(f"{name} in")
+        await sched_point("io")
+        m.unlock()
+
+    k.spawn("a#1", holder())
+    k.spawn("b#1", user("b"))
+    k.step()  # a#1 takes m
+    k.step()  # b#1 waits
+    k.spawn("c#1", user("c"))
+    assert k.runnable()[0].name == "a#1"
+    k.policy = Scripted([*k.schedule, "a#1", "c#1"])
+    with pytest.raises(ScheduleError) as exc:
+        k.run()
+    assert exc.value.position == 3
+    assert ("b#1 was woken by a#1 and runs at once (qemu_co_queue_run_restart); c#1 cannot "
+            "run here") in str(exc.value)
+    assert [t.name for t in k.runnable()] == ["b#1"]
+    k.policy = FIFO()
+    k.run()
+    assert log == ["a unlocked", "b in", "c in"]
+
+
+def test_wakeups_run_fifo_and_depth_first():
+    k = Kernel()
+    qa, qb = CoQueue("qa"), CoQueue("qb")
+    log: list[str] = []
+
+    async def waiter(name, q, then=None):
+        await q.wait()
+        log.append(name)
+        if then is not None:
+            then.restart_all()
+        await sched_point("io")
+
+    async def waker():
+        qa.restart_all()
+        await sched_point("io")
+
+    k.spawn("x1#1", waiter("x1", qa, then=qb))
+    k.spawn("x2#1", waiter("x2", qa))
+    k.spawn("y#1", waiter("y", qb))
+    for _ in range(3):
+        k.step()
+    k.spawn("w#1", waker())
+    k.spawn("other#1", waiter("never", CoQueue("nobody")))
+    k.step()  # w#1 wakes x1#1 and x2#1
+    order = []
+    while k.forced is not None:
+        order.append(k.forced[0].name)
+        k.step()
+    # x1#1 runs first and wakes y#1, which is entered before x2#1 (nested enter)
+    assert order == ["x1#1", "y#1", "x2#1"] and log == ["x1", "y", "x2"]
+    k.tasks["other#1"].coro.close()
+
+
+def test_random_policy_only_ever_sees_the_woken_task_at_a_forced_step():
+    seen: list[list[str]] = []
+
+    class Spy(Random):
+        def choose(self, runnable, position):
+            seen.append([t.name for t in runnable])
+            return super().choose(runnable, position)
+
+    k = Kernel(Spy(7))
+    q = CoQueue("q")
+
+    async def waiter():
+        await q.wait()
+        await sched_point("io")
+
+    async def waker():
+        await sched_point("io")
+        q.restart_all()
+        await sched_point("io")
+
+    k.spawn("w#1", waiter())
+    k.step()
+    for n in range(3):
+        k.spawn(f"o#{n + 1}", waker() if n == 0 else waiter_free())
+    k.run()
+    forced = [i for i, e in enumerate(k.trace) if e.kind == "wake"]
+    assert forced, "the waiter was never woken"
+    after_wake = k.trace[forced[0] + 1:]
+    first_run = next(e for e in after_wake if e.kind == "run")
+    assert first_run.task == "w#1"
+    assert ["w#1"] in seen
+
+
+async def waiter_free():
+    await sched_point("io")
+    await sched_point("io")
+
+
+@pytest.mark.parametrize("seed", [None, "x", True, 1.5])
+def test_random_refuses_a_seed_that_is_not_an_int(seed):
+    with pytest.raises(ArgumentError, match="seed must be an int"):
+        Random(seed)
+
+
+@pytest.mark.parametrize("names", [5, "vm-read#1", [1, 2], None])
+def test_scripted_refuses_what_is_not_a_list_of_names(names):
+    with pytest.raises(ArgumentError, match="Scripted"):
+        Scripted(names)
+
+
+def test_scripted_and_chooser_argument_checks():
+    with pytest.raises(ArgumentError, match="then must be a policy"):
+        Scripted([], then="fifo")
+    with pytest.raises(ArgumentError, match="strict must be True or False"):
+        Scripted([], strict=1)
+    with pytest.raises(ArgumentError, match="fn must be a function"):
+        Chooser(5)
+    assert Scripted(("a#1",)).names == ["a#1"]
+
+
+# --- the wake rule on the lab: a CowRequest's end (design 2.8) ------------------------------
+
+WAKE_SCENARIO = "start\npar { vread 5b 4K; pwrite 5b 4K 0xbb; vread 6b 4K }"
+
+
+def _every_run(text, **config):
+    """Every run of ``text`` (a naive depth-first search over public API only):
+    ``(schedule, offered, lab)`` with the runnable names offered at each decision."""
+    import labkit as lk
+
+    runs = []
+    stack: list[list[int]] = [[]]
+    while stack:
+        prefix = stack.pop()
+        offered: list[list[str]] = []
+
+        def pick(runnable, prefix=prefix, offered=offered):
+            i = len(offered)
+            offered.append([t.name for t in runnable])
+            return runnable[prefix[i] if i < len(prefix) else 0]
+
+        lab = lk.build_secondary(policy=lk.Chooser(pick), **config)
+        lab.play(text)
+        for i in range(len(prefix), len(offered)):
+            for alt in range(1, len(offered[i])):
+                stack.append([*(prefix[j] if j < len(prefix) else 0 for j in range(i)), alt])
+        runs.append((list(lab.schedule), offered, lab))
+    return runs
+
+
+def test_after_cow_request_end_the_woken_writer_runs_before_a_third_task():
+    import labkit as lk
+
+    runs = _every_run(WAKE_SCENARIO, design="2.8")
+    explored = lk.explore(WAKE_SCENARIO, design="2.8", reduction="none")
+    assert explored.complete and explored.interleavings == len(runs)
+    assert explored.verdict == "safe"
+    contested = 0
+    for schedule, offered, lab in runs:
+        trace = lab.trace
+        for i, e in enumerate(trace):
+            if e.kind != "wake" or e.task != "nbd-write#1" or e.detail != "by vm-read#1":
+                continue
+            assert any(t.kind == "cow-end" and t.task == "vm-read#1" for t in trace[:i])
+            # Until nbd-write#1 runs, only tasks woken with it (FIFO: woken earlier) or
+            # by them run: never a task that was merely runnable, like vm-read#2 when
+            # it had not reached its CowRequest yet.
+            woken = {t.task for t in trace[:i + 1] if t.kind == "wake"
+                     and t.seq > max(x.seq for x in trace[:i] if x.kind == "run")}
+            j = i + 1
+            while True:
+                t = trace[j]
+                if t.kind == "wake":
+                    woken.add(t.task)
+                elif t.kind == "run":
+                    if t.task == "nbd-write#1":
+                        break
+                    assert t.task in woken, (schedule, str(t))
+                j += 1
+            position = sum(1 for t in trace[:j] if t.kind == "run")
+            assert offered[position] == ["nbd-write#1"], (schedule, position)
+            contested += "vm-read#2" in _runnable_then(trace, i)
+    assert contested, "no run had vm-read#2 runnable when nbd-write#1 was woken"
+
+
+def _runnable_then(trace, i):
+    """Tasks free to run (spawned or at a scheduling point, not just woken) at event ``i``."""
+    state: dict[str, str] = {}
+    for e in trace[:i]:
+        if e.kind == "wake":
+            state[e.task] = "woken"
+        elif e.kind in ("spawn", "point"):
+            state[e.task] = "runnable"
+        elif e.kind == "wait":
+            state[e.task] = "blocked"
+        elif e.kind in ("done", "failed"):
+            state[e.task] = "done"
+    return [t for t, s in state.items() if s == "runnable"]
+
+
+def test_replay_rejects_a_schedule_that_picks_another_task_after_the_wakeup():
+    import labkit as lk
+
+    for run in _every_run(WAKE_SCENARIO, design="2.8"):
+        schedule, trace = run[0], run[2].trace
+        hits = [i for i, e in enumerate(trace) if e.kind == "wake" and e.task == "nbd-write#1"
+                and e.detail == "by vm-read#1" and "vm-read#2" in _runnable_then(trace, i)]
+        if hits:
+            break
+    else:
+        pytest.fail("no run where vm-read#2 could have gone first")
+    position = sum(1 for t in trace[:hits[0]] if t.kind == "run")
+    assert schedule[position] == "nbd-write#1"
+    bad = [*schedule[:position], "vm-read#2", *schedule[position:]]
+    with pytest.raises(ScheduleError) as exc:
+        lk.replay(WAKE_SCENARIO, bad, design="2.8")
+    assert exc.value.position == position
+    assert ("nbd-write#1 was woken by vm-read#1 and runs at once (qemu_co_queue_run_restart); "
+            "vm-read#2 cannot run here") in str(exc.value)
+    assert lk.replay(WAKE_SCENARIO, schedule, design="2.8").schedule == schedule
