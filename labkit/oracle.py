@@ -105,15 +105,20 @@ class Oracle:
 
     def primary_write_done(self, name: str, offset: int, length: int, byte: int) -> None:
         self.secondary.fill(offset, length, byte)
-        if self.failed_over:
+        if self.failed_over:  # the shared disk: a read it overlaps may see either value
             self.view.fill(offset, length, byte)
+            self._overlaps_reads(offset, length, byte)
             return
         self._primary_log.append((name, offset, length, byte))
         if self.failing_over:  # races the commit: either value may stay (docstring)
             self._racing.append((offset, length, byte))
-            for watch in self._reads.values():
-                if offset < watch.offset + watch.length and watch.offset < offset + length:
-                    watch.alternatives.append((offset, length, byte))
+            self._overlaps_reads(offset, length, byte)
+
+    def _overlaps_reads(self, offset: int, length: int, byte: int) -> None:
+        """A write concurrent with reads in flight: they may return either value."""
+        for watch in self._reads.values():
+            if offset < watch.offset + watch.length and watch.offset < offset + length:
+                watch.alternatives.append((offset, length, byte))
 
     def vm_write_started(self, name: str, offset: int, length: int, byte: int) -> None:
         self._vm_writes[name] = (offset, length, byte)

@@ -390,3 +390,137 @@ def test_failover_errors_are_dropped_like_xen_set_replication():
     assert task.exception is None and lab.state == "none"
     assert lab.log == ["failover: error dropped by xen-set-replication: Block replication is "
                        "not running"]
+
+
+# --- drained control: checkpoint, failover, stop (facts §2.7, §2.9) -------------------------
+
+CRASHES = [  # control commands inside par that used to crash the engine (issue 11)
+    "par { start; failover }",
+    "start\npar { failover; pwrite 80K 512 0xac; failover }",
+    "start\npar { checkpoint; failover; checkpoint }",
+]
+
+
+@pytest.mark.parametrize("era", ["2.8", "7.2"])
+@pytest.mark.parametrize("design", ["none", "2.8", "4.0"])
+@pytest.mark.parametrize("text", CRASHES)
+def test_control_commands_inside_par_end_as_qemu_would(text, design, era):
+    result = lk.explore(text, design=design, era=era, reduction="none")
+    assert result.complete and result.verdict == "safe", result.summary()
+    assert not result.expectation_failures
+
+
+def test_par_start_and_failover_in_either_order():
+    first = lk.run_scenario("par { start; failover }")  # FIFO: start, then failover
+    assert first.state == "done" and first.kernel.tasks["commit#1"].result == 0
+    assert not any("error dropped" in line for line in first.log)
+    other = lk.run_scenario("par { start; failover }", policy=lk.Scripted(["failover#1"]))
+    assert other.state == "running"
+    assert ("failover: error dropped by xen-set-replication: Block replication is not running"
+            in other.log)
+    assert "commit#1" not in other.kernel.tasks
+
+
+@pytest.mark.parametrize("era, logged", [("2.8", True), ("7.2", False)])
+def test_two_failovers_in_par(era, logged):
+    lab = lk.run_scenario("start\npar { failover; failover }", era=era)
+    assert lab.state == "done" and not lab.violations()
+    assert [t for t in lab.kernel.tasks if t.startswith("commit#")] == ["commit#1"]
+    dropped = "failover: error dropped by xen-set-replication: Block replication is not running"
+    assert (dropped in lab.log) is logged
+
+
+@pytest.mark.parametrize("era, failed", [("2.8", True), ("7.2", False)])
+def test_checkpoint_while_the_commit_runs(era, failed):
+    lab = lk.run_scenario("start\npar { failover; checkpoint }", era=era)
+    lines = [line for line in lab.log if "checkpoint#1 failed" in line]
+    if failed:
+        assert lines and lines[0].endswith("Backup job was cancelled unexpectedly")
+    else:
+        assert not lines
+    assert lab.state == "done" and not lab.violations()
+
+
+def test_a_new_request_waits_for_the_checkpoint_and_says_why():
+    lab = lk.build_secondary(size="128K")
+    lab.start()
+    cp = lab.checkpoint(wait=False)
+    read = lab.vm_read(0, 4096)
+    write = lab.primary_write(0, 4096, 0xbb)
+    lab.step()  # checkpoint#1: drained, done bitmap cleared, make_empty(active) in flight
+    lab.step()  # vm-read#1 arrives: the guest device is quiesced
+    lab.step()  # nbd-write#1 arrives: the NBD server does not read it
+    assert read.why_blocked == "drained section of checkpoint#1"
+    assert write.why_blocked == "drained section of checkpoint#1"
+    lab.run()
+    assert cp.done and read.result == lab.original[:4096]
+    kinds = [(e.task, e.kind) for e in lab.trace if e.kind.startswith("drained")
+             or (e.kind == "run" and e.task != "checkpoint#1")]
+    end = kinds.index(("checkpoint#1", "drained-end"))
+    assert ("vm-read#1", "run") in kinds[end:]
+    assert not lab.violations()
+
+
+def test_the_checkpoint_waits_for_requests_in_flight():
+    lab = lk.build_secondary(size="128K")
+    lab.start()
+    read = lab.vm_read(0, 4096)
+    lab.step()  # vm-read#1 in flight (its CowRequest held, at the secondary disk)
+    cp = lab.checkpoint(wait=False)
+    other = lab.checkpoint(wait=False)
+    lab.kernel.policy = lk.Scripted([*lab.schedule, "checkpoint#1", "checkpoint#2"])
+    lab.step()
+    lab.step()
+    assert cp.why_blocked == ("in-flight read of vm-read#1 on secondary-disk to end (bdrv_drain for "
+                              "checkpoint#1)")
+    assert other.why_blocked == "QMP monitor held by checkpoint#1"
+    lab.kernel.policy = lk.FIFO()
+    lab.run()
+    assert read.done and cp.done and other.done
+    runs = [e.task for e in lab.trace if e.kind == "done"]
+    assert runs.index("vm-read#1") < runs.index("checkpoint#1") < runs.index("checkpoint#2")
+
+
+def test_the_commit_drains_a_vm_write_in_flight_before_the_switch():
+    lab = lk.build_secondary(size="128K")
+    lab.start()
+    lab.failover()  # failover#1 done; commit#1 spawned, not yet run
+    write = lab.vm_write(64 * K, 4096, 0xcc)
+    lab.kernel.policy = lk.Scripted([*lab.schedule, "vm-write#1", "commit#1"])
+    lab.step()  # vm-write#1 in flight on the active disk
+    lab.step()  # commit#1: nothing dirty yet -> drains, and waits for vm-write#1
+    commit = lab.kernel.tasks["commit#1"]
+    assert "vm-write#1" in commit.why_blocked and "commit#1" in commit.why_blocked
+    lab.kernel.policy = lk.FIFO()
+    lab.run()
+    assert write.done and commit.result == 0 and lab.state == "done"
+    assert lab.secondary.peek(64 * K, 4096) == b"\xcc" * 4096  # copied before the switch
+    assert not lab.violations()
+
+
+@pytest.mark.parametrize("design", ["none", "2.8", "4.0"])
+@pytest.mark.parametrize("reduction", ["none", "dpor"])
+def test_a_checkpoint_never_overlaps_io(design, reduction):
+    text = "start\npar { pwrite 0 4K 0xbb; checkpoint }\nvread 0 4K"
+    result = lk.explore(text, design=design, reduction=reduction)
+    assert result.complete and result.verdict == "safe", result.summary()
+
+
+def test_failover_racing_vm_io_and_primary_writes_is_never_blamed():
+    text = ("start\npwrite 0 4K 0xbb\nvwrite 8K 4K 0xcc\n"
+            "par { failover; vwrite 64K 4K 0xdd; pwrite 4K 4K 0xee }\n"
+            "vread 64K 4K 0xdd\nvread 8K 4K 0xcc\nvread 0 4K orig")
+    # One design: once the backup job is cancelled the three read designs are the same.
+    result = lk.explore(text, design="2.8", reduction="dpor")
+    assert result.complete and result.verdict == "safe", result.summary()
+    assert not result.expectation_failures
+    shared = lk.explore("start\nfailover\npar { pwrite 0 4K 0xee; vread 0 4K }", design="2.8")
+    assert shared.complete and shared.verdict == "safe", shared.summary()
+
+
+@pytest.mark.parametrize("design, verdict", [("none", "violation"), ("2.8", "safe"),
+                                             ("4.0", "safe")])
+def test_the_canonical_race_keeps_its_verdicts(design, verdict):
+    assert lk.explore("canonical", design=design).verdict == verdict
+    partial = lk.explore("partial-cluster-vm-write", design=design).verdict
+    assert partial == ("violation" if design in ("none", "2.8") else "safe")
