@@ -471,8 +471,8 @@ def test_the_checkpoint_waits_for_requests_in_flight():
     lab.kernel.policy = lk.Scripted([*lab.schedule, "checkpoint#1", "checkpoint#2"])
     lab.step()
     lab.step()
-    assert cp.why_blocked == ("in-flight read of vm-read#1 on secondary-disk to end (bdrv_drain for "
-                              "checkpoint#1)")
+    assert cp.why_blocked == ("in-flight read of vm-read#1 on secondary-disk to end "
+                              "(bdrv_drain for checkpoint#1)")
     assert other.why_blocked == "QMP monitor held by checkpoint#1"
     lab.kernel.policy = lk.FIFO()
     lab.run()
@@ -521,6 +521,8 @@ def test_failover_racing_vm_io_and_primary_writes_is_never_blamed():
 @pytest.mark.parametrize("design, verdict", [("none", "violation"), ("2.8", "safe"),
                                              ("4.0", "safe")])
 def test_the_canonical_race_keeps_its_verdicts(design, verdict):
-    assert lk.explore("canonical", design=design).verdict == verdict
-    partial = lk.explore("partial-cluster-vm-write", design=design).verdict
+    from labkit import scenarios
+
+    assert lk.explore(scenarios.load("canonical"), design=design).verdict == verdict
+    partial = lk.explore(scenarios.load("partial-cluster-vm-write"), design=design).verdict
     assert partial == ("violation" if design in ("none", "2.8") else "safe")
