@@ -353,6 +353,11 @@ class Search:
                     initials.append(task)
             in_v |= 1 << k
         initials = [t for t in initials if t in node.enabled]
+        if not initials and j > 0 and len(node.enabled) == 1:
+            # A forced step (the kernel's wake rule: only the woken task may run there)
+            # cannot be reversed where it ran: reverse at the choice before it.
+            self._reverse(steps, pred, j - 1, i)
+            return
         if not initials:  # cannot happen with a sound footprint; stay conservative
             initials = [t for t in node.enabled]
             for t in initials:

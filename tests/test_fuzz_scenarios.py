@@ -112,3 +112,33 @@ def test_every_interleaving_of_control_and_io_in_par(commands, design, era):
                         max_runs=400, shrink=False)
     if not _real_races(text, design):
         assert result.verdict != "violation", result.summary()
+
+
+near = st.sampled_from([0, 4096, 5 * BLOCK, 6 * BLOCK])  # one backup cluster: many wake-ups
+
+
+@st.composite
+def near_io(draw: st.DrawFn) -> str:
+    op = draw(st.sampled_from(["pwrite", "vwrite", "vread"]))
+    where, length = draw(near), draw(st.sampled_from([2048, BLOCK]))
+    return f"vread {where} {length}" if op == "vread" else f"{op} {where} {length} " \
+                                                           f"{draw(byte_values):#04x}"
+
+
+@settings(max_examples=max(10, EXAMPLES // 30), deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(commands=st.lists(near_io(), min_size=2, max_size=3),
+       design=st.sampled_from(["none", "2.8", "4.0"]), active_cluster=st.sampled_from(["4K",
+                                                                                       "64K"]))
+def test_reduction_and_naive_agree_with_forced_steps(commands, design, active_cluster):
+    """Requests on one backup cluster wake each other all the time: the forced steps of
+    the wake rule must not make the reduction miss an outcome."""
+    text = "start\npar { " + "; ".join(commands) + " }\nvread 0 32K\ndump"
+    note(f"design={design} active_cluster={active_cluster}\n{text}")
+    cfg = dict(size=SIZE, design=design, active_cluster=active_cluster, outcomes=True,
+               shrink=False, max_runs=2000)
+    naive = lk.explore(text, reduction="none", **cfg)
+    reduced = lk.explore(text, reduction="dpor", **cfg)
+    if naive.complete:
+        assert reduced.complete and reduced.verdict == naive.verdict
+        assert reduced.outcomes == naive.outcomes
