@@ -11,8 +11,7 @@ import pytest
 
 import labkit as lk
 from labkit import trace as tr
-from labkit._cli_run import demo_text
-from labkit.cli import main
+from labkit.cli import demo_text, main
 from labkit.errors import AlignmentError, RangeError, ScenarioError
 from labkit.layers import Layer
 from labkit.scenario import Par, parse
