@@ -53,7 +53,7 @@ class BlockError(LabkitError, OSError):
         self.message = message
 
     def __str__(self) -> str:
-        return f"{self.message} ({_errno.errorcode.get(self.errno, self.errno)})"
+        return f"{self.message} ({_errno.errorcode.get(self.errno or 0, self.errno)})"
 
 
 class BadRequest(BlockError, ValueError):

@@ -90,7 +90,7 @@ class Lab:
                                     active_cluster=active_cluster, design=design,  # type: ignore[arg-type]
                                     era=era, fill=fill,  # type: ignore[arg-type]
                                     backup_cluster=backup_cluster)
-        self.config = dict(size=size, block=block, hidden_cluster=hidden_cluster,
+        self.config: dict[str, Any] = dict(size=size, block=block, hidden_cluster=hidden_cluster,
                            active_cluster=active_cluster, design=design, fill=fill, era=era,
                            backup_cluster=backup_cluster)
         # The initial contents as a function of (offset, length), not as bytes: the
@@ -110,9 +110,10 @@ class Lab:
                                                backing=self.secondary))
         self.active = self.graph.add(Qcow2Node("active", size, active_cluster,
                                                backing=self.hidden))
-        self.top = self.graph.add(ReplicationNode(
+        self.top = ReplicationNode(
             "colo-top", self.active, self.graph, mode="secondary", top_id="colo-top",
-            design=design, era=era, backup_cluster_override=backup_cluster))
+            design=design, era=era, backup_cluster_override=backup_cluster)
+        self.graph.add(self.top)
         self.nbd = NBDServer()
         self.export = self.nbd.add(self.secondary, "secondary", writable=True)
         self._initial: Base = initial or zeros_base

@@ -280,14 +280,15 @@ def _parse_command(line: int, text: str, block: int, size: int | None) -> Comman
     elif len(args) != 3:
         raise ScenarioError(line, text, f"expected '{op} OFF LEN BYTE'")
     offset, length = _range(args[0], args[1], line, text, block, size)
-    byte, what = None, None
+    data: int | None = None
+    check: str | None = None
     if len(args) == 3:
         if op == "vread" and args[2] == "orig":
-            what = "orig"
+            check = "orig"
         else:
-            byte = parse_byte(args[2], line, text)
-            what = "byte" if op == "vread" else None
-    return Command(op, line, text, offset, length, byte, what)
+            data = parse_byte(args[2], line, text)
+            check = "byte" if op == "vread" else None
+    return Command(op, line, text, offset, length, data, check)
 
 
 def _range(off_t: str, len_t: str, line: int, text: str, block: int,
