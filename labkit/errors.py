@@ -162,12 +162,5 @@ class UnknownScenario(ConfigError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class UnknownTask(ConfigError, KeyError):
-    """No task of the lab has this name (also a ``KeyError``, as a failed lookup)."""
-
-    def __str__(self) -> str:  # KeyError would show the message quoted
-        return str(self.args[0]) if self.args else ""
-
-
 class TraceFormatError(LabkitError, ValueError):
     """A trace or schedule file that is malformed or from a newer labkit."""

@@ -37,7 +37,6 @@ from .errors import (
     LabkitError,
     ReplicationError,
     StateError,
-    UnknownTask,
 )
 from .interpret import (
     Interpreter,
@@ -387,7 +386,9 @@ class Lab:
         layer whose data or zero cluster the read used), ``"mixed"`` when
         sectors of the block came from different layers, ``""`` outside the read.
         """
-        name = self._task_name(task)
+        name = task if isinstance(task, str) else task.name
+        if name not in self.kernel.tasks:
+            raise KeyError(f"no task named {name!r}; tasks: {', '.join(self.kernel.tasks)}")
         served = np.full(self.size // SECTOR, "", dtype=object)
         for e in self.kernel.trace:
             if e.task != name or e.node not in NODE_LAYER:
@@ -400,19 +401,6 @@ class Lab:
             values = set(served[b * per:(b + 1) * per]) - {""}
             out.append(values.pop() if len(values) == 1 else ("mixed" if values else ""))
         return out
-
-    def _task_name(self, task: object) -> str:
-        """The name of an existing task given as a Task or a name (ArgumentError / ConfigError)."""
-        if isinstance(task, Task):
-            name = task.name
-        elif isinstance(task, str):
-            name = task
-        else:
-            raise ArgumentError(f"a task is a labkit Task or its name (str), got {task!r}")
-        if name not in self.kernel.tasks:
-            raise UnknownTask(f"no task named {name!r}; tasks: "
-                              f"{', '.join(self.kernel.tasks) or '(none yet)'}")
-        return name
 
     def dump(self, title: str = "") -> dict[str, Layer | None]:
         """Record the layers under ``title`` in :attr:`dumps` and return them."""

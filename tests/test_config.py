@@ -210,17 +210,3 @@ def test_scenario_bounds_are_checked_before_running(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ScenarioLimitError, match="at most 10 characters"):
         parse("start\n" * 3)
 
-
-@pytest.mark.parametrize(("task", "error", "message"), [
-    ("nope", ConfigError, "no task named 'nope'; tasks: start#1, vm-read#1"),
-    (5, ArgumentError, "a task is a labkit Task or its name"),
-    (None, ArgumentError, "a task is a labkit Task or its name"),
-])
-def test_provenance_refuses_unknown_tasks_with_labkit_errors(task, error, message) -> None:
-    lab = lk.run_scenario("start\nvread 0 4K\n", size="128K")
-    before = _state(lab)
-    with pytest.raises(error, match=message):
-        lab.provenance(task)
-    with pytest.raises((KeyError, TypeError)):  # the old except clauses still catch them
-        lab.provenance(task)
-    assert _state(lab) == before

@@ -18,7 +18,14 @@ from .. import trace as _trace
 from ..config import DESIGNS
 from ..errors import Deadlock, TraceFormatError
 from ..explore import DEFAULT_MAX_RUNS, Exploration, explore, parse_schedule, replay
-from ._common import add_config_arguments, natural_int, positive_int, resolve_config, scenario_input
+from ._common import (
+    add_config_arguments,
+    given_config,
+    natural_int,
+    positive_int,
+    resolve_config,
+    scenario_input,
+)
 from ._run import report
 
 
@@ -67,13 +74,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(text: str, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
-    """The run's keywords (header under options, checked) and whether --design was given."""
+    """The options given (checked over the header, CLI wording) and whether --design was.
+
+    Only the given ones are passed on: explore and replay apply the header
+    themselves, and a replayed trace file's stored configuration must not be
+    contradicted by defaults nobody asked for.
+    """
     cfg = resolve_config(text, args)
-    keywords = cfg.keywords()
-    chosen = args.design is not None
-    if not chosen:
-        keywords.pop("design")
-    return keywords, chosen
+    given = {k: getattr(cfg, k) for k in given_config(args)}
+    return given, "design" in given
 
 
 def _line(label: str, ex: Exploration) -> str:
