@@ -40,7 +40,6 @@ from .errors import (
 )
 from .interpret import (
     Interpreter,
-    OracleFeed,
     Outcome,
     TaskNames,
     expect_failure,
@@ -52,6 +51,7 @@ from .oracle import Oracle, Violation
 from .replication import ReplicationNode, ReplicationStage
 from .scenario import Command, Par, Scenario, parse, safe_title
 
+_WRITES = ("primary write", "VM write")  # the _check_io names whose byte is checked
 NODE_LAYER = {"secondary-disk": "secondary", "hidden": "hidden", "active": "active"}
 
 
@@ -118,7 +118,6 @@ class Lab:
         self.export = self.nbd.add(self.secondary, "secondary", writable=True)
         self._initial: Base = initial or zeros_base
         self.oracle = Oracle((size, self._initial), block)
-        self._feed = OracleFeed(self.oracle)
         self.dumps: list[tuple[str, dict[str, Layer | None]]] = []
         self.log: list[str] = []
         self.expectation_failures: list[str] = []
@@ -203,22 +202,21 @@ class Lab:
         self._names.take(kind)  # counted only once the task exists
         return task
 
-    def _check_io(self, what: str, offset: int, length: int, byte: int | None = None,
-                  write: bool = False) -> None:
+    def _check_io(self, what: str, offset: int, length: int, byte: int | None = None) -> None:
         self.top.check_request(offset, length, what)
         if length == 0:
             raise BlockError(_errno.EINVAL, f"{what}: length must be at least one 512-byte "
                                             f"sector")
-        if write:
+        if what in _WRITES:  # a write's byte is refused at the call, None included
             check_byte(byte, f"{what}: byte")
 
     def primary_write(self, offset: int, length: int, byte: int) -> Task:
         """An NBD write from the primary to the secondary disk (task ``nbd-write#N``)."""
-        self._check_io("primary write", offset, length, byte, write=True)
+        self._check_io("primary write", offset, length, byte)
 
         async def body(name: str) -> None:
             await self.export.co_write(offset, bytes([byte]) * length)
-            self._feed.end("pwrite", name, offset, length, byte, True)
+            self.oracle.primary_write_done(name, offset, length, byte)
 
         task = self._spawn("nbd-write", body)
         self._write_bytes[task.name] = byte
@@ -226,16 +224,16 @@ class Lab:
 
     def vm_write(self, offset: int, length: int, byte: int) -> Task:
         """A write by the secondary VM through the replication node (``vm-write#N``)."""
-        self._check_io("VM write", offset, length, byte, write=True)
+        self._check_io("VM write", offset, length, byte)
 
         async def body(name: str) -> None:
-            self._feed.begin("vwrite", name, offset, length, byte)
+            self.oracle.vm_write_started(name, offset, length, byte)
             ok = False
             try:
                 await self.top.co_pwritev(offset, bytes([byte]) * length)
                 ok = True
             finally:
-                self._feed.end("vwrite", name, offset, length, byte, ok)
+                self.oracle.vm_write_done(name, ok)
 
         task = self._spawn("vm-write", body)
         self._write_bytes[task.name] = byte
@@ -246,13 +244,13 @@ class Lab:
         self._check_io("VM read", offset, length)
 
         async def body(name: str) -> bytes:
-            self._feed.begin("vread", name, offset, length, None)
+            self.oracle.vm_read_started(name, offset, length)
             data = None
             try:
                 data = await self.top.co_preadv(offset, length)
                 return data
             finally:
-                v = self._feed.end("vread", name, offset, length, None, data is not None, data)
+                v = self.oracle.vm_read_done(name, data)
                 if v is not None:
                     self.log.append(str(v))
 
