@@ -58,8 +58,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     text, _ = scenario_input(args.file)
     config = _qemu_config(text, args)
-    design = resolve(None, given_config(args, ("design",)), source="cli").design
-    result = compare(text, design=design, timeout=args.timeout, qemu=args.qemu, **config)
+    if args.design is not None:  # else compare's own default design applies
+        config["design"] = resolve(None, {"design": args.design}, source="cli").design
+    result = compare(text, timeout=args.timeout, qemu=args.qemu, **config)
     print(result.text())
     return 0 if result.agree else 1
 
