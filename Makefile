@@ -6,7 +6,8 @@ PORT   ?= 8888
 
 # JupyterLab refuses to run as root unless told: pass --allow-root only then.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
-TOKEN ?= $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(16))')
+# one random token, made on first use (the URL printed and the server's must agree)
+TOKEN ?= $(eval TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(16))'))$(TOKEN)
 FAST   := not qemu and not browser and not slow
 
 .PHONY: lab test bench lint check clean notebooks

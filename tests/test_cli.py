@@ -250,6 +250,10 @@ def test_make_lab_serves_the_lab_even_as_root(tmp_path) -> None:
                            f"PORT={port}", f"TOKEN={token}"], capture_output=True, text=True,
                           cwd=ROOT, check=True).stdout.splitlines()
     assert any(f"http://localhost:{port}/lab?token={token}" in line for line in plan)
+    made = subprocess.run(["make", "-n", "-o", f"{venv}/.lab-installed", "lab", f"VENV={venv}"],
+                          capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    printed, served = re.findall(r"token[=]([0-9a-f]{32})", made)  # the URL's, the server's
+    assert printed == served
     command = next(line for line in plan if "jupyter lab" in line)
     assert ("--allow-root" in command) == (os.getuid() == 0)
     env = dict(ENV, JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"), BROWSER="true",
