@@ -4,7 +4,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8888
 
-.PHONY: lab test bench lint clean notebooks
+# JupyterLab refuses to run as root unless told: pass --allow-root only then.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# one random token, made on first use (the URL printed and the server's must agree)
+TOKEN ?= $(eval TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(16))'))$(TOKEN)
+FAST   := not qemu and not browser and not slow
+
+.PHONY: lab test bench lint check clean notebooks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +25,15 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.lab-installed
 
 lab: $(VENV)/.lab-installed
-	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+	@echo "labkit: open http://localhost:$(PORT)/lab?token=$(TOKEN)"
+	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --IdentityProvider.token=$(TOKEN) $(ALLOW_ROOT)
 
-test: $(VENV)/.test-installed
-	$(BIN)/ruff check labkit tests tools benchmarks
+test: lint
 	$(BIN)/python -m pytest tests --nbval notebooks --nbval-sanitize-with tests/sanitize.cfg
+
+# lint plus the fast tests (no QEMU, no browser, nothing slow): about a minute
+check: lint
+	$(BIN)/python -m pytest tests -q -m "$(FAST)"
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks
@@ -33,6 +43,7 @@ notebooks: $(VENV)/.test-installed
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check labkit tests tools benchmarks
+	$(BIN)/python -m mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis artifacts
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis artifacts

@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``make bench``): run the sections, print a table, write JSON.
 
-Options: ``--only throughput,exploration,interactivity,notebooks,setup`` runs
+Options: ``--only throughput,exploration,interactivity,notebooks,setup,length`` runs
 some sections; ``--full-naive`` runs the 4-task naive explorations to the end
 (minutes each) instead of within a budget; ``--tests`` also runs ``make test`` in
 the clean clone (6-7 minutes more: past the 10-minute budget of the default
@@ -15,10 +15,10 @@ import sys
 import time
 from typing import Any
 
-from . import exploration, interactivity, notebooks, setup_time, throughput
+from . import exploration, interactivity, notebooks, scenario_length, setup_time, throughput
 from ._common import ROOT, MiB, cores_busy, machine
 
-SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup")
+SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup", "length")
 BUSY_CORES = 0.3  # CPU used by other processes above which the figures are suspect
 
 
@@ -86,6 +86,15 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                          f"({s['test_summary']})", "passes", _met(s["tests_passed"])))
             rows.append(("5 clean clone → passing make test", f"{s['clone_to_passing_s']:.1f} s",
                          "", ""))
+    length = results.get("length")
+    if length:
+        for name, r in length["cases"].items():
+            rows.append((f"6 {name} ({r['decisions']} decisions)",
+                         f"{r['seconds']:.3f} s, peak {r['peak_bytes'] / MiB:.1f} MiB", "", ""))
+        for r in length["ratios"]:
+            rows.append((f"6 {r['pair']}: time / memory",
+                         f"×{r['time_ratio']:.1f} / ×{r['memory_ratio']:.1f}",
+                         f"≤ ×{scenario_length.TARGET_RATIO:.0f}", _met(r["met"])))
     return rows
 
 
@@ -129,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         "interactivity": lambda: interactivity.run(steps=args.steps, log=log),
         "notebooks": lambda: notebooks.run(log=log),
         "setup": lambda: setup_time.run(tests=args.tests, log=log),
+        "length": lambda: scenario_length.run(log=log),
     }
     for n, name in enumerate(SECTIONS, 1):
         if name not in wanted:

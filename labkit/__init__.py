@@ -6,6 +6,7 @@ without matplotlib, ipywidgets or Jupyter; ``labkit.plot`` and
 """
 
 from . import errors
+from .config import LabConfig
 from .errors import (
     ArgumentError,
     BlockError,
@@ -15,6 +16,7 @@ from .errors import (
     LimitError,
     ReplicationError,
     ScenarioError,
+    ScenarioLimitError,
     ScheduleError,
     StateError,
     TaskFailed,
@@ -48,6 +50,7 @@ __all__ = [
     "Exploration",
     "Kernel",
     "Lab",
+    "LabConfig",
     "LabkitError",
     "Layer",
     "LimitError",
@@ -55,6 +58,7 @@ __all__ = [
     "Random",
     "ReplicationError",
     "ScenarioError",
+    "ScenarioLimitError",
     "ScheduleError",
     "Scripted",
     "StateError",

@@ -53,7 +53,7 @@ class BlockError(LabkitError, OSError):
         self.message = message
 
     def __str__(self) -> str:
-        return f"{self.message} ({_errno.errorcode.get(self.errno, self.errno)})"
+        return f"{self.message} ({_errno.errorcode.get(self.errno or 0, self.errno)})"
 
 
 class BadRequest(BlockError, ValueError):
@@ -139,11 +139,27 @@ class ScheduleError(LabkitError, ValueError):
 class ScenarioError(LabkitError, ValueError):
     """A malformed scenario: the line number, the offending text, what was expected."""
 
-    def __init__(self, line: int, text: str, expected: str) -> None:
+    def __init__(self, line: int, text: str, expected: str, source: str = "") -> None:
         self.line = line
         self.text = text
         self.expected = expected
-        super().__init__(f"scenario line {line}: {text!r}: {expected}")
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}scenario line {line}: {text!r}: {expected}")
+
+
+class ScenarioLimitError(ScenarioError, LimitError):
+    """A scenario past a documented bound (its length, a ``par`` block's size...).
+
+    Both a :class:`ScenarioError` (it names the line) and a :class:`LimitError`.
+    """
+
+
+class UnknownScenario(ConfigError, KeyError):
+    """No shipped scenario has this name (also a ``KeyError``, as a failed lookup)."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
 
 
 class TraceFormatError(LabkitError, ValueError):

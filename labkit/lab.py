@@ -11,7 +11,10 @@ Every request is a task of one :class:`~labkit.kernel.Kernel`: the primary's
 NBD writes (``nbd-write#N``), the secondary VM's reads and writes
 (``vm-read#N``, ``vm-write#N``), and the control commands (``start#N``,
 ``checkpoint#N``, ``stop#N``, ``failover#N``; failover spawns ``commit#N``).
-Task names are stable, so a schedule can name them.
+Task names are stable, so a schedule can name them (they are made by
+:class:`labkit.interpret.TaskNames`, the one place that numbers tasks).
+Scenarios are played by :class:`labkit.interpret.Interpreter` on
+:class:`SimBackend`, the simulator's side of the backend protocol.
 """
 
 from __future__ import annotations
@@ -34,14 +37,29 @@ from .block import (
 )
 from .block._node import LAYER_CACHE_MAX
 from .block._store import Base, ConstantFill, IndexFill, zeros_base
-from .errors import BlockError, LabkitError, ReplicationError, ScenarioError, StateError
+from .config import DESIGNS, ERAS, FILLS, LabConfig, resolve
+from .errors import (
+    ArgumentError,
+    BlockError,
+    ConfigError,
+    LabkitError,
+    ReplicationError,
+    StateError,
+)
+from .interpret import (
+    Interpreter,
+    Outcome,
+    TaskNames,
+    expect_failure,
+    vread_failure,
+)
 from .kernel import FIFO, CoMutex, Event, Kernel, Policy, Task
 from .layers import SECTOR, Layer
 from .oracle import Oracle, Violation
-from .replication import DESIGNS, ERAS, ReplicationNode, ReplicationStage
-from .scenario import Command, Par, Scenario, parse, parse_size
+from .replication import ReplicationNode, ReplicationStage
+from .scenario import Command, Par, Scenario, parse, safe_title
 
-FILLS = ("index", "zero")
+_WRITES = ("primary write", "VM write")  # the _check_io names whose byte is checked
 NODE_LAYER = {"secondary-disk": "secondary", "hidden": "hidden", "active": "active"}
 
 
@@ -56,26 +74,14 @@ def index_fill(size: int, block: int = 4096) -> bytes:
     return np.repeat(per_block, block)[:size].tobytes()
 
 
-def _size(value: int | str, what: str, block: int = 4096) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{what} must be a size like 4096, '4K' or '1M', got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return parse_size(value.strip(), block, 0, value, what)
-        except ScenarioError:
-            pass
-    raise ValueError(f"{what} must be a size like 4096, '4K' or '1M', got {value!r}")
-
-
 def _policy(policy: str | Policy | None) -> Policy:
     if policy is None or policy == "fifo":
         return FIFO()
     if isinstance(policy, Policy):
         return policy
-    raise ValueError(f"policy must be 'fifo' or a policy object (lk.Random(seed), "
-                     f"lk.Scripted([...]), lk.Chooser(fn)), got {policy!r}")
+    error = ConfigError if isinstance(policy, str) else ArgumentError
+    raise error(f"policy must be 'fifo' or a policy object (lk.Random(seed), "
+                f"lk.Scripted([...]), lk.Chooser(fn)), got {policy!r}")
 
 
 class Lab:
@@ -88,7 +94,11 @@ class Lab:
         self.block = block
         self.design = design
         self.era = era
-        self.config = dict(size=size, block=block, hidden_cluster=hidden_cluster,
+        self.lab_config = LabConfig(size=size, block=block, hidden_cluster=hidden_cluster,
+                                    active_cluster=active_cluster, design=design,  # type: ignore[arg-type]
+                                    era=era, fill=fill,  # type: ignore[arg-type]
+                                    backup_cluster=backup_cluster)
+        self.config: dict[str, Any] = dict(size=size, block=block, hidden_cluster=hidden_cluster,
                            active_cluster=active_cluster, design=design, fill=fill, era=era,
                            backup_cluster=backup_cluster)
         # The initial contents as a function of (offset, length), not as bytes: the
@@ -108,16 +118,19 @@ class Lab:
                                                backing=self.secondary))
         self.active = self.graph.add(Qcow2Node("active", size, active_cluster,
                                                backing=self.hidden))
-        self.top = self.graph.add(ReplicationNode(
+        self.top = ReplicationNode(
             "colo-top", self.active, self.graph, mode="secondary", top_id="colo-top",
-            design=design, era=era, backup_cluster_override=backup_cluster))
+            design=design, era=era, backup_cluster_override=backup_cluster)
+        self.graph.add(self.top)
         self.nbd = NBDServer()
         self.export = self.nbd.add(self.secondary, "secondary", writable=True)
-        self.oracle = Oracle((size, initial or zeros_base), block)
+        self._initial: Base = initial or zeros_base
+        self.oracle = Oracle((size, self._initial), block)
         self.dumps: list[tuple[str, dict[str, Layer | None]]] = []
         self.log: list[str] = []
         self.expectation_failures: list[str] = []
-        self._counters: dict[str, int] = {}
+        self.outcomes: list[Outcome] = []  # one per scenario command played (see interpret)
+        self._names = TaskNames()
         self._failover_pending: str | None = None
         # QMP dispatches one command at a time: a control command runs to its end
         # before the next starts (see _control).
@@ -142,6 +155,10 @@ class Lab:
             else:
                 self._original = bytes([fill]) * self.size
         return self._original
+
+    def original_bytes(self, offset: int, length: int) -> bytes:
+        """The initial contents of ``[offset, offset + length)`` (made for that range only)."""
+        return np.asarray(self._initial(offset, length), dtype=np.uint8).tobytes()
 
     @property
     def state(self) -> str:
@@ -191,10 +208,9 @@ class Lab:
 
     # --- tasks --------------------------------------------------------------------
     def _spawn(self, kind: str, coro_fn: Callable[[str], Coroutine[Any, Any, Any]]) -> Task:
-        n = self._counters.get(kind, 0) + 1
-        name = f"{kind}#{n}"
+        name = self._names.peek(kind)
         task = self.kernel.spawn(name, coro_fn(name))
-        self._counters[kind] = n
+        self._names.take(kind)  # counted only once the task exists
         return task
 
     def _check_io(self, what: str, offset: int, length: int, byte: int | None = None) -> None:
@@ -202,8 +218,8 @@ class Lab:
         if length == 0:
             raise BlockError(_errno.EINVAL, f"{what}: length must be at least one 512-byte "
                                             f"sector")
-        if byte is not None and (not isinstance(byte, int) or not 0 <= byte <= 255):
-            raise ValueError(f"{what}: byte must be an integer 0-255, got {byte!r}")
+        if what in _WRITES:  # a write's byte is refused at the call, None included
+            check_byte(byte, f"{what}: byte")
 
     def primary_write(self, offset: int, length: int, byte: int) -> Task:
         """An NBD write from the primary to the secondary disk (task ``nbd-write#N``)."""
@@ -426,116 +442,105 @@ class Lab:
 
     def dump(self, title: str = "") -> dict[str, Layer | None]:
         """Record the layers under ``title`` in :attr:`dumps` and return them."""
+        if not isinstance(title, str):
+            raise ArgumentError(f"a dump title is a string, got {title!r}")
         layers = self.layers()
-        self.dumps.append((title or f"dump {len(self.dumps) + 1}", layers))
+        self.dumps.append((safe_title(title) or f"dump {len(self.dumps) + 1}", layers))
         return layers
 
     # --- scenarios ------------------------------------------------------------------------
     def play(self, scenario: str | Scenario) -> Lab:
-        """Run a scenario (text or parsed) on this lab; returns the lab."""
+        """Run a scenario (text or parsed) on this lab; returns the lab.
+
+        The lab is already built: a ``# config:`` header in ``scenario`` is not
+        applied here (:func:`run_scenario` applies it).
+        """
         if isinstance(scenario, str):
             scenario = parse(scenario, block=self.block, size=self.size)
-        for step in scenario.steps:
-            if isinstance(step, Par):
-                tasks = [(c, self._spawn_command(c)) for c in step.commands]
-                self._settle(tasks)
-            elif step.op == "dump":
-                self.dump(step.title)
-            elif step.op == "expect":
-                self._expect(step)
-            else:
-                self._settle([(step, self._spawn_command(step))])
+        Interpreter(SimBackend(self), scenario, self).play()
         return self
 
-    def _spawn_command(self, c: Command) -> Task:
-        if c.op == "pwrite":
-            return self.primary_write(c.offset, c.length, c.byte)  # type: ignore[arg-type]
-        if c.op == "vwrite":
-            return self.vm_write(c.offset, c.length, c.byte)  # type: ignore[arg-type]
-        if c.op == "vread":
-            return self.vm_read(c.offset, c.length)
-        return getattr(self, c.op)(wait=False)
 
-    def _settle(self, tasks: list[tuple[Command, Task]]) -> None:
-        self.run()
-        for cmd, task in tasks:
-            if task.exception is not None:
-                self.log.append(f"line {cmd.line}: {cmd.text}: {task.name} failed: "
-                                f"{task.exception}")
-            elif cmd.op == "vread" and cmd.what is not None:
-                why = vread_failure(cmd, task.result, self.original)
-                if why is not None:
-                    self._expect_failed(cmd, f"{task.name} {why}")
-        for task in self.kernel.tasks.values():  # e.g. commit#N spawned by failover
-            if task.name.startswith("commit#") and task.exception is not None:
-                msg = f"{task.name} failed: {task.exception}"
-                if msg not in self.log:
-                    self.log.append(msg)
-
-    def _expect_failed(self, cmd: Command, why: str) -> None:
-        self.expectation_failures.append(f"line {cmd.line}: {cmd.text}: {why}")
-
-    def _expect(self, cmd: Command) -> None:
-        why = expect_failure(cmd, self.layers()[cmd.layer or ""], self.original, self.state)
-        if why is not None:
-            self._expect_failed(cmd, why)
+def check_byte(byte: object, what: str = "byte") -> int:
+    """A data byte: an ``int`` 0-255, not a ``bool`` (else ArgumentError / ConfigError)."""
+    if isinstance(byte, bool) or not isinstance(byte, int | np.integer):
+        raise ArgumentError(f"{what} must be an integer 0-255, got {byte!r}")
+    if not 0 <= byte <= 255:
+        raise ConfigError(f"{what} must be an integer 0-255, got {byte!r}")
+    return int(byte)
 
 
-def expect_failure(cmd: Command, layer: Layer | None, original: bytes,
-                   state: str = "") -> str | None:
-    """Why ``expect LAYER OFF LEN WHAT`` does not hold on ``layer``; None when it holds.
+class SimBackend:
+    """The simulator's side of the interpreter's backend protocol (:mod:`labkit.interpret`).
 
-    ``layer`` is None when it cannot be read (the VM view before start);
-    ``state`` is the replication stage, for that message.  ``original`` is the
-    secondary disk's initial fill (for ``orig``).  Shared by the simulator and
-    the real-QEMU backend, so both judge alike.
+    Commands become kernel tasks of the lab (``Lab.primary_write`` and
+    friends, the control methods with ``wait=False``); :meth:`settle` is
+    :meth:`Lab.run`.  Each task's outcome is read once, so a scenario costs
+    time linear in its length.
     """
-    if layer is None:
-        return f"layer {cmd.layer} cannot be read now (replication {state})"
-    s0, s1 = cmd.offset // SECTOR, (cmd.offset + cmd.length) // SECTOR
-    alloc = layer.alloc[s0:s1]
-    data = layer.data[cmd.offset:cmd.offset + cmd.length]
-    if cmd.what == "unalloc":
-        ok, why = not alloc.any(), "some sectors are allocated"
-    elif cmd.what == "alloc":
-        ok, why = bool(alloc.all()), "some sectors are not allocated"
-    elif cmd.what == "orig":
-        ok = bool(alloc.all()) and data == original[cmd.offset:cmd.offset + cmd.length]
-        why = "the data is not the original"
-    elif cmd.what == "zero":
-        ok, why = bool(alloc.all()) and not any(data), "the data is not all zero"
-    else:
-        ok = bool(alloc.all()) and data == bytes([cmd.byte or 0]) * cmd.length
-        why = f"the data is not all {cmd.byte:#04x}"
-    return None if ok else why
 
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self._commit: Task | None = None  # the failover's commit task, once seen
 
-def vread_failure(cmd: Command, data: bytes, original: bytes) -> str | None:
-    """Why the ``data`` a ``vread OFF LEN BYTE|orig`` returned is not what it expects.
+    def begin(self, cmd: Command) -> str:
+        lab = self.lab
+        if cmd.op == "pwrite":
+            task = lab.primary_write(cmd.offset, cmd.length, cmd.byte)  # type: ignore[arg-type]
+        elif cmd.op == "vwrite":
+            task = lab.vm_write(cmd.offset, cmd.length, cmd.byte)  # type: ignore[arg-type]
+        elif cmd.op == "vread":
+            task = lab.vm_read(cmd.offset, cmd.length)
+        else:
+            task = getattr(lab, cmd.op)(wait=False)
+        return task.name
 
-    None when it is (or when the ``vread`` expects nothing).  The reason reads
-    after the task's name: ``"read other data than 0xbb"``.  Shared by the
-    simulator and the real-QEMU backend.
-    """
-    if cmd.what is None:
-        return None
-    want = (original[cmd.offset:cmd.offset + cmd.length] if cmd.what == "orig"
-            else bytes([cmd.byte or 0]) * cmd.length)
-    if data == want:
-        return None
-    what = "the original" if cmd.what == "orig" else f"{cmd.byte:#04x}"
-    return f"read other data than {what}"
+    def busy(self) -> bool:
+        return bool(self.lab.kernel.runnable())
+
+    def settle(self) -> None:
+        self.lab.run()
+
+    def outcome(self, cmd: Command, task: str) -> Outcome:
+        t = self.lab.kernel.tasks[task]
+        exc = t.exception
+        if exc is None:
+            return Outcome(cmd, task, data=t.result if cmd.op == "vread" else None)
+        if isinstance(exc, ReplicationError):
+            return Outcome(cmd, task, exc.message)
+        return Outcome(cmd, task, str(exc), exc.errno if isinstance(exc, BlockError) else None)
+
+    def background_failures(self) -> list[str]:
+        commit = self.lab.top.commit_task  # started by a failover; it runs on after it
+        if commit is None or commit is self._commit or not commit.done:
+            return []
+        self._commit = commit
+        exc = commit.exception
+        return [] if exc is None else [f"{commit.name} failed: {exc}"]
+
+    def layers(self) -> dict[str, Layer | None]:
+        return self.lab.layers()
+
+    def layer(self, name: str) -> Layer | None:
+        return self.lab.layers()[name]
+
+    def state(self) -> str:
+        return self.lab.state
+
+    def original(self, offset: int, length: int) -> bytes:
+        return self.lab.original_bytes(offset, length)
 
 
 class ScenarioRun:
     """A scenario played one scheduling decision at a time: :meth:`Lab.play`, step by step.
 
     The widgets drive a scenario with it.  Each :meth:`step` is one decision of
-    the lab's policy; between decisions, exactly as in :meth:`Lab.play`, a
-    command (or a ``par`` block) whose tasks have all finished is checked and
-    the next one is started, and ``dump`` / ``expect`` lines take effect.
-    :attr:`current` is the scenario step whose tasks are running (None when
-    :attr:`done`).  Invariant: while not done, some task is runnable.
+    the lab's policy; between decisions, exactly as in :meth:`Lab.play` (the
+    same :class:`~labkit.interpret.Interpreter`), a command (or a ``par``
+    block) whose tasks have all finished is checked and the next one is
+    started, and ``dump`` / ``expect`` lines take effect.  :attr:`current` is
+    the scenario step whose tasks are running (None when :attr:`done`).
+    Invariant: while not done, some task is runnable.
     """
 
     def __init__(self, lab: Lab, scenario: str | Scenario) -> None:
@@ -543,43 +548,30 @@ class ScenarioRun:
             scenario = parse(scenario, block=lab.block, size=lab.size)
         self.lab = lab
         self.scenario = scenario
-        self.index = 0  # index into scenario.steps of the step being run
         self.started_at = 0  # len(lab.schedule) when the current step's tasks started
-        self._tasks: list[tuple[Command, Task]] | None = None
+        self._interp = Interpreter(SimBackend(lab), scenario, lab)
         self._advance()
 
+    @property
+    def index(self) -> int:
+        """Index into ``scenario.steps`` of the step being run."""
+        return self._interp.index
+
     def _advance(self) -> None:
-        lab, steps = self.lab, self.scenario.steps
-        while self.index < len(steps):
-            if self._tasks is not None:
-                if lab.kernel.runnable():
-                    return
-                tasks, self._tasks = self._tasks, None
-                self.index += 1
-                lab._settle(tasks)  # nothing runnable: Deadlock if stuck, then the checks
-                continue
-            step = steps[self.index]
-            self.started_at = len(lab.schedule)
-            if isinstance(step, Par):
-                self._tasks = [(c, lab._spawn_command(c)) for c in step.commands]
-            elif step.op == "dump":
-                lab.dump(step.title)
-                self.index += 1
-            elif step.op == "expect":
-                lab._expect(step)
-                self.index += 1
-            else:
-                self._tasks = [(step, lab._spawn_command(step))]
+        before = self._interp.index
+        self._interp.advance()
+        if self._interp.index != before or not self.lab.schedule:
+            self.started_at = len(self.lab.schedule)
 
     @property
     def done(self) -> bool:
         """True once every step of the scenario has been played and settled."""
-        return self.index >= len(self.scenario.steps)
+        return self._interp.done
 
     @property
     def current(self) -> Command | Par | None:
         """The scenario step whose tasks are running now (None when done)."""
-        return None if self.done else self.scenario.steps[self.index]
+        return self._interp.current
 
     def step(self) -> Event:
         """One scheduling decision (the lab's policy picks); returns its ``run`` event."""
@@ -605,40 +597,49 @@ def build_secondary(size: int | str = "1M", block: int | str = "4K",
     ``design`` is the read protection (``"none"``, ``"2.8"``, ``"4.0"``); ``era``
     the control-plane behaviour (``"2.8"`` or ``"7.2"``).  The backup cluster is
     QEMU's ``MAX(64 KiB, hidden cluster)`` unless ``backup_cluster`` overrides it
-    (not QEMU: for small teaching disks).
+    (not QEMU: for small teaching disks; a power of two from 512 bytes to 2 MiB).
+    Every value is checked by :class:`labkit.config.LabConfig`: a bad one raises
+    :class:`~labkit.errors.ConfigError` (or :class:`~labkit.errors.ArgumentError`
+    for a bad type, :class:`~labkit.errors.LimitError` past a bound) naming the
+    keyword and what is allowed.
     """
-    block_b = _size(block, "block")
-    if block_b <= 0 or block_b % SECTOR:
-        raise ValueError(f"block must be a positive multiple of {SECTOR} bytes, got {block!r}")
-    size_b = _size(size, "size", block_b)
-    if size_b <= 0 or size_b % SECTOR:
-        raise ValueError(f"size must be a positive multiple of {SECTOR} bytes, got {size!r}")
-    hidden_b = _size(hidden_cluster, "hidden_cluster")
-    active_b = _size(active_cluster, "active_cluster")
-    if design not in DESIGNS:
-        raise ValueError(f"design must be one of {', '.join(map(repr, DESIGNS))}, got {design!r}")
-    if era not in ERAS:
-        raise ValueError(f"era must be one of {', '.join(map(repr, ERAS))}, got {era!r}")
-    if not (fill in FILLS or (isinstance(fill, int) and not isinstance(fill, bool)
-                              and 0 <= fill <= 255)):
-        raise ValueError(f"fill must be 'index', 'zero' or a byte 0-255, got {fill!r}")
-    backup_b = None if backup_cluster is None else _size(backup_cluster, "backup_cluster")
+    cfg = LabConfig.parse(dict(size=size, block=block, hidden_cluster=hidden_cluster,
+                               active_cluster=active_cluster, design=design, fill=fill,
+                               era=era, backup_cluster=backup_cluster))
+    return build_lab(cfg, policy)
+
+
+def build_lab(config: LabConfig, policy: str | Policy | None = "fifo") -> Lab:
+    """The secondary a checked :class:`~labkit.config.LabConfig` describes."""
+    chosen = _policy(policy)
     try:
-        return Lab(size=size_b, block=block_b, hidden_cluster=hidden_b, active_cluster=active_b,
-                   design=design, fill=fill, policy=_policy(policy), era=era,
-                   backup_cluster=backup_b)
+        return Lab(size=config.size, block=config.block, hidden_cluster=config.hidden_cluster,
+                   active_cluster=config.active_cluster, design=config.design,
+                   fill=config.fill, policy=chosen, era=config.era,
+                   backup_cluster=config.backup_cluster)
     except LabkitError as exc:
-        raise ValueError(str(exc)) from None
+        raise ConfigError(str(exc)) from None
 
 
 def run_scenario(text: str | Scenario, **config: Any) -> Lab:
-    """Build a secondary with ``config`` (the :func:`build_secondary` keywords) and play
-    the scenario on it.  A malformed scenario is rejected before anything runs."""
-    lab = build_secondary(**config)
+    """Build a secondary and play the scenario on it.
+
+    The configuration is the scenario's ``# config:`` header (see
+    :mod:`labkit.scenarios`), then ``config`` (the :func:`build_secondary`
+    keywords, ``policy`` included) over it.  A malformed scenario is rejected
+    before anything runs.
+    """
+    source = text.text if isinstance(text, Scenario) else text
+    if not isinstance(source, str):
+        raise ArgumentError(f"a scenario is its text (str), got {type(source).__name__}")
+    policy = config.pop("policy", "fifo")
+    cfg = resolve(source, config)
+    lab = build_lab(cfg, policy)
     scenario = text if isinstance(text, Scenario) else parse(text, block=lab.block,
                                                               size=lab.size)
     return lab.play(scenario)
 
 
-__all__ = ["Lab", "ScenarioRun", "build_secondary", "expect_failure", "index_fill",
-           "run_scenario", "vread_failure"]
+__all__ = ["DESIGNS", "ERAS", "FILLS", "Lab", "ScenarioRun", "SimBackend", "build_lab",
+           "build_secondary", "check_byte", "expect_failure", "index_fill", "run_scenario",
+           "vread_failure"]

@@ -7,11 +7,26 @@
     stop                       dump [TITLE]               expect LAYER OFF LEN WHAT
     par { ... }                # the commands inside start together as concurrent tasks
 
-``#`` starts a comment.  OFF and LEN accept ``4096``, ``4K``, ``1M``,
-``0x1000``, ``3s`` (512-byte sectors) and ``5b`` (blocks of the configured
-block size).  BYTE is ``0xNN`` or a decimal 0–255.  WHAT is ``unalloc``,
-``alloc``, ``orig``, ``zero`` or a byte.  Inside ``par { ... }`` commands are
-separated by newlines or ``;``; a ``par`` block may span lines.
+``#`` starts a comment (at the start of a line or after a space, so that a
+title may say ``nbd-write#1``).  OFF and LEN accept ``4096``, ``4K``, ``1M``,
+``1G``, ``0x1000``, ``3s`` (512-byte sectors) and ``5b`` (blocks of the
+configured block size) — ASCII digits only: ``1_0``, ``+5``, ``0x_bb`` or
+``٤K`` are refused.  BYTE is ``0xNN`` or a decimal 0–255.  WHAT is
+``unalloc``, ``alloc``, ``orig``, ``zero`` or a byte.  Inside ``par { ... }``
+commands are separated by newlines or ``;``; a ``par`` block may span lines;
+``par`` blocks do not nest (the nesting depth is 1).
+
+``dump TITLE``: the title is the rest of the line (``;``, ``{`` and ``}``
+belong to it; `` #`` still starts a comment).  Control characters in a
+title (an ANSI escape, a tab...) are kept escaped (``\x1b``), so printing a
+title never drives the terminal.
+
+A file may start with a UTF-8 byte-order mark; :func:`decode` turns a file's
+bytes into text and names the file and line of any invalid UTF-8.
+
+Bounds, checked before the scenario is split: at most :data:`MAX_TEXT`
+characters, :data:`MAX_COMMANDS` commands and :data:`MAX_PAR` commands in one
+``par`` block (:class:`~labkit.errors.ScenarioLimitError`).
 
 :func:`parse` checks everything before anything runs — syntax, alignment to
 512 bytes, the disk's bounds when the size is known — and reports the line
@@ -21,9 +36,10 @@ number, the offending text and what was expected.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from .errors import ScenarioError
+from .config import BYTE_FORMS, MAX_SIZE, SIZE_FORMS, byte_token, size_token
+from .errors import ScenarioError, ScenarioLimitError
 from .layers import LAYER_NAMES, SECTOR
 
 IO_COMMANDS = ("pwrite", "vwrite", "vread")
@@ -31,8 +47,33 @@ CONTROL_COMMANDS = ("start", "checkpoint", "failover", "stop")
 ALL_COMMANDS = (*IO_COMMANDS, *CONTROL_COMMANDS, "dump", "expect")
 EXPECT_WHATS = ("unalloc", "alloc", "orig", "zero")
 
-_SIZE = re.compile(r"^(?:0x(?P<hex>[0-9a-fA-F]+)|(?P<num>\d+)(?P<unit>[KkMmGgsb]?))$")
-_UNITS = {"": 1, "k": 1024, "m": 1 << 20, "g": 1 << 30, "s": SECTOR}
+MAX_TEXT = 64 << 20       # characters of scenario text
+MAX_COMMANDS = 1_000_000  # commands in a scenario
+MAX_PAR = 10_000          # commands in one par block
+MAX_TITLE = 200           # characters of a dump title (longer ones are cut, marked "...")
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def safe_title(title: str) -> str:
+    """``title`` with control characters escaped (``\\x1b``), cut at :data:`MAX_TITLE`."""
+    out = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", title)
+    return out if len(out) <= MAX_TITLE else out[:MAX_TITLE - 3] + "..."
+
+
+def decode(data: bytes, name: str = "<scenario>") -> str:
+    """A scenario file's bytes as text: UTF-8, an initial byte-order mark dropped.
+
+    Invalid UTF-8 raises :class:`ScenarioError` naming ``name`` and the line.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start:exc.end]
+        raise ScenarioError(line, repr(bad)[2:-1], f"not UTF-8 ({exc.reason}); a scenario file "
+                                                   f"is UTF-8 text", source=name) from None
+    return text.removeprefix("\ufeff")
 
 
 @dataclass(frozen=True)
@@ -82,37 +123,50 @@ class Scenario:
 
 
 def parse_size(token: str, block: int, line: int, text: str, what: str) -> int:
-    """``4096``, ``4K``, ``1M``, ``0x1000``, ``3s``, ``5b`` → bytes."""
-    m = _SIZE.match(token)
-    if not m:
+    """``4096``, ``4K``, ``1M``, ``0x1000``, ``3s``, ``5b`` → bytes (ASCII digits only)."""
+    value = size_token(token, block)
+    if value is None:
         raise ScenarioError(line, text, f"{what} {token!r} is not a size; expected a number "
-                                        f"like 4096, 4K, 1M, 0x1000, 3s (sectors) or 5b (blocks)")
-    if m["hex"] is not None:
-        return int(m["hex"], 16)
-    unit = m["unit"]
-    mult = block if unit == "b" else _UNITS[unit.lower()]
-    return int(m["num"]) * mult
-
-
-def parse_byte(token: str, line: int, text: str) -> int:
-    try:
-        value = int(token, 16) if token.lower().startswith("0x") else int(token, 10)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 255:
-        raise ScenarioError(line, text, f"{token!r} is not a byte; expected 0x00-0xff or 0-255")
+                                        f"like {SIZE_FORMS}")
     return value
 
 
+def parse_byte(token: str, line: int, text: str) -> int:
+    value = byte_token(token)
+    if value is None:
+        raise ScenarioError(line, text, f"{token!r} is not a byte; expected {BYTE_FORMS}")
+    return value
+
+
+_DELIM = re.compile(r"[{};]")
+_DUMP = re.compile(r"dump(\s|$)")
+
+
 def _split_commands(text: str) -> list[tuple[int, str]]:
-    """(line number, command text) with comments removed; ``par`` braces kept as tokens."""
+    """(line number, command text) with comments removed; ``par`` braces kept as tokens.
+
+    A ``dump`` takes the rest of its line as its title, delimiters included.
+    """
     out: list[tuple[int, str]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = _strip_comment(raw)
-        for part in re.split(r"([{};])", line):
-            part = part.strip()
-            if part and part != ";":
+        pos = 0
+        while pos < len(line):
+            while pos < len(line) and line[pos].isspace():
+                pos += 1
+            if _DUMP.match(line, pos):
+                out.append((number, line[pos:].strip()))
+                break
+            m = _DELIM.search(line, pos)
+            end = m.start() if m else len(line)
+            part = line[pos:end].strip()
+            if part:
                 out.append((number, part))
+            if m is None:
+                break
+            if m[0] != ";":
+                out.append((number, m[0]))
+            pos = m.end()
     return out
 
 
@@ -127,7 +181,13 @@ def parse(text: str, *, block: int = 4096, size: int | None = None) -> Scenario:
     """Parse and check a whole scenario; raise :class:`ScenarioError` at the first problem."""
     if not isinstance(text, str):
         raise ScenarioError(0, repr(text)[:40], "a scenario is text (str)")
-    tokens = _split_commands(text)
+    if len(text) > MAX_TEXT:
+        raise ScenarioLimitError(0, f"{len(text)} characters", f"a scenario has at most "
+                                 f"{MAX_TEXT} characters")
+    tokens = _split_commands(text.removeprefix("\ufeff"))
+    if len(tokens) > MAX_COMMANDS:
+        raise ScenarioLimitError(tokens[MAX_COMMANDS][0], tokens[MAX_COMMANDS][1],
+                                 f"a scenario has at most {MAX_COMMANDS} commands")
     steps: list[Step] = []
     i = 0
     while i < len(tokens):
@@ -145,25 +205,46 @@ def parse(text: str, *, block: int = 4096, size: int | None = None) -> Scenario:
                 l2, p2 = tokens[j]
                 if p2 in ("{", "par"):
                     raise ScenarioError(l2, p2, "par blocks cannot be nested")
+                if p2.split()[0] in ("dump", "expect"):
+                    raise ScenarioError(l2, p2, f"'{p2.split()[0]}' cannot run inside par; "
+                                        f"put it after the block")
+                if len(inner) >= MAX_PAR:
+                    raise ScenarioLimitError(l2, p2, f"a par block has at most {MAX_PAR} "
+                                                     f"commands")
                 inner.append(_command(l2, p2, block, size))
                 j += 1
             if j >= len(tokens):
                 raise ScenarioError(line, "par {", "'par {' is never closed with '}'")
             if not inner:
                 raise ScenarioError(line, "par { }", "a par block needs at least one command")
-            for cmd in inner:
-                if cmd.op in ("dump", "expect"):
-                    raise ScenarioError(cmd.line, cmd.text, f"'{cmd.op}' cannot run inside par; "
-                                        f"put it after the block")
             steps.append(Par(tuple(inner), line))
             i = j + 1
             continue
         steps.append(_command(line, part, block, size))
         i += 1
-    return Scenario(tuple(steps), text)
+    scenario = Scenario(tuple(steps), text)
+    check(scenario)
+    return scenario
+
+
+def check(scenario: Scenario) -> None:
+    """Checks on a whole parsed scenario, after the syntax: the one place to add them.
+
+    :func:`parse` calls it last, so every command (run, explore, replay,
+    compare, the widgets) refuses the same scenarios.  A check raises
+    :class:`ScenarioError` naming the line and why.  (Rules about control
+    commands inside ``par`` belong here.)
+    """
 
 
 def _command(line: int, text: str, block: int, size: int | None) -> Command:
+    cmd = _parse_command(line, text, block, size)
+    if cmd.op != "dump" and _CONTROL.search(cmd.text):  # a tab or form feed between words
+        cmd = replace(cmd, text=_CONTROL.sub(" ", cmd.text))
+    return cmd
+
+
+def _parse_command(line: int, text: str, block: int, size: int | None) -> Command:
     words = text.split()
     op, args = words[0], words[1:]
     if op not in ALL_COMMANDS:
@@ -174,7 +255,8 @@ def _command(line: int, text: str, block: int, size: int | None) -> Command:
             raise ScenarioError(line, text, f"'{op}' takes no arguments")
         return Command(op, line, text)
     if op == "dump":
-        return Command(op, line, text, title=" ".join(args) or f"line {line}")
+        title = text[len("dump"):].strip()
+        return Command(op, line, safe_title(text), title=safe_title(title) or f"line {line}")
     if op == "expect":
         if len(args) != 4:
             raise ScenarioError(line, text, "expected 'expect LAYER OFF LEN WHAT' with LAYER one "
@@ -198,14 +280,15 @@ def _command(line: int, text: str, block: int, size: int | None) -> Command:
     elif len(args) != 3:
         raise ScenarioError(line, text, f"expected '{op} OFF LEN BYTE'")
     offset, length = _range(args[0], args[1], line, text, block, size)
-    byte, what = None, None
+    data: int | None = None
+    check: str | None = None
     if len(args) == 3:
         if op == "vread" and args[2] == "orig":
-            what = "orig"
+            check = "orig"
         else:
-            byte = parse_byte(args[2], line, text)
-            what = "byte" if op == "vread" else None
-    return Command(op, line, text, offset, length, byte, what)
+            data = parse_byte(args[2], line, text)
+            check = "byte" if op == "vread" else None
+    return Command(op, line, text, offset, length, data, check)
 
 
 def _range(off_t: str, len_t: str, line: int, text: str, block: int,
@@ -217,7 +300,11 @@ def _range(off_t: str, len_t: str, line: int, text: str, block: int,
                                         f"of {SECTOR} bytes (the request alignment)")
     if length == 0:
         raise ScenarioError(line, text, "length must be at least one 512-byte sector")
-    if size is not None and offset + length > size:
+    limit = MAX_SIZE if size is None else size
+    if offset + length > limit:
+        if size is None:
+            raise ScenarioLimitError(line, text, f"[{offset}, {offset + length}) reaches past "
+                                                 f"labkit's largest disk ({MAX_SIZE} bytes)")
         raise ScenarioError(line, text, f"[{offset}, {offset + length}) reaches past the end of "
                                         f"the {size}-byte disk")
     return offset, length

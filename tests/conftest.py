@@ -1,4 +1,10 @@
-"""Suite-wide checks: no real QEMU and no temporary directory outlives the test run.
+"""Suite-wide set-up: markers by module, and no real QEMU or temp directory outliving the run.
+
+Markers (registered in ``pyproject.toml``, ``--strict-markers``): every test
+of a module is marked by the module's name, so test files need no edits —
+``test_qemu_*`` → ``qemu``, ``test_browser`` → ``browser``, ``test_binder`` →
+``slow`` and ``network``, ``test_notebooks`` and the nbval notebook cells →
+``slow``.  ``make check`` runs ``-m "not qemu and not browser and not slow"``.
 
 The real-QEMU backend (``labkit.qemu``) records every QEMU it launches and
 its private directory (:func:`labkit.qemu.leftover_sessions`).  At the end of
@@ -18,6 +24,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+#: module name (prefix) → markers its tests get
+MODULE_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("test_qemu_", ("qemu",)),
+    ("test_browser", ("browser",)),
+    ("test_binder", ("slow", "network")),
+    ("test_notebooks", ("slow",)),
+)
+
+
+def markers_for(path: Path) -> tuple[str, ...]:
+    """The markers a test file's tests get from its name (notebooks: ``slow``)."""
+    if path.suffix == ".ipynb":
+        return ("slow",)
+    for prefix, marks in MODULE_MARKERS:
+        if path.stem.startswith(prefix):
+            return marks
+    return ()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for mark in markers_for(Path(str(item.path))):
+            item.add_marker(getattr(pytest.mark, mark))
 
 
 def _qemu_children() -> list[str]:

@@ -11,8 +11,7 @@ import pytest
 
 import labkit as lk
 from labkit import trace as tr
-from labkit._cli_run import demo_text
-from labkit.cli import main
+from labkit.cli import demo_text, main
 from labkit.errors import AlignmentError, RangeError, ScenarioError
 from labkit.layers import Layer
 from labkit.scenario import Par, parse
@@ -221,3 +220,37 @@ def test_expect_on_an_unreadable_vm_view_says_why():
                           size="128K")
     assert lab.expectation_failures == [
         "line 1: expect vm-view 0 4K orig: layer vm-view cannot be read now (replication none)"]
+
+
+def test_the_interpreter_records_one_outcome_per_command_as_compare_reads_them():
+    from labkit.qemu._compare import sim_outcomes
+
+    text = ("start\npwrite 0 4K 0xbb\nvread 0 4K 0x11\nstart\nfailover\ncheckpoint\n"
+            "vwrite 4K 4K 0xcc\nstop\n")
+    lab = lk.run_scenario(text, size="128K", era="7.2")
+    mine = [(o.task, o.error, o.errno) for o in lab.outcomes]
+    assert mine == [(o.task, o.error, o.errno) for o in sim_outcomes(lab, parse(text))]
+    assert [o.task for o in lab.outcomes] == ["start#1", "nbd-write#1", "vm-read#1", "start#2",
+                                              "failover#1", "checkpoint#1", "vm-write#1",
+                                              "stop#1"]
+    assert lab.outcomes[3].error is not None  # a second start while running is refused
+    assert lab.outcomes[2].data == bytes([0x10]) * 4096  # the old block 0: hidden's copy
+    assert lab.expectation_failures == [
+        "line 3: vread 0 4K 0x11: vm-read#1 read other data than 0x11"]
+
+
+def test_scenario_run_steps_through_the_same_interpreter():
+    text = "start\npar { vread 5b 4K; pwrite 5b 4K 0xbb }\ndump d\nvread 5b 4K orig\n"
+    played = lk.run_scenario(text, size="128K")
+    lab = lk.build_secondary(size="128K")
+    run = lk.lab.ScenarioRun(lab, text)
+    starts = {}
+    while not run.done:
+        starts.setdefault(run.index, run.started_at)
+        run.step()
+    assert lab.schedule == played.schedule and lab.log == played.log
+    assert [t for t, _ in lab.dumps] == [t for t, _ in played.dumps] == ["d"]
+    assert list(starts) == [0, 1, 3]  # start, the par block, the last vread (dump: no decision)
+    assert starts[0] == 0
+    assert starts[1] == lab.schedule.count("start#1")
+    assert starts[3] == len(lab.schedule) - lab.schedule.count("vm-read#2")

@@ -62,7 +62,7 @@ def test_header_lines_only_count_before_the_first_command() -> None:
 def test_header_fill_becomes_an_int() -> None:
     assert scenarios.config("# config: fill=0x00\n")["fill"] == 0
     assert scenarios.config("# config: fill=zero\n")["fill"] == "zero"
-    with pytest.raises(ValueError, match="fill='x' must be 'index', 'zero' or a byte"):
+    with pytest.raises(lk.ConfigError, match="'# config: fill' must be 'index', 'zero' or a byte"):
         scenarios.config("# config: fill=x\n")
 
 

@@ -89,7 +89,7 @@ The same engine runs on the command line: `labkit demo`, `labkit run FILE`,
 `labkit explore FILE`, `labkit compare FILE` (against a real QEMU), `labkit quiz`.
 """),
     ("code", """
-from labkit._cli_run import demo_text
+from labkit.cli import demo_text
 print("\\n".join(demo_text().splitlines()[:12]))   # the start of `labkit demo`
 """),
     ("md", """

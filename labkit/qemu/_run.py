@@ -36,46 +36,20 @@ import errno as _errno
 import os
 from typing import Any
 
-from labkit.errors import ScenarioError
-from labkit.lab import _size, expect_failure, index_fill, vread_failure
-from labkit.layers import SECTOR, Layer
+from labkit.config import header_config, resolve
+from labkit.errors import ArgumentError, ConfigError, ScenarioError
+from labkit.interpret import TASK_KINDS, Interpreter, OracleFeed, Outcome, TaskNames
+from labkit.lab import index_fill
+from labkit.layers import Layer
 from labkit.oracle import Oracle, Violation
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdError
 from labkit.qemu._session import QemuSecondary, qemu_available
 from labkit.scenario import Command, Par, Scenario, parse
 
-#: The simulator's task kind for each I/O and control command (task names ``KIND#N``).
-TASK_KINDS = {
-    "pwrite": "nbd-write",
-    "vwrite": "vm-write",
-    "vread": "vm-read",
-    "start": "start",
-    "checkpoint": "checkpoint",
-    "stop": "stop",
-    "failover": "failover",
-}
 _NODES = {"secondary": "secondary-disk", "hidden": "hidden", "active": "active"}
-
-
-class Outcome:
-    """What one command returned: ``error`` (None: it succeeded) and its ``errno``.
-
-    ``task`` is the simulator's name for the command's task (``nbd-write#2``),
-    so that the two backends' outcomes can be matched command by command.
-    """
-
-    __slots__ = ("command", "errno", "error", "task")
-
-    def __init__(self, command: Command, task: str, error: str | None = None,
-                 errno: int | None = None) -> None:
-        self.command = command
-        self.task = task
-        self.error = error
-        self.errno = errno
-
-    def __repr__(self) -> str:
-        return f"<Outcome line {self.command.line} {self.task}: {self.error or 'ok'}>"
+#: The configuration keys QEMU has (``design``, ``era``, ``backup_cluster`` are simulator-only).
+QEMU_KEYS = ("size", "block", "hidden_cluster", "active_cluster", "fill")
 
 
 def refuse_par(scenario: Scenario) -> None:
@@ -89,21 +63,27 @@ def refuse_par(scenario: Scenario) -> None:
                                 "simulator (labkit run)")
 
 
-def qemu_config(size: int | str = "1M", block: int | str = "4K",
-                hidden_cluster: int | str = "4K", active_cluster: int | str = "4K",
-                fill: str | int = "index") -> dict[str, Any]:
-    """The configuration both backends understand, in bytes (the simulator's defaults)."""
-    block_b = _size(block, "block")
-    if block_b <= 0 or block_b % SECTOR:
-        raise ValueError(f"block must be a positive multiple of {SECTOR} bytes, got {block!r}")
-    size_b = _size(size, "size", block_b)
-    if size_b <= 0 or size_b % SECTOR:
-        raise ValueError(f"size must be a positive multiple of {SECTOR} bytes, got {size!r}")
-    if not (fill in ("index", "zero") or (isinstance(fill, int) and not isinstance(fill, bool)
-                                          and 0 <= fill <= 255)):
-        raise ValueError(f"fill must be 'index', 'zero' or a byte 0-255, got {fill!r}")
-    return dict(size=size_b, block=block_b, hidden_cluster=_size(hidden_cluster, "hidden_cluster"),
-                active_cluster=_size(active_cluster, "active_cluster"), fill=fill)
+def qemu_config(size: int | str | None = None, block: int | str | None = None,
+                hidden_cluster: int | str | None = None, active_cluster: int | str | None = None,
+                fill: str | int | None = None, *, text: str | None = None) -> dict[str, Any]:
+    """The configuration both backends understand, in bytes (the simulator's defaults).
+
+    Checked by :class:`labkit.config.LabConfig`; ``text``'s ``# config:`` header
+    applies under the explicit values (its simulator-only keys are ignored).
+    """
+    explicit = dict(size=size, block=block, hidden_cluster=hidden_cluster,
+                    active_cluster=active_cluster, fill=fill)
+    cfg = resolve(_qemu_header(text), explicit)
+    return {k: getattr(cfg, k) for k in QEMU_KEYS}
+
+
+def _qemu_header(text: str | None) -> str | None:
+    """``text`` with only the header keys QEMU has (``era=7.2`` or ``backup_cluster`` dropped)."""
+    if text is None:
+        return None
+    header = header_config(text)
+    kept = " ".join(f"{k}={v}" for k, v in header.items() if k in QEMU_KEYS)
+    return f"# config: {kept}\n" if kept else ""
 
 
 class QemuRun:
@@ -133,7 +113,6 @@ class QemuRun:
         self.outcomes: list[Outcome] = []
         self.state = "none"
         self.version = ""
-        self._counters: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return (f"<QemuRun QEMU {self.version or '?'}: {len(self.dumps)} dump(s), "
@@ -143,32 +122,36 @@ class QemuRun:
         """Oracle failures on QEMU's reads and failover (as :meth:`labkit.Lab.violations`)."""
         return list(self.oracle.violations)
 
-    # --- playing ------------------------------------------------------------------
     def play(self, q: QemuSecondary) -> None:
         """Run every step on ``q``; QEMU errors are outcomes, QEMU's death raises."""
         self.version = q.version
         self.config["qemu_version"] = q.version
-        for step in self.scenario.steps:
-            assert isinstance(step, Command)  # refuse_par ran first
-            if step.op == "dump":
-                self.dumps.append((step.title or f"dump {len(self.dumps) + 1}", q.dump()))
-            elif step.op == "expect":
-                self._expect(q, step)
-            else:
-                self._command(q, step)
+        refuse_par(self.scenario)
+        Interpreter(QemuBackend(self, q), self.scenario, self).play()
 
-    def _task(self, op: str) -> str:
-        kind = TASK_KINDS[op]
-        n = self._counters.get(kind, 0) + 1
-        self._counters[kind] = n
-        return f"{kind}#{n}"
 
-    def _command(self, q: QemuSecondary, c: Command) -> None:
-        name = self._task(c.op)
-        outcome = Outcome(c, name)
-        self.outcomes.append(outcome)
+class QemuBackend:
+    """The real-QEMU side of the interpreter's backend protocol (:mod:`labkit.interpret`).
+
+    Sequential: :meth:`begin` runs the command on QEMU to its end (QMP or NBD)
+    and keeps its :class:`Outcome`; nothing is ever :meth:`busy`.  The oracle
+    is fed as the simulator feeds it (:class:`~labkit.interpret.OracleFeed`).
+    """
+
+    def __init__(self, run: QemuRun, q: QemuSecondary) -> None:
+        self.run = run
+        self.q = q
+        self.names = TaskNames()
+        self.feed = OracleFeed(run.oracle)
+        self._outcomes: dict[str, Outcome] = {}
+
+    def begin(self, cmd: Command) -> str:
+        name = self.names.for_command(cmd)
+        outcome = Outcome(cmd, name)
+        self._outcomes[name] = outcome
+        q = self.q
         try:
-            self._run(q, c, name)
+            outcome.data = self._run(cmd, name)
         except QemuError as exc:
             if q.closed:  # QEMU died or hung: not an outcome of the command
                 raise
@@ -176,79 +159,89 @@ class QemuRun:
         except NbdError as exc:
             if q.closed:
                 raise
-            outcome.error = _nbd_message(c, exc)
+            outcome.error = _nbd_message(cmd, exc)
             outcome.errno = exc.errno
-        if outcome.error is not None:
-            self.log.append(f"line {c.line}: {c.text}: {name} failed: {outcome.error}")
+        return name
 
-    def _run(self, q: QemuSecondary, c: Command, name: str) -> None:
-        oracle = self.oracle
-        if c.op == "pwrite":
-            assert c.byte is not None
-            q.pwrite(c.offset, c.length, c.byte)
-            oracle.primary_write_done(name, c.offset, c.length, c.byte)
-        elif c.op == "vwrite":
-            assert c.byte is not None
-            oracle.vm_write_started(name, c.offset, c.length, c.byte)
-            ok = False
+    def busy(self) -> bool:
+        return False
+
+    def settle(self) -> None:
+        return None
+
+    def outcome(self, cmd: Command, task: str) -> Outcome:
+        return self._outcomes.pop(task)
+
+    def background_failures(self) -> list[str]:
+        return []
+
+    def layers(self) -> dict[str, Layer | None]:
+        return self.q.dump()
+
+    def layer(self, name: str) -> Layer | None:
+        return _read_layer(self.q, name)
+
+    def state(self) -> str:
+        return self.run.state
+
+    def original(self, offset: int, length: int) -> bytes:
+        return self.run.original[offset:offset + length]
+
+    def _run(self, c: Command, name: str) -> bytes | None:
+        q, feed = self.q, self.feed
+        if c.op in ("pwrite", "vwrite", "vread"):
+            feed.begin(c.op, name, c.offset, c.length, c.byte)
+            data, ok = None, False
             try:
-                q.vwrite(c.offset, c.length, c.byte)
+                if c.op == "pwrite":
+                    q.pwrite(c.offset, c.length, c.byte or 0)
+                elif c.op == "vwrite":
+                    q.vwrite(c.offset, c.length, c.byte or 0)
+                else:
+                    data = q.vread(c.offset, c.length)
                 ok = True
             finally:
-                oracle.vm_write_done(name, ok)
-        elif c.op == "vread":
-            oracle.vm_read_started(name, c.offset, c.length)
-            data = None
-            try:
-                data = q.vread(c.offset, c.length)
-            finally:
-                v = oracle.vm_read_done(name, data)
+                v = feed.end(c.op, name, c.offset, c.length, c.byte, ok, data)
                 if v is not None:
-                    self.log.append(str(v))
-            assert data is not None
-            why = vread_failure(c, data, self.original)
-            if why is not None:
-                self._expect_failed(c, f"{name} {why}")
-        elif c.op == "start":
+                    self.run.log.append(str(v))
+            return data
+        self._control(c, name)
+        return None
+
+    def _control(self, c: Command, name: str) -> None:
+        q, run, oracle = self.q, self.run, self.run.oracle
+        if c.op == "start":
             q.start()  # after failover or stop, QEMU 7.2 ignores it (no error)
-            if self.state == "none":
-                self.state = "running"
+            if run.state == "none":
+                run.state = "running"
                 oracle.started()
         elif c.op == "checkpoint":
             q.checkpoint()  # ignored after failover or stop, as start
-            if self.state == "running":
+            if run.state == "running":
                 oracle.checkpoint()
         elif c.op == "stop":
             try:
                 q.stop()
-                if self.state == "running":
-                    self.state = "done"
+                if run.state == "running":
+                    run.state = "done"
             except QemuError as exc:
                 # QEMU 7.2's stop always fails this way, but replication is stopped.
-                if self.state == "running" and exc.desc == "Backup job was cancelled unexpectedly":
-                    self.state = "done"
+                if run.state == "running" and exc.desc == "Backup job was cancelled unexpectedly":
+                    run.state = "done"
                 raise
             finally:
-                if self.state == "done":
+                if run.state == "done":
                     oracle.stopped()
         elif c.op == "failover":
-            was = self.state
+            was = run.state
             q.failover()
             if was == "running":
-                self.state = "done"
-                v = oracle.failover_done(name, q.pread(0, self.size))
+                run.state = "done"
+                v = oracle.failover_done(name, q.pread(0, run.size))
                 if v is not None:
-                    self.log.append(str(v))
+                    run.log.append(str(v))
         else:  # pragma: no cover - parse() knows no other command
             raise AssertionError(c.op)
-
-    def _expect_failed(self, cmd: Command, why: str) -> None:
-        self.expectation_failures.append(f"line {cmd.line}: {cmd.text}: {why}")
-
-    def _expect(self, q: QemuSecondary, cmd: Command) -> None:
-        why = expect_failure(cmd, _read_layer(q, cmd.layer or ""), self.original, self.state)
-        if why is not None:
-            self._expect_failed(cmd, why)
 
 
 def _read_layer(q: QemuSecondary, name: str) -> Layer | None:
@@ -272,14 +265,15 @@ def _nbd_message(c: Command, exc: NbdError) -> str:
             f"{os.strerror(exc.errno or 0)} ({code})")
 
 
-def run_scenario(text: str | Scenario, *, size: int | str = "1M", block: int | str = "4K",
-                 hidden_cluster: int | str = "4K", active_cluster: int | str = "4K",
-                 fill: str | int = "index", timeout: float = 10.0,
-                 qemu: str = "qemu-system-x86_64") -> QemuRun:
+def run_scenario(text: str | Scenario, *, size: int | str | None = None,
+                 block: int | str | None = None, hidden_cluster: int | str | None = None,
+                 active_cluster: int | str | None = None, fill: str | int | None = None,
+                 timeout: float = 10.0, qemu: str = "qemu-system-x86_64") -> QemuRun:
     """Play a scenario on a real QEMU 7.2 and return its :class:`QemuRun`.
 
     The keywords are :func:`labkit.build_secondary`'s that QEMU has (defaults
-    alike); ``design``, ``era`` and ``backup_cluster`` are simulator-only.
+    alike; the scenario's ``# config:`` header applies under them);
+    ``design``, ``era`` and ``backup_cluster`` are simulator-only.
     ``fill="zero"`` makes ``secondary.raw`` one sparse hole.  Raises
     :class:`ScenarioError` for a malformed scenario or a ``par`` block (before
     QEMU is launched), :class:`QemuNotAvailable` (naming the Debian packages to
@@ -287,18 +281,34 @@ def run_scenario(text: str | Scenario, *, size: int | str = "1M", block: int | s
     within ``timeout`` seconds.  QEMU and its directory are gone on return,
     whatever happened.
     """
-    config = qemu_config(size, block, hidden_cluster, active_cluster, fill)
+    source = text.text if isinstance(text, Scenario) else text
+    config = qemu_config(size, block, hidden_cluster, active_cluster, fill, text=source)
     scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
                                                               size=config["size"])
     refuse_par(scenario)
+    check_timeout(timeout)
     reason = qemu_available(qemu)
     if reason is not None:
         raise QemuNotAvailable(reason)
     run = QemuRun(scenario, config)
     with QemuSecondary(config["size"], config["block"], config["hidden_cluster"],
-                       config["active_cluster"], timeout, qemu, fill=fill) as q:
+                       config["active_cluster"], timeout, qemu, fill=config["fill"]) as q:
         run.play(q)
     return run
 
 
-__all__ = ["Outcome", "QemuRun", "qemu_config", "refuse_par", "run_scenario"]
+MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 3600.0
+
+
+def check_timeout(timeout: object) -> float:
+    """A QEMU timeout in seconds: a finite number from 0.1 to 3600 (one hour)."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise ArgumentError(f"timeout must be a number of seconds, got {timeout!r}")
+    if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:  # also refuses nan and inf
+        raise ConfigError(f"timeout must be from {MIN_TIMEOUT} to {MAX_TIMEOUT:.0f} seconds, "
+                          f"got {timeout!r}")
+    return float(timeout)
+
+
+__all__ = ["QEMU_KEYS", "TASK_KINDS", "Outcome", "QemuBackend", "QemuRun", "check_timeout",
+           "qemu_config", "refuse_par", "run_scenario"]

@@ -27,16 +27,14 @@ True
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 
-CONFIG_KEYS = ("size", "block", "hidden_cluster", "active_cluster", "backup_cluster", "era",
-               "fill")
-DESIGN_NAMES = ("none", "2.8", "4.0")
-VERDICTS = ("safe", "violation", "unknown")
+from labkit.config import DESIGNS as DESIGN_NAMES
+from labkit.config import HEADER_KEYS as CONFIG_KEYS
+from labkit.config import LabConfig, header_config, header_pairs
+from labkit.errors import ArgumentError, ConfigError, UnknownScenario
 
-_HEADER = re.compile(r"^\s*#\s*(?P<what>config|verdict)\s*:(?P<rest>.*)$")
-_PAIR = re.compile(r"^(?P<key>[A-Za-z0-9_.]+)=(?P<value>\S+)$")
+VERDICTS = ("safe", "violation", "unknown")
 
 
 def names() -> list[str]:
@@ -48,80 +46,40 @@ def names() -> list[str]:
 def load(name: str) -> str:
     """The text of the shipped scenario ``name`` (``"canonical"`` or ``"canonical.scn"``)."""
     if not isinstance(name, str):
-        raise TypeError(f"a scenario name is a string, got {name!r}")
+        raise ArgumentError(f"a scenario name is a string, got {name!r}")
     stem = name[:-4] if name.endswith(".scn") else name
     available = names()
     if stem not in available:
-        raise KeyError(f"no shipped scenario named {name!r}; available: {', '.join(available)}")
+        raise UnknownScenario(f"no shipped scenario named {name!r}; available: "
+                              f"{', '.join(available)}")
     return resources.files(__name__).joinpath(f"{stem}.scn").read_text(encoding="utf-8")
-
-
-def _header_lines(text: str) -> list[tuple[int, str, str]]:
-    """(line number, 'config'|'verdict', rest) for the leading comment block."""
-    out = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        stripped = raw.strip()
-        if not stripped:
-            continue
-        if not stripped.startswith("#"):
-            break
-        m = _HEADER.match(raw)
-        if m:
-            out.append((number, m["what"], m["rest"].strip()))
-    return out
-
-
-def _pairs(text: str, what: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for number, kind, rest in _header_lines(text):
-        if kind != what:
-            continue
-        for item in rest.split():
-            m = _PAIR.match(item)
-            if not m:
-                raise ValueError(f"scenario header line {number}: {item!r} in '# {what}:' is not "
-                                 f"KEY=VALUE")
-            key, value = m["key"], m["value"]
-            if key in found:
-                raise ValueError(f"scenario header line {number}: {key!r} is given twice in "
-                                 f"'# {what}:' lines")
-            found[key] = value
-    return found
 
 
 def config(text: str) -> dict[str, str | int]:
     """The ``# config:`` keywords of a scenario text (empty if it has none).
 
-    Sizes stay strings (``"64K"``), as :func:`labkit.build_secondary` accepts
-    them; ``fill`` becomes an int when it is a byte (``fill=0x00``).
+    Parsed by :mod:`labkit.config` (the one parser of configuration words) and
+    checked there; sizes stay strings (``"64K"``), as written, and ``fill``
+    becomes an int when it is a byte (``fill=0x00``).
     """
-    raw = _pairs(text, "config")
-    out: dict[str, str | int] = {}
-    for key, value in raw.items():
-        if key not in CONFIG_KEYS:
-            raise ValueError(f"scenario header: unknown config key {key!r}; allowed: "
-                             f"{', '.join(CONFIG_KEYS)} (the design is chosen per run, not in "
-                             f"the file)")
-        if key == "fill" and value not in ("index", "zero"):
-            try:
-                out[key] = int(value, 16) if value.lower().startswith("0x") else int(value)
-            except ValueError:
-                raise ValueError(f"scenario header: fill={value!r} must be 'index', 'zero' or "
-                                 f"a byte") from None
-        else:
-            out[key] = value
+    raw = header_config(text)
+    out: dict[str, str | int] = dict(raw)
+    if raw:
+        checked = LabConfig.parse(raw, "header")
+        if "fill" in raw:
+            out["fill"] = checked.fill
     return out
 
 
 def verdicts(text: str) -> dict[str, str]:
     """The ``# verdict:`` lines of a scenario text: ``{"none": "violation", ...}``."""
-    raw = _pairs(text, "verdict")
+    raw = {design: value for design, (_, value) in header_pairs(text, "verdict").items()}
     for design, verdict in raw.items():
         if design not in DESIGN_NAMES:
-            raise ValueError(f"scenario header: unknown design {design!r} in '# verdict:'; "
+            raise ConfigError(f"scenario header: unknown design {design!r} in '# verdict:'; "
                              f"allowed: {', '.join(DESIGN_NAMES)}")
         if verdict not in VERDICTS:
-            raise ValueError(f"scenario header: verdict {verdict!r} for design {design} is not "
+            raise ConfigError(f"scenario header: verdict {verdict!r} for design {design} is not "
                              f"one of {', '.join(VERDICTS)}")
     return raw
 

@@ -7,24 +7,32 @@ import json
 import sys
 from typing import Any
 
-from .lab import Lab, build_secondary, run_scenario
-from .layers import Layer
-from .render import LEGEND, block_map, dumps_text
-from .steps import STEP_TITLES, workflow_step
+from ..lab import Lab, build_lab, build_secondary
+from ..layers import Layer
+from ..render import LEGEND, block_map, dumps_text
+from ..scenario import parse
+from ..steps import STEP_TITLES, workflow_step
+from ._common import add_config_arguments, resolve_config, scenario_input, seconds
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_config_arguments
-
-    p = sub.add_parser("run", help="run a scenario file and print each dump as a table",
-                       description="Run a scenario (a file, or - for standard input) on the "
-                                   "simulator and print each dump as a block-map table.")
-    p.add_argument("file", help="scenario file, or - for standard input")
+    p = sub.add_parser("run", help="run a scenario and print each dump as a table",
+                       description="Run a scenario (a file, - for standard input, or a shipped "
+                                   "scenario's name) on the simulator and print each dump as a "
+                                   "block-map table.  The scenario's '# config:' header "
+                                   "applies; options given here win over it.")
+    p.add_argument("file", help="scenario file, - for standard input, or a shipped scenario "
+                                "name")
     p.add_argument("--json", metavar="OUT", help="also write the dumps as JSON (- for stdout)")
     p.add_argument("--backend", choices=("sim", "qemu"), default="sim",
                    help="sim: the simulator (default); qemu: a real QEMU 7.2 (Debian packages "
                         "qemu-system-x86 and qemu-utils; --design and --era are simulator-only)")
     add_config_arguments(p)
+    p.add_argument("--qemu", default="qemu-system-x86_64", metavar="BINARY",
+                   help="with --backend qemu: the QEMU binary (default qemu-system-x86_64)")
+    p.add_argument("--timeout", type=seconds, default=10.0, metavar="SECONDS",
+                   help="with --backend qemu: bound on every QMP command, NBD request and "
+                        "wait (0.1-3600, default 10)")
     p.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="narrate steps 1-3 of the backup workflow on a small disk",
@@ -33,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=cmd_demo)
 
 
-def dumps_json(lab: Lab) -> dict[str, Any]:
+def dumps_json(lab: Any) -> dict[str, Any]:
     """The run's dumps, log and violations as a JSON-ready dict."""
     def layer(lay: Layer | None) -> dict[str, Any] | None:
         return None if lay is None else lay.to_json()
@@ -48,7 +56,7 @@ def dumps_json(lab: Lab) -> dict[str, Any]:
     }
 
 
-def report(lab: Lab) -> str:
+def report(lab: Any) -> str:
     """Everything a run produced, as text (dumps, then outcomes)."""
     out = [LEGEND, dumps_text(lab.dumps, lab.block)]
     for line in lab.log:
@@ -63,16 +71,14 @@ def report(lab: Lab) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .cli import config_from_args, read_scenario
-
+    text, _ = scenario_input(args.file)
     if args.backend == "qemu":
-        from ._cli_qemu import run_on_qemu
+        from ._qemu import run_on_qemu
 
-        lab = run_on_qemu(args)  # a labkit.qemu.QemuRun: dumps, log, ... as a Lab's
-        if isinstance(lab, int):
-            return lab
+        lab: Any = run_on_qemu(text, args)  # a labkit.qemu.QemuRun: dumps, log, ... as a Lab's
     else:
-        lab = run_scenario(read_scenario(args.file), **config_from_args(args))
+        cfg = resolve_config(text, args)
+        lab = build_lab(cfg).play(parse(text, block=cfg.block, size=cfg.size))
     print(report(lab))
     if args.json:
         text = json.dumps(dumps_json(lab), indent=1, sort_keys=True)

@@ -2,30 +2,34 @@
 
 ``FILE`` is a scenario file, ``-`` for standard input, or the name of a
 shipped scenario (``labkit explore canonical``).  The scenario's ``# config:``
-header applies; options given on the command line win over it.
+header applies; options given on the command line win over it (checked by
+:mod:`labkit.config`, as every command's).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+from typing import Any
 
-from . import scenarios
-from . import trace as _trace
-from ._cli_run import report
-from .errors import Deadlock
-from .explore import DEFAULT_MAX_RUNS, Exploration, explore, replay
-
-DESIGNS = ("none", "2.8", "4.0")
-_CONFIG_DESTS = ("size", "block", "hidden_cluster", "active_cluster", "design", "era",
-                 "backup_cluster")
+from .. import scenarios
+from .. import trace as _trace
+from ..config import DESIGNS
+from ..errors import Deadlock, TraceFormatError
+from ..explore import DEFAULT_MAX_RUNS, Exploration, explore, parse_schedule, replay
+from ._common import (
+    add_config_arguments,
+    given_config,
+    natural_int,
+    positive_int,
+    resolve_config,
+    scenario_input,
+)
+from ._run import report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .cli import add_config_arguments
-
     e = sub.add_parser(
         "explore", help="run every interleaving of a scenario and give the verdict per design",
         description="Explore a scenario's interleavings (source-DPOR with sleep sets unless "
@@ -35,10 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "Without --design, all three designs are explored.")
     e.add_argument("file", help="scenario file, - for standard input, or a shipped scenario "
                                 f"name ({', '.join(scenarios.names())})")
-    e.add_argument("--max-runs", type=int, default=DEFAULT_MAX_RUNS, metavar="N",
+    e.add_argument("--max-runs", type=positive_int, default=DEFAULT_MAX_RUNS, metavar="N",
                    help=f"stop after N runs (default {DEFAULT_MAX_RUNS}); the verdict is then "
                         f"'unknown' unless a violation was found")
-    e.add_argument("--preemption-bound", type=int, default=None, metavar="K",
+    e.add_argument("--preemption-bound", type=natural_int, default=None, metavar="K",
                    help="only runs with at most K preemptions (never 'safe' if one was skipped)")
     e.add_argument("--reduction", default="dpor", choices=("dpor", "sleep", "none"),
                    help="partial-order reduction (default dpor; none = naive baseline)")
@@ -52,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write each counterexample as a replayable trace file "
                         "(OUT-DESIGN.json; - for stdout)")
     add_config_arguments(e)
-    e.set_defaults(func=cmd_explore, **dict.fromkeys(_CONFIG_DESTS))
+    e.set_defaults(func=cmd_explore)
 
     r = sub.add_parser(
         "replay", help="replay the exact run a schedule names: its trace and its dumps",
@@ -66,25 +70,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", metavar="OUT", help="also write the trace file (- for stdout)")
     r.add_argument("--no-trace", action="store_true", help="print only the dumps and outcomes")
     add_config_arguments(r)
-    r.set_defaults(func=cmd_replay, **dict.fromkeys(_CONFIG_DESTS))
+    r.set_defaults(func=cmd_replay)
 
 
-def _scenario_text(path: str) -> tuple[str, str]:
-    """(text, label) for a path, '-' or a shipped scenario name."""
-    from .cli import read_scenario
+def _config(text: str, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """The options given (checked over the header, CLI wording) and whether --design was.
 
-    if path != "-" and not os.path.exists(path):
-        try:
-            return scenarios.load(path), f"{path.removesuffix('.scn')}.scn (shipped)"
-        except KeyError:
-            pass
-    return read_scenario(path), ("<stdin>" if path == "-" else path)
-
-
-def _config(args: argparse.Namespace) -> dict[str, object]:
-    from .cli import config_from_args
-
-    return {k: v for k, v in config_from_args(args).items() if v is not None}
+    Only the given ones are passed on: explore and replay apply the header
+    themselves, and a replayed trace file's stored configuration must not be
+    contradicted by defaults nobody asked for.
+    """
+    cfg = resolve_config(text, args)
+    given = {k: getattr(cfg, k) for k in given_config(args)}
+    return given, "design" in given
 
 
 def _line(label: str, ex: Exploration) -> str:
@@ -96,9 +94,9 @@ def _line(label: str, ex: Exploration) -> str:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    text, label = _scenario_text(args.file)
-    config = _config(args)
-    designs = [config.pop("design")] if "design" in config else list(DESIGNS)
+    text, label = scenario_input(args.file)
+    config, chosen = _config(text, args)
+    designs = [config.pop("design")] if chosen else list(DESIGNS)
     expected = scenarios.verdicts(text)
     mismatches = 0
     for design in designs:
@@ -154,16 +152,21 @@ def cmd_explore(args: argparse.Namespace) -> int:
     return 1 if mismatches else 0
 
 
-def _read_schedule(value: str) -> str:
+def _read_schedule(value: str) -> list[str]:
+    """The schedule's task names (the string, or the file @PATH names), parsed."""
     if value.startswith("@"):
         with open(value[1:], encoding="utf-8") as f:
-            return f.read()
-    return value
+            value = f.read()
+    try:
+        return parse_schedule(value)
+    except RecursionError:  # json.loads on a very deeply nested file
+        raise TraceFormatError("the schedule file nests too deeply to be a schedule or a "
+                               "labkit trace") from None
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    text, label = _scenario_text(args.file)
-    config = _config(args)
+    text, label = scenario_input(args.file)
+    config, _ = _config(text, args)
     schedule = _read_schedule(args.schedule)
     try:
         lab = replay(text, schedule, **config)

@@ -1,0 +1,117 @@
+"""What every subcommand shares: scenario input, configuration options, one-line errors.
+
+A scenario argument is a file, ``-`` for standard input, or the name of a
+shipped scenario (:func:`labkit.scenarios.names`); a file's bytes are decoded
+by :func:`labkit.scenario.decode` (UTF-8, a byte-order mark tolerated, bad
+bytes named by file and line).  The configuration options are the
+:class:`labkit.config.LabConfig` keys; :func:`resolve_config` applies the
+scenario's ``# config:`` header under the options given, with the one parser
+of :mod:`labkit.config` — so ``run``, ``explore``, ``replay`` and ``compare``
+read a scenario alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from typing import Any, NoReturn
+
+from .. import scenarios
+from ..config import LabConfig, resolve
+from ..errors import ConfigError, UnknownScenario
+from ..scenario import decode
+
+CONFIG_HELP = {
+    "size": "disk size (default 1M)",
+    "block": "table block size (default 4K)",
+    "hidden_cluster": "hidden qcow2 cluster size (default 4K)",
+    "active_cluster": "active qcow2 cluster size (default 4K)",
+    "design": "read protection design: none, 2.8 or 4.0 (default 2.8)",
+    "era": "control-plane behaviour: 2.8 or 7.2 (default 2.8)",
+    "fill": "secondary disk contents: index (block k = 0x10+k, default), zero or a byte",
+    "backup_cluster": "override the backup cluster size (not QEMU; a power of two)",
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {one_line(message)} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def one_line(exc: BaseException | str) -> str:
+    """An error as one line: its lines joined (a QEMU log tail stays readable)."""
+    text = str(exc).strip()
+    return " / ".join(part.strip() for part in text.splitlines() if part.strip()) or repr(exc)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser,
+                         keys: tuple[str, ...] = ("size", "block", "hidden_cluster",
+                                                  "active_cluster", "design", "era", "fill",
+                                                  "backup_cluster")) -> None:
+    """The configuration options (default: not given, so the header or the default applies)."""
+    for key in keys:
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,
+                            metavar="VALUE", help=CONFIG_HELP[key])
+
+
+def given_config(args: argparse.Namespace, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The configuration options given on the command line (by key)."""
+    from ..config import CONFIG_KEYS
+
+    return {k: getattr(args, k) for k in (keys or CONFIG_KEYS)
+            if getattr(args, k, None) is not None}
+
+
+def resolve_config(text: str, args: argparse.Namespace,
+                   keys: tuple[str, ...] | None = None) -> LabConfig:
+    """The scenario's ``# config:`` header, then the options given (checked, CLI wording)."""
+    return resolve(text, given_config(args, keys), source="cli")
+
+
+def read_scenario(path: str) -> str:
+    """A scenario file's text, or standard input for ``-`` (decoded, BOM dropped)."""
+    if path == "-":
+        return decode(sys.stdin.buffer.read(), "<stdin>")
+    with open(path, "rb") as f:
+        return decode(f.read(), path)
+
+
+def scenario_input(arg: str) -> tuple[str, str]:
+    """(text, label) for a file, ``-`` or a shipped scenario's name."""
+    if arg == "-" or os.path.exists(arg):
+        return read_scenario(arg), ("<stdin>" if arg == "-" else arg)
+    try:
+        return scenarios.load(arg), f"{arg.removesuffix('.scn')}.scn (shipped)"
+    except UnknownScenario:
+        raise ConfigError(f"{arg!r} is neither a file nor a shipped scenario; shipped: "
+                          f"{', '.join(scenarios.names())}") from None
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: an integer ≥ 1."""
+    if not value.isascii() or not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def natural_int(value: str) -> int:
+    """An argparse type: an integer ≥ 0."""
+    if not value.isascii() or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {value!r}")
+    return int(value)
+
+
+def seconds(value: str) -> float:
+    """An argparse type: a QEMU timeout, a finite number from 0.1 to 3600 seconds."""
+    try:
+        x = float(value)
+    except ValueError:
+        x = math.nan
+    if not 0.1 <= x <= 3600:  # refuses nan and inf too
+        raise argparse.ArgumentTypeError(f"expected seconds from 0.1 to 3600, got {value!r}")
+    return x

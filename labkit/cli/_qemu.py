@@ -1,0 +1,80 @@
+"""``labkit compare`` (a scenario on the simulator and on QEMU 7.2) and ``run --backend qemu``.
+
+Exit status of ``labkit compare``: 0 when the simulator and QEMU agree on
+every dump, layer and command outcome, 1 when they differ, 2 when the
+comparison could not run (no usable QEMU, QEMU died or timed out, a bad
+scenario or option).  A missing QEMU is one message naming the Debian
+packages to install, never a traceback.  ``labkit.qemu`` is imported only
+when one of these commands runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import ConfigError
+from ._common import add_config_arguments, given_config, scenario_input, seconds
+
+QEMU_OPTIONS = ("size", "block", "hidden_cluster", "active_cluster", "fill")
+
+
+def add_qemu_arguments(parser: argparse.ArgumentParser) -> None:
+    """The QEMU session's options: ``--qemu`` (binary) and ``--timeout``."""
+    parser.add_argument("--qemu", default="qemu-system-x86_64", metavar="BINARY",
+                        help="the QEMU binary (default qemu-system-x86_64)")
+    parser.add_argument("--timeout", type=seconds, default=10.0, metavar="SECONDS",
+                        help="bound on every QMP command, NBD request and wait "
+                             "(0.1-3600 seconds, default 10)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="run a scenario on the simulator and on a real QEMU 7.2; compare layer by layer",
+        description="Run a sequential scenario (a file, - for standard input, or a shipped "
+                    "scenario's name) on the simulator (era 7.2) and on a real QEMU 7.2, and "
+                    "print for every dump and layer 'same' or the first differing sectors "
+                    "with both values.  The scenario's '# config:' header applies under the "
+                    "options.  Exit status: 0 agree, 1 differ, 2 could not compare (e.g. no "
+                    "QEMU: install the Debian packages qemu-system-x86 and qemu-utils).")
+    p.add_argument("file", help="scenario file, - for standard input, or a shipped scenario "
+                                "name")
+    add_config_arguments(p, (*QEMU_OPTIONS, "design"))
+    add_qemu_arguments(p)
+    p.set_defaults(func=cmd_compare)
+
+
+def _qemu_config(text: str, args: argparse.Namespace) -> dict[str, Any]:
+    from ..qemu._run import qemu_config
+
+    given = given_config(args, QEMU_OPTIONS)
+    return qemu_config(**given, text=text)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ..config import resolve
+    from ..qemu import compare
+
+    text, _ = scenario_input(args.file)
+    config = _qemu_config(text, args)
+    if args.design is not None:  # else compare's own default design applies
+        config["design"] = resolve(None, {"design": args.design}, source="cli").design
+    result = compare(text, timeout=args.timeout, qemu=args.qemu, **config)
+    print(result.text())
+    return 0 if result.agree else 1
+
+
+def run_on_qemu(text: str, args: argparse.Namespace) -> Any:
+    """``labkit run --backend qemu``: the scenario's :class:`~labkit.qemu.QemuRun`.
+
+    ``--design`` and ``--era`` are simulator-only and ignored;
+    ``--backup-cluster`` (not QEMU) is refused.
+    """
+    from ..qemu import run_scenario
+
+    if args.backup_cluster is not None:
+        raise ConfigError("--backup-cluster is not QEMU (QEMU's backup cluster is "
+                          "MAX(64K, hidden cluster)); it exists only with --backend sim")
+    return run_scenario(text, timeout=args.timeout, qemu=args.qemu,
+                        **_qemu_config(text, args))
