@@ -50,9 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
         help="run a scenario on the simulator and on a real QEMU 7.2; compare layer by layer",
-        description="Run a sequential scenario (a file, or - for standard input) on the "
+        description="Run a scenario (a file, or - for standard input) on the "
                     "simulator (era 7.2) and on a real QEMU 7.2, and print for every dump "
                     "and layer 'same' or the first differing sectors with both values. "
+                    "With a par block, every order QEMU can force (blkdebug breakpoints) "
+                    "runs on both: one line per order, then 'N orders, K disagreeing'. "
                     "Exit status: 0 agree, 1 differ, 2 could not compare (e.g. no QEMU: "
                     "install the Debian packages qemu-system-x86 and qemu-utils).")
     p.add_argument("file", help="scenario file, or - for standard input")
@@ -63,8 +65,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fill", type=_fill, default="index",
                    help="secondary disk contents: index (block k = 0x10+k, default), zero "
                         "(a sparse file) or a byte")
-    p.add_argument("--design", default="2.8", choices=("none", "2.8", "4.0"),
-                   help="the simulator's read protection (no effect without par)")
+    p.add_argument("--design", default=None, choices=("none", "2.8", "4.0"),
+                   help="the simulator's read protection (no effect without par; with par "
+                        "the default is 4.0, QEMU 7.2's)")
+    p.add_argument("--order", default=None, metavar="WORDS",
+                   help="with par: run only this order (as the output spells it)")
+    p.add_argument("--json", default=None, metavar="OUT",
+                   help="with par: write per order and backend the blocked requests, read "
+                        "and layer digests as JSON")
     add_qemu_arguments(p)
     p.set_defaults(func=cmd_compare)
 
@@ -83,9 +91,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         result = compare(text, size=args.size, block=args.block,
                          hidden_cluster=args.hidden_cluster, active_cluster=args.active_cluster,
                          fill=args.fill, design=args.design, timeout=args.timeout,
-                         qemu=args.qemu)
+                         qemu=args.qemu, order=args.order)
     except BackendError as exc:
         return _fail("compare", exc)
+    if args.json is not None:
+        if not hasattr(result, "write_json"):
+            return _fail("compare", ValueError("--json needs a scenario with a par block"))
+        result.write_json(args.json)
     print(result.text())
     return 0 if result.agree else 1
 

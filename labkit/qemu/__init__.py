@@ -36,3 +36,33 @@ __all__ = [
     "qemu_available",
     "run_scenario",
 ]
+
+# --- races on the real QEMU and process clean-up (helper qemu-races) -----------------
+# Kept in one block so that it merges apart from the rest of this file.
+from labkit.qemu._cleanup import (  # noqa: E402
+    close_all_sessions,
+    install_signal_handlers,
+    sweep_stale,
+)
+from labkit.qemu._pause import PLACES, Place, RaceOrder  # noqa: E402
+from labkit.qemu._races import (  # noqa: E402
+    BLKDEBUG_NOTE,
+    OrderResult,
+    RaceComparison,
+    compare_races,
+    race_orders,
+)
+
+__all__ += [
+    "BLKDEBUG_NOTE",
+    "PLACES",
+    "OrderResult",
+    "Place",
+    "RaceComparison",
+    "RaceOrder",
+    "close_all_sessions",
+    "compare_races",
+    "install_signal_handlers",
+    "race_orders",
+    "sweep_stale",
+]
