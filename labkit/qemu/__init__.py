@@ -39,13 +39,13 @@ __all__ = [
 
 # --- races on the real QEMU and process clean-up (helper qemu-races) -----------------
 # Kept in one block so that it merges apart from the rest of this file.
-from labkit.qemu._cleanup import (  # noqa: E402
+from labkit.qemu._cleanup import (
     close_all_sessions,
     install_signal_handlers,
     sweep_stale,
 )
-from labkit.qemu._pause import PLACES, Place, RaceOrder  # noqa: E402
-from labkit.qemu._races import (  # noqa: E402
+from labkit.qemu._pause import PLACES, Place, RaceOrder
+from labkit.qemu._races import (
     BLKDEBUG_NOTE,
     OrderResult,
     RaceComparison,

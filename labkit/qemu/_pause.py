@@ -276,30 +276,33 @@ def run_on_simulator(rs: RaceScenario, order: RaceOrder, config: dict[str, Any],
     lab.play(rs.prefix)
     out = SideResult()
     by_name = {r.name: r for r in rs.requests}
+    # The lab names tasks in the order they are spawned, so a request's task may
+    # be named otherwise than the request (vm-read#2 sent first is the lab's
+    # vm-read#1): request names map to tasks here, never through task names.
     tasks: dict[str, Task] = {}
     if order.held is None:
         for name in order.sequence:
             tasks[name] = _spawn(lab, by_name[name].command)
-            driver.run_allowed(lab, {name})
+            driver.run_allowed(lab, {tasks[name].name})
     else:
         assert order.place is not None
         held = order.held
         place = order.place
         tasks[held] = _spawn(lab, by_name[held].command)
         if not place.before_first_step:
-            where = _Where(lab, held)
+            where = _Where(lab, tasks[held].name)
 
             def parked() -> bool:
                 where.update()
                 return where.at(tasks[held], place)
 
-            driver.run_allowed(lab, {held}, parked)
+            driver.run_allowed(lab, {tasks[held].name}, parked)
             if not parked():
                 out.not_reached = f"{held} never reached the place {place.words}"
         if out.not_reached is None:
             for name in order.sequence[1:]:
                 tasks[name] = _spawn(lab, by_name[name].command)
-                driver.run_allowed(lab, set(tasks) - {held})
+                driver.run_allowed(lab, {t.name for n, t in tasks.items() if n != held})
             out.blocked = [n for n in order.sequence[1:] if not tasks[n].done]
         for name in order.sequence[1:]:
             if name not in tasks:
@@ -347,6 +350,7 @@ def reachable(rs: RaceScenario, config: dict[str, Any], design: str = "4.0") -> 
     for r in rs.requests:
         others = tuple(n for n in names if n != r.name)
         solo = None
+        solo_name = ""
         for place in PLACES:
             if place.op != r.command.op:
                 continue
@@ -355,9 +359,9 @@ def reachable(rs: RaceScenario, config: dict[str, Any], design: str = "4.0") -> 
                 if solo is None:
                     solo = build_secondary(**config, design=design, era="7.2")
                     solo.play(rs.prefix)
-                    _spawn(solo, r.command)
+                    solo_name = _spawn(solo, r.command).name
                     solo.run()
-                if _reaches_active_place(solo, r.name, r.command.op):
+                if _reaches_active_place(solo, solo_name, r.command.op):
                     orders.append(order)
                 continue
             probe = run_on_simulator(rs, order, config, design)
