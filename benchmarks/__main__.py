@@ -15,10 +15,10 @@ import sys
 import time
 from typing import Any
 
-from . import exploration, interactivity, notebooks, setup_time, throughput
+from . import exploration, interactivity, notebooks, qemu_races, setup_time, throughput
 from ._common import ROOT, MiB, cores_busy, machine
 
-SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup")
+SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup", "races")
 BUSY_CORES = 0.3  # CPU used by other processes above which the figures are suspect
 
 
@@ -86,7 +86,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                          f"({s['test_summary']})", "passes", _met(s["tests_passed"])))
             rows.append(("5 clean clone → passing make test", f"{s['clone_to_passing_s']:.1f} s",
                          "", ""))
-    return rows
+    return rows + qemu_races.rows(results.get("races"))
 
 
 def print_table(rows: list[tuple[str, str, str, str]]) -> None:
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "interactivity": lambda: interactivity.run(steps=args.steps, log=log),
         "notebooks": lambda: notebooks.run(log=log),
         "setup": lambda: setup_time.run(tests=args.tests, log=log),
+        "races": lambda: qemu_races.run(log=log),
     }
     for n, name in enumerate(SECTIONS, 1):
         if name not in wanted:

@@ -234,3 +234,33 @@ def test_signal_handler_leaves_no_suspended_qemu(qemu: None) -> None:
     close_all_sessions()
     assert q.closed
     assert not q.workdir.exists()
+
+
+def test_simulator_says_why_in_the_middle_of_an_order() -> None:
+    """No QEMU needed: the held simulator names what the blocked write waits for."""
+    from labkit.qemu import hold_on_simulator
+
+    held = hold_on_simulator(scenarios.load("canonical"), S1, size="128K")
+    assert held.tasks["vm-read#1"].suspended.node == "secondary-disk"
+    (write,) = held.lab.kernel.blocked()
+    assert write.name == "nbd-write#1"
+    assert write.why_blocked == "read by vm-read#1 on hidden [0x5000+0x1000] (tracked request)"
+    result = held.release()
+    assert result.blocked == ["nbd-write#1"] and result.reads["vm-read#1"] == b"\x15" * 4096
+    assert held.release() is result  # once
+
+
+def test_block_copy_copies_a_run_of_chunks_in_one_request() -> None:
+    """era 7.2: the straddling write's copy is one serialising write [0, 128K) on hidden."""
+    from labkit.qemu import hold_on_simulator
+
+    order = S2.format("at the copy's write into hidden")
+    held = hold_on_simulator(scenarios.load("straddle"), order, size="128K")
+    assert [t.name for t in held.lab.kernel.blocked()] == ["vm-read#1"]
+    assert held.tasks["nbd-write#1"].suspended.length == 128 * 1024
+    lab = __import__("labkit").build_secondary(size="128K")  # era 2.8: chunk by chunk
+    lab.start()
+    lab.primary_write(15 * 4096, 8192, 0xBB)
+    lab.run()
+    copies = [e for e in lab.trace if e.kind == "cow-copy"]
+    assert [(e.offset, e.length) for e in copies] == [(0, 65536), (65536, 65536)]

@@ -44,12 +44,13 @@ from labkit.qemu._cleanup import (
     install_signal_handlers,
     sweep_stale,
 )
-from labkit.qemu._pause import PLACES, Place, RaceOrder
+from labkit.qemu._pause import PLACES, Place, RaceOrder, SimulatorHold
 from labkit.qemu._races import (
     BLKDEBUG_NOTE,
     OrderResult,
     RaceComparison,
     compare_races,
+    hold_on_simulator,
     race_orders,
 )
 
@@ -60,8 +61,10 @@ __all__ += [
     "Place",
     "RaceComparison",
     "RaceOrder",
+    "SimulatorHold",
     "close_all_sessions",
     "compare_races",
+    "hold_on_simulator",
     "install_signal_handlers",
     "race_orders",
     "sweep_stale",

@@ -268,23 +268,36 @@ def _reaches_active_place(lab: Lab, name: str, op: str) -> bool:
     return False
 
 
-def run_on_simulator(rs: RaceScenario, order: RaceOrder, config: dict[str, Any],
-                     design: str = "4.0") -> SideResult:
-    """Play ``rs`` on the simulator (era 7.2) with ``order`` forced on its par block."""
-    driver = _Driver()
-    lab = build_secondary(**config, design=design, era="7.2", policy=Chooser(driver.choose))
-    lab.play(rs.prefix)
-    out = SideResult()
-    by_name = {r.name: r for r in rs.requests}
-    # The lab names tasks in the order they are spawned, so a request's task may
-    # be named otherwise than the request (vm-read#2 sent first is the lab's
-    # vm-read#1): request names map to tasks here, never through task names.
-    tasks: dict[str, Task] = {}
-    if order.held is None:
-        for name in order.sequence:
-            tasks[name] = _spawn(lab, by_name[name].command)
-            driver.run_allowed(lab, {tasks[name].name})
-    else:
+class SimulatorHold:
+    """The simulator in the middle of a forced order: the held request parked, the
+    others sent (each ran until it completed or blocked).  :attr:`lab` is the
+    :class:`labkit.Lab` in that state — ``lab.kernel.blocked()`` and each
+    task's ``why_blocked`` say who waits for whom — and :attr:`tasks` maps each
+    request name to its task.  :meth:`release` lets everything run to the end
+    and plays the rest of the scenario.
+    """
+
+    def __init__(self, rs: RaceScenario, order: RaceOrder, config: dict[str, Any],
+                 design: str = "4.0") -> None:
+        self.rs = rs
+        self.order = order
+        self.driver = _Driver()
+        self.lab = build_secondary(**config, design=design, era="7.2",
+                                   policy=Chooser(self.driver.choose))
+        self.lab.play(rs.prefix)
+        self.result = SideResult()
+        # The lab names tasks in the order they are spawned, so a request's task
+        # may be named otherwise than the request (vm-read#2 sent first is the
+        # lab's vm-read#1): request names map to tasks here, never through names.
+        self.tasks: dict[str, Task] = {}
+        self.released = False
+        lab, driver, tasks, out = self.lab, self.driver, self.tasks, self.result
+        by_name = {r.name: r for r in rs.requests}
+        if order.held is None:
+            for name in order.sequence:
+                tasks[name] = _spawn(lab, by_name[name].command)
+                driver.run_allowed(lab, {tasks[name].name})
+            return
         assert order.place is not None
         held = order.held
         place = order.place
@@ -304,18 +317,32 @@ def run_on_simulator(rs: RaceScenario, order: RaceOrder, config: dict[str, Any],
                 tasks[name] = _spawn(lab, by_name[name].command)
                 driver.run_allowed(lab, {t.name for n, t in tasks.items() if n != held})
             out.blocked = [n for n in order.sequence[1:] if not tasks[n].done]
-        for name in order.sequence[1:]:
-            if name not in tasks:
-                tasks[name] = _spawn(lab, by_name[name].command)
-    lab.run()  # release: everything runs to its end (Deadlock if something is stuck)
-    for r in rs.requests:
-        _outcome(out, r, tasks[r.name], lab)
-    lab.play(rs.suffix)
-    lab.dump("final layers")
-    out.dumps = list(lab.dumps)
-    out.expect_lines += sorted({int(f.split(":", 1)[0].split()[1])
-                                for f in lab.expectation_failures})
-    return out
+
+    def release(self) -> SideResult:
+        """Run everything to its end, play the rest of the scenario, dump the layers."""
+        if self.released:
+            return self.result
+        self.released = True
+        lab, out = self.lab, self.result
+        by_name = {r.name: r for r in self.rs.requests}
+        for name in self.order.sequence:
+            if name not in self.tasks:  # the held request never reached its place
+                self.tasks[name] = _spawn(lab, by_name[name].command)
+        lab.run()  # everything runs to its end (Deadlock if something is stuck)
+        for r in self.rs.requests:
+            _outcome(out, r, self.tasks[r.name], lab)
+        lab.play(self.rs.suffix)
+        lab.dump("final layers")
+        out.dumps = list(lab.dumps)
+        out.expect_lines += sorted({int(f.split(":", 1)[0].split()[1])
+                                    for f in lab.expectation_failures})
+        return out
+
+
+def run_on_simulator(rs: RaceScenario, order: RaceOrder, config: dict[str, Any],
+                     design: str = "4.0") -> SideResult:
+    """Play ``rs`` on the simulator (era 7.2) with ``order`` forced on its par block."""
+    return SimulatorHold(rs, order, config, design).release()
 
 
 def _outcome(out: SideResult, r: Request, task: Task, lab: Lab) -> None:
@@ -354,6 +381,8 @@ def reachable(rs: RaceScenario, config: dict[str, Any], design: str = "4.0") -> 
         for place in PLACES:
             if place.op != r.command.op:
                 continue
+            if place.name == "data-write" and r.command.byte == 0:
+                continue  # sent as NBD_CMD_WRITE_ZEROES on QEMU: no write_aio fires
             order = RaceOrder((r.name, *others), r.name, place)
             if place.before_first_step:
                 if solo is None:
@@ -384,4 +413,4 @@ def find_order(orders: Sequence[RaceOrder], words: str) -> RaceOrder:
 
 
 __all__ = ["PLACES", "REQUEST_KINDS", "Place", "RaceOrder", "RaceScenario", "Request",
-           "SideResult", "find_order", "reachable", "run_on_simulator", "split"]
+           "SideResult", "SimulatorHold", "find_order", "reachable", "run_on_simulator", "split"]

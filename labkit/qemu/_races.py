@@ -19,8 +19,9 @@ On QEMU an order is forced like this:
    suspended), then the request is sent on its own NBD connection and thread,
    and QEMU's log is polled for ``blkdebug: Suspended request 'TAG'``;
 3. each other request is sent on its own connection and waited for
-   :data:`BLOCK_WAIT` seconds; one still pending then, while a probe read of
-   the secondary disk completes at once, is *blocked*;
+   :data:`BLOCK_WAIT` seconds; one still pending then, and still pending
+   after a probe read of the secondary disk (which never waits) has
+   completed and 20 times that probe's latency more, is *blocked*;
 4. ``qemu-io ctl-X "resume TAG"``, every request is waited for, the suffix is
    played and the layers dumped.
 
@@ -50,6 +51,7 @@ from labkit.qemu._pause import (
     RaceScenario,
     Request,
     SideResult,
+    SimulatorHold,
     find_order,
     reachable,
     run_on_simulator,
@@ -181,8 +183,12 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
                 for name in order.sequence[1:]:
                     g = inflight[name] = _Inflight(q, by_name[name])
                     if not g.wait(BLOCK_WAIT):
-                        q.pread(0, 512)  # QEMU answers others meanwhile: name is blocked
-                        if not g.done.is_set():
+                        # An unrelated request (a read of the secondary disk, which
+                        # never waits) completes meanwhile; on a loaded machine it is
+                        # slow too, so the request gets 20 times its latency more.
+                        t0 = time.monotonic()
+                        q.pread(0, 512)
+                        if not g.wait(max(BLOCK_WAIT, 20 * (time.monotonic() - t0))):
                             out.blocked.append(name)
             bps.release_all()
             for name in order.sequence:
@@ -344,7 +350,7 @@ class RaceComparison:
         """One line per order, then ``N orders, K disagreeing`` (deterministic text)."""
         cfg = self.config
         out = [f"simulator (era 7.2, design {cfg['design']}) vs QEMU {self.qemu_version}: "
-               f"every order QEMU can force on the par block",
+               f"orders forced on the par block",
                f"size {cfg['size']}, block {cfg['block']}, hidden cluster "
                f"{cfg['hidden_cluster']}, active cluster {cfg['active_cluster']}, "
                f"fill {cfg['fill']}",
@@ -420,10 +426,27 @@ def compare_races(text: str | Scenario, *, size: int | str = "1M", block: int | 
     return result
 
 
+def hold_on_simulator(text: str | Scenario, order: str, *, size: int | str = "1M",
+                      block: int | str = "4K", hidden_cluster: int | str = "4K",
+                      active_cluster: int | str = "4K", fill: str | int = "index",
+                      design: str = "4.0") -> SimulatorHold:
+    """The simulator stopped in the middle of ``order`` (its words), to see *why*.
+
+    Returns a :class:`SimulatorHold`: the held request parked at its pause
+    point, the others sent; ``.lab.kernel.blocked()`` and ``Task.why_blocked``
+    name what each blocked request waits for.  No QEMU is needed.
+    """
+    config = qemu_config(size, block, hidden_cluster, active_cluster, fill)
+    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
+                                                              size=config["size"])
+    rs = split(scenario)
+    return SimulatorHold(rs, find_order(reachable(rs, config, design), order), config, design)
+
+
 def check_race_scenario(scenario: Scenario) -> None:
     """Raise :class:`ScenarioError` unless the scenario can be race-compared."""
     split(scenario)
 
 
 __all__ = ["BLKDEBUG_NOTE", "BLOCK_WAIT", "OrderResult", "RaceComparison", "check_race_scenario",
-           "compare_races", "compare_sides", "race_orders", "run_on_qemu"]
+           "compare_races", "compare_sides", "hold_on_simulator", "race_orders", "run_on_qemu"]
