@@ -197,3 +197,19 @@ def test_handlers_installed_while_a_session_is_open(qemu: None) -> None:
         assert all(s in _cleanup.SIGNALS for s in (signal.SIGTERM, signal.SIGHUP,
                                                     signal.SIGINT))
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sigint_in_process_closes_the_session_then_raises_keyboard_interrupt(
+        qemu: None) -> None:
+    """The previous SIGINT handler (Python's: KeyboardInterrupt) still runs, after the close."""
+    from labkit.qemu import QemuSecondary
+
+    q = QemuSecondary(128 * 1024)
+    wd, pid = q.workdir, q.pid
+    assert pid is not None
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):  # the handler runs between bytecodes
+            time.sleep(0.001)
+    assert q.closed and not wd.exists() and _wait_gone(pid)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -62,8 +62,8 @@ _previous: dict[int, Any] = {}
 
 def _handler(signum: int, frame: Any) -> None:
     """Kill every open session's QEMU, then let the signal do what it did before."""
+    prev = _previous.get(signum, signal.SIG_DFL)  # before closing: the last close restores
     close_all_sessions()
-    prev = _previous.get(signum, signal.SIG_DFL)
     restore_signal_handlers()
     if callable(prev):
         prev(signum, frame)
