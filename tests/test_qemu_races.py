@@ -185,15 +185,15 @@ def test_interrupt_while_held_resumes_kills_and_cleans(qemu: None,
     from labkit.qemu import _races
 
     pids: list[int] = []
-    real = _races._Inflight.wait
+    real = _races.InflightRequest.wait
 
-    def interrupted(self: _races._Inflight, seconds: float) -> bool:
+    def interrupted(self: _races.InflightRequest, seconds: float) -> bool:
         if self.request.name == "nbd-write#1":
             pids.extend(p for p in _qemu_pids())
             raise KeyboardInterrupt
         return real(self, seconds)
 
-    monkeypatch.setattr(_races._Inflight, "wait", interrupted)
+    monkeypatch.setattr(_races.InflightRequest, "wait", interrupted)
     with pytest.raises(KeyboardInterrupt):
         compare_races(scenarios.load("canonical"), size="128K", order=S1)
     assert pids and not leftover_sessions()

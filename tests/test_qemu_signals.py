@@ -213,3 +213,21 @@ def test_sigint_in_process_closes_the_session_then_raises_keyboard_interrupt(
             time.sleep(0.001)
     assert q.closed and not wd.exists() and _wait_gone(pid)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_a_race_comparison(qemu: None, short_tmp: Path, tmp_path: Path,
+                                         sig: signal.Signals) -> None:
+    """A race comparison killed while requests may be held: nothing is left behind."""
+    from labkit import scenarios
+
+    scenario = tmp_path / "race.scn"
+    scenario.write_text(scenarios.load("canonical3"))  # 13 orders: seconds of QEMU
+    proc, qpid = _start(short_tmp, scenario)
+    proc.send_signal(sig)
+    proc.wait(30)
+    assert _wait_gone(qpid)
+    deadline = time.monotonic() + 5
+    while _session_dirs(short_tmp) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _session_dirs(short_tmp) == []

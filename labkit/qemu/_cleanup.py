@@ -177,7 +177,7 @@ def launch(argv: list[str], **popen: Any) -> Any:
     preexec = _pdeathsig_preexec()
     if preexec is not None:
         popen["preexec_fn"] = preexec
-    return launcher.submit(subprocess.Popen, argv, **popen).result()
+    return launcher.submit(lambda: subprocess.Popen(argv, **popen)).result()
 
 
 # --- the directories ----------------------------------------------------------------

@@ -73,7 +73,7 @@ BLKDEBUG_NOTE = ("QEMU runs with a blkdebug node under each image file (to hold 
                  "to hidden instead of after its wait, as without blkdebug")
 
 
-class _Inflight:
+class InflightRequest:
     """One request sent to QEMU on its own NBD connection and thread."""
 
     def __init__(self, q: QemuSecondary, r: Request) -> None:
@@ -154,7 +154,7 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
     q = QemuSecondary(config["size"], config["block"], config["hidden_cluster"],
                       config["active_cluster"], timeout, qemu, fill=config["fill"],
                       blkdebug=True)
-    inflight: dict[str, _Inflight] = {}
+    inflight: dict[str, InflightRequest] = {}
     bps = _Breakpoints(q)
     clean = False
     out.version = q.version
@@ -163,7 +163,7 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
         run.play(q)
         if order.held is None:
             for name in order.sequence:
-                f = inflight[name] = _Inflight(q, by_name[name])
+                f = inflight[name] = InflightRequest(q, by_name[name])
                 if not f.wait(timeout):
                     raise QemuError(f"{name} did not complete within {timeout} s "
                                     f"with nothing held", command="race")
@@ -171,7 +171,7 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
             assert order.place is not None
             held = order.held
             tag = bps.arm(order.place.drive, order.place.event)
-            f = inflight[held] = _Inflight(q, by_name[held])
+            f = inflight[held] = InflightRequest(q, by_name[held])
             deadline = time.monotonic() + HOLD_WAIT
             while not bps.suspended(tag):
                 if f.done.is_set() or time.monotonic() > deadline:
@@ -181,7 +181,7 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
                 time.sleep(0.002)
             if out.not_reached is None:
                 for name in order.sequence[1:]:
-                    g = inflight[name] = _Inflight(q, by_name[name])
+                    g = inflight[name] = InflightRequest(q, by_name[name])
                     if not g.wait(BLOCK_WAIT):
                         # An unrelated request (a read of the secondary disk, which
                         # never waits) completes meanwhile; on a loaded machine it is
@@ -193,7 +193,7 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
             bps.release_all()
             for name in order.sequence:
                 if name not in inflight:
-                    inflight[name] = _Inflight(q, by_name[name])
+                    inflight[name] = InflightRequest(q, by_name[name])
             for name, g in inflight.items():
                 if not g.wait(timeout):
                     raise QemuError(f"{name} did not complete within {timeout} s after "
@@ -235,7 +235,7 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
     return out
 
 
-def _tell_oracle(run: QemuRun, r: Request, g: _Inflight) -> None:
+def _tell_oracle(run: QemuRun, r: Request, g: InflightRequest) -> None:
     """Feed the QEMU run's oracle the par request, so that later reads are judged right."""
     c = r.command
     if c.op == "pwrite":
@@ -448,5 +448,6 @@ def check_race_scenario(scenario: Scenario) -> None:
     split(scenario)
 
 
-__all__ = ["BLKDEBUG_NOTE", "BLOCK_WAIT", "OrderResult", "RaceComparison", "check_race_scenario",
-           "compare_races", "compare_sides", "hold_on_simulator", "race_orders", "run_on_qemu"]
+__all__ = ["BLKDEBUG_NOTE", "BLOCK_WAIT", "InflightRequest", "OrderResult", "RaceComparison",
+           "check_race_scenario", "compare_races", "compare_sides", "hold_on_simulator",
+           "race_orders", "run_on_qemu"]
