@@ -93,10 +93,20 @@ def test_reference_s1_s1b_s2(qemu: None) -> None:
         r = _result(c, words)
         for side in (r.sim, r.qemu):
             assert side.blocked == blocked, words
+            assert all(side.waits_at[n] == "hidden" for n in blocked)
             assert side.reads["vm-read#1"] == b"\x15" * 4096  # old data every time
             final = side.dumps[-1][1]
             assert final["secondary"].data[5 * 4096:6 * 4096] == b"\xbb" * 4096
             assert final["hidden"].alloc[:128].all()  # the old 64 KiB chunk
+
+
+def test_qemu_trace_events_witness_the_serialising_wait(qemu: None) -> None:
+    """S1: QEMU's trace shows the copy's write entering hidden with flags 0x80, stopped."""
+    c = _compared("r01-reference-s1-s2.scn")
+    assert _result(c, S1).qemu.witness == {"nbd-write#1": "hidden [0x0+0x10000] write "
+                                                          "serialising"}
+    s2b = _result(c, S2.format("at the copy's write into hidden"))
+    assert s2b.qemu.witness == {"vm-read#1": "hidden [0x5000+0x1000] read"}
 
 
 def test_reference_s3_s4(qemu: None) -> None:
@@ -127,6 +137,7 @@ def test_injected_disagreement_is_reported(qemu: None, capsys: pytest.CaptureFix
     assert code == 1
     line = next(x for x in text.splitlines() if x.startswith(S1))
     assert "DIFFERENT" in line and "simulator nothing; QEMU nbd-write#1" in line
+    assert "at hidden" not in line  # nothing blocked on the simulator: no place to compare
     assert "vm-read#1: simulator" in line  # design none reads the primary's 0xbb
     assert text.splitlines()[-1] == "1 orders, 1 disagreeing"
     data = json.loads(out.read_text())

@@ -125,6 +125,11 @@ class SideResult:
     dumps: list[tuple[str, dict[str, Layer | None]]] = field(default_factory=list)
     expect_lines: list[int] = field(default_factory=list)  # lines whose checks failed
     not_reached: str | None = None  # the pause point was never reached
+    #: per blocked request, the node it waits at: on QEMU the last node its trace
+    #: events (bdrv_co_preadv_part / bdrv_co_pwritev_part) entered before it stopped,
+    #: in the simulator the node of its last tracked request (``req-start``).
+    waits_at: dict[str, str] = field(default_factory=dict)
+    witness: dict[str, str] = field(default_factory=dict)  # the same, in words
     version: str = ""  # QEMU's version (QEMU side only)
 
     def to_json(self, original: bytes | None = None) -> dict[str, Any]:
@@ -140,6 +145,8 @@ class SideResult:
                        for t, layers in self.dumps],
             "expect_failed_lines": list(self.expect_lines),
             "not_reached": self.not_reached,
+            "waits_at": dict(self.waits_at),
+            "witness": dict(self.witness),
         }
 
 
@@ -317,6 +324,13 @@ class SimulatorHold:
                 tasks[name] = _spawn(lab, by_name[name].command)
                 driver.run_allowed(lab, {t.name for n, t in tasks.items() if n != held})
             out.blocked = [n for n in order.sequence[1:] if not tasks[n].done]
+            for n in out.blocked:
+                last = [e for e in lab.trace
+                        if e.task == tasks[n].name and e.kind == "req-start"][-1:]
+                if last:
+                    e = last[0]
+                    out.waits_at[n] = e.node
+                    out.witness[n] = f"{e.node} [{e.offset:#x}+{e.length:#x}]"
 
     def release(self) -> SideResult:
         """Run everything to its end, play the rest of the scenario, dump the layers."""

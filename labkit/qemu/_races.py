@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -112,6 +113,49 @@ class InflightRequest:
             pass
 
 
+_TRACE_EVENTS = ("bdrv_co_preadv_part", "bdrv_co_pwritev_part")
+_TRACE_LINE = re.compile(r"^(bdrv_co_preadv_part|bdrv_co_pwritev_part) bs (0x[0-9a-f]+) "
+                         r"offset (\d+) (?:bytes|bytes_) ?(\d+) flags (0x[0-9a-f]+)", re.M)
+
+
+class _Tracer:
+    """QEMU's block-layer trace events, with the BDS pointers mapped to node names.
+
+    The reference's witness of "blocked": the request entered a node's block
+    layer (``bdrv_co_p*v_part``) and got no further.  The pointers are mapped
+    by one calibration read per node (a dump: its first trace line is the
+    node's own).
+    """
+
+    def __init__(self, q: QemuSecondary) -> None:
+        self.q = q
+        self.names: dict[str, str] = {}
+        for event in _TRACE_EVENTS:
+            q.qmp("trace-event-set-state", {"name": event, "enable": True})
+        for node in ("secondary-disk", "hidden", "active"):
+            mark = self.mark()
+            q.dump_node(node)
+            m = _TRACE_LINE.search(q.log_text(), mark)
+            if m is not None and m.group(1) == "bdrv_co_preadv_part":
+                self.names.setdefault(m.group(2), node)
+
+    def mark(self) -> int:
+        return len(self.q.log_text())
+
+    def last_node(self, start: int, end: int) -> tuple[str, str] | None:
+        """The last named node entered in the log between two marks, and in words."""
+        found = None
+        for m in _TRACE_LINE.finditer(self.q.log_text()[:end], start):
+            node = self.names.get(m.group(2))
+            if node is None:
+                continue
+            op = "read" if m.group(1) == "bdrv_co_preadv_part" else "write"
+            serialising = " serialising" if int(m.group(5), 16) & 0x80 else ""
+            found = (node, f"{node} [{int(m.group(3)):#x}+{int(m.group(4)):#x}] "
+                           f"{op}{serialising}")
+        return found
+
+
 class _Breakpoints:
     """Armed and suspended blkdebug breakpoints, so that each is resumed before QEMU stops."""
 
@@ -170,6 +214,7 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
         else:
             assert order.place is not None
             held = order.held
+            tracer = _Tracer(q)
             tag = bps.arm(order.place.drive, order.place.event)
             f = inflight[held] = InflightRequest(q, by_name[held])
             deadline = time.monotonic() + HOLD_WAIT
@@ -181,8 +226,10 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
                 time.sleep(0.002)
             if out.not_reached is None:
                 for name in order.sequence[1:]:
+                    mark = tracer.mark()
                     g = inflight[name] = InflightRequest(q, by_name[name])
                     if not g.wait(BLOCK_WAIT):
+                        end = tracer.mark()
                         # An unrelated request (a read of the secondary disk, which
                         # never waits) completes meanwhile; on a loaded machine it is
                         # slow too, so the request gets 20 times its latency more.
@@ -190,6 +237,9 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
                         q.pread(0, 512)
                         if not g.wait(max(BLOCK_WAIT, 20 * (time.monotonic() - t0))):
                             out.blocked.append(name)
+                            last = tracer.last_node(mark, end)
+                            if last is not None:
+                                out.waits_at[name], out.witness[name] = last
             bps.release_all()
             for name in order.sequence:
                 if name not in inflight:
@@ -269,6 +319,10 @@ def compare_sides(order: RaceOrder, sim: SideResult, qem: SideResult,
             return ", ".join(b) if b else "nothing"
         diffs.append(Difference("blocked", "while held", said(sim.blocked),
                                 said(qem.blocked)))
+    for name in sorted(set(sim.blocked) & set(qem.blocked)):
+        if sim.waits_at.get(name) != qem.waits_at.get(name):
+            diffs.append(Difference("waits-at", name, sim.witness.get(name, "?"),
+                                    qem.witness.get(name, "?")))
     for name, s in sim.reads.items():
         qb = qem.reads.get(name)
         if s != qb:
@@ -313,8 +367,9 @@ class OrderResult:
         if self.agree:
             if self.sim.not_reached:
                 return f"{self.order.words()}: same (not reached on either)"
-            what = (f"blocked: {', '.join(self.sim.blocked)}" if self.sim.blocked
-                    else "nothing blocked") if self.order.held else "sequential"
+            waits = [f"{n} at {self.sim.waits_at.get(n, '?')}" for n in self.sim.blocked]
+            what = ((f"blocked: {', '.join(waits)}" if waits else "nothing blocked")
+                    if self.order.held else "sequential")
             return f"{self.order.words()}: same ({what})"
         parts = []
         for d in self.differences:

@@ -249,6 +249,8 @@ def qemu_available(qemu: str = "qemu-system-x86_64") -> str | None:
     if exe is not None and exe in _USABLE:
         return None
     reason = _probe(qemu)
+    if reason is not None and exe is not None and "has no" in reason:
+        reason = _probe(qemu)  # once more: a loaded machine has been seen to cut the answer
     if reason is None and exe is not None:
         _USABLE.add(exe)  # only success is cached: a missing QEMU may be installed later
     return reason
@@ -303,6 +305,8 @@ class _Resources:
     def close(self, kill: bool = False) -> None:
         """Quit QEMU (``kill``: SIGKILL it at once), stop the loop, remove the directory."""
         if self.closed:
+            if kill:  # a signal handler while a close is in progress: finish it now
+                self._kill_now()
             return
         self.closed = True
         for client in self.nbd.values():
@@ -335,6 +339,19 @@ class _Resources:
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
         _cleanup.session_closed(self)
+
+    def _kill_now(self) -> None:
+        """SIGKILL QEMU and remove the directory, whatever else is under way."""
+        _kill_proc_and_dir(self)
+
+
+def _kill_proc_and_dir(res: _Resources) -> None:
+    proc = res.proc
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            proc.kill()
+    if res.workdir is not None:
+        shutil.rmtree(res.workdir, ignore_errors=True)
 
 
 def _layer_from(
@@ -515,6 +532,9 @@ class QemuSecondary:
     def _launch(self, exe: str, qemu_img: str) -> None:
         _cleanup.sweep_stale()  # directories left by a labkit killed with SIGKILL
         self._check_space(_cleanup.runs_dir())
+        # Registered before anything exists, so that a signal from here on closes
+        # whatever has been made (the directory, QEMU once its pid is known).
+        _cleanup.session_opened(self._res)
         wd = _cleanup.make_session_dir()
         self._res.workdir = wd
         record = _Record(wd)
@@ -566,7 +586,6 @@ class QemuSecondary:
             log.close()
         record.pid = self._res.proc.pid
         _cleanup.record_qemu(wd, record.pid)
-        _cleanup.session_opened(self._res)
         # The socket file appears at bind(), a moment before listen(): retry
         # the connection until QEMU accepts it.
         deadline = time.monotonic() + self.timeout
@@ -730,6 +749,16 @@ class QemuSecondary:
         self._fatal(f"QEMU closed QMP before its greeting{': ' + dead if dead else ''}", "connect")
 
     # -- error handling ----------------------------------------------------------
+
+    def log_text(self) -> str:
+        """QEMU's whole stdout/stderr so far ("" once closed)."""
+        wd = self._res.workdir
+        if wd is None:
+            return ""
+        try:
+            return (wd / "qemu.log").read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = _LOG_LINES) -> str:
         """The last ``lines`` lines of QEMU's stdout/stderr ("" once closed)."""
