@@ -15,10 +15,10 @@ import sys
 import time
 from typing import Any
 
-from . import exploration, interactivity, notebooks, scenario_length, setup_time, throughput
+from . import exploration, interactivity, notebooks, qemu_races, scenario_length, setup_time, throughput
 from ._common import ROOT, MiB, cores_busy, machine
 
-SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup", "length")
+SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup", "length", "races")
 BUSY_CORES = 0.3  # CPU used by other processes above which the figures are suspect
 
 
@@ -95,7 +95,7 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             rows.append((f"6 {r['pair']}: time / memory",
                          f"×{r['time_ratio']:.1f} / ×{r['memory_ratio']:.1f}",
                          f"≤ ×{scenario_length.TARGET_RATIO:.0f}", _met(r["met"])))
-    return rows
+    return rows + qemu_races.rows(results.get("races"))
 
 
 def print_table(rows: list[tuple[str, str, str, str]]) -> None:
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         "notebooks": lambda: notebooks.run(log=log),
         "setup": lambda: setup_time.run(tests=args.tests, log=log),
         "length": lambda: scenario_length.run(log=log),
+        "races": lambda: qemu_races.run(log=log),
     }
     for n, name in enumerate(SECTIONS, 1):
         if name not in wanted:

@@ -242,6 +242,7 @@ class ReplicationNode(BlockNode):
         job = BackupJob(secondary, hidden, "none", job_id="replication-backup",
                         cluster_size_override=self.backup_cluster_override,
                         serialising_target_writes=self.design == "4.0",
+                        copy_runs=self.era == "7.2",
                         on_complete=self._backup_job_completed)
         self.active_disk, self.hidden_disk, self.secondary_disk = active, hidden, secondary
         self.backup_job = job

@@ -32,15 +32,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
         help="run a scenario on the simulator and on a real QEMU 7.2; compare layer by layer",
-        description="Run a sequential scenario (a file, - for standard input, or a shipped "
+        description="Run a scenario (a file, - for standard input, or a shipped "
                     "scenario's name) on the simulator (era 7.2) and on a real QEMU 7.2, and "
                     "print for every dump and layer 'same' or the first differing sectors "
-                    "with both values.  The scenario's '# config:' header applies under the "
+                    "with both values.  With a par block, every order QEMU can force "
+                    "(blkdebug breakpoints) runs on both: one line per order, then "
+                    "'N orders, K disagreeing'.  The scenario's '# config:' header applies under the "
                     "options.  Exit status: 0 agree, 1 differ, 2 could not compare (e.g. no "
                     "QEMU: install the Debian packages qemu-system-x86 and qemu-utils).")
     p.add_argument("file", help="scenario file, - for standard input, or a shipped scenario "
                                 "name")
     add_config_arguments(p, (*QEMU_OPTIONS, "design"))
+    p.add_argument("--order", default=None, metavar="WORDS",
+                   help="with par: run only this order (as the output spells it)")
+    p.add_argument("--json", default=None, metavar="OUT",
+                   help="with par: write per order and backend the blocked requests, read "
+                        "and layer digests as JSON")
     add_qemu_arguments(p)
     p.set_defaults(func=cmd_compare)
 
@@ -60,7 +67,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     config = _qemu_config(text, args)
     if args.design is not None:  # else compare's own default design applies
         config["design"] = resolve(None, {"design": args.design}, source="cli").design
+    if args.order is not None:
+        config["order"] = args.order
     result = compare(text, timeout=args.timeout, qemu=args.qemu, **config)
+    if args.json is not None:
+        if not hasattr(result, "write_json"):
+            raise ConfigError("--json needs a scenario with a par block (a race); "
+                              "for a sequential scenario use 'labkit run --json'")
+        result.write_json(args.json)
     print(result.text())
     return 0 if result.agree else 1
 

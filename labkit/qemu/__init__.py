@@ -36,3 +36,36 @@ __all__ = [
     "qemu_available",
     "run_scenario",
 ]
+
+# --- races on the real QEMU and process clean-up (helper qemu-races) -----------------
+# Kept in one block so that it merges apart from the rest of this file.
+from labkit.qemu._cleanup import (
+    close_all_sessions,
+    install_signal_handlers,
+    sweep_stale,
+)
+from labkit.qemu._pause import PLACES, Place, RaceOrder, SimulatorHold
+from labkit.qemu._races import (
+    BLKDEBUG_NOTE,
+    OrderResult,
+    RaceComparison,
+    compare_races,
+    hold_on_simulator,
+    race_orders,
+)
+
+__all__ += [
+    "BLKDEBUG_NOTE",
+    "PLACES",
+    "OrderResult",
+    "Place",
+    "RaceComparison",
+    "RaceOrder",
+    "SimulatorHold",
+    "close_all_sessions",
+    "compare_races",
+    "hold_on_simulator",
+    "install_signal_handlers",
+    "race_orders",
+    "sweep_stale",
+]

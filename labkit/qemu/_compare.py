@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from labkit.errors import BlockError, ReplicationError
+from labkit.errors import BlockError, ConfigError, ReplicationError
 from labkit.lab import Lab
 from labkit.lab import run_scenario as sim_run_scenario
 from labkit.layers import SECTOR, Layer
@@ -252,16 +252,22 @@ def _one_sided(kind: str, sim: list[str], qemu: list[str]) -> list[Difference]:
 
 def compare(text: str | Scenario, *, size: int | str = "1M", block: int | str = "4K",
             hidden_cluster: int | str = "4K", active_cluster: int | str = "4K",
-            fill: str | int = "index", design: str = "2.8", era: str = "7.2",
-            timeout: float = 10.0, qemu: str = "qemu-system-x86_64") -> Comparison:
-    """Run a sequential scenario on the simulator (``era="7.2"``) and on QEMU; compare.
+            fill: str | int = "index", design: str | None = None, era: str = "7.2",
+            timeout: float = 10.0, qemu: str = "qemu-system-x86_64",
+            order: str | None = None) -> Any:
+    """Run a scenario on the simulator (``era="7.2"``) and on QEMU; compare.
+
+    A sequential scenario gives a :class:`Comparison`.  A scenario with a
+    ``par`` block is a race: every order QEMU can force on it is run on both
+    (:func:`labkit.qemu.compare_races`, design "4.0" by default) and a
+    :class:`~labkit.qemu.RaceComparison` is returned; ``order`` runs only the
+    order with those words.  Both have ``agree`` and ``text()``.
 
     ``size``, ``block``, ``hidden_cluster``, ``active_cluster`` and ``fill``
-    configure both; ``design`` is the simulator's read protection (it does not
-    matter without ``par``); ``era`` must be ``"7.2"``, the QEMU the kit
-    checks against.  ``timeout`` and ``qemu`` are the QEMU session's.  Raises
-    what :func:`labkit.qemu.run_scenario` raises (the simulator side first
-    rejects a malformed scenario and ``par``).
+    configure both; ``design`` is the simulator's read protection (without
+    ``par`` it does not matter; default "2.8"); ``era`` must be ``"7.2"``, the
+    QEMU the kit checks against.  ``timeout`` and ``qemu`` are the QEMU
+    session's.  Raises what :func:`labkit.qemu.run_scenario` raises.
     """
     if era != "7.2":
         raise ValueError(f"era must be '7.2' for a comparison with QEMU 7.2, got {era!r}; "
@@ -269,6 +275,15 @@ def compare(text: str | Scenario, *, size: int | str = "1M", block: int | str = 
     config = qemu_config(size, block, hidden_cluster, active_cluster, fill)
     scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
                                                               size=config["size"])
+    if scenario.has_par:
+        from labkit.qemu._races import compare_races
+
+        return compare_races(scenario, design=design or "4.0", order=order,
+                             timeout=timeout, qemu=qemu, **config)
+    if order is not None:
+        raise ConfigError(f"order {order!r}: only a scenario with a par block has orders "
+                          f"to force; this one is sequential")
+    design = design or "2.8"
     refuse_par(scenario)
     sim = sim_run_scenario(scenario, design=design, era="7.2", **config)
     q = qemu_run_scenario(scenario, timeout=timeout, qemu=qemu, **config)

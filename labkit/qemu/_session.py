@@ -39,7 +39,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import weakref
@@ -49,7 +48,9 @@ from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
+from labkit.errors import LimitError
 from labkit.layers import SECTOR, Layer
+from labkit.qemu import _cleanup
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._nbd import (
     ALLOCATION_DEPTH,
@@ -62,13 +63,19 @@ from labkit.qemu._nbd import (
 
 _T = TypeVar("_T")
 
-#: sun_path is 108 bytes including the terminating NUL.
-_SUN_PATH_MAX = 107
+_SUN_PATH_MAX = _cleanup.SUN_PATH_MAX
+#: Room left on the temporary filesystem beyond secondary.raw's data: two fresh
+#: qcow2 images and QEMU's log, with a margin for hidden and active to grow.
+_SPACE_MARGIN = 16 << 20
 _LOG_LINES = 20
 _QUIT_WAIT = 5.0
 
 # No guest, no devices, no display: QEMU only hosts the block graph (7.2-observed.md).
 _QUIET_MACHINE = ("-machine", "none", "-nodefaults", "-nographic", "-display", "none")
+
+#: With ``blkdebug=True``: the blkdebug node under each image file, and the named
+#: read-only BlockBackend (drive) through which its breakpoints are set.
+BLKDEBUG_DRIVES = {"dbg-sec": "ctl-sec", "dbg-hid": "ctl-hid", "dbg-act": "ctl-act"}
 
 
 def _fill_index_pattern(path: Path, size: int, block: int) -> None:
@@ -166,15 +173,6 @@ def leftover_sessions() -> list[str]:
     return out
 
 
-def _short_tmp_base() -> str:
-    """A temporary-directory base short enough for unix socket paths."""
-    base = tempfile.gettempdir()
-    # lk-XXXXXXXX/qmp.sock: mkdtemp adds ~12 characters, the socket name ~9.
-    if len(os.fsencode(base)) + 24 <= _SUN_PATH_MAX:
-        return base
-    return "/tmp"
-
-
 def _find_qemu_img(qemu: str) -> str | None:
     """qemu-img next to the given QEMU binary, else on PATH."""
     exe = shutil.which(qemu)
@@ -186,6 +184,9 @@ def _find_qemu_img(qemu: str) -> str | None:
 
 
 _USABLE: set[str] = set()
+
+# A labkit killed with SIGKILL left its directories: remove them at the next start.
+_cleanup.sweep_stale()
 
 
 def _probe(qemu: str) -> str | None:
@@ -248,6 +249,8 @@ def qemu_available(qemu: str = "qemu-system-x86_64") -> str | None:
     if exe is not None and exe in _USABLE:
         return None
     reason = _probe(qemu)
+    if reason is not None and exe is not None and "has no" in reason:
+        reason = _probe(qemu)  # once more: a loaded machine has been seen to cut the answer
     if reason is None and exe is not None:
         _USABLE.add(exe)  # only success is cached: a missing QEMU may be installed later
     return reason
@@ -302,6 +305,8 @@ class _Resources:
     def close(self, kill: bool = False) -> None:
         """Quit QEMU (``kill``: SIGKILL it at once), stop the loop, remove the directory."""
         if self.closed:
+            if kill:  # a signal handler while a close is in progress: finish it now
+                self._kill_now()
             return
         self.closed = True
         for client in self.nbd.values():
@@ -333,6 +338,20 @@ class _Resources:
         self.loop = None
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
+        _cleanup.session_closed(self)
+
+    def _kill_now(self) -> None:
+        """SIGKILL QEMU and remove the directory, whatever else is under way."""
+        _kill_proc_and_dir(self)
+
+
+def _kill_proc_and_dir(res: _Resources) -> None:
+    proc = res.proc
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            proc.kill()
+    if res.workdir is not None:
+        shutil.rmtree(res.workdir, ignore_errors=True)
 
 
 def _layer_from(
@@ -366,6 +385,19 @@ class QemuSecondary:
     ``active.qcow2`` get the given cluster sizes.  ``timeout`` bounds every
     QMP command, NBD request and wait.  QEMU is launched by the constructor;
     use the session as a context manager (or call :meth:`close`).
+
+    ``blkdebug=True`` puts a ``blkdebug`` node (``dbg-sec``, ``dbg-hid``,
+    ``dbg-act``) under each image file and a named read-only BlockBackend
+    over each (``ctl-sec``...), so that requests can be held at breakpoints
+    (:mod:`labkit.qemu._pause`).  Note that blkdebug changes QEMU's own path:
+    the copy-before-write filter cannot offload its copy
+    (``copy_file_range``) through it, and reads then writes instead.
+
+    The secondary disk's data is written in bounded chunks (``fill="zero"``:
+    not at all, one hole); the qcow2 images are sparse.  A ``size`` whose
+    ``secondary.raw`` would not fit the temporary filesystem is refused with
+    :class:`~labkit.errors.LimitError` before anything is written.  QEMU dies
+    with this process (see :mod:`labkit.qemu._cleanup`).
     """
 
     def __init__(
@@ -378,6 +410,7 @@ class QemuSecondary:
         qemu: str = "qemu-system-x86_64",
         *,
         fill: str | int = "index",
+        blkdebug: bool = False,
     ) -> None:
         if size <= 0 or size % SECTOR:
             raise ValueError(f"size must be a positive multiple of {SECTOR} bytes, got {size}")
@@ -391,6 +424,7 @@ class QemuSecondary:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.fill = _check_fill(fill)
+        self.blkdebug = bool(blkdebug)
         self.size = size
         self.block = block
         self.hidden_cluster = hidden_cluster
@@ -471,8 +505,37 @@ class QemuSecondary:
         """Quit QEMU (kill it if it does not exit) and remove the directory."""
         self._finalizer()
 
+    def kill(self) -> None:
+        """Kill QEMU by its pid at once (no ``quit``) and remove the directory.
+
+        For when ``quit`` could hang: QEMU drains every request before it
+        exits, and a request held at a blkdebug breakpoint never drains.
+        """
+        self._res.close(kill=True)
+        self._finalizer.detach()
+
+    def _image_bytes(self) -> int:
+        """Bytes ``secondary.raw`` takes on disk: none for ``fill="zero"`` (one hole)."""
+        return 0 if self.fill == "zero" else self.size
+
+    def _check_space(self, base: Path) -> None:
+        """Refuse, before anything is written, images that would not fit ``base``'s filesystem."""
+        need = self._image_bytes() + _SPACE_MARGIN
+        free = _cleanup.free_bytes(base)
+        if need > free:
+            raise LimitError(
+                f"size {self.size} bytes: secondary.raw needs {self._image_bytes()} bytes "
+                f"(plus {_SPACE_MARGIN >> 20} MiB for hidden, active and the log) but the "
+                f"temporary filesystem of {base} has {free} bytes free; choose a smaller size, "
+                f"fill='zero' (a sparse file), or point TMPDIR at a larger filesystem")
+
     def _launch(self, exe: str, qemu_img: str) -> None:
-        wd = Path(tempfile.mkdtemp(prefix="lk-", dir=_short_tmp_base()))
+        _cleanup.sweep_stale()  # directories left by a labkit killed with SIGKILL
+        self._check_space(_cleanup.runs_dir())
+        # Registered before anything exists, so that a signal from here on closes
+        # whatever has been made (the directory, QEMU once its pid is known).
+        _cleanup.session_opened(self._res)
+        wd = _cleanup.make_session_dir()
         self._res.workdir = wd
         record = _Record(wd)
         _STARTED.append(record)
@@ -509,7 +572,9 @@ class QemuSecondary:
                 )
         log = open(wd / "qemu.log", "wb")  # handed to the child, closed below
         try:
-            self._res.proc = subprocess.Popen(
+            # A new session: a terminal's Ctrl-C reaches labkit only, which closes
+            # QEMU itself; PR_SET_PDEATHSIG kills QEMU if labkit dies without that.
+            self._res.proc = _cleanup.launch(
                 [exe, *_QUIET_MACHINE, "-qmp", f"unix:{self.qmp_socket},server=on,wait=off"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -520,6 +585,7 @@ class QemuSecondary:
         finally:
             log.close()
         record.pid = self._res.proc.pid
+        _cleanup.record_qemu(wd, record.pid)
         # The socket file appears at bind(), a moment before listen(): retry
         # the connection until QEMU accepts it.
         deadline = time.monotonic() + self.timeout
@@ -573,7 +639,7 @@ class QemuSecondary:
             {
                 "driver": "raw",
                 "node-name": "secondary-disk",
-                "file": {"driver": "file", "filename": f"{d}/secondary.raw"},
+                "file": self._image_file("dbg-sec", f"{d}/secondary.raw"),
             },
         )
         self._qmp(
@@ -581,7 +647,7 @@ class QemuSecondary:
             {
                 "driver": "qcow2",
                 "node-name": "hidden",
-                "file": {"driver": "file", "filename": f"{d}/hidden.qcow2"},
+                "file": self._image_file("dbg-hid", f"{d}/hidden.qcow2"),
                 "backing": "secondary-disk",
             },
         )
@@ -590,7 +656,7 @@ class QemuSecondary:
             {
                 "driver": "qcow2",
                 "node-name": "active",
-                "file": {"driver": "file", "filename": f"{d}/active.qcow2"},
+                "file": self._image_file("dbg-act", f"{d}/active.qcow2"),
                 "backing": "hidden",
             },
         )
@@ -632,6 +698,24 @@ class QemuSecondary:
                 "writable": True,
             },
         )
+        if self.blkdebug:
+            # qemu-7.2-races-observed.md: HMP qemu-io on a node name makes a temporary
+            # BlockBackend and drains the graph when deleting it, which hangs the
+            # monitor for good while a request is suspended.  A named read-only
+            # BlockBackend per blkdebug node, made before any breakpoint, does not.
+            for node, drive in BLKDEBUG_DRIVES.items():
+                out = self.hmp(f'drive_add 0 if=none,id={drive},readonly=on,'
+                               f'file=json:{{"driver":"raw",,"file":"{node}"}}')
+                if out.strip() != "OK":
+                    raise QemuError(f"drive_add {drive} failed: {out.strip()}",
+                                    command="drive_add", log_tail=self.log_tail())
+
+    def _image_file(self, debug_node: str, filename: str) -> dict[str, Any]:
+        """An image's ``file`` child: the file itself, or a blkdebug node over it."""
+        file = {"driver": "file", "filename": filename}
+        if not self.blkdebug:
+            return file
+        return {"driver": "blkdebug", "node-name": debug_node, "image": file}
 
     def _read_greeting(self, sock: socket.socket) -> dict[str, Any]:
         """Read QMP's greeting from ``sock``, skipping events sent before it.
@@ -665,6 +749,16 @@ class QemuSecondary:
         self._fatal(f"QEMU closed QMP before its greeting{': ' + dead if dead else ''}", "connect")
 
     # -- error handling ----------------------------------------------------------
+
+    def log_text(self) -> str:
+        """QEMU's whole stdout/stderr so far ("" once closed)."""
+        wd = self._res.workdir
+        if wd is None:
+            return ""
+        try:
+            return (wd / "qemu.log").read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
 
     def log_tail(self, lines: int = _LOG_LINES) -> str:
         """The last ``lines`` lines of QEMU's stdout/stderr ("" once closed)."""

@@ -1,0 +1,278 @@
+"""Races on the real QEMU 7.2: every forceable order agrees with the simulator.
+
+Each scenario's par block is forced through every order QEMU can force with
+blkdebug breakpoints (``qemu-7.2-races-observed.md``) and the same order on
+the simulator (era 7.2, design "4.0").  The reference's orders S1, S1b, S2
+a-c (``races/r01``), S3 and S4 (``races/r02``) are among them, with the
+reference's outcomes asserted on both backends.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from labkit import scenarios
+from labkit.cli import main
+from labkit.errors import ConfigError, ScenarioError
+from labkit.qemu import (
+    QemuNotAvailable,
+    RaceComparison,
+    compare_races,
+    leftover_sessions,
+    qemu_available,
+    race_orders,
+)
+
+SHIPPED = ("canonical", "straddle", "partial-overlap", "same-cluster-disjoint",
+           "partial-cluster-vm-write", "vm-write-race")
+RACES = Path(__file__).parent / "qemu_scenarios" / "races"
+FILES = sorted(RACES.glob("*.scn"))
+KEYS = ("size", "block", "hidden_cluster", "active_cluster", "fill")
+S1 = "vm-read#1 held at secondary-disk, then nbd-write#1, then vm-read#1 released"
+S1B = "vm-read#1 held in active, before hidden, then nbd-write#1, then vm-read#1 released"
+S2 = "nbd-write#1 held {}, then vm-read#1, then nbd-write#1 released"
+S3 = ("vm-write#1 held at its fill-in read of secondary-disk, then nbd-write#1, "
+      "then vm-write#1 released")
+S4 = ("vm-write#1 held at its fill-in read, in active before hidden, then nbd-write#1, "
+      "then vm-write#1 released")
+
+
+@pytest.fixture
+def qemu() -> None:
+    reason = qemu_available()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"QEMU is not usable here: {reason}")
+        pytest.skip(f"QEMU is not usable here: {reason}")
+
+
+def _text(name: str) -> str:
+    return (RACES / name).read_text() if name.endswith(".scn") else scenarios.load(name)
+
+
+def _config(text: str) -> dict[str, str]:
+    return {k: v for k, v in scenarios.config(text).items() if k in KEYS}
+
+
+@functools.cache
+def _compared(name: str) -> RaceComparison:
+    text = _text(name)
+    return compare_races(text, **_config(text))
+
+
+def test_at_least_six_race_scenarios_of_our_own() -> None:
+    assert len(FILES) >= 6
+
+
+@pytest.mark.parametrize("name", [*SHIPPED, *(f.name for f in FILES)])
+def test_every_forceable_order_agrees(qemu: None, name: str) -> None:
+    c = _compared(name)
+    assert len(c.results) >= 5
+    assert c.agree, c.text()
+    assert c.text().splitlines()[-1] == f"{len(c.results)} orders, 0 disagreeing"
+    assert not leftover_sessions()
+
+
+def _result(c: RaceComparison, words: str):
+    return next(r for r in c.results if r.order.words() == words)
+
+
+def test_reference_s1_s1b_s2(qemu: None) -> None:
+    c = _compared("r01-reference-s1-s2.scn")
+    want = {S1: ["nbd-write#1"], S1B: [],
+            S2.format("at the copy's read of secondary-disk"): [],
+            S2.format("at the copy's write into hidden"): ["vm-read#1"],
+            S2.format("at its own write to secondary-disk"): []}
+    for words, blocked in want.items():
+        r = _result(c, words)
+        for side in (r.sim, r.qemu):
+            assert side.blocked == blocked, words
+            assert all(side.waits_at[n] == "hidden" for n in blocked)
+            assert side.reads["vm-read#1"] == b"\x15" * 4096  # old data every time
+            final = side.dumps[-1][1]
+            assert final["secondary"].data[5 * 4096:6 * 4096] == b"\xbb" * 4096
+            assert final["hidden"].alloc[:128].all()  # the old 64 KiB chunk
+
+
+def test_qemu_trace_events_witness_the_serialising_wait(qemu: None) -> None:
+    """S1: QEMU's trace shows the copy's write entering hidden with flags 0x80, stopped."""
+    c = _compared("r01-reference-s1-s2.scn")
+    assert _result(c, S1).qemu.witness == {"nbd-write#1": "hidden [0x0+0x10000] write "
+                                                          "serialising"}
+    s2b = _result(c, S2.format("at the copy's write into hidden"))
+    assert s2b.qemu.witness == {"vm-read#1": "hidden [0x5000+0x1000] read"}
+
+
+def test_reference_s3_s4(qemu: None) -> None:
+    c = _compared("r02-reference-s3-s4.scn")
+    for words, blocked in ((S3, ["nbd-write#1"]), (S4, [])):
+        r = _result(c, words)
+        for side in (r.sim, r.qemu):
+            assert side.blocked == blocked
+            active = side.dumps[-1][1]["active"]
+            assert active.data[9 * 4096:10 * 4096] == b"\x19" * 4096  # old block 9
+            assert active.data[5 * 4096:6 * 4096] == b"\xcc" * 4096
+
+
+def test_unrelated_write_is_not_blocked(qemu: None) -> None:
+    r = _result(_compared("r03-other-chunk.scn"), S1)
+    assert r.qemu.blocked == [] and r.sim.blocked == []
+
+
+def test_injected_disagreement_is_reported(qemu: None, capsys: pytest.CaptureFixture[str],
+                                           tmp_path: Path) -> None:
+    """Design "none" (no read protection) against QEMU 7.2: S1 differs, exit 1."""
+    path = tmp_path / "canonical.scn"
+    path.write_text(scenarios.load("canonical"))
+    out = tmp_path / "out.json"
+    code = main(["compare", str(path), "--size", "128K", "--design", "none",
+                 "--order", S1, "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 1
+    line = next(x for x in text.splitlines() if x.startswith(S1))
+    assert "DIFFERENT" in line and "simulator nothing; QEMU nbd-write#1" in line
+    assert "at hidden" not in line  # nothing blocked on the simulator: no place to compare
+    assert "vm-read#1: simulator" in line  # design none reads the primary's 0xbb
+    assert text.splitlines()[-1] == "1 orders, 1 disagreeing"
+    data = json.loads(out.read_text())
+    (o,) = data["orders"]
+    assert o["order"] == S1 and not o["agree"]
+    assert o["simulator"]["blocked"] == [] and o["qemu"]["blocked"] == ["nbd-write#1"]
+    assert o["first_differing_read_offset"]["vm-read#1"] == 0
+    assert set(o["qemu"]["layers"][-1]["layers"]) == {"secondary", "hidden", "active",
+                                                      "vm-view"}
+
+
+def test_cli_every_order_and_blkdebug_note(qemu: None, capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    path = tmp_path / "same.scn"
+    path.write_text(scenarios.load("same-cluster-disjoint"))
+    assert main(["compare", str(path), "--size", "128K"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("copy_file_range" in x for x in lines)  # blkdebug changes QEMU's path
+    assert lines[-1] == "7 orders, 0 disagreeing"
+
+
+def test_unknown_order_is_one_line_exit_2(capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    path = tmp_path / "c.scn"
+    path.write_text(scenarios.load("canonical"))
+    assert main(["compare", str(path), "--size", "128K", "--order", "vm-read#9 held"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "forceable orders are" in err[0]
+    with pytest.raises(ConfigError):
+        compare_races(scenarios.load("canonical"), size="128K", order="nope")
+
+
+def test_orders_are_listed_without_qemu() -> None:
+    words = [o.words() for o in race_orders(scenarios.load("canonical"), size="128K")]
+    assert S1 in words and S1B in words and len(words) == 7
+    assert [o.words() for o in race_orders(scenarios.load("vm-write-race"), size="128K")
+            if o.held == "vm-write#1"] == []  # a whole-cluster write has no fill-in read
+
+
+def test_refused_scenarios() -> None:
+    with pytest.raises(ScenarioError, match="exactly one par"):
+        race_orders("start\npar { vread 0 4K; pwrite 0 4K 0xbb }\n"
+                    "par { vread 0 4K; pwrite 0 4K 0xbb }\n", size="128K")
+    with pytest.raises(ScenarioError, match="only pwrite, vwrite and vread"):
+        race_orders("start\npar { vread 0 4K; checkpoint }\n", size="128K")
+
+
+def test_missing_qemu(tmp_path: Path) -> None:
+    with pytest.raises(QemuNotAvailable, match="qemu-system-x86"):
+        compare_races(scenarios.load("canonical"), size="128K", qemu=str(tmp_path / "none"))
+
+
+def test_interrupt_while_held_resumes_kills_and_cleans(qemu: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while a request is suspended: QEMU is killed by pid, nothing is left."""
+    from labkit.qemu import _races
+
+    pids: list[int] = []
+    real = _races.InflightRequest.wait
+
+    def interrupted(self: _races.InflightRequest, seconds: float) -> bool:
+        if self.request.name == "nbd-write#1":
+            pids.extend(p for p in _qemu_pids())
+            raise KeyboardInterrupt
+        return real(self, seconds)
+
+    monkeypatch.setattr(_races.InflightRequest, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compare_races(scenarios.load("canonical"), size="128K", order=S1)
+    assert pids and not leftover_sessions()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
+
+
+def _qemu_pids() -> list[int]:
+    me = os.getpid()
+    out = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if "qemu-system" in stat[:stat.rfind(")")] and int(fields[1]) == me:
+            out.append(int(entry.name))
+    return out
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2:].split()[0] == "Z"
+
+
+def test_signal_handler_leaves_no_suspended_qemu(qemu: None) -> None:
+    """The handlers close (kill) every open session, even one with a held request."""
+    from labkit.qemu import QemuSecondary, close_all_sessions
+
+    q = QemuSecondary(128 * 1024, blkdebug=True)
+    q.start()
+    q.hmp('qemu-io ctl-sec "break read_aio t1"')
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    close_all_sessions()
+    assert q.closed
+    assert not q.workdir.exists()
+
+
+def test_simulator_says_why_in_the_middle_of_an_order() -> None:
+    """No QEMU needed: the held simulator names what the blocked write waits for."""
+    from labkit.qemu import hold_on_simulator
+
+    held = hold_on_simulator(scenarios.load("canonical"), S1, size="128K")
+    assert held.tasks["vm-read#1"].suspended.node == "secondary-disk"
+    (write,) = held.lab.kernel.blocked()
+    assert write.name == "nbd-write#1"
+    assert write.why_blocked == "read by vm-read#1 on hidden [0x5000+0x1000] (tracked request)"
+    result = held.release()
+    assert result.blocked == ["nbd-write#1"] and result.reads["vm-read#1"] == b"\x15" * 4096
+    assert held.release() is result  # once
+
+
+def test_block_copy_copies_a_run_of_chunks_in_one_request() -> None:
+    """era 7.2: the straddling write's copy is one serialising write [0, 128K) on hidden."""
+    from labkit.qemu import hold_on_simulator
+
+    order = S2.format("at the copy's write into hidden")
+    held = hold_on_simulator(scenarios.load("straddle"), order, size="128K")
+    assert [t.name for t in held.lab.kernel.blocked()] == ["vm-read#1"]
+    assert held.tasks["nbd-write#1"].suspended.length == 128 * 1024
+    held.release()  # an abandoned lab's coroutines would wake tasks into another kernel
+    lab = __import__("labkit").build_secondary(size="128K")  # era 2.8: chunk by chunk
+    lab.start()
+    lab.primary_write(15 * 4096, 8192, 0xBB)
+    lab.run()
+    copies = [e for e in lab.trace if e.kind == "cow-copy"]
+    assert [(e.offset, e.length) for e in copies] == [(0, 65536), (65536, 65536)]
