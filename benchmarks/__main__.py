@@ -15,7 +15,15 @@ import sys
 import time
 from typing import Any
 
-from . import exploration, interactivity, notebooks, qemu_races, scenario_length, setup_time, throughput
+from . import (
+    exploration,
+    interactivity,
+    notebooks,
+    qemu_races,
+    scenario_length,
+    setup_time,
+    throughput,
+)
 from ._common import ROOT, MiB, cores_busy, machine
 
 SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup", "length", "races")
