@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(blkdebug breakpoints) runs on both: one line per order, then "
                     "'N orders, K disagreeing'.  The scenario's '# config:' header "
                     "applies under the options.  Exit status: 0 agree, 1 differ, 2 could "
-                    "not compare (e.g. no QEMU: install the Debian packages qemu-system-x86 and qemu-utils).")
+                    "not compare (e.g. no QEMU: install the Debian packages "
+                    "qemu-system-x86 and qemu-utils).")
     p.add_argument("file", help="scenario file, - for standard input, or a shipped scenario "
                                 "name")
     add_config_arguments(p, (*QEMU_OPTIONS, "design"))
