@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 from PIL import Image
 
 from ..errors import ConfigError
@@ -132,14 +133,19 @@ def resize_figure(fig: Figure, width: int, height: int) -> None:
 
 
 def encode_png(rgba: np.ndarray) -> bytes:
-    """RGB(A) pixels as a PNG (Pillow; 8-bit RGB, no metadata: same pixels, same bytes).
+    """RGB(A) pixels as a PNG (Pillow; no metadata: same pixels, same bytes).
 
-    ``compress_level=1``: these flat-coloured figures compress well even at the
-    fastest level, and the encoding is part of every Step a trainee clicks.
+    An RGBA canvas buffer is encoded as it is (no copy to RGB first: that copy
+    cost more than the alpha channel's bytes); ``compress_level=1``: these
+    flat-coloured figures compress well even at the fastest level, and the
+    encoding is part of every Step a trainee clicks.
     """
+    h, w = rgba.shape[:2]
+    mode = "RGBA" if rgba.shape[2] == 4 else "RGB"
+    data = rgba if rgba.flags.c_contiguous else np.ascontiguousarray(rgba)
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgba[..., :3])).save(buf, format="PNG",
-                                                              compress_level=1)
+    Image.frombuffer(mode, (w, h), data, "raw", mode, 0, 1).save(buf, format="PNG",
+                                                                 compress_level=1)
     return buf.getvalue()
 
 
@@ -149,29 +155,54 @@ def figure_png(fig: Figure) -> bytes:
     return encode_png(np.asarray(fig.canvas.buffer_rgba()))
 
 
+class Group:
+    """Artists that change together, inside a fixed rectangle of the figure (pixels).
+
+    ``key`` says what they show; a render redraws the group only when its key
+    differs from the one last drawn.  Every artist is clipped to the rectangle,
+    so a redraw never leaves stale pixels outside it.
+    """
+
+    def __init__(self, artists: list[Artist], x0: float, y0: float, x1: float,
+                 y1: float) -> None:
+        self.artists = artists
+        self.bbox = Bbox.from_extents(x0, y0, x1, y1)
+        self.key: Any = None
+        self.drawn: Any = _NOTHING
+        self.region: Any = None
+        for a in artists:
+            a.set_clip_box(self.bbox)
+            a.set_clip_on(True)
+
+
+_NOTHING = object()
+
+
 class BlitFigure:
     """A figure drawn by matplotlib, re-rendered cheaply after :meth:`update`.
 
-    Blitting: the static parts (axes, ticks, labels, the legend) are drawn once
-    into a background; each render restores it and draws only the artists that
-    change per step (:meth:`dynamic`, updated in place with ``set_data``,
-    ``set_verts``, ``set_text``).  A subclass calls :meth:`invalidate` when a
-    static part changed (the next render draws everything).  The PNG of an
-    unchanged picture is not encoded again.
+    Blitting by groups: the static parts (axes, ticks, labels) are drawn once
+    (a full ``canvas.draw()`` with the changing artists left out); each
+    :class:`Group` of changing artists (a panel's image and collections, a
+    text, the legend rows), updated in place with ``set_data``, ``set_verts``
+    and ``set_text``, is redrawn over its saved piece of that background only
+    when its key changed — the canvas keeps the other groups' pixels.  A
+    subclass calls :meth:`invalidate` when a static part changed (the next
+    render draws everything).  An unchanged picture is not encoded again.
     """
 
     fig: Figure
-    _background: Any = None
+    _drawn_size: tuple[int, int] | None = None
+    _full: bool = True
     _png: bytes | None = None
-    _png_pixels: np.ndarray | None = None
 
-    def dynamic(self) -> list[Artist]:
-        """The artists drawn in every frame (on top of the static background)."""
+    def groups(self) -> list[Group]:
+        """The groups of changing artists (their keys set by the last update)."""
         return []
 
     def invalidate(self) -> None:
         """A static part changed: the next render redraws everything."""
-        self._background = None
+        self._full = True
 
     def changed(self) -> None:
         """After an update: an interactive canvas redraws when idle; Agg renders on demand."""
@@ -180,38 +211,51 @@ class BlitFigure:
 
     def render(self) -> np.ndarray:
         """Draw the current state; returns the canvas's RGBA pixels (a view)."""
+        self._render()
+        return np.asarray(self.fig.canvas.buffer_rgba())
+
+    def _render(self) -> bool:
+        """Bring the canvas up to date; True if any pixel may have changed."""
         canvas = self.fig.canvas
         if type(canvas) is not FigureCanvasAgg:
             canvas.draw()
-            return np.asarray(canvas.buffer_rgba())
-        dynamic = self.dynamic()
-        if self._background is None or self._background_size != canvas.get_width_height():
-            for a in dynamic:
+            return True
+        groups = self.groups()
+        moving = [a for g in groups for a in g.artists]
+        redrawn = False
+        if self._full or self._drawn_size != canvas.get_width_height():
+            for a in moving:
                 a.set_animated(True)
             try:
                 canvas.draw()
             finally:
-                for a in dynamic:
+                for a in moving:
                     a.set_animated(False)
-            self._background = canvas.copy_from_bbox(self.fig.bbox)
-            self._background_size = canvas.get_width_height()
-        else:
-            canvas.restore_region(self._background)
+            for g in groups:
+                g.region = canvas.copy_from_bbox(g.bbox)
+                g.drawn = _NOTHING
+            self._full = False
+            self._drawn_size = canvas.get_width_height()
+            redrawn = True
         renderer = canvas.get_renderer()
-        for a in sorted(dynamic, key=lambda a: a.get_zorder()):
-            if a.get_visible():
-                a.draw(renderer)
-        return np.asarray(canvas.buffer_rgba())
+        for g in groups:
+            if g.drawn is not _NOTHING and g.key == g.drawn:
+                continue
+            if g.region is None:  # a group made after the last full draw
+                self._full = True
+                return self._render()
+            canvas.restore_region(g.region)
+            for a in sorted(g.artists, key=lambda a: a.get_zorder()):
+                if a.get_visible():
+                    a.draw(renderer)
+            g.drawn = g.key
+            redrawn = True
+        return redrawn
 
     def png(self) -> bytes:
-        """The current view as PNG bytes (the cached bytes when no pixel changed)."""
-        pixels = self.render()
-        if self._png is not None and self._png_pixels is not None \
-                and self._png_pixels.shape == pixels.shape \
-                and np.array_equal(self._png_pixels, pixels):
-            return self._png
-        self._png_pixels = pixels.copy()
-        self._png = encode_png(pixels)
+        """The current view as PNG bytes (the cached bytes when nothing was redrawn)."""
+        if self._render() or self._png is None:
+            self._png = encode_png(np.asarray(self.fig.canvas.buffer_rgba()))
         return self._png
 
     def _repr_png_(self) -> bytes:
@@ -221,3 +265,120 @@ class BlitFigure:
         """Write the current view to ``path`` (PNG)."""
         with open(path, "wb") as f:
             f.write(self.png())
+
+
+class LegendRows:
+    """A legend made of a fixed pool of rows (a swatch patch and a text each), updated in
+    place: :meth:`set_entries` changes the words, colours and which rows show.
+
+    Unlike ``fig.legend`` (rebuilt and laid out again whenever its entries change),
+    the rows are plain artists drawn in every frame, so a legend that follows the
+    figure's content — only what is shown — costs no full redraw.  Each entry is
+    ``(label, swatch)``; swatch is ``("fill", "#rrggbb")``, ``("hatch",)``,
+    ``("outline",)``, ``("dashed",)``, ``("bar", "#rrggbb")``, ``("marker", m)``
+    or ``("none",)``.  Rows fill ``ncol`` columns row by row.
+    """
+
+    def __init__(self, fig: Figure, x: float, y: float, rows: int, *, ncol: int = 1,
+                 col_w: float = 200, row_h: float = 19, title: str = "",
+                 hatch: str = "////") -> None:
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Rectangle
+
+        W, H = fig.bbox.width, fig.bbox.height
+        dpi = fig.dpi
+        self.fig = fig
+        self.capacity = rows * ncol
+        self.col_w, self.row_h = col_w, row_h
+        self.groups: list[Group] = []
+        self.hatch = hatch
+        self.entries: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        self.title = fig.text(x / W, (y - 7) / H, title, ha="left", va="center",
+                              fontsize=pt(TEXT_PX, dpi), color="#000000")
+        first = 1 if title else 0
+        self.swatches: list[Rectangle] = []
+        self.marks: list[Line2D] = []
+        self.texts = []
+        for i in range(self.capacity):
+            r, c = divmod(i, ncol)
+            x0 = x + c * col_w
+            yc = y - (r + first) * row_h - 7
+            sw = Rectangle((x0 / W, (yc - 6) / H), 22 / W, 12 / H, transform=fig.transFigure,
+                           lw=pt(0.8, dpi), visible=False)
+            fig.add_artist(sw)
+            mk = Line2D([(x0 + 11) / W], [yc / H], transform=fig.transFigure, ls="",
+                        visible=False)
+            fig.add_artist(mk)
+            tx = fig.text((x0 + 28) / W, yc / H, "", ha="left", va="center",
+                          fontsize=pt(TEXT_PX, dpi), color=TEXT_COLOUR)
+            self.swatches.append(sw)
+            self.marks.append(mk)
+            self.texts.append(tx)
+
+    @property
+    def artists(self) -> list[Artist]:
+        return [self.title, *self.swatches, *self.marks, *self.texts]
+
+    def row_groups(self) -> list[Group]:
+        """One group per row (a new or changed entry redraws only its row)."""
+        out = []
+        for sw, mk, tx in zip(self.swatches, self.marks, self.texts, strict=True):
+            x0 = sw.get_x() * self.fig.bbox.width - 2
+            yc = (sw.get_y() + sw.get_height() / 2) * self.fig.bbox.height
+            x1 = x0 + self.col_w
+            g = Group([sw, mk, tx], x0, yc - self.row_h / 2, x1 - 2, yc + self.row_h / 2)
+            out.append(g)
+        self.groups = out
+        return out
+
+    def set_keys(self) -> None:
+        """Set each row group's key from the entries shown."""
+        for i, g in enumerate(self.groups):
+            g.key = self.entries[i] if i < len(self.entries) else None
+
+    def set_entries(self, entries: list[tuple[str, tuple[str, ...]]]) -> None:
+        entries = list(entries)[:self.capacity]
+        key = tuple(entries)
+        if key == self.entries:
+            return
+        self.entries = key
+        dpi = self.fig.dpi
+        for i, (sw, mk, tx) in enumerate(zip(self.swatches, self.marks, self.texts,
+                                             strict=True)):
+            if i >= len(entries):
+                sw.set_visible(False)
+                mk.set_visible(False)
+                tx.set_text("")
+                continue
+            label, swatch = entries[i]
+            tx.set_text(label)
+            kind = swatch[0]
+            sw.set_visible(kind in ("fill", "hatch", "outline", "dashed", "bar"))
+            mk.set_visible(kind == "marker")
+            sw.set_hatch(None)
+            sw.set_linestyle("-")
+            sw.set_linewidth(pt(0.8, dpi))
+            sw.set_edgecolor("#808080")
+            if kind == "fill":
+                sw.set_facecolor(swatch[1])
+            elif kind == "hatch":
+                sw.set_facecolor("white")
+                sw.set_hatch(self.hatch)
+                sw.set_edgecolor(HATCH_COLOUR)
+            elif kind in ("outline", "dashed"):
+                sw.set_facecolor("white")
+                sw.set_edgecolor(MARK_COLOUR)
+                sw.set_linewidth(pt(2, dpi))
+                if kind == "dashed":
+                    sw.set_linestyle((0, (3, 2)))
+            elif kind == "bar":
+                sw.set_facecolor(swatch[1])
+                sw.set_edgecolor(swatch[1])
+            elif kind == "marker":
+                style = dict(swatch[1:]) if len(swatch) > 1 else {}
+                mk.set_marker(style.get("marker", "o"))
+                mk.set_markersize(float(style.get("size", 8)))
+                mk.set_color(style.get("colour", MARK_COLOUR))
+                mk.set_markerfacecolor(style.get("face", style.get("colour", MARK_COLOUR)))
+                mk.set_markeredgecolor(MARK_COLOUR if style.get("face") else
+                                       style.get("colour", MARK_COLOUR))

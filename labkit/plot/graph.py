@@ -24,13 +24,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from matplotlib.artist import Artist
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.text import Text
 
 from ..errors import ArgumentError, ConfigError
 from ..lab import Lab
-from ._common import TEXT_COLOUR, BlitFigure, new_figure, pt
+from ._common import TEXT_COLOUR, BlitFigure, Group, new_figure, pt
 
 __all__ = ["GUEST", "NBD_SERVER", "GraphPlot", "graph_model", "parked_tasks", "plot_graph",
            "task_colour"]
@@ -225,6 +224,9 @@ class GraphPlot(BlitFigure):
                                       ls="--", lw=pt(1.2, dpi)))
         self.gone.set_visible(False)
         self.badges: list[Text] = []
+        for i in range(BADGES * len(SLOTS)):  # a pool: enough for every slot of every node
+            self._badge(i)
+        self._group = Group([], 0, 0, WIDTH, HEIGHT)
         self.highlight: dict[str, tuple[str, str]] = {}
         self.model: GraphModel | None = None
         self._title = ""
@@ -317,8 +319,8 @@ class GraphPlot(BlitFigure):
         return self.badges[i]
 
     # --- updated ----------------------------------------------------------------------
-    def dynamic(self) -> list[Artist]:
-        return [*self.rings.values(), *self.badges, self.title, self.note]
+    def groups(self) -> list[Group]:
+        return [self._group]
 
     def update(self, lab: Lab, *, highlight: Mapping[str, tuple[str, str]] | None = None,
                title: str | None = None) -> None:
@@ -340,6 +342,7 @@ class GraphPlot(BlitFigure):
                      f"design {model.design}")
         self.title.set_text(title)
         self._place_badges(model, marks)
+        self._group.key = (tuple(marks.items()), title, self.note.get_text())
         self.changed()
 
     def _check_highlight(self, lab: Lab, highlight: Mapping[str, tuple[str, str]] | None
@@ -388,6 +391,9 @@ class GraphPlot(BlitFigure):
         self.primary_arrow.set_visible(has_nbd)
         self.primary_text.set_visible(has_nbd)
         self.model = model
+        # the badges, rings and texts change together: one group, the whole figure
+        self._group = Group([*self.rings.values(), *self.badges, self.title, self.note], 0, 0,
+                            WIDTH, HEIGHT)
         self.invalidate()
 
     def _place_badges(self, model: GraphModel, marks: dict[str, tuple[str, str]]) -> None:
