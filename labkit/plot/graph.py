@@ -59,7 +59,7 @@ SUBTITLES = {
     "active": "qcow2: the active disk",
 }
 BADGES = 3  # badge slots per node (the last says "+ N more" when there are more)
-BADGE_CHARS = 34  # a badge's label is cut to this many characters
+BADGE_CHARS = 38  # a badge's label is cut to this many characters
 BOX_COLOUR, BOX_EDGE = "#F3F3F3", "#505050"
 LINK_COLOUR, JOB_COLOUR = "#404040", "#CC3311"
 
