@@ -51,8 +51,8 @@ def measure(cells: int, figure: str, steps: int = STEPS) -> list[float]:
     else:
         fig = plot.plot_timeline(lab, fit=False)
 
-        def update() -> None:
-            fig.update(lab, start=max(0, len(lab.schedule) - 30))
+        def update() -> None:  # as the playground does: the window starts at the par block
+            fig.update(lab, start=run.started_at)
     fig.png()
     out: list[float] = []
     while len(out) < steps and not run.done:

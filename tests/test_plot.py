@@ -355,8 +355,13 @@ def test_graph_before_start_has_no_backup_job_and_after_failover_drops_active_hi
     lab.primary_write(0, 4096, 0xBB)
     lab.run()
     lab.failover()
+    lab.step()  # the active commit runs: its arrow is drawn while it copies
+    g.update(lab, highlight=plot.parked_tasks(lab))
+    assert [j[0::2] for j in g.model.jobs] == [("active", "secondary-disk")]
+    assert "commit#1" in plot.parked_tasks(lab)
     lab.run()
     g.update(lab)
+    assert g.model.jobs == ()
     assert g.model.names == ["guest", "nbd-server", "colo-top", "secondary-disk"]
     assert ("colo-top", "file", "secondary-disk") in g.model.links
     assert not any("active" in link or "hidden" in link for link in g.model.links)
