@@ -73,7 +73,7 @@ class ProvenancePlot(BlitFigure):
         self.update(lab, task)
 
     def __repr__(self) -> str:
-        return f"<ProvenancePlot of {self.task} over blocks {self.first}-{self.first + self.n - 1}>"
+        return f"<ProvenancePlot of a read over {self.n} blocks>"
 
     def groups(self) -> list[Group]:
         return self._groups
