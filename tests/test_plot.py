@@ -40,7 +40,7 @@ def cell_colour(p, layer: str, block: int) -> tuple[int, int, int]:
     """The colour the panel's image gives a block (its data array: one entry per cell)."""
     g = p.grids[layer]
     r, c = divmod(block, g.cols)
-    return tuple(int(v) for v in g.pixels[r, c])
+    return tuple(int(v) for v in g.pixels[r, c, :3])
 
 
 def drawn_colour(p, layer: str, block: int) -> tuple[int, int, int]:

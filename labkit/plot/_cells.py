@@ -88,7 +88,7 @@ class CellPanel:
         ax.set_xlim(0, cols)
         ax.set_ylim(self.rows, 0)
         ax.patch.set_visible(False)
-        self.pixels = np.full((self.rows, cols, 3), 255, np.uint8)
+        self.pixels = np.full((self.rows, cols, 4), 255, np.uint8)  # RGBA: fastest to draw
         self.image = ax.imshow(self.pixels, extent=(0, cols, self.rows, 0),
                                interpolation="nearest", aspect="auto", zorder=1)
         self.upper = PolyCollection([], linewidths=0, zorder=2)
@@ -134,13 +134,14 @@ class CellPanel:
     def draw(self, lut: np.ndarray, col: np.ndarray, col2: np.ndarray | None = None,
              hatch: np.ndarray | None = None, outline: np.ndarray | None = None,
              held: np.ndarray | None = None, message: str = "") -> None:
-        """Colour cell ``i`` ``lut[col[i]]`` (its upper triangle ``lut[col2[i]]`` where
-        that differs); hatch, outline and box (dashed) the runs of cells so marked."""
+        """Colour cell ``i`` ``lut[col[i]]`` (``lut``: an RGBA table), its upper triangle
+        ``lut[col2[i]]`` where that differs; hatch, outline and box (dashed) the runs of
+        cells so marked."""
         n, cols = self.n, self.cols
-        flat = np.empty((self.rows * cols, 3), np.uint8)
-        flat[:] = rgb(EMPTY_COLOUR)
+        flat = np.empty((self.rows * cols, 4), np.uint8)
+        flat[:] = (*rgb(EMPTY_COLOUR), 255)
         flat[:n] = lut[col]
-        self.pixels = flat.reshape(self.rows, cols, 3)
+        self.pixels = flat.reshape(self.rows, cols, 4)
         self.image.set_data(self.pixels)
         if col2 is not None:
             split = np.flatnonzero(col2 != col)

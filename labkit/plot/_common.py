@@ -103,10 +103,14 @@ UNALLOC = 256  # colour-table index: not allocated in this layer
 NODATA = 257  # colour-table index: no data (the VM gets EIO; a read not finished)
 EMPTY = 258  # colour-table index: past the end of the disk, outside a read
 
+def rgba_table(colours: list[str]) -> np.ndarray:
+    """Colours as an RGBA uint8 table (images given RGBA draw several times faster)."""
+    return np.array([(*rgb(c), 255) for c in colours], dtype=np.uint8)
+
+
 #: Colour table of the block map: bytes 0-255, then UNALLOC, NODATA, EMPTY.
-BYTE_LUT = np.array([rgb(byte_colour(b)) for b in range(256)]
-                    + [rgb(UNALLOC_COLOUR), rgb(NODATA_COLOUR), rgb(EMPTY_COLOUR)],
-                    dtype=np.uint8)
+BYTE_LUT = rgba_table([byte_colour(b) for b in range(256)]
+                      + [UNALLOC_COLOUR, NODATA_COLOUR, EMPTY_COLOUR])
 
 
 def hex_byte(b: int) -> str:

@@ -38,6 +38,7 @@ from ._common import (
     pt,
     resize_figure,
     rgb,
+    rgba_table,
 )
 
 __all__ = ["ProvenancePlot", "plot_provenance"]
@@ -45,9 +46,9 @@ __all__ = ["ProvenancePlot", "plot_provenance"]
 PROV_KEYS = ("", "active", "hidden", "secondary", "mixed")
 PROV_LABELS = {"active": "active", "hidden": "hidden", "secondary": "secondary disk",
                "mixed": "mixed (sectors from several)"}
-PROV_LUT = np.array([rgb(EMPTY_COLOUR)] + [rgb(LAYER_COLOURS[k]) for k in PROV_KEYS[1:]]
-                    + [rgb(EMPTY_COLOUR)] * (EMPTY + 1 - len(PROV_KEYS)), dtype=np.uint8)
-PROV_LUT[NODATA] = rgb(NODATA_COLOUR)
+PROV_LUT = rgba_table([EMPTY_COLOUR] + [LAYER_COLOURS[k] for k in PROV_KEYS[1:]]
+                      + [EMPTY_COLOUR] * (EMPTY + 1 - len(PROV_KEYS)))
+PROV_LUT[NODATA] = (*rgb(NODATA_COLOUR), 255)
 LEGEND_ROW, LEGEND_LINES, LEGEND_COLS, LEGEND_COL_W = 19, 2, 3, 190
 
 
