@@ -417,3 +417,22 @@ def test_plot_package_has_no_png_encoder_or_glyph_rasteriser_of_its_own():
                        r"\bzlib\.", r"\bstruct\.", r"draw_glyphs_to_bitmap", r"crc32"):
             assert not re.search(banned, text), f"{name} uses {banned}"
     assert not (root.parent / "plot.py").exists()
+
+
+def test_bad_arguments_get_labkit_errors_naming_what_is_allowed():
+    lab = small_lab()
+    with pytest.raises(lk.errors.ArgumentError, match="integer 0-255"):
+        plot.byte_colour(True)
+    with pytest.raises(lk.errors.ConfigError, match="0-255"):
+        plot.byte_colour(-1)
+    with pytest.raises(lk.errors.ConfigError, match="cols must be a positive"):
+        plot.plot_layers(lab, cols=0)
+    p = plot.plot_layers(lab)
+    with pytest.raises(lk.errors.ConfigError, match="another disk geometry"):
+        p.update(lk.build_secondary(size="256K"))
+    with pytest.raises(lk.errors.ArgumentError, match="width must be"):
+        plot.plot_timeline(lab, width=100)
+    with pytest.raises(lk.errors.ArgumentError, match="pass a lab or a trace"):
+        plot.plot_timeline(lab).update()
+    with pytest.raises(lk.errors.ArgumentError, match="vm-read Task or its name"):
+        plot.plot_provenance(lab, 5)

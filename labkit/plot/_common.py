@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 from PIL import Image
 
-from ..errors import ConfigError
+from ..errors import ArgumentError, ConfigError
 
 # --- the fixed colour mapping -------------------------------------------------------
 
@@ -83,7 +83,7 @@ def byte_colour(byte: int) -> str:
     :data:`WRITE_PALETTE` in turn.  The mapping never depends on the run.
     """
     if isinstance(byte, bool) or not isinstance(byte, int | np.integer):
-        raise TypeError(f"byte must be an integer 0-255, got {byte!r}")
+        raise ArgumentError(f"byte must be an integer 0-255, got {byte!r}")
     if not 0 <= byte <= 255:
         raise ConfigError(f"byte must be 0-255, got {byte!r}")
     if byte == 0:

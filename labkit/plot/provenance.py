@@ -74,7 +74,8 @@ class ProvenancePlot(BlitFigure):
         self.update(lab, task)
 
     def __repr__(self) -> str:
-        return f"<ProvenancePlot of a read over {self.n} blocks>"
+        # the same words as before the figure was sized to the read (stored notebook outputs)
+        return f"<ProvenancePlot of a read over {self.nblocks} blocks>"
 
     def groups(self) -> list[Group]:
         return self._groups
