@@ -17,15 +17,19 @@ import numpy as np
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from ..plot import _encode_png, _new_figure
+from ..plot import figure_png, new_figure
 from ._view import App
 
 
-def snapshot_png(app: App, *, dpi: int = 80) -> bytes:
-    """The widget ``app`` as a PNG: a title, its figure(s) stacked, its text twin below."""
+def snapshot_png(app: App, *, dpi: int = 100) -> bytes:
+    """The widget ``app`` as a PNG: a title, its figure(s) stacked, its text twin below.
+
+    Text at 12 px (the twin) and 14 px (the title) at the image's natural size.
+    """
     images = [np.asarray(Image.open(io.BytesIO(p.png())).convert("RGB")) for p in app.figures()]
-    pad, char_w, size = 10, 5.05, 7.2  # DejaVu Sans Mono at 7.2 pt, 80 dpi (hinted)
-    line_h = size * dpi / 72 * 1.17
+    px = 12.0  # DejaVu Sans Mono: 0.602 em per character
+    pad, char_w, size = 10, 0.602 * px, px * 72 / dpi
+    line_h = px * 1.17
     fig_w = max((im.shape[1] for im in images), default=800)
     width = fig_w + 2 * pad
     per_line = int((width - 2 * pad) / char_w)
@@ -33,13 +37,13 @@ def snapshot_png(app: App, *, dpi: int = 80) -> bytes:
     for line in app.text().splitlines():
         lines += textwrap.wrap(line, per_line, subsequent_indent="      ",
                                drop_whitespace=False, replace_whitespace=False) or [""]
-    head = 28
+    head = 32
     figs_h = sum(im.shape[0] + 6 for im in images)
     height = head + figs_h + round(len(lines) * line_h) + 2 * pad
-    fig = _new_figure(width, height, dpi)
+    fig = new_figure(width, height, dpi)
     fig.text(pad / width, 1 - 8 / height, f"{type(app).__name__}: its figures, as the widget "
                                           f"shows them, and its text twin", ha="left",
-             va="top", fontsize=10, fontweight="bold")
+             va="top", fontsize=14 * 72 / dpi, fontweight="bold")
     y = height - head
     for im in images:
         y -= im.shape[0]
@@ -51,14 +55,14 @@ def snapshot_png(app: App, *, dpi: int = 80) -> bytes:
                                  lw=0.8, zorder=0))
     fig.text(pad / width, (y - 4) / height, "\n".join(lines), ha="left", va="top",
              family="DejaVu Sans Mono", fontsize=size, linespacing=1.17)
-    fig.canvas.draw()
-    return _encode_png(np.asarray(fig.canvas.buffer_rgba()))
+    return figure_png(fig)
 
 
 def write_docs(outdir: str | Path) -> list[Path]:
     """Render the docs' PNGs (each widget and each plot) into ``outdir``."""
     import labkit as lk
     from labkit import plot, scenarios
+    from labkit.lab import ScenarioRun
 
     from . import RaceReplay, SchedulerPlayground, WorkflowStepper
 
@@ -106,6 +110,16 @@ def write_docs(outdir: str | Path) -> list[Path]:
     read = lab.vm_read(2 * 4096, 20 * 4096)
     lab.run()
     save("plot-provenance.png", plot.plot_provenance(lab, read).png())
+    # the block graph in the race of design 2.8: the read parked at the secondary disk
+    # (hidden was empty), the write's COW waiting for the read's CowRequest
+    lab = lk.build_secondary(size="128K", design="2.8",
+                             policy=lk.Scripted(["start#1"] * 3 + ["vm-read#1", "nbd-write#1"]))
+    run = ScenarioRun(lab, canonical)
+    for _ in range(5):
+        run.step()
+    save("plot-graph.png", plot.plot_graph(
+        lab, highlight=plot.parked_tasks(lab),
+        title="design 2.8: the read parked at the secondary disk, the write waits").png())
     lab = lk.build_secondary(size="128K", design="2.8",
                              policy=lk.Scripted(["start#1"] * 3 + ["vm-read#1", "nbd-write#1"]))
     lab.play(canonical)
