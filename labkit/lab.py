@@ -27,7 +27,7 @@ from .block import BlockGraph, NBDServer, Qcow2Node, RawNode
 from .block._node import LAYER_CACHE_MAX
 from .block._store import Base, ConstantFill, IndexFill, zeros_base
 from .errors import BlockError, LabkitError, ReplicationError, ScenarioError, StateError
-from .kernel import FIFO, Event, Kernel, Policy, Task
+from .kernel import FIFO, Event, Kernel, Policy, Task, declare_control
 from .layers import SECTOR, Layer
 from .oracle import Oracle, Violation
 from .replication import DESIGNS, ERAS, ReplicationNode, ReplicationStage
@@ -243,6 +243,7 @@ class Lab:
     def _control(self, kind: str, body: Callable[[], Coroutine[Any, Any, None]],
                  after: Callable[[str], None] | None, wait: bool) -> Task:
         async def run(name: str) -> None:
+            declare_control()  # the graph, the stage, the job: every step is global
             await body()
             if after is not None:
                 after(name)

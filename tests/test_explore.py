@@ -151,14 +151,15 @@ def test_shrink_can_be_turned_off() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
-    ({"reduction": "magic"}, ValueError, "reduction must be one of 'dpor', 'sleep', 'none'"),
-    ({"max_runs": 0}, ValueError, "max_runs must be a positive integer or None"),
-    ({"max_runs": 2.5}, ValueError, "max_runs must be a positive integer"),
-    ({"max_runs": True}, ValueError, "max_runs must be a positive integer"),
-    ({"preemption_bound": -1}, ValueError, "preemption_bound must be an integer ≥ 0 or None"),
-    ({"stop_at_first": "yes"}, ValueError, "stop_at_first must be True or False"),
-    ({"policy": lk.FIFO()}, ValueError, "cannot be given"),
-    ({"colour": "blue"}, TypeError, "unknown configuration keyword 'colour'; allowed: size"),
+    ({"reduction": "magic"}, lk.ConfigError, "reduction must be one of 'dpor', 'sleep', 'none'"),
+    ({"max_runs": 0}, lk.ConfigError, "max_runs must be a positive integer or None"),
+    ({"max_runs": 2.5}, lk.ArgumentError, "max_runs must be a positive integer"),
+    ({"max_runs": True}, lk.ArgumentError, "max_runs must be a positive integer"),
+    ({"preemption_bound": -1}, lk.ConfigError, "preemption_bound must be an integer ≥ 0 or None"),
+    ({"stop_at_first": "yes"}, lk.ConfigError, "stop_at_first must be True or False"),
+    ({"keep_runs": 1}, lk.ConfigError, "keep_runs must be True or False"),
+    ({"policy": lk.FIFO()}, lk.ConfigError, "cannot be given"),
+    ({"colour": "blue"}, lk.ArgumentError, "unknown configuration keyword 'colour'; allowed: size"),
     ({"design": "5.0"}, ValueError, "design must be one of 'none', '2.8', '4.0'"),
 ])
 def test_bad_options_say_what_is_allowed(kwargs, error, message) -> None:
@@ -255,18 +256,18 @@ def test_check_determinism_returns_the_trace_digest() -> None:
 
 
 def test_a_nondeterministic_run_names_the_first_differing_event(monkeypatch) -> None:
-    explore_module = importlib.import_module("labkit.explore")  # the module, not lk.explore
-    real = explore_module._replay_allowing_deadlock
+    replay_module = importlib.import_module("labkit.explore._replay")
+    real = replay_module.replay_lab
     calls = {"n": 0}
 
-    def flaky(scenario, names, cfg):
-        lab = real(scenario, names, cfg)
+    def flaky(scenario, names, cfg, allow_deadlock=False):
+        lab, policy = real(scenario, names, cfg, allow_deadlock)
         calls["n"] += 1
         if calls["n"] == 2:  # the second run "drifts" at event 7
             lab.kernel.trace[7] = lk.Event(7, "vm-read#9", "run")
-        return lab
+        return lab, policy
 
-    monkeypatch.setattr(explore_module, "_replay_allowing_deadlock", flaky)
+    monkeypatch.setattr(replay_module, "replay_lab", flaky)
     with pytest.raises(NondeterminismError) as info:
         lk.check_determinism(CANONICAL, SHRUNK, design="none")
     assert info.value.index == 7 and info.value.second.task == "vm-read#9"
@@ -292,9 +293,9 @@ def test_summary_names_verdict_counts_and_the_shrunk_schedule(canonical_none) ->
 
 def test_deadlocks_are_reported_as_violations(monkeypatch) -> None:
     """A run that deadlocks is a finding of its own (kind 'deadlock')."""
-    from labkit import _explore_search
+    from labkit.explore import _search
 
-    real = _explore_search.Search.execute
+    real = _search.Search.execute
 
     def execute(self, branch):
         record = real(self, branch)
@@ -302,7 +303,7 @@ def test_deadlocks_are_reported_as_violations(monkeypatch) -> None:
             record.deadlock = lk.Deadlock([("nbd-write#1", "nothing (injected)")])
         return record
 
-    monkeypatch.setattr(_explore_search.Search, "execute", execute)
+    monkeypatch.setattr(_search.Search, "execute", execute)
     ex = lk.explore(CANONICAL, design="2.8", shrink=False)
     assert ex.verdict == "violation"
     assert ex.violations[0].kind == "deadlock" and "deadlock" in ex.violations[0].message

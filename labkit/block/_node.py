@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import AlignmentError, BlockError, GraphError, NotSupported, RangeError
-from ..kernel import CoQueue, Task, current_task, emit
+from ..kernel import CoQueue, Task, current_task, emit, touch
 from ..layers import SECTOR, Layer
 
 # Request flags (BdrvRequestFlags)
@@ -223,14 +223,19 @@ class BlockNode:
     def _tracked_begin(self, offset: int, nbytes: int, type_: str) -> TrackedRequest:
         req = TrackedRequest(self, offset, nbytes, type_, current_task())
         self.tracked_requests.append(req)
-        emit("req-start", self.name, offset, nbytes, type_)
+        # A non-serialising request matters to the list only through serialising
+        # ones (wait_serialising_requests): it reads the list over its range.
+        touch(("req", self.name), offset, offset + nbytes, False)
+        emit("req-start", self.name, offset, nbytes, op=type_)
         return req
 
     def _tracked_end(self, req: TrackedRequest) -> None:
         if req.serialising:
             self.serialising_in_flight -= 1
         self.tracked_requests.remove(req)
-        emit("req-end", self.name, req.offset, req.bytes, req.type)
+        touch(("req", self.name), req.overlap_offset, req.overlap_offset + req.overlap_bytes,
+              req.serialising)
+        emit("req-end", self.name, req.offset, req.bytes, op=req.type)
         if req._wait_queue is not None:  # no queue made: nobody ever waited
             req._wait_queue.restart_all()
 
@@ -243,9 +248,14 @@ class BlockNode:
             self.serialising_in_flight += 1
         req.overlap_offset = min(req.overlap_offset, start)
         req.overlap_bytes = max(req.overlap_offset + req.overlap_bytes, end) - req.overlap_offset
+        touch(("req", self.name), req.overlap_offset, req.overlap_offset + req.overlap_bytes, True)
 
     async def wait_serialising_requests(self, me: TrackedRequest) -> bool:
         """``wait_serialising_requests``: wait for conflicting overlaps, rescan after each wait."""
+        # The scan reads the list over our range (as a writer when we serialise: we
+        # wait for every overlap); serialising_in_flight only summarises the list.
+        touch(("req", self.name), me.overlap_offset, me.overlap_offset + me.overlap_bytes,
+              me.serialising)
         if not self.serialising_in_flight:
             return False
         waited = False
@@ -262,7 +272,12 @@ class BlockNode:
                     f"reentrant request: {me!r} would wait for {req!r} of the same task")
                 if req.waiting_for is None:
                     me.waiting_for = req
+                    # FIFO wait queue: the order of waiters is state too (a write).
+                    touch(("req", self.name), req.overlap_offset,
+                          req.overlap_offset + req.overlap_bytes, True, waits=True)
                     await req.wait_queue.wait()
+                    touch(("req", self.name), me.overlap_offset,
+                          me.overlap_offset + me.overlap_bytes, me.serialising)  # rescan
                     me.waiting_for = None
                     retry = True
                     waited = True

@@ -35,7 +35,7 @@ import numpy as np
 
 from ..block import REQ_MAY_UNMAP, REQ_NO_SERIALISING, REQ_SERIALISING, BlockNode, TrackedRequest
 from ..errors import JobError
-from ..kernel import CoQueue, current_task, emit
+from ..kernel import CoQueue, current_task, emit, touch
 from ..layers import SECTOR
 
 BACKUP_CLUSTER_SIZE_DEFAULT = 1 << 16
@@ -105,6 +105,9 @@ class BackupJob:
         self.running = False
         self._cows_in_flight = 0
         self._drained = CoQueue(f"in-flight COWs of {job_id}")
+        # Declared resources (labkit.kernel.Access), over byte ranges of the source.
+        self._table = ("cow", source.name)  # the CowRequest table (inflight_reqs)
+        self._done = ("done", source.name)  # the done_bitmap
 
     def __repr__(self) -> str:
         return f"<BackupJob {self.job_id} {self.source.name}->{self.target.name} " \
@@ -155,7 +158,9 @@ class BackupJob:
             await self.wait_for_overlapping_requests(start, end)
             self.cow_request_begin(cow_request, start, end)
             try:
+                cs = self.cluster_size
                 for c in range(start, end):
+                    touch(self._done, c * cs, (c + 1) * cs, False)
                     if self.done_bitmap[c]:
                         continue
                     await self._copy_cluster(c, is_write_notifier)
@@ -169,8 +174,8 @@ class BackupJob:
     async def _copy_cluster(self, c: int, is_write_notifier: bool) -> None:
         cs = self.cluster_size
         n = min(cs, self.len - c * cs)  # only the image's last cluster can be short
-        emit("cow-copy", self.source.name, c * cs, n,
-             f"cluster {c}: read old data, write it to {self.target.name}")
+        emit("cow-copy", self.source.name, c * cs, n, "cluster {}: read old data, write it to {}",
+             args=(c, self.target.name))
         data = await self.source.co_preadv(c * cs, n,
                                            REQ_NO_SERIALISING if is_write_notifier else 0)
         flags = REQ_SERIALISING if self.serialising_target_writes else 0
@@ -178,17 +183,22 @@ class BackupJob:
             await self.target.co_pwrite_zeroes(c * cs, n, flags | REQ_MAY_UNMAP)
         else:
             await self.target.co_pwritev(c * cs, data, flags)
+        touch(self._done, c * cs, (c + 1) * cs, True)
         self.done_bitmap[c] = True
         self.offset += n
 
     # --- the CowRequest table ----------------------------------------------------
     async def wait_for_overlapping_requests(self, start: int, end: int) -> None:
         """Wait on any overlapping CowRequest's queue, then rescan from the start."""
+        cs = self.cluster_size
         retry = True
         while retry:
             retry = False
+            touch(self._table, start * cs, end * cs, False)  # the scan
             for req in self.inflight_reqs:
                 if end > req.start and start < req.end:
+                    # FIFO wait queue: the order of waiters is state too (a write).
+                    touch(self._table, req.start * cs, req.end * cs, True, waits=True)
                     await req.wait_queue.wait()
                     retry = True
                     break
@@ -201,15 +211,18 @@ class BackupJob:
         req.owner = task.name if task else "?"
         req.wait_queue.label = req.describe()
         self.inflight_reqs.insert(0, req)
-        emit("cow-begin", self.source.name, start * self.cluster_size,
-             (end - start) * self.cluster_size, f"CowRequest clusters {start}-{end - 1}")
+        cs = self.cluster_size
+        touch(self._table, start * cs, end * cs, True)
+        emit("cow-begin", self.source.name, start * cs, (end - start) * cs,
+             "CowRequest clusters {}-{}", args=(start, end - 1))
 
     def cow_request_end(self, req: CowRequest) -> None:
         """Remove the request and wake everything waiting on it."""
         self.inflight_reqs.remove(req)
-        emit("cow-end", self.source.name, req.start * self.cluster_size,
-             (req.end - req.start) * self.cluster_size, f"CowRequest clusters "
-                                                        f"{req.start}-{req.end - 1}")
+        cs = self.cluster_size
+        touch(self._table, req.start * cs, req.end * cs, True)
+        emit("cow-end", self.source.name, req.start * cs, (req.end - req.start) * cs,
+             "CowRequest clusters {}-{}", args=(req.start, req.end - 1))
         req.wait_queue.restart_all()
 
 

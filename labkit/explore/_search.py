@@ -24,7 +24,9 @@ Three reductions (``reduction=``):
     class of interleavings (same dependent steps in the same order, a
     Mazurkiewicz trace) is explored at least once, usually exactly once.
 
-Dependence comes from the steps' footprints (:mod:`labkit._explore_footprint`).
+Dependence comes from the steps' footprints (:mod:`labkit.explore._footprint`),
+which the engine's declared accesses make; each search has its own
+:class:`~labkit.explore._footprint.Interner`.
 The default choice is *non-preemptive*: keep running the task that ran last
 while it is runnable, so the first run is the serial one and every
 preemption in a schedule is a choice somebody made.
@@ -36,10 +38,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._explore_footprint import Footprint, FootprintTracker, StepInfo, dependent
-from .errors import Deadlock, LabkitError
-from .kernel import Policy, Task
-from .scenario import Scenario
+from ..errors import Deadlock, LabkitError
+from ..kernel import Policy, Task
+from ..scenario import Scenario
+from ._footprint import Footprint, Interner, StepInfo, StepRecorder
 
 REDUCTIONS = ("dpor", "sleep", "none")
 
@@ -112,26 +114,21 @@ class _Policy(Policy):
     def __init__(self, search: Search, branch: int) -> None:
         self.search = search
         self.branch = branch
-        self.lab: Any = None
-        self.tracker: FootprintTracker | None = None
-        self.mark = 0  # trace index of the next step's run event
+        self.recorder: StepRecorder | None = None
         self.steps_done = 0
 
     def attach(self, lab: Any) -> None:
-        self.lab = lab
-        self.tracker = FootprintTracker(lab) if self.search.reduction != "none" else None
+        if self.search.reduction != "none":
+            self.recorder = StepRecorder(self.search.interner)
+            lab.kernel.instruments.append(self.recorder)
 
     def finish_previous(self) -> None:
         """Close the step that ran last (its footprint, its node's done set)."""
-        trace = self.lab.kernel.trace
         if self.steps_done == 0:
-            if self.tracker is not None:
-                self.tracker.spawned_between_steps(trace[:len(trace)], 0)
             return
-        index = self.steps_done - 1
-        node = self.search.nodes[index]
-        if self.tracker is not None:
-            info = self.tracker.finish_step(index, trace[self.mark:])
+        node = self.search.nodes[self.steps_done - 1]
+        if self.recorder is not None:
+            info = self.recorder.finish()
             node.step = info
             node.done.setdefault(node.chosen, info.footprint)
         else:
@@ -144,7 +141,8 @@ class _Policy(Policy):
                                       f"steps", position)
         self.finish_previous()
         name = self.search.decide(position, names, self.branch)
-        self.mark = len(self.lab.kernel.trace)
+        if self.recorder is not None:
+            self.recorder.open()
         self.steps_done += 1
         for t in runnable:
             if t.name == name:
@@ -180,7 +178,9 @@ class Search:
         self.bound_cut = 0  # runs cut because only over-the-bound choices were left
         self.pruned = 0  # choices never run because reduction showed them redundant
         self.bounded = 0  # choices never run because of the preemption bound
+        self.interner = Interner()  # this search's footprints (ids never shared or reused)
         self.complete = False
+        self.exhausted = False  # the tree was searched to its end (within any bound)
         self.stopped = False
 
     # --- decisions ------------------------------------------------------------------
@@ -210,7 +210,7 @@ class Search:
             if self.reduction != "none" and parent.step is not None:
                 fp = parent.step.footprint
                 for r, rfp in (parent.sleep | parent.done).items():
-                    if r != parent.chosen and not dependent(rfp, fp):
+                    if r != parent.chosen and not self.interner.dependent(rfp, fp):
                         sleep[r] = rfp
         else:
             prev, preempts, sleep = None, 0, {}
@@ -246,7 +246,7 @@ class Search:
         except _Abort as abort:
             record.aborted = abort.why
         finally:
-            _discard(lab)
+            discard(lab)
         record.schedule = list(lab.kernel.schedule)
         record.enabled = [n.enabled for n in self.nodes[:len(record.schedule)]]
         return record
@@ -276,6 +276,7 @@ class Search:
                 return
             nxt = self._next_branch()
             if nxt is None:
+                self.exhausted = True
                 self.complete = self.bounded == 0
                 return
             branch = nxt
@@ -308,33 +309,38 @@ class Search:
         were analysed when that prefix first ran.
         """
         nodes = [n for n in self.nodes if n.step is not None]
-        steps = [n.step for n in nodes]
+        steps: list[StepInfo] = [n.step for n in nodes if n.step is not None]
         pred = [n.pred for n in nodes]
         last: dict[str, int] = {}
+        dependent = self.interner.dependent
         for i, s in enumerate(steps):
             if i < start and pred[i] >= 0:  # replayed: same step, same predecessors
-                last[s.task] = i
+                for t in s.tasks:
+                    last[t] = i
                 continue
             p = 0
-            prev = last.get(s.task)
-            if prev is not None:
-                p |= pred[prev] | (1 << prev)
+            for t in s.tasks:  # program order of every task that ran in the step
+                prev = last.get(t)
+                if prev is not None:
+                    p |= pred[prev] | (1 << prev)
             if s.enabler is not None and s.enabler < i:
                 p |= pred[s.enabler] | (1 << s.enabler)
             if s.barrier:
                 p |= (1 << s.barrier) - 1
             races: list[int] = []
             fp = s.footprint
+            mine = set(s.tasks)
             for j in range(i - 1, -1, -1):
                 t = steps[j]
-                if t.task == s.task or not dependent(t.footprint, fp):
+                if mine.intersection(t.tasks) or not dependent(t.footprint, fp):
                     continue
                 if not (p >> j) & 1:
                     races.append(j)
                 p |= pred[j] | (1 << j)
             pred[i] = p
             nodes[i].pred = p
-            last[s.task] = i
+            for t in s.tasks:
+                last[t] = i
             if i >= start:
                 for j in races:
                     self._reverse(steps, pred, j, i)
@@ -367,7 +373,7 @@ class Search:
         node.backtrack.append(pick)
 
 
-def _discard(lab: Any) -> None:
+def discard(lab: Any) -> None:
     """Close the coroutines of tasks a run left unfinished (cut short or deadlocked)."""
     for task in lab.kernel.tasks.values():
         if not task.done:
