@@ -34,7 +34,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from .errors import Deadlock, LabkitError, ScheduleError, StateError, TaskFailed, TaskNotDone
 
@@ -46,8 +46,7 @@ FAILED = "failed"
 GLOBAL = ("global", "")  # the resource of a step that may depend on everything
 
 
-@dataclass(frozen=True, slots=True)
-class Access:
+class Access(NamedTuple):
     """One declared access of shared engine state: what a step reads or writes.
 
     ``resource`` is ``(kind, name)``: ``("data", "hidden")`` (a node's bytes),
@@ -63,6 +62,9 @@ class Access:
     ``waits`` marks the condition a task is about to block on (the step that
     ends the wait writes the same resource).  Two accesses conflict when they
     share a resource, their ranges overlap and one writes.
+
+    A named tuple (immutable, fields by name): the engine declares hundreds of
+    thousands of them in an exploration, and a tuple is the cheapest to make.
     """
 
     resource: tuple[str, str]
@@ -104,7 +106,11 @@ class Instrument:
         """The running ``task`` declared ``access``."""
 
     def on_event(self, event: Event) -> None:
-        """``event`` was recorded (also with ``kernel.tracing`` off; then ``seq`` is -1)."""
+        """``event`` was recorded (also with ``kernel.tracing`` off; then ``seq`` is -1).
+
+        The kernel makes the :class:`Event` only for instruments that override
+        this method.
+        """
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -177,6 +183,9 @@ _set_offset = Event.offset.__set__  # type: ignore[attr-defined]
 _set_length = Event.length.__set__  # type: ignore[attr-defined]
 _set_detail = Event.detail.__set__  # type: ignore[attr-defined]
 _set_op = Event.op.__set__  # type: ignore[attr-defined]
+
+
+_NO_EVENTS = Instrument.on_event
 
 
 class EventLog(Sequence[Event]):
@@ -529,10 +538,13 @@ class Kernel:
         if self.tracing:
             rows.append((len(rows), task, kind, node, offset, length, detail, op))
         if self.instruments:
-            event = Event(len(rows) - 1 if self.tracing else -1, task, kind, node, offset,
-                          length, detail, op)
+            event = None
             for instrument in self.instruments:
-                instrument.on_event(event)
+                if type(instrument).on_event is not _NO_EVENTS:  # made only if someone listens
+                    if event is None:
+                        event = Event(len(rows) - 1 if self.tracing else -1, task, kind, node,
+                                      offset, length, detail, op)
+                    instrument.on_event(event)
 
     # Tasks -----------------------------------------------------------------
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> Task:

@@ -272,9 +272,8 @@ class BlockNode:
                     f"reentrant request: {me!r} would wait for {req!r} of the same task")
                 if req.waiting_for is None:
                     me.waiting_for = req
-                    # FIFO wait queue: the order of waiters is state too (a write).
                     touch(("req", self.name), req.overlap_offset,
-                          req.overlap_offset + req.overlap_bytes, True, waits=True)
+                          req.overlap_offset + req.overlap_bytes, False, waits=True)
                     await req.wait_queue.wait()
                     touch(("req", self.name), me.overlap_offset,
                           me.overlap_offset + me.overlap_bytes, me.serialising)  # rescan

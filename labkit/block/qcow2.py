@@ -217,7 +217,7 @@ class Qcow2Node(BlockNode):
         for alloc in self._allocs:
             if alloc.start <= c < alloc.end:
                 self._unlock()
-                touch(self._alloc_key, alloc.start * cs, alloc.end * cs, True, waits=True)
+                touch(self._alloc_key, alloc.start * cs, alloc.end * cs, False, waits=True)
                 await alloc.queue.wait()
                 await self._lock()
                 return True

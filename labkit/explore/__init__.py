@@ -53,6 +53,7 @@ from ._replay import (
     preemptions,
     prepare,
     replay,
+    replay_lab,
     scenario_tasks,
 )
 from ._search import REDUCTIONS, NondeterminismError, RunRecord, Search, count_preemptions
@@ -233,7 +234,7 @@ class _Collector:
         self.stop_at_first = stop_at_first
         self.digests = digests or keep_runs
         self.keep_runs = keep_runs
-        self.found: dict[tuple[str, str], tuple[str, RunRecord, list[Event]]] = {}
+        self.found: dict[tuple[str, str], tuple[str, RunRecord]] = {}
         self.expect: dict[str, None] = {}
         self.outcomes: set[str] = set()
         self.runs: list[RunOutcome] = []
@@ -255,29 +256,30 @@ class _Collector:
         self.violating += 1
         for key, message in sig:
             if key not in self.found and len(self.found) < MAX_COUNTEREXAMPLES:
-                self.found[key] = (message, record, list(record.lab.trace))
+                self.found[key] = (message, record)
         return self.stop_at_first
 
 
-def _counterexamples(found: dict[tuple[str, str], tuple[str, RunRecord, list[Event]]],
-                     scenario: Scenario, text: str, cfg: dict[str, Any], shrinking: bool,
+def _counterexamples(found: dict[tuple[str, str], tuple[str, RunRecord]], scenario: Scenario,
+                     text: str, cfg: dict[str, Any], shrinking: bool,
                      budget: int) -> tuple[list[Counterexample], int]:
     out = []
     spent = 0
-    for (kind, task), (message, record, trace_) in found.items():
+    for (kind, task), (message, record) in found.items():
         original = list(record.schedule)
         original_pre = count_preemptions(original, record.enabled)
-        best, best_pre, best_trace, best_msg = original, original_pre, trace_, message
+        best, best_pre, best_msg = original, original_pre, message
         shrunk = shrinking and original_pre == 0  # no preemption: nothing simpler exists
         if shrinking and original_pre > 0 and budget - spent > 0:
             result, used, shrunk = shrink(scenario, cfg, (kind, task), original_pre,
                                           min(SHRINK_BUDGET, budget - spent), build_secondary)
             spent += used
             if result is not None:
-                best, best_pre, best_trace, best_msg = (result.schedule, result.preemptions,
-                                                        result.trace, result.message)
+                best, best_pre, best_msg = result.schedule, result.preemptions, result.message
+        # The exploration ran without a trace: replaying the schedule makes it (same run).
+        lab, _ = replay_lab(scenario, best, cfg, allow_deadlock=True)
         out.append(Counterexample(kind, task, best_msg, tuple(best), best_pre, tuple(original),
-                                  original_pre, tuple(best_trace), text, dict(cfg), shrunk))
+                                  original_pre, tuple(lab.trace), text, dict(cfg), shrunk))
     return out, spent
 
 

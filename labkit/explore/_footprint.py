@@ -39,15 +39,67 @@ that is the race the three read designs handle differently.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..kernel import BLOCKED, GLOBAL, Access, Event, Instrument, Task
+from ..kernel import (
+    BLOCKED,
+    GLOBAL,
+    Access,
+    Chooser,
+    CoQueue,
+    Instrument,
+    Kernel,
+    Task,
+    sched_point,
+)
 
 _Acc = tuple[tuple[str, str], int, int, bool]
 
 # Answers of dependent() kept per Search before the cache starts afresh (the
 # answers are recomputed, ids are never reused: clearing the cache is safe).
 DEPENDENT_CACHE_MAX = 1_000_000
+
+
+@functools.cache
+def woken_run_at_once() -> bool:
+    """Does this kernel run woken tasks at once, FIFO (QEMU's ``qemu_co_queue_run_restart``)?
+
+    Found by trying it on a tiny kernel, not by a flag: a waiter blocks, a
+    waker restarts the queue and yields, and we look whether the waiter ran
+    before the policy was asked again (or was the only task it was offered).
+    Then the order in which tasks wait on a queue decides the order they run
+    in, so two waits on one resource do not commute (see ``Access.waits``).
+    """
+    queue = CoQueue("probe")
+    ran: list[str] = []
+    offered: list[tuple[str, ...]] = []
+
+    async def waiter() -> None:
+        await queue.wait()
+        ran.append("waiter")
+        await sched_point("probe", "probe", 0, 1, write=False)
+
+    async def waker() -> None:
+        await sched_point("probe", "probe", 0, 1, write=False)
+        queue.restart_all()
+        await sched_point("probe", "probe", 0, 1, write=False)
+
+    def choose(runnable: Sequence[Task]) -> Task:
+        offered.append(tuple(t.name for t in runnable))
+        return runnable[0]
+
+    kernel = Kernel(Chooser(choose))
+    kernel.spawn("waiter#1", waiter())
+    kernel.spawn("waker#1", waker())
+    for _ in range(3):  # the waiter blocks; the waker yields; the waker restarts it
+        kernel.step()
+    if not ran and kernel.runnable():
+        kernel.step()
+    for task in kernel.tasks.values():
+        task.coro.close()
+    return bool(ran) and (len(offered) < 4 or "waker#1" not in offered[3])
 
 
 class Footprint:
@@ -153,11 +205,17 @@ class StepRecorder(Instrument):
 
     The explorer's policy calls :meth:`open` as it makes decision ``n`` and
     :meth:`finish` before the next one (or at the end of the run) for the
-    step that decision ran.
+    step that decision ran.  Spawns and wakes are seen from the kernel's
+    public state (``kernel.tasks``, each task's ``state``), so the kernel
+    never has to make an :class:`~labkit.kernel.Event` for the recorder.
     """
 
-    def __init__(self, interner: Interner) -> None:
+    def __init__(self, interner: Interner, kernel: Kernel) -> None:
         self.interner = interner
+        self.kernel = kernel
+        self._known = len(kernel.tasks)  # tasks seen so far (kernel.tasks keeps spawn order)
+        self._blocked: set[Task] = set()
+        self.fifo_waits = woken_run_at_once()
         self.decisions = 0
         self._acc: list[_Acc] = []
         self._glob = False
@@ -172,6 +230,8 @@ class StepRecorder(Instrument):
     # --- the policy's side -------------------------------------------------------------
     def open(self) -> None:
         """A decision was made: the steps that follow belong to it."""
+        for name in self._new_tasks():  # the lab started a scenario line between steps
+            self._barrier[name] = self.decisions
         self.decisions += 1
         self._acc = []
         self._glob = False
@@ -216,26 +276,34 @@ class StepRecorder(Instrument):
             self._control.add(task.name)
             self._glob = True
             return
-        self._acc.append((access.resource, access.lo, access.hi, access.write))
         if access.waits:
             self._waits_declared = True
+            if self.fifo_waits:  # the order of waiters decides the order they will run in
+                self._acc.append((access.resource, access.lo, access.hi, True))
+                return
+        self._acc.append((access.resource, access.lo, access.hi, access.write))
 
-    def on_event(self, event: Event) -> None:
-        kind = event.kind
-        if kind == "wake":
-            if self._running is not None:
-                self._woken_by[event.task] = self.decisions - 1
-        elif kind == "spawn":
-            running = self._running
-            if running is None:  # the lab starts a scenario line between steps
-                self._barrier[event.task] = self.decisions
-            else:  # spawned inside a step (failover -> commit): unknown, and enabled by it
-                self._woken_by[event.task] = self.decisions - 1
-                self._glob = True
-                if running.name in self._control:
-                    self._control.add(event.task)
+    def _new_tasks(self) -> list[str]:
+        tasks = self.kernel.tasks
+        if len(tasks) == self._known:
+            return []
+        names = list(tasks)[self._known:]
+        self._known = len(tasks)
+        return names
 
     def after_step(self, task: Task) -> None:
-        if task.state == BLOCKED and not self._waits_declared:
-            self._glob = True  # it waits for something it did not declare
+        index = self.decisions - 1
+        if self._blocked:  # the tasks this step woke
+            for other in [t for t in self._blocked if t.state != BLOCKED]:
+                self._blocked.discard(other)
+                self._woken_by[other.name] = index
+        if task.state == BLOCKED:
+            self._blocked.add(task)
+            if not self._waits_declared:
+                self._glob = True  # it waits for something it did not declare
+        for name in self._new_tasks():  # spawned inside the step (failover -> commit)
+            self._woken_by[name] = index
+            self._glob = True
+            if task.name in self._control:
+                self._control.add(name)
         self._running = None

@@ -119,7 +119,7 @@ class _Policy(Policy):
 
     def attach(self, lab: Any) -> None:
         if self.search.reduction != "none":
-            self.recorder = StepRecorder(self.search.interner)
+            self.recorder = StepRecorder(self.search.interner, lab.kernel)
             lab.kernel.instruments.append(self.recorder)
 
     def finish_previous(self) -> None:
@@ -163,7 +163,8 @@ class Search:
 
     def __init__(self, scenario: Scenario, config: dict[str, Any], *, reduction: str,
                  max_runs: int | None, preemption_bound: int | None,
-                 on_run: Callable[[RunRecord], bool], build: Callable[..., Any]) -> None:
+                 on_run: Callable[[RunRecord], bool], build: Callable[..., Any],
+                 tracing: bool = False) -> None:
         self.scenario = scenario
         self.config = config
         self.reduction = reduction
@@ -171,6 +172,9 @@ class Search:
         self.bound = preemption_bound
         self.on_run = on_run
         self.build = build
+        # No trace while exploring: nothing here reads it (footprints come from the
+        # declared accesses), and a counterexample's is made by replaying it.
+        self.tracing = tracing
         self.nodes: list[_Node] = []
         self.runs = 0
         self.interleavings = 0
@@ -235,6 +239,7 @@ class Search:
     def execute(self, branch: int) -> RunRecord:
         policy = _Policy(self, branch)
         lab = self.build(policy=policy, **self.config)
+        lab.kernel.tracing = self.tracing
         policy.attach(lab)
         record = RunRecord(lab, [], [])
         try:

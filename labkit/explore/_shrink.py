@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..kernel import Event
 from ..scenario import Scenario
 from ._search import RunRecord, Search, count_preemptions
 
@@ -25,7 +24,6 @@ SHRINK_BUDGET = 4000  # the most runs shrinking makes for one counterexample
 class Shrunk:
     schedule: list[str]
     preemptions: int
-    trace: list[Event]
     message: str
 
 
@@ -54,8 +52,7 @@ def shrink(scenario: Scenario, cfg: dict[str, Any], key: tuple[str, str], upto: 
             for k, message in signature(record):
                 if k == key:
                     pre = count_preemptions(record.schedule, record.enabled)
-                    hit.append(Shrunk(list(record.schedule), pre, list(record.lab.trace),
-                                      message))
+                    hit.append(Shrunk(list(record.schedule), pre, message))
                     return True
             return False
 

@@ -197,8 +197,7 @@ class BackupJob:
             touch(self._table, start * cs, end * cs, False)  # the scan
             for req in self.inflight_reqs:
                 if end > req.start and start < req.end:
-                    # FIFO wait queue: the order of waiters is state too (a write).
-                    touch(self._table, req.start * cs, req.end * cs, True, waits=True)
+                    touch(self._table, req.start * cs, req.end * cs, False, waits=True)
                     await req.wait_queue.wait()
                     retry = True
                     break
