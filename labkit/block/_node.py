@@ -80,6 +80,11 @@ class TrackedRequest:
                                        f"[{self.offset:#x}+{self.bytes:#x}] (tracked request)")
         return self._wait_queue
 
+    def wake_waiters(self) -> None:
+        """``qemu_co_queue_restart_all(&req->wait_queue)`` — if anyone ever waited."""
+        if self._wait_queue is not None:  # no queue made: nobody ever waited
+            self._wait_queue.restart_all()
+
     def overlaps(self, offset: int, nbytes: int) -> bool:
         return offset < self.overlap_offset + self.overlap_bytes and \
             self.overlap_offset < offset + nbytes
@@ -236,8 +241,7 @@ class BlockNode:
         touch(("req", self.name), req.overlap_offset, req.overlap_offset + req.overlap_bytes,
               req.serialising)
         emit("req-end", self.name, req.offset, req.bytes, op=req.type)
-        if req._wait_queue is not None:  # no queue made: nobody ever waited
-            req._wait_queue.restart_all()
+        req.wake_waiters()
 
     def mark_request_serialising(self, req: TrackedRequest, align: int) -> None:
         """``mark_request_serialising``: widen the overlap range to ``align``; count once."""
@@ -380,7 +384,7 @@ class BlockNode:
         out = np.zeros(self.size // SECTOR, dtype=bool)
         node: BlockNode | None = self
         while node is not None and node is not base:
-            out |= node._allocation()
+            out |= node.allocation()
             node = node.backing
         return out
 
@@ -418,6 +422,14 @@ class BlockNode:
 
     def _zero_map(self) -> np.ndarray:
         return np.zeros(self.size // SECTOR, dtype=bool)
+
+    def allocation(self) -> np.ndarray:
+        """Per 512-byte sector: allocated in this node's own layer (the driver's answer)."""
+        return self._allocation()
+
+    def peek_pieces(self, offset: int, nbytes: int) -> list:
+        """What :meth:`peek` returns, as buffers (no checks): for a backing chain's peek."""
+        return self._peek_pieces(offset, nbytes)
 
     def _own_data(self) -> np.ndarray:
         raise NotImplementedError

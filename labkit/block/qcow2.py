@@ -323,7 +323,7 @@ class Qcow2Node(BlockNode):
             if state == NORMAL:
                 out += self._data.pieces(pos, cur)
             elif state == UNALLOCATED and self.backing is not None:
-                out += self.backing._peek_pieces(pos, cur)
+                out += self.backing.peek_pieces(pos, cur)
             else:
                 out += zero_pieces(cur)
         return out
