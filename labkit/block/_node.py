@@ -331,6 +331,7 @@ class BlockNode:
     async def co_is_allocated(self, offset: int, nbytes: int) -> tuple[bool, int]:
         """``bdrv_is_allocated`` for this layer only: (allocated?, bytes in that state)."""
         self.check_request(offset, nbytes, "is_allocated")
+        touch(("map", self.name), offset, offset + nbytes, False)
         alloc = self._allocation()[offset // SECTOR:(offset + nbytes) // SECTOR]
         if alloc.size == 0:
             return False, 0
@@ -384,6 +385,7 @@ class BlockNode:
         out = np.zeros(self.size // SECTOR, dtype=bool)
         node: BlockNode | None = self
         while node is not None and node is not base:
+            touch(("map", node.name), 0, node.size, False)  # reads its whole allocation map
             out |= node.allocation()
             node = node.backing
         return out

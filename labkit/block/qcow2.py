@@ -160,10 +160,9 @@ class Qcow2Node(BlockNode):
                         await self._lock()
                         out[pos - offset:pos - offset + cur] = np.frombuffer(data, np.uint8)
                     else:
-                        emit("read-zero", self.name, pos, cur, "unallocated, no backing file",
-                             op="unallocated")
+                        emit("read-zero", self.name, pos, cur, "unallocated, no backing file")
                 elif state == ZERO:
-                    emit("read-zero", self.name, pos, cur, "zero cluster", op="zero")
+                    emit("read-zero", self.name, pos, cur, "zero cluster")
                 elif state == NORMAL:
                     self._unlock()
                     await sched_point("io-read", self.name, pos, cur, write=False)
