@@ -186,6 +186,7 @@ _set_op = Event.op.__set__  # type: ignore[attr-defined]
 
 
 _NO_EVENTS = Instrument.on_event
+_new_tuple = tuple.__new__  # an Access without the named tuple's keyword-handling __new__
 
 
 class EventLog(Sequence[Event]):
@@ -495,7 +496,7 @@ def touch(resource: tuple[str, str], lo: int, hi: int, write: bool, *,
     if task is not None:
         instruments = task.kernel.instruments
         if instruments:
-            access = Access(resource, lo, hi, write, task.name, waits)
+            access = _new_tuple(Access, (resource, lo, hi, write, task.name, waits))
             for instrument in instruments:
                 instrument.on_access(task, access)
 

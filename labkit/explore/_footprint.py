@@ -276,12 +276,12 @@ class StepRecorder(Instrument):
             self._control.add(task.name)
             self._glob = True
             return
-        if access.waits:
+        if access[5]:  # waits
             self._waits_declared = True
             if self.fifo_waits:  # the order of waiters decides the order they will run in
-                self._acc.append((access.resource, access.lo, access.hi, True))
+                self._acc.append((access[0], access[1], access[2], True))
                 return
-        self._acc.append((access.resource, access.lo, access.hi, access.write))
+        self._acc.append(access[:4])  # (resource, lo, hi, write)
 
     def _new_tasks(self) -> list[str]:
         tasks = self.kernel.tasks
