@@ -34,7 +34,7 @@ preemption in a schedule is a choice somebody made.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +116,8 @@ class _Policy(Policy):
         self.branch = branch
         self.recorder: StepRecorder | None = None
         self.steps_done = 0
+        self.last_position = -1
+        self.positions: list[int] = []  # the kernel's schedule position of each decision
 
     def attach(self, lab: Any) -> None:
         if self.search.reduction != "none":
@@ -134,13 +136,18 @@ class _Policy(Policy):
         else:
             node.done.setdefault(node.chosen, _NO_FP)
 
-    def choose(self, runnable: list[Task], position: int) -> Task:
+    def choose(self, runnable: Sequence[Task], position: int) -> Task:
+        # ``position`` counts the kernel's schedule entries; the tree counts decisions.
+        # They differ if the kernel runs a task without asking (woken tasks run at
+        # once): those entries are no choice, and are no node of the tree.
         names = tuple(t.name for t in runnable)
-        if position != self.steps_done:
-            raise NondeterminismError(f"decision {position} arrived after {self.steps_done} "
-                                      f"steps", position)
+        if position < self.last_position:
+            raise NondeterminismError(f"decision at schedule position {position} arrived after "
+                                      f"position {self.last_position}", position)
+        self.last_position = position
+        self.positions.append(position)
         self.finish_previous()
-        name = self.search.decide(position, names, self.branch)
+        name = self.search.decide(self.steps_done, names, self.branch)
         if self.recorder is not None:
             self.recorder.open()
         self.steps_done += 1
@@ -253,7 +260,13 @@ class Search:
         finally:
             discard(lab)
         record.schedule = list(lab.kernel.schedule)
-        record.enabled = [n.enabled for n in self.nodes[:len(record.schedule)]]
+        # What was runnable at each schedule position: a node's tasks where a decision
+        # was made, only the task that ran where the kernel made none.
+        enabled: list[tuple[str, ...]] = [(name,) for name in record.schedule]
+        for node, pos in zip(self.nodes, policy.positions, strict=False):
+            if pos < len(enabled):
+                enabled[pos] = node.enabled
+        record.enabled = enabled
         return record
 
     def run(self) -> None:
@@ -336,8 +349,8 @@ class Search:
             fp = s.footprint
             mine = set(s.tasks)
             for j in range(i - 1, -1, -1):
-                t = steps[j]
-                if mine.intersection(t.tasks) or not dependent(t.footprint, fp):
+                other = steps[j]
+                if mine.intersection(other.tasks) or not dependent(other.footprint, fp):
                     continue
                 if not (p >> j) & 1:
                     races.append(j)
