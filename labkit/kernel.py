@@ -494,7 +494,11 @@ def touch(resource: tuple[str, str], lo: int, hi: int, write: bool, *,
     """
     task = _current
     if task is not None:
-        instruments = task.kernel.instruments
+        kernel = task.kernel
+        sink = kernel.access_sink
+        if sink is not None:
+            sink.append((resource, lo, hi, write, waits))
+        instruments = kernel.instruments
         if instruments:
             access = _new_tuple(Access, (resource, lo, hi, write, task.name, waits))
             for instrument in instruments:
@@ -531,6 +535,10 @@ class Kernel:
         self._blocked: set[Task] = set()
         self.tracing = True
         self.instruments: list[Instrument] = []
+        # A list that touch() appends ``(resource, lo, hi, write, waits)`` to, or None:
+        # the cheap channel for an observer that wants every access of every step (the
+        # explorer) without an Access object and a call per access.
+        self.access_sink: list[tuple[tuple[str, str], int, int, bool, bool]] | None = None
 
     # Recording -----------------------------------------------------------
     def record(self, task: str, kind: str, node: str = "", offset: int = -1, length: int = -1,

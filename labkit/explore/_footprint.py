@@ -214,6 +214,8 @@ class StepRecorder(Instrument):
         self.interner = interner
         self.kernel = kernel
         self._known = len(kernel.tasks)  # tasks seen so far (kernel.tasks keeps spawn order)
+        self._sink: list[tuple[tuple[str, str], int, int, bool, bool]] = []
+        kernel.access_sink = self._sink  # touch() appends every declared access here
         self._blocked: set[Task] = set()
         self.fifo_waits = woken_run_at_once()
         self.decisions = 0
@@ -258,6 +260,7 @@ class StepRecorder(Instrument):
 
     # --- the kernel's side (Instrument) --------------------------------------------------
     def before_step(self, task: Task) -> None:
+        self._sink.clear()  # declared between steps (none today): not this step's
         self._running = task
         self._waits_declared = False
         self._tasks.append(task.name)
@@ -271,17 +274,24 @@ class StepRecorder(Instrument):
             for a in accesses:
                 self._acc.append((a.resource, a.lo, a.hi, a.write))
 
-    def on_access(self, task: Task, access: Access) -> None:
-        if access.resource == GLOBAL:
-            self._control.add(task.name)
-            self._glob = True
+    def _take_accesses(self, task: Task) -> None:
+        """The accesses ``task`` declared in the step that just ended (from the sink)."""
+        sink = self._sink
+        if not sink:
             return
-        if access[5]:  # waits
-            self._waits_declared = True
-            if self.fifo_waits:  # the order of waiters decides the order they will run in
-                self._acc.append((access[0], access[1], access[2], True))
-                return
-        self._acc.append(access[:4])  # (resource, lo, hi, write)
+        acc = self._acc
+        fifo = self.fifo_waits
+        for resource, lo, hi, write, waits in sink:
+            if resource == GLOBAL:
+                self._control.add(task.name)
+                self._glob = True
+            elif waits:
+                self._waits_declared = True
+                # the order of waiters decides the order they will run in
+                acc.append((resource, lo, hi, True if fifo else write))
+            else:
+                acc.append((resource, lo, hi, write))
+        sink.clear()
 
     def _new_tasks(self) -> list[str]:
         tasks = self.kernel.tasks
@@ -292,6 +302,7 @@ class StepRecorder(Instrument):
         return names
 
     def after_step(self, task: Task) -> None:
+        self._take_accesses(task)
         index = self.decisions - 1
         if self._blocked:  # the tasks this step woke
             for other in [t for t in self._blocked if t.state != BLOCKED]:
