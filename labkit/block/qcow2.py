@@ -25,6 +25,8 @@ data of a guest cluster is stored at its guest offset.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import numpy as np
 
 from ..errors import GraphError
@@ -99,17 +101,23 @@ class Qcow2Node(BlockNode):
         cs = self._cluster_size
         return (pos // cs) * cs, -(-end // cs) * cs
 
-    async def _lock(self) -> None:
-        """``qemu_co_mutex_lock(&s->lock)``, declaring it."""
+    def _lock(self) -> Awaitable[None]:
+        """``qemu_co_mutex_lock(&s->lock)``, declaring it (``await self._lock()``).
+
+        Not a coroutine itself: a free lock returns CoMutex.lock's own coroutine, so
+        the common case costs no extra coroutine frame on the hot path.
+        """
         lock = self.lock
-        contended = lock.holder is not None
-        touch(self._mutex, 0, 1, contended, waits=contended)
-        if not contended:
-            await lock.lock()  # free: taken without yielding
-            return
+        if lock.holder is None:
+            touch(self._mutex, 0, 1, False)
+            return lock.lock()  # free: taken without yielding
+        touch(self._mutex, 0, 1, True, waits=True)
+        return self._lock_contended()
+
+    async def _lock_contended(self) -> None:
         self._lock_waiters += 1
         try:
-            await lock.lock()
+            await self.lock.lock()
         finally:
             self._lock_waiters -= 1
         touch(self._mutex, 0, 1, True)  # resumes holding it, after the hand-over
