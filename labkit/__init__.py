@@ -29,7 +29,19 @@ from .explore import (
     explore,
     replay,
 )
-from .kernel import FIFO, Chooser, CoMutex, CoQueue, Event, Kernel, Random, Scripted, Task
+from .kernel import (
+    FIFO,
+    Access,
+    Chooser,
+    CoMutex,
+    CoQueue,
+    Event,
+    Instrument,
+    Kernel,
+    Random,
+    Scripted,
+    Task,
+)
 from .lab import Lab, build_secondary, run_scenario
 from .layers import Layer
 from .oracle import Violation
@@ -38,6 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FIFO",
+    "Access",
     "ArgumentError",
     "BlockError",
     "Chooser",
@@ -48,6 +61,7 @@ __all__ = [
     "Deadlock",
     "Event",
     "Exploration",
+    "Instrument",
     "Kernel",
     "Lab",
     "LabConfig",

@@ -28,7 +28,15 @@ never a branching point.
 
 Every decision is recorded (``kernel.schedule``) and every step produces
 :class:`Event` s (``kernel.trace``), so a run is reproduced exactly from the
-same tasks and the same schedule.  Trainees should notice that nothing happens
+same tasks and the same schedule.
+
+The engine also *declares what it touches*: every scheduling point carries
+the :class:`Access` es its I/O makes when the task resumes, and the code of
+the block layer, the backup job and the oracle calls :func:`touch` where it
+reads or writes shared state (a request table, an L2 map, ``s->lock``...).
+Observers get them through :class:`Instrument` s (``kernel.instruments``,
+modelled on trio's ``trio.abc.Instrument``): the explorer computes its
+footprints from them, never from event text.  Trainees should notice that nothing happens
 "between" two events: a race is only ever a choice at a scheduling point.
 """
 
@@ -38,7 +46,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, NamedTuple
 
 from .errors import (
     ArgumentError,
@@ -55,6 +63,75 @@ BLOCKED = "blocked"
 DONE = "done"
 FAILED = "failed"
 
+GLOBAL = ("global", "")  # the resource of a step that may depend on everything
+
+
+class Access(NamedTuple):
+    """One declared access of shared engine state: what a step reads or writes.
+
+    ``resource`` is ``(kind, name)``: ``("data", "hidden")`` (a node's bytes),
+    ``("req", node)`` (its tracked-request list), ``("map", node)`` /
+    ``("alloc", node)`` / ``("mutex", node)`` (a qcow2 node's L2 map, its
+    in-flight allocations, its ``s->lock``), ``("cow", node)`` /
+    ``("done", node)`` (the backup job's ``CowRequest`` table and
+    ``done_bitmap`` on its source), ``("stage", node)`` (a replication node's
+    stage), ``("oracle", ...)`` (the oracle's views) and :data:`GLOBAL` (a
+    control task: graph, stage, notifiers — depends on everything).  ``lo`` /
+    ``hi`` are the byte range ``[lo, hi)``; ``write`` says whether it changes
+    the resource; ``request`` names the task whose request makes it;
+    ``waits`` marks the condition a task is about to block on (the step that
+    ends the wait writes the same resource).  Two accesses conflict when they
+    share a resource, their ranges overlap and one writes.
+
+    A named tuple (immutable, fields by name): the engine declares hundreds of
+    thousands of them in an exploration, and a tuple is the cheapest to make.
+    """
+
+    resource: tuple[str, str]
+    lo: int
+    hi: int
+    write: bool
+    request: str = ""
+    waits: bool = False
+
+    def conflicts(self, other: Access) -> bool:
+        return (self.resource == other.resource and (self.write or other.write)
+                and self.lo < other.hi and other.lo < self.hi)
+
+    def __str__(self) -> str:
+        kind, name = self.resource
+        where = f"{name} " if name else ""
+        return f"{'W' if self.write else 'R'} {kind} {where}[{self.lo:#x},{self.hi:#x})"
+
+
+class Instrument:
+    """An observer of a kernel (trio's ``Instrument``): override what you need.
+
+    Add one to ``kernel.instruments``.  ``before_step(task)`` runs as the kernel
+    resumes ``task`` (``task.suspended`` still says where it was parked, and
+    its :meth:`_Suspend.accesses` take effect now); ``after_step(task)`` once
+    it yielded or ended and the tasks it woke were made runnable;
+    ``on_access(task, access)`` for each :class:`Access` the running code
+    declares (:func:`touch`); ``on_event(event)`` for every event, traced or
+    not.  Every method is a no-op by default.
+    """
+
+    def before_step(self, task: Task) -> None:
+        """``task`` is about to run."""
+
+    def after_step(self, task: Task) -> None:
+        """``task`` yielded, blocked or ended."""
+
+    def on_access(self, task: Task, access: Access) -> None:
+        """The running ``task`` declared ``access``."""
+
+    def on_event(self, event: Event) -> None:
+        """``event`` was recorded (also with ``kernel.tracing`` off; then ``seq`` is -1).
+
+        The kernel makes the :class:`Event` only for instruments that override
+        this method.
+        """
+
 
 @dataclass(frozen=True, slots=True, init=False)
 class Event:
@@ -63,8 +140,15 @@ class Event:
     ``seq`` numbers events from 0 in the order they happened; ``kind`` says what
     happened (``run``, ``point``, ``wait``, ``wake``, ``done``, ``failed``,
     ``req-start``, ``req-end``, ``cow-begin``...); ``node``, ``offset`` and
-    ``length`` locate block events; ``detail`` is free text.
+    ``length`` locate block events; ``op`` is the typed what of it — the
+    I/O of a ``point`` (``io-read``, ``io-write``, ``io-zero``, ``meta``), the
+    type of a tracked request (``read``, ``write``, ``zero``) — and
+    ``detail`` is display-only text (no code outside the kernel decides
+    anything from it).
     """
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("seq", "task", "kind", "node", "offset", "length",
+                                         "detail", "op")
 
     seq: int
     task: str
@@ -73,9 +157,10 @@ class Event:
     offset: int = -1
     length: int = -1
     detail: str = ""
+    op: str = ""
 
     def __init__(self, seq: int, task: str, kind: str, node: str = "", offset: int = -1,
-                 length: int = -1, detail: str = "") -> None:
+                 length: int = -1, detail: str = "", op: str = "") -> None:
         # Why not the generated __init__: a frozen dataclass sets each field with
         # object.__setattr__ (~2 µs per event, and a run records hundreds).  The
         # slot descriptors set the same fields about 3× faster; the class stays a
@@ -87,16 +172,24 @@ class Event:
         _set_offset(self, offset)
         _set_length(self, length)
         _set_detail(self, detail)
+        _set_op(self, op)
 
     def describe(self) -> str:
-        """``kind node [offset+length] detail``: the event in words, without seq or task."""
+        """``kind node [offset+length] op: detail``: the event in words, without seq or task."""
         where = ""
         if self.node:
             where = f" {self.node}"
             if self.offset >= 0:
                 where += f" [{self.offset:#x}+{self.length:#x}]"
-        detail = f" {self.detail}" if self.detail else ""
-        return f"{self.kind}{where}{detail}"
+        op, detail = self.op, self.detail
+        text = f"{op}: {detail}" if op and detail else (op or detail)
+        return f"{self.kind}{where}{' ' + text if text else ''}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields by name (the trace file's event object)."""
+        return {"seq": self.seq, "task": self.task, "kind": self.kind, "node": self.node,
+                "offset": self.offset, "length": self.length, "detail": self.detail,
+                "op": self.op}
 
     def __str__(self) -> str:
         return f"{self.seq:4d} {self.task:<14} {self.describe()}"
@@ -109,34 +202,125 @@ _set_node = Event.node.__set__  # type: ignore[attr-defined]
 _set_offset = Event.offset.__set__  # type: ignore[attr-defined]
 _set_length = Event.length.__set__  # type: ignore[attr-defined]
 _set_detail = Event.detail.__set__  # type: ignore[attr-defined]
+_set_op = Event.op.__set__  # type: ignore[attr-defined]
+
+
+_NO_EVENTS = Instrument.on_event
+_new_tuple = tuple.__new__  # an Access without the named tuple's keyword-handling __new__
+
+
+class EventLog(Sequence[Event]):
+    """``kernel.trace``: the events of a run, as a read-mostly list of :class:`Event`.
+
+    Why not a plain list of Events: a long traced run records hundreds of
+    thousands of events, and every Event object is tracked by Python's cycle
+    collector, whose full passes then cost more than the run.  The log keeps
+    each event as a plain tuple of strings and ints (which the collector
+    ignores) and makes the :class:`Event` when someone reads it; events read
+    the same whenever they are read.
+    """
+
+    __slots__ = ("rows",)  # the events as tuples in Event field order (Event.FIELDS)
+
+    def __init__(self, events: Iterable[Event] = ()) -> None:
+        self.rows: list[tuple] = [_row(e) for e in events]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [Event(*r) for r in self.rows[index]]
+        return Event(*self.rows[index])
+
+    def __iter__(self):
+        for r in self.rows:
+            yield Event(*r)
+
+    def __setitem__(self, index: int, event: Event) -> None:
+        self.rows[index] = _row(event)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EventLog):
+            return self.rows == other.rows
+        if isinstance(other, list | tuple):
+            return len(other) == len(self.rows) and all(
+                isinstance(e, Event) and _row(e) == r for e, r in zip(other, self.rows,
+                                                                      strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def append(self, event: Event) -> None:
+        self.rows.append(_row(event))
+
+    def clear(self) -> None:
+        self.rows.clear()
+
+    def __repr__(self) -> str:
+        return f"<EventLog {len(self.rows)} events>"
+
+
+def _row(e: Event) -> tuple:
+    return (e.seq, e.task, e.kind, e.node, e.offset, e.length, e.detail, e.op)
 
 
 class _Suspend:
-    """The only object a labkit coroutine ever yields to the kernel."""
+    """The only object a labkit coroutine ever yields to the kernel.
 
-    __slots__ = ("blocker", "detail", "kind", "length", "node", "offset")
+    ``kind`` is ``"point"`` (a scheduling point: still runnable) or
+    ``"block"`` (waiting on ``blocker``).  A point locates its I/O (``node``,
+    ``offset``, ``length``), names it (``op``: ``io-read``, ``io-write``,
+    ``io-zero``, ``meta``...) and says what it does when the task resumes:
+    :meth:`accesses`.  ``detail`` is display text.
+    """
+
+    __slots__ = ("also", "blocker", "detail", "kind", "length", "node", "offset", "op", "write")
 
     def __init__(self, kind: str, blocker: Any = None, node: str = "", offset: int = -1,
-                 length: int = -1, detail: str = "") -> None:
+                 length: int = -1, detail: str = "", op: str = "", write: bool = True,
+                 also: tuple[tuple[tuple[str, str], int, int, bool], ...] = ()) -> None:
         self.kind = kind
         self.blocker = blocker
         self.node = node
         self.offset = offset
         self.length = length
         self.detail = detail
+        self.op = op
+        self.write = write
+        self.also = also
+
+    def accesses(self, request: str = "") -> tuple[Access, ...]:
+        """What the I/O of this point does when the task resumes (empty for a wait).
+
+        The point's own I/O on ``("data", node)`` over ``[offset, offset+length)``
+        (read or write), plus the ``also`` accesses its site declared (e.g. a
+        qcow2 L2 update writes the map and resumes holding ``s->lock``).
+        """
+        if self.kind != "point" or not self.node:
+            return ()
+        out = [Access(("data", self.node), self.offset, self.offset + self.length, self.write,
+                      request)]
+        out += [Access(r, lo, hi, w, request) for r, lo, hi, w in self.also]
+        return tuple(out)
 
     def __await__(self):
         return (yield self)
 
 
-def sched_point(kind: str, node: str = "", offset: int = -1, length: int = -1,
-                detail: str = "") -> _Suspend:
-    """A scheduling point (``await sched_point("read", "secondary", 0, 4096)``).
+def sched_point(op: str, node: str = "", offset: int = -1, length: int = -1,
+                detail: str = "", *, write: bool = True,
+                also: tuple[tuple[tuple[str, str], int, int, bool], ...] = ()) -> _Suspend:
+    """A scheduling point (``await sched_point("io-read", "secondary", 0, 4096, write=False)``).
 
     Models a coroutine yielding while its I/O is in flight: other tasks may run
-    before this one resumes, and the I/O takes effect when it does.
+    before this one resumes, and the I/O takes effect when it does.  ``write``
+    says whether that I/O changes the node's data (True unless told: the safe
+    answer); ``also`` adds accesses ``(resource, lo, hi, write)`` it makes too.
+    A point without a node declares nothing, so an explorer must treat it as
+    touching everything.
     """
-    return _Suspend("point", None, node, offset, length, f"{kind}: {detail}" if detail else kind)
+    return _Suspend("point", None, node, offset, length, detail, op, write, also)
 
 
 class Task:
@@ -330,11 +514,51 @@ def current_task() -> Task | None:
     return _current
 
 
-def emit(kind: str, node: str = "", offset: int = -1, length: int = -1, detail: str = "") -> None:
-    """Record a trace event for the current task (no-op outside the kernel)."""
+def emit(kind: str, node: str = "", offset: int = -1, length: int = -1, detail: str = "",
+         op: str = "", args: tuple = ()) -> None:
+    """Record a trace event for the current task (no-op outside the kernel).
+
+    ``detail`` may be a ``str.format`` template filled with ``args`` only when
+    the event is recorded: a run with tracing off builds no text.
+    """
     task = _current
     if task is not None:
-        task.kernel.record(task.name, kind, node, offset, length, detail)
+        kernel = task.kernel
+        if kernel.tracing or kernel.instruments:
+            kernel.record(task.name, kind, node, offset, length,
+                          detail.format(*args) if args else detail, op)
+
+
+def touch(resource: tuple[str, str], lo: int, hi: int, write: bool, *,
+          waits: bool = False) -> None:
+    """Declare that the running task reads (or writes) ``resource`` over ``[lo, hi)``.
+
+    Called where the engine's code touches state shared between requests; a
+    no-op outside a task or when no :class:`Instrument` listens (one list
+    check: cheap on the hot path).  ``waits=True`` says the task is about to
+    block until someone changes that resource (see :class:`Access`).
+    """
+    task = _current
+    if task is not None:
+        kernel = task.kernel
+        sink = kernel.access_sink
+        if sink is not None:
+            sink.append((resource, lo, hi, write, waits))
+        instruments = kernel.instruments
+        if instruments:
+            access = _new_tuple(Access, (resource, lo, hi, write, task.name, waits))
+            for instrument in instruments:
+                instrument.on_access(task, access)
+
+
+def declare_control() -> None:
+    """The running task is a control-plane task (start, checkpoint, stop, failover...).
+
+    It may change the graph, the replication stage, the notifiers and the
+    job's bitmaps, none of which is declared access by access: from now on
+    every step of it (and of any task it spawns) depends on every other step.
+    """
+    touch(GLOBAL, 0, 1, True)
 
 
 class Kernel:
@@ -348,7 +572,7 @@ class Kernel:
     def __init__(self, policy: Policy | None = None) -> None:
         self.policy: Policy = policy or FIFO()
         self.tasks: dict[str, Task] = {}
-        self.trace: list[Event] = []
+        self.trace = EventLog()
         self.schedule: list[str] = []
         self._ready: deque[Task] = deque()
         # Woken tasks that must run at once (qemu_co_queue_run_restart), each with the
@@ -360,12 +584,26 @@ class Kernel:
         # long run.  blocked() sorts them by spawn order, as that scan listed them.
         self._blocked: set[Task] = set()
         self.tracing = True
+        self.instruments: list[Instrument] = []
+        # A list that touch() appends ``(resource, lo, hi, write, waits)`` to, or None:
+        # the cheap channel for an observer that wants every access of every step (the
+        # explorer) without an Access object and a call per access.
+        self.access_sink: list[tuple[tuple[str, str], int, int, bool, bool]] | None = None
 
     # Recording -----------------------------------------------------------
     def record(self, task: str, kind: str, node: str = "", offset: int = -1, length: int = -1,
-               detail: str = "") -> None:
+               detail: str = "", op: str = "") -> None:
+        rows = self.trace.rows
         if self.tracing:
-            self.trace.append(Event(len(self.trace), task, kind, node, offset, length, detail))
+            rows.append((len(rows), task, kind, node, offset, length, detail, op))
+        if self.instruments:
+            event = None
+            for instrument in self.instruments:
+                if type(instrument).on_event is not _NO_EVENTS:  # made only if someone listens
+                    if event is None:
+                        event = Event(len(rows) - 1 if self.tracing else -1, task, kind, node,
+                                      offset, length, detail, op)
+                    instrument.on_event(event)
 
     # Tasks -----------------------------------------------------------------
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> Task:
@@ -429,7 +667,10 @@ class Kernel:
         """
         cur = _current
         for task in tasks:
-            if cur is not None and cur is not task:
+            # Only a task of this kernel defers the wake-up: a coroutine of another
+            # lab (e.g. one being garbage-collected, its ``finally`` waking its own
+            # waiters) must not hand its tasks to whichever kernel is stepping now.
+            if cur is not None and cur is not task and cur.kernel is self:
                 cur._wakeups.append(task)
             else:
                 self._make_runnable(task, waker)
@@ -493,6 +734,9 @@ class Kernel:
 
     def _resume(self, task: Task) -> None:
         global _current
+        if self.instruments:
+            for instrument in self.instruments:
+                instrument.before_step(task)
         prev = _current
         _current = task
         task.suspended = None
@@ -521,7 +765,7 @@ class Kernel:
             if request.kind == "point":
                 self._ready.append(task)
                 self.record(task.name, "point", request.node, request.offset, request.length,
-                            request.detail)
+                            request.detail, request.op)
             else:
                 task.state = BLOCKED
                 task.blocked_on = request.blocker
@@ -538,6 +782,9 @@ class Kernel:
                 woken = [(t, task.name) for t in wakeups if self._make_runnable(t, task.name,
                                                                                  forced=True)]
                 self._forced.extendleft(reversed(woken))
+            if self.instruments:
+                for instrument in self.instruments:
+                    instrument.after_step(task)
 
 
 # --- synchronisation ---------------------------------------------------------

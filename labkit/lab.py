@@ -53,7 +53,7 @@ from .interpret import (
     expect_failure,
     vread_failure,
 )
-from .kernel import FIFO, CoMutex, Event, Kernel, Policy, Task
+from .kernel import FIFO, CoMutex, Event, Kernel, Policy, Task, declare_control
 from .layers import SECTOR, Layer
 from .oracle import Oracle, Violation
 from .replication import ReplicationNode, ReplicationStage
@@ -282,6 +282,7 @@ class Lab:
         oracle) runs inside the section, before any new request starts.
         """
         async def run(name: str) -> None:
+            declare_control()  # the graph, the stage, the job: every step is global
             await self.monitor.lock()
             try:
                 nodes = list(self.graph.nodes.values())
@@ -423,15 +424,26 @@ class Lab:
         One entry per block: ``"active"``, ``"hidden"`` or ``"secondary"`` (the
         layer whose data or zero cluster the read used), ``"mixed"`` when
         sectors of the block came from different layers, ``""`` outside the read.
+        Read from the events' typed fields: a ``point`` whose ``op`` is
+        ``io-read`` and the ``read-zero`` events, on the layers' nodes.  An
+        unknown task raises :class:`~labkit.errors.ConfigError`, a value that
+        is not a task :class:`~labkit.errors.ArgumentError`.
         """
-        name = task if isinstance(task, str) else task.name
+        if isinstance(task, Task):
+            name = task.name
+        elif isinstance(task, str):
+            name = task
+        else:
+            raise ArgumentError(f"provenance needs a task or a task name, got "
+                                f"{type(task).__name__}")
         if name not in self.kernel.tasks:
-            raise KeyError(f"no task named {name!r}; tasks: {', '.join(self.kernel.tasks)}")
+            raise ConfigError(f"no task named {name!r}; tasks: "
+                              f"{', '.join(self.kernel.tasks) or '(none yet)'}")
         served = np.full(self.size // SECTOR, "", dtype=object)
         for e in self.kernel.trace:
             if e.task != name or e.node not in NODE_LAYER:
                 continue
-            if (e.kind == "point" and e.detail.startswith("io-read")) or e.kind == "read-zero":
+            if (e.kind == "point" and e.op == "io-read") or e.kind == "read-zero":
                 served[e.offset // SECTOR:(e.offset + e.length) // SECTOR] = NODE_LAYER[e.node]
         per = self.block // SECTOR
         out = []

@@ -30,6 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .block._store import BufferBase, ChunkStore
+from .kernel import touch
+
+# Declared resources (labkit.kernel.Access): the VM's view with the VM writes in
+# flight, the primary's view with its log since the checkpoint, and the list of
+# violations (its order is what a user reads).
+VIEW = ("oracle", "vm-view")
+PRIMARY = ("oracle", "primary")
+FOUND = ("oracle", "violations")
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,10 @@ class Oracle:
         self.failing_over = True
 
     def primary_write_done(self, name: str, offset: int, length: int, byte: int) -> None:
+        touch(PRIMARY, offset, offset + length, True)
         self.secondary.fill(offset, length, byte)
         if self.failed_over:  # the shared disk: a read it overlaps may see either value
+            touch(VIEW, offset, offset + length, True)
             self.view.fill(offset, length, byte)
             self._overlaps_reads(offset, length, byte)
             return
@@ -121,6 +131,7 @@ class Oracle:
                 watch.alternatives.append((offset, length, byte))
 
     def vm_write_started(self, name: str, offset: int, length: int, byte: int) -> None:
+        touch(VIEW, offset, offset + length, True)
         self._vm_writes[name] = (offset, length, byte)
         for watch in self._reads.values():
             if offset < watch.offset + watch.length and watch.offset < offset + length:
@@ -128,12 +139,15 @@ class Oracle:
 
     def vm_write_done(self, name: str, ok: bool) -> None:
         offset, length, byte = self._vm_writes.pop(name)
+        touch(VIEW, offset, offset + length, True)
         if ok:
             self.view.fill(offset, length, byte)
             if self.failed_over:
+                touch(PRIMARY, offset, offset + length, True)
                 self.secondary.fill(offset, length, byte)
 
     def vm_read_started(self, name: str, offset: int, length: int) -> None:
+        touch(VIEW, offset, offset + length, False)
         watch = _ReadWatch(offset, length, self.view.read(offset, length))
         for w_off, w_len, byte in [*self._vm_writes.values(), *self._racing]:
             if w_off < offset + length and offset < w_off + w_len:
@@ -143,6 +157,7 @@ class Oracle:
     def vm_read_done(self, name: str, data: bytes | None) -> Violation | None:
         """Check a finished read (``data`` None: it failed, nothing to check)."""
         watch = self._reads.pop(name)
+        touch(VIEW, watch.offset, watch.offset + watch.length, False)
         if data is None or not self.active:
             return None
         got = np.frombuffer(data, dtype=np.uint8)
@@ -161,6 +176,7 @@ class Oracle:
                f"{off // self.block}) where the VM's view holds {int(watch.expected[i]):#04x}"
                f"{source}; {idx.size} byte(s) differ")
         v = Violation("conflicting-read", name, off, int(watch.expected[i]), int(got[i]), msg)
+        touch(FOUND, 0, 1, True)
         self.violations.append(v)
         return v
 
@@ -196,6 +212,7 @@ class Oracle:
         return v
 
     def _who_wrote(self, offset: int, byte: int) -> str:
+        touch(PRIMARY, offset, offset + 1, False)
         for name, off, length, b in reversed(self._primary_log):
             if off <= offset < off + length and b == byte:
                 return f" (primary data from {name}, written after the checkpoint)"

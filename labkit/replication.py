@@ -42,7 +42,7 @@ from .jobs import (
     backup_do_checkpoint,
     backup_wait_for_overlapping_requests,
 )
-from .kernel import Task, current_task, emit
+from .kernel import Task, current_task, emit, touch
 from .layers import SECTOR
 
 DESIGNS = ("none", "2.8", "4.0")
@@ -141,6 +141,7 @@ class ReplicationNode(BlockNode):
 
     async def _co_preadv(self, offset: int, nbytes: int) -> bytes:
         """``replication_co_readv``."""
+        touch(("stage", self.name), 0, 1, False)  # get_io_status, the disks, the job
         if self.mode is ReplicationMode.PRIMARY:
             raise self._io_error("read")
         if self.get_io_status() < 0:
@@ -161,6 +162,7 @@ class ReplicationNode(BlockNode):
 
     async def _co_pwritev(self, offset: int, data: bytes, flags: int) -> None:
         """``replication_co_writev``."""
+        touch(("stage", self.name), 0, 1, False)  # get_io_status, the disks
         status = self.get_io_status()
         if status < 0:
             raise self._io_error("write")

@@ -37,12 +37,17 @@ class StepNote:
 
 def workflow_step(event: Event, source: str = "secondary-disk",
                   target: str = "hidden") -> StepNote | None:
-    """The step (1–3) of a primary write's event, or None for other events."""
+    """The step (1–3) of a primary write's event, or None for other events.
+
+    Decided from the event's typed fields (``kind``, ``node``, ``op``: the
+    request type or the I/O op); ``detail`` is only quoted in the sentence.
+    """
     if not event.task.startswith("nbd-write#"):
         return None
     span = f"[{event.offset:#x}+{event.length:#x}]" if event.offset >= 0 else ""
-    kind, node = event.kind, event.node
-    if kind == "req-start" and node == source and event.detail in ("write", "zero"):
+    kind, node, op = event.kind, event.node, event.op
+    writes = op in ("write", "zero")
+    if kind == "req-start" and node == source and writes:
         return StepNote(1, f"{event.task} reaches {source} {span} (bdrv_aligned_pwritev); "
                            f"the before-write notifier calls backup_do_cow")
     if kind == "wait":
@@ -51,17 +56,17 @@ def workflow_step(event: Event, source: str = "secondary-disk",
         return StepNote(2, f"backup_do_cow: {event.detail} registered (cow_request_begin)")
     if kind == "cow-copy":
         return StepNote(2, f"backup_do_cow: {event.detail}")
-    if kind == "req-start" and node == source and event.detail == "read":
+    if kind == "req-start" and node == source and op == "read":
         return StepNote(2, f"read the old contents of {source} {span} (no serialising)")
     if kind == "req-start" and node == target:
-        what = "write-zeroes (an all-zero cluster)" if event.detail == "zero" else "write"
+        what = "write-zeroes (an all-zero cluster)" if op == "zero" else "write"
         return StepNote(2, f"{what} of the old contents to {target} {span}")
     if kind == "cow-end":
         return StepNote(2, f"backup_do_cow: {event.detail} ended (cow_request_end wakes "
                            f"waiters)")
-    if kind == "point" and node == source and event.detail.startswith("io-write"):
+    if kind == "point" and node == source and op == "io-write":
         return StepNote(3, f"the new data of {event.task} is written to {source} {span}")
-    if kind == "req-end" and node == source and event.detail in ("write", "zero"):
+    if kind == "req-end" and node == source and writes:
         return StepNote(3, f"{event.task} completed on {source}")
     if kind == "failed":
         return StepNote(3, f"{event.task} failed: {event.detail}")

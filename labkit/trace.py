@@ -10,7 +10,13 @@ Two forms of a schedule:
 * the compact string, task names with run-lengths: ``"vm-read#1*2 nbd-write#1*5 vm-read#1"``;
 * JSON (:func:`dumps` / :func:`loads`), together with the trace, versioned by
   :data:`SCHEMA_VERSION`.  Loading validates every field and rejects a
-  malformed file or one written by a newer labkit with :class:`TraceFormatError`.
+  malformed file, one written by a newer labkit, or one of schema version 1
+  (before events had their typed ``op`` field) with :class:`TraceFormatError`.
+
+Inputs are bounded before anything is allocated: a schedule has at most
+:data:`MAX_SCHEDULE` choices, a trace file at most :data:`MAX_TRACE_CHARS`
+characters and :data:`MAX_JSON_DEPTH` levels of nesting
+(:class:`~labkit.errors.LimitError` / :class:`TraceFormatError`).
 """
 
 from __future__ import annotations
@@ -19,14 +25,19 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
-from .errors import TraceFormatError
+from .errors import LimitError, TraceFormatError
 from .kernel import Event
 
-SCHEMA_VERSION = 1
+# 2: events carry ``op`` (the typed I/O op of a point, the type of a tracked
+# request), ``detail`` is display text only.
+SCHEMA_VERSION = 2
 FORMAT_NAME = "labkit-trace"
+MAX_SCHEDULE = 10_000_000  # choices in one schedule (a run of 10 M decisions is hours)
+MAX_TRACE_CHARS = 512 << 20  # characters of a trace file's JSON
+MAX_JSON_DEPTH = 64  # a trace file nests 3 levels; far deeper is not a trace
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]*#\d+$")
 _ITEM = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_.:-]*#\d+)(?:\*(?P<count>\d+))?$")
@@ -50,6 +61,11 @@ def format_schedule(names: Iterable[str]) -> str:
 
 def parse_schedule(text: str) -> list[str]:
     """Parse :func:`format_schedule`'s string (commas or spaces separate items)."""
+    if not isinstance(text, str):
+        raise TraceFormatError(f"a schedule string is text, got {type(text).__name__}")
+    if len(text) > MAX_TRACE_CHARS:
+        raise LimitError(f"schedule of {len(text)} characters is longer than the "
+                         f"{MAX_TRACE_CHARS} allowed")
     names: list[str] = []
     for position, item in enumerate(t for t in re.split(r"[\s,]+", text.strip()) if t):
         m = _ITEM.match(item)
@@ -57,9 +73,13 @@ def parse_schedule(text: str) -> list[str]:
             raise TraceFormatError(
                 f"schedule item {position + 1} {item!r} is not a task name with an optional "
                 f"run-length; expected e.g. 'vm-read#1' or 'nbd-write#1*3'")
-        count = int(m["count"] or 1)
+        digits = m["count"] or "1"
+        count = int(digits) if len(digits) <= 9 else MAX_SCHEDULE + 1
         if count < 1:
             raise TraceFormatError(f"schedule item {position + 1} {item!r}: run-length must be ≥ 1")
+        if len(names) + count > MAX_SCHEDULE:
+            raise LimitError(f"schedule item {position + 1} {item[:40]!r}: the schedule would "
+                             f"have more than {MAX_SCHEDULE:,} choices, the most labkit replays")
         names.extend([m["name"]] * count)
     return names
 
@@ -68,7 +88,7 @@ def digest(trace: Sequence[Event]) -> str:
     """A SHA-256 of the trace's canonical JSON: equal digests, equal traces."""
     h = hashlib.sha256()
     for e in trace:
-        h.update(json.dumps(asdict(e), sort_keys=True, separators=(",", ":")).encode())
+        h.update(json.dumps(e.as_dict(), sort_keys=True, separators=(",", ":")).encode())
         h.update(b"\n")
     return h.hexdigest()
 
@@ -90,20 +110,52 @@ def dumps(trace: Sequence[Event], schedule: Sequence[str], meta: dict[str, Any] 
         "version": SCHEMA_VERSION,
         "meta": meta or {},
         "schedule": list(schedule),
-        "events": [asdict(e) for e in trace],
+        "events": [e.as_dict() for e in trace],
     }
     return json.dumps(doc, indent=1, sort_keys=True)
 
 
-_FIELD_TYPES = {f.name: (int if f.type in ("int", int) else str) for f in fields(Event)}
+_FIELD_TYPES = {name: (int if name in ("seq", "offset", "length") else str)
+                for name in Event.FIELDS}
+_OPEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]')
+
+
+def _check_depth(text: str, what: str) -> None:
+    """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` before parsing it (Python's
+    parser recurses once per level: 200,000 ``[`` would be a RecursionError)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return
+    depth = 0
+    for m in _OPEN.finditer(text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise TraceFormatError(f"{what} nests arrays or objects more than "
+                                       f"{MAX_JSON_DEPTH} levels deep; a labkit trace file has 3")
+        elif c in "]}":
+            depth -= 1
+
+
+def load_json(text: str, what: str = "trace file") -> Any:
+    """``json.loads`` with labkit's bounds and errors (:class:`TraceFormatError`)."""
+    if len(text) > MAX_TRACE_CHARS:
+        raise LimitError(f"{what} of {len(text):,} characters is larger than the "
+                         f"{MAX_TRACE_CHARS:,} allowed")
+    _check_depth(text, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TraceFormatError(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:  # cannot happen after _check_depth; never a traceback
+        raise TraceFormatError(f"{what} nests too deeply") from None
 
 
 def loads(text: str) -> Recording:
     """Parse and validate a trace file written by :func:`dumps`."""
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TraceFormatError(f"trace file is not valid JSON: {exc}") from None
+    if not isinstance(text, str):
+        raise TraceFormatError(f"a trace file is JSON text, got {type(text).__name__}")
+    doc = load_json(text)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise TraceFormatError(f"not a labkit trace: expected an object with "
                                f"\"format\": \"{FORMAT_NAME}\"")
@@ -115,6 +167,11 @@ def loads(text: str) -> Recording:
                                f"labkit understands ({SCHEMA_VERSION}); upgrade labkit")
     if version < 1:
         raise TraceFormatError(f"trace file has schema version {version}; versions start at 1")
+    if version < SCHEMA_VERSION:
+        raise TraceFormatError(
+            f"trace file has schema version {version}, written by an older labkit; this one "
+            f"reads version {SCHEMA_VERSION} (events with a typed \"op\" field): record it "
+            f"again, e.g. with labkit explore --json or Counterexample.to_json()")
     schedule = doc.get("schedule")
     if not isinstance(schedule, list) or not all(isinstance(n, str) and _NAME.match(n)
                                                   for n in schedule):

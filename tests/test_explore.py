@@ -151,14 +151,15 @@ def test_shrink_can_be_turned_off() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "error", "message"), [
-    ({"reduction": "magic"}, ValueError, "reduction must be one of 'dpor', 'sleep', 'none'"),
-    ({"max_runs": 0}, ValueError, "max_runs must be a positive integer or None"),
-    ({"max_runs": 2.5}, ValueError, "max_runs must be a positive integer"),
-    ({"max_runs": True}, ValueError, "max_runs must be a positive integer"),
-    ({"preemption_bound": -1}, ValueError, "preemption_bound must be an integer ≥ 0 or None"),
-    ({"stop_at_first": "yes"}, ValueError, "stop_at_first must be True or False"),
-    ({"policy": lk.FIFO()}, ValueError, "cannot be given"),
-    ({"colour": "blue"}, TypeError, "unknown configuration keyword 'colour'; allowed: size"),
+    ({"reduction": "magic"}, lk.ConfigError, "reduction must be one of 'dpor', 'sleep', 'none'"),
+    ({"max_runs": 0}, lk.ConfigError, "max_runs must be a positive integer or None"),
+    ({"max_runs": 2.5}, lk.ArgumentError, "max_runs must be a positive integer"),
+    ({"max_runs": True}, lk.ArgumentError, "max_runs must be a positive integer"),
+    ({"preemption_bound": -1}, lk.ConfigError, "preemption_bound must be an integer ≥ 0 or None"),
+    ({"stop_at_first": "yes"}, lk.ConfigError, "stop_at_first must be True or False"),
+    ({"keep_runs": 1}, lk.ConfigError, "keep_runs must be True or False"),
+    ({"policy": lk.FIFO()}, lk.ConfigError, "cannot be given"),
+    ({"colour": "blue"}, lk.ArgumentError, "unknown configuration keyword 'colour'; allowed: size"),
     ({"design": "5.0"}, ValueError, "design must be one of 'none', '2.8', '4.0'"),
 ])
 def test_bad_options_say_what_is_allowed(kwargs, error, message) -> None:
@@ -255,18 +256,18 @@ def test_check_determinism_returns_the_trace_digest() -> None:
 
 
 def test_a_nondeterministic_run_names_the_first_differing_event(monkeypatch) -> None:
-    explore_module = importlib.import_module("labkit.explore")  # the module, not lk.explore
-    real = explore_module._replay_allowing_deadlock
+    replay_module = importlib.import_module("labkit.explore._replay")
+    real = replay_module.replay_lab
     calls = {"n": 0}
 
-    def flaky(scenario, names, cfg):
-        lab = real(scenario, names, cfg)
+    def flaky(scenario, names, cfg, allow_deadlock=False):
+        lab, policy = real(scenario, names, cfg, allow_deadlock)
         calls["n"] += 1
         if calls["n"] == 2:  # the second run "drifts" at event 7
             lab.kernel.trace[7] = lk.Event(7, "vm-read#9", "run")
-        return lab
+        return lab, policy
 
-    monkeypatch.setattr(explore_module, "_replay_allowing_deadlock", flaky)
+    monkeypatch.setattr(replay_module, "replay_lab", flaky)
     with pytest.raises(NondeterminismError) as info:
         lk.check_determinism(CANONICAL, SHRUNK, design="none")
     assert info.value.index == 7 and info.value.second.task == "vm-read#9"
@@ -292,9 +293,9 @@ def test_summary_names_verdict_counts_and_the_shrunk_schedule(canonical_none) ->
 
 def test_deadlocks_are_reported_as_violations(monkeypatch) -> None:
     """A run that deadlocks is a finding of its own (kind 'deadlock')."""
-    from labkit import _explore_search
+    from labkit.explore import _search
 
-    real = _explore_search.Search.execute
+    real = _search.Search.execute
 
     def execute(self, branch):
         record = real(self, branch)
@@ -302,7 +303,7 @@ def test_deadlocks_are_reported_as_violations(monkeypatch) -> None:
             record.deadlock = lk.Deadlock([("nbd-write#1", "nothing (injected)")])
         return record
 
-    monkeypatch.setattr(_explore_search.Search, "execute", execute)
+    monkeypatch.setattr(_search.Search, "execute", execute)
     ex = lk.explore(CANONICAL, design="2.8", shrink=False)
     assert ex.verdict == "violation"
     assert ex.violations[0].kind == "deadlock" and "deadlock" in ex.violations[0].message
@@ -364,3 +365,243 @@ def test_cli_replay_rejects_a_bad_schedule(capsys) -> None:
     assert main(["replay", "canonical", "--schedule", "start#1*3 vm-read#7"]) == 2
     err = capsys.readouterr().err
     assert "labkit replay: schedule position 3: unknown task 'vm-read#7'" in err
+
+
+# --- a counterexample replays by itself; trace files are checked against the run ---------------
+
+
+def test_the_canonical_none_counterexample_replays_without_its_design(canonical_none) -> None:
+    cx = canonical_none.violations[0]
+    text = cx.to_json()
+    lab = lk.replay(None, text)  # scenario and design "none" come from the file
+    assert [v.message for v in lab.violations()] == [cx.message]
+    assert lk.replay(CANONICAL, text).schedule == list(cx.schedule)
+    assert lk.replay(None, text, design="none", size=128 * 1024).violations()
+    assert tuple(lk.replay(None, tr.loads(text)).trace) == cx.trace
+
+
+def test_a_keyword_that_contradicts_the_trace_file_is_an_error(canonical_none) -> None:
+    text = canonical_none.violations[0].to_json()
+    with pytest.raises(lk.ConfigError, match=r"design='2.8' contradicts the trace file, which "
+                                             r"was recorded with design='none'"):
+        lk.replay(None, text, design="2.8")
+    with pytest.raises(lk.ConfigError, match="size='64K' contradicts"):
+        lk.replay(None, text, size="64K")
+
+
+def test_a_trace_file_for_another_scenario_is_refused(canonical_none) -> None:
+    text = canonical_none.violations[0].to_json()
+    with pytest.raises(TraceFormatError, match="recorded for another scenario"):
+        lk.replay(CANONICAL3, text)
+    # comments and spacing are not the scenario
+    assert lk.replay("# same commands\n" + CANONICAL.replace("\n", "  \n"), text).violations()
+
+
+def test_a_tampered_trace_file_is_refused_naming_the_event(canonical_none) -> None:
+    doc = json.loads(canonical_none.violations[0].to_json())
+    doc["events"][9]["offset"] = 0x7000
+    with pytest.raises(TraceFormatError, match="differ from the replayed run at event 9"):
+        lk.replay(None, json.dumps(doc))
+    del doc["meta"]["scenario"]
+    with pytest.raises(TraceFormatError, match="does not store its scenario"):
+        lk.replay(None, json.dumps(doc))
+
+
+def test_an_old_schema_version_is_refused_clearly(canonical_none) -> None:
+    doc = json.loads(canonical_none.violations[0].to_json())
+    assert doc["version"] == tr.SCHEMA_VERSION == 2
+    assert all("op" in e for e in doc["events"])
+    doc["version"] = 1
+    for e in doc["events"]:
+        del e["op"]
+    with pytest.raises(TraceFormatError, match="schema version 1, written by an older labkit"):
+        tr.loads(json.dumps(doc))
+    with pytest.raises(TraceFormatError, match="schema version 1"):
+        lk.replay(None, json.dumps(doc))
+
+
+@pytest.mark.parametrize(("schedule", "error", "message"), [
+    ("start#1*99999999999", lk.LimitError, "more than 10,000,000 choices"),
+    ("start#1*" + "9" * 5000, lk.LimitError, "more than 10,000,000 choices"),
+    ("start#1*6000000 start#1*6000000", lk.LimitError, "item 2"),
+    ("[" * 200_000, TraceFormatError, "more than 64 levels deep"),
+    ("{\"a\": " * 200_000, TraceFormatError, "more than 64 levels deep"),
+])
+def test_schedules_and_trace_files_are_bounded(schedule, error, message) -> None:
+    with pytest.raises(error, match=message):
+        parse_schedule(schedule)
+    with pytest.raises(error, match=message):
+        lk.replay(CANONICAL, schedule, design="none")
+
+
+def test_a_deep_trace_file_gives_a_labkit_error_not_a_recursion_error() -> None:
+    with pytest.raises(TraceFormatError, match="levels deep"):
+        tr.loads("[" * 200_000 + "]" * 200_000)
+    deep_but_in_a_string = json.dumps({"x": "[" * 1000})
+    with pytest.raises(TraceFormatError, match="not a labkit trace"):
+        tr.loads(deep_but_in_a_string)
+
+
+# --- shrinking within the budget -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("budget", [8, 20, 60])
+def test_shrinking_stays_within_max_runs(budget: int) -> None:
+    ex = lk.explore(CANONICAL3, design="none", max_runs=budget)
+    assert ex.runs + ex.shrink_runs <= budget
+    assert ex.violations
+
+
+def test_without_shrinking_nothing_is_called_shrunk() -> None:
+    ex = lk.explore(CANONICAL3, design="none", shrink=False)
+    assert ex.shrink_runs == 0
+    assert all(not cx.shrunk for cx in ex.violations)
+    assert "shrunk" not in ex.summary() and "  schedule (" in ex.summary()
+    assert "shrunk schedule" in lk.explore(CANONICAL, design="none").summary()
+
+
+# --- public results: schedules and outcome digests ---------------------------------------------
+
+
+def test_keep_runs_hands_back_every_complete_run_with_its_digest() -> None:
+    ex = lk.explore(CANONICAL, design="none", reduction="none", keep_runs=True)
+    assert ex.runs_detail is not None and len(ex.runs_detail) == ex.interleavings
+    assert {r.digest for r in ex.runs_detail} == ex.outcomes
+    for run in ex.runs_detail:  # every schedule replays to a run with that digest
+        lab = lk.replay(CANONICAL, run.schedule, design="none")
+        assert lk.explore.__module__ == "labkit.explore"
+        from labkit.explore import outcome_digest
+        assert outcome_digest(lab) == run.digest
+        assert bool(run.violations) == bool(lab.violations())
+    assert lk.explore(CANONICAL, design="none").runs_detail is None
+
+
+def test_the_digest_sees_an_intermediate_dump() -> None:
+    from labkit.explore import outcome_digest
+
+    a = lk.run_scenario("start\npwrite 0 4K 0xbb\ndump x\npwrite 0 4K 0xcc\n")
+    b = lk.run_scenario("start\npwrite 0 4K 0xcc\ndump x\npwrite 0 4K 0xcc\n")
+    assert a.layers() == b.layers()
+    assert outcome_digest(a) != outcome_digest(b)
+
+
+def test_the_digest_sees_an_error_message_and_an_expectation() -> None:
+    import errno
+
+    from labkit.explore import outcome_digest
+
+    def failing_read(code: int) -> lk.Lab:
+        lab = lk.build_secondary(size="64K")
+        lab.start()
+        lab.active.inject_error("read", errno=code)
+        lab.hidden.inject_error("read", errno=code)
+        lab.secondary.inject_error("read", errno=code)
+        lab.vm_read(0, 4096)
+        lab.run()
+        return lab
+
+    a, b = failing_read(errno.EIO), failing_read(errno.ENOSPC)
+    assert [t.state for t in a.kernel.tasks.values()] == [t.state for t in b.kernel.tasks.values()]
+    assert outcome_digest(a) != outcome_digest(b)
+    c = lk.run_scenario("start\nexpect secondary 0 4K 0xbb\n", size="64K")
+    d = lk.run_scenario("start\nexpect secondary 0 4K orig\n", size="64K")
+    assert c.expectation_failures and not d.expectation_failures
+    assert outcome_digest(c) != outcome_digest(d)
+
+
+# --- interning ---------------------------------------------------------------------------------
+
+
+def test_each_search_has_its_own_interning_with_ids_never_reused(monkeypatch) -> None:
+    from labkit.explore import _footprint
+
+    a, b = _footprint.Interner(), _footprint.Interner()
+    w = ((("cow", "d"), 0, 4096, True),)
+    r = ((("cow", "d"), 0, 4096, False),)
+    other = ((("cow", "d"), 8192, 12288, True),)
+    fw, fr, fo = a.footprint(w), a.footprint(r), a.footprint(other)
+    assert a.footprint(w) is fw and len({fw.uid, fr.uid, fo.uid}) == 3
+    assert b.footprint(other).uid == 1 and b.footprint(other) is not fo
+    monkeypatch.setattr(_footprint, "DEPENDENT_CACHE_MAX", 2)
+    for _ in range(3):  # the answer cache starts afresh, the ids stay unique: answers stay right
+        assert a.dependent(fw, fr) and not a.dependent(fw, fo) and not a.dependent(fr, fo)
+        many = [a.footprint(((("x", str(i)), 0, 1, True),)) for i in range(50)]
+        assert len({f.uid for f in many}) == 50
+    assert a.dependent(a.glob, fr)
+
+
+# --- the engine declares what it touches ------------------------------------------------------
+
+
+def test_an_instrument_sees_every_declared_access_and_step() -> None:
+    class Log(lk.Instrument):
+        def __init__(self) -> None:
+            self.accesses: list[tuple[str, lk.Access]] = []
+            self.steps = 0
+            self.events: list[lk.Event] = []
+
+        def before_step(self, task: lk.Task) -> None:
+            self.steps += 1
+            if task.suspended is not None:
+                for a in task.suspended.accesses(task.name):
+                    self.accesses.append((task.name, a))
+
+        def on_access(self, task: lk.Task, access: lk.Access) -> None:
+            self.accesses.append((task.name, access))
+
+        def on_event(self, event: lk.Event) -> None:
+            self.events.append(event)
+
+    lab = lk.build_secondary(size="128K", design="2.8")
+    log = Log()
+    lab.kernel.instruments.append(log)
+    lab.kernel.tracing = False
+    lab.play(CANONICAL)
+    assert log.steps == len(lab.schedule) and not lab.trace
+    assert [e.kind for e in log.events][:2] == ["spawn", "run"] and log.events[0].seq == -1
+    seen = {(t, a.resource, a.write) for t, a in log.accesses}
+    assert ("nbd-write#1", ("cow", "secondary-disk"), True) in seen  # cow_request_begin/end
+    assert ("vm-read#1", ("cow", "secondary-disk"), True) in seen  # 2.8: the read's CowRequest
+    assert ("nbd-write#1", ("data", "secondary-disk"), True) in seen  # step 3
+    assert ("nbd-write#1", ("map", "hidden"), True) in seen  # the COW's L2 update
+    assert ("vm-read#1", ("oracle", "vm-view"), False) in seen
+    assert ("start#1", ("global", ""), True) in seen  # a control task
+    assert all(a.request == t for t, a in log.accesses)
+    waits = [a for t, a in log.accesses if a.waits]
+    assert waits and all(a.resource == ("cow", "secondary-disk") for a in waits)
+
+
+def test_a_parked_task_says_what_its_io_will_do() -> None:
+    lab = lk.build_secondary(size="64K")
+    lab.start()
+    task = lab.primary_write(0, 4096, 0xbb)
+    while task.suspended is None or task.suspended.op != "io-read":
+        lab.step()
+    parked = task.suspended
+    assert (parked.kind, parked.node, parked.write) == ("point", "secondary-disk", False)
+    (access,) = parked.accesses(task.name)
+    assert access == lk.Access(("data", "secondary-disk"), 0, 65536, False, "nbd-write#1")
+    assert str(access) == "R data secondary-disk [0x0,0x10000)"
+    ev = lab.trace[-1]
+    assert (ev.kind, ev.op, ev.detail) == ("point", "io-read", "")
+    assert ev.describe() == "point secondary-disk [0x0+0x10000] io-read"
+
+
+def test_nothing_outside_the_kernel_decides_from_event_detail() -> None:
+    import pathlib
+    import re
+
+    root = pathlib.Path(lk.__file__).parent
+    # a condition on .detail (not the text quoted inside an f-string's braces)
+    deciding = re.compile(r"\b(if|elif|while|and|or|not)\b[^#\n]*\.detail\b(?!\s*[}!:])"
+                          r"|\.detail\s*(==|!=|\bin\b)|\bin\s+\w+(\.\w+)*\.detail\b"
+                          r"|\.detail\.(startswith|endswith|split|partition|find|index)")
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel in ("kernel.py", "trace.py"):
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if deciding.search(line):
+                offenders.append(f"{rel}:{n}: {line.strip()}")
+    assert offenders == [], offenders

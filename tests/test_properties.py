@@ -166,3 +166,32 @@ def test_the_9_3a_example_is_recognised() -> None:
 def test_a_failing_example_prints_as_scenario_text() -> None:
     shown = repr(Program("start\npar { vread 0b 4K; pwrite 0b 4K 0x80 }\n"))
     assert shown == "Program('''\n    start\n    par { vread 0b 4K; pwrite 0b 4K 0x80 }\n''')"
+
+
+@st.composite
+def observed_program(draw) -> Program:
+    """A 2-3 task race with everything a user can observe around it: dumps, expectations."""
+    base = draw(par_program()).text.splitlines()
+    par_at = next(i for i, line in enumerate(base) if line.startswith("par"))
+    lines = [*base[:par_at], "dump before", base[par_at], "dump after"]
+    if draw(st.booleans()):
+        lines.append(f"expect {draw(st.sampled_from(['secondary', 'hidden', 'active']))} "
+                     f"0 4K {draw(st.sampled_from(['orig', 'alloc', 'unalloc', '0xa0']))}")
+    lines += base[par_at + 1:]
+    return Program("\n".join(lines) + "\n")
+
+
+@settings(PROPERTY_SETTINGS, max_examples=8)
+@given(observed_program(), st.sampled_from(["none", "2.8", "4.0"]))
+def test_reduced_and_naive_exploration_agree_through_the_public_api(program: Program,
+                                                                     design: str) -> None:
+    """Same verdict, same set of outcome digests (each run's every observable), via keep_runs."""
+    naive = lk.explore(program.text, design=design, reduction="none", max_runs=1500,
+                       shrink=False, keep_runs=True, **CONFIG)
+    assume(naive.complete)
+    reduced = lk.explore(program.text, design=design, shrink=False, keep_runs=True, **CONFIG)
+    assert reduced.complete and reduced.verdict == naive.verdict
+    assert naive.runs_detail is not None and reduced.runs_detail is not None
+    naive_digests = {r.digest for r in naive.runs_detail}
+    assert {r.digest for r in reduced.runs_detail} == naive_digests == naive.outcomes
+    assert len(reduced.runs_detail) <= len(naive.runs_detail)

@@ -166,7 +166,7 @@ def test_zero_cluster_is_copied_as_write_zeroes():
     lab = lk.run_scenario("start\npwrite 0 4K 0xbb", size="128K", fill="zero")
     hidden = lab.layers()["hidden"]
     assert hidden.alloc[:128].all() and hidden.zero[:128].all()
-    assert any(e.kind == "req-start" and e.node == "hidden" and e.detail == "zero"
+    assert any(e.kind == "req-start" and e.node == "hidden" and e.op == "zero"
                for e in lab.trace)
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import AlignmentError, BlockError, GraphError, NotSupported, RangeError
-from ..kernel import CoQueue, Task, current_task, emit
+from ..kernel import CoQueue, Task, current_task, emit, touch
 from ..layers import SECTOR, Layer
 
 # Request flags (BdrvRequestFlags)
@@ -79,6 +79,11 @@ class TrackedRequest:
             self._wait_queue = CoQueue(f"{self.type} by {who} on {self.node.name} "
                                        f"[{self.offset:#x}+{self.bytes:#x}] (tracked request)")
         return self._wait_queue
+
+    def wake_waiters(self) -> None:
+        """``qemu_co_queue_restart_all(&req->wait_queue)`` — if anyone ever waited."""
+        if self._wait_queue is not None:  # no queue made: nobody ever waited
+            self._wait_queue.restart_all()
 
     def overlaps(self, offset: int, nbytes: int) -> bool:
         return offset < self.overlap_offset + self.overlap_bytes and \
@@ -230,16 +235,20 @@ class BlockNode:
     def _tracked_begin(self, offset: int, nbytes: int, type_: str) -> TrackedRequest:
         req = TrackedRequest(self, offset, nbytes, type_, current_task())
         self.tracked_requests.append(req)
-        emit("req-start", self.name, offset, nbytes, type_)
+        # A non-serialising request matters to the list only through serialising
+        # ones (wait_serialising_requests): it reads the list over its range.
+        touch(("req", self.name), offset, offset + nbytes, False)
+        emit("req-start", self.name, offset, nbytes, op=type_)
         return req
 
     def _tracked_end(self, req: TrackedRequest) -> None:
         if req.serialising:
             self.serialising_in_flight -= 1
         self.tracked_requests.remove(req)
-        emit("req-end", self.name, req.offset, req.bytes, req.type)
-        if req._wait_queue is not None:  # no queue made: nobody ever waited
-            req._wait_queue.restart_all()
+        touch(("req", self.name), req.overlap_offset, req.overlap_offset + req.overlap_bytes,
+              req.serialising)
+        emit("req-end", self.name, req.offset, req.bytes, op=req.type)
+        req.wake_waiters()
         if self.drain_waiters is not None:  # a drained section polls for this end
             self.drain_waiters.restart_all()
 
@@ -252,9 +261,14 @@ class BlockNode:
             self.serialising_in_flight += 1
         req.overlap_offset = min(req.overlap_offset, start)
         req.overlap_bytes = max(req.overlap_offset + req.overlap_bytes, end) - req.overlap_offset
+        touch(("req", self.name), req.overlap_offset, req.overlap_offset + req.overlap_bytes, True)
 
     async def wait_serialising_requests(self, me: TrackedRequest) -> bool:
         """``wait_serialising_requests``: wait for conflicting overlaps, rescan after each wait."""
+        # The scan reads the list over our range (as a writer when we serialise: we
+        # wait for every overlap); serialising_in_flight only summarises the list.
+        touch(("req", self.name), me.overlap_offset, me.overlap_offset + me.overlap_bytes,
+              me.serialising)
         if not self.serialising_in_flight:
             return False
         waited = False
@@ -271,7 +285,11 @@ class BlockNode:
                     f"reentrant request: {me!r} would wait for {req!r} of the same task")
                 if req.waiting_for is None:
                     me.waiting_for = req
+                    touch(("req", self.name), req.overlap_offset,
+                          req.overlap_offset + req.overlap_bytes, False, waits=True)
                     await req.wait_queue.wait()
+                    touch(("req", self.name), me.overlap_offset,
+                          me.overlap_offset + me.overlap_bytes, me.serialising)  # rescan
                     me.waiting_for = None
                     retry = True
                     waited = True
@@ -322,6 +340,7 @@ class BlockNode:
     async def co_is_allocated(self, offset: int, nbytes: int) -> tuple[bool, int]:
         """``bdrv_is_allocated`` for this layer only: (allocated?, bytes in that state)."""
         self.check_request(offset, nbytes, "is_allocated")
+        touch(("map", self.name), offset, offset + nbytes, False)
         alloc = self._allocation()[offset // SECTOR:(offset + nbytes) // SECTOR]
         if alloc.size == 0:
             return False, 0
@@ -375,7 +394,8 @@ class BlockNode:
         out = np.zeros(self.size // SECTOR, dtype=bool)
         node: BlockNode | None = self
         while node is not None and node is not base:
-            out |= node._allocation()
+            touch(("map", node.name), 0, node.size, False)  # reads its whole allocation map
+            out |= node.allocation()
             node = node.backing
         return out
 
@@ -413,6 +433,14 @@ class BlockNode:
 
     def _zero_map(self) -> np.ndarray:
         return np.zeros(self.size // SECTOR, dtype=bool)
+
+    def allocation(self) -> np.ndarray:
+        """Per 512-byte sector: allocated in this node's own layer (the driver's answer)."""
+        return self._allocation()
+
+    def peek_pieces(self, offset: int, nbytes: int) -> list:
+        """What :meth:`peek` returns, as buffers (no checks): for a backing chain's peek."""
+        return self._peek_pieces(offset, nbytes)
 
     def _own_data(self) -> np.ndarray:
         raise NotImplementedError

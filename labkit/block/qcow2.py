@@ -25,10 +25,12 @@ data of a guest cluster is stored at its guest offset.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import numpy as np
 
 from ..errors import GraphError
-from ..kernel import CoMutex, CoQueue, current_task, emit, sched_point
+from ..kernel import CoMutex, CoQueue, current_task, emit, sched_point, touch
 from ..layers import SECTOR
 from ._node import REQ_MAY_UNMAP, BlockNode
 from ._store import ChunkStore, zero_pieces
@@ -73,6 +75,11 @@ class Qcow2Node(BlockNode):
         self._data = ChunkStore(size)
         self.lock = CoMutex(f"{name} s->lock")
         self._allocs: list[_InflightAlloc] = []
+        self._lock_waiters = 0  # tasks blocked in _lock (an unlock then hands over)
+        self._mutex = ("mutex", name)
+        self._l2 = ("map", name)
+        self._alloc_key = ("alloc", name)
+        self._data_key = ("data", name)
         if backing is not None:
             self.set_backing(backing)
 
@@ -85,6 +92,54 @@ class Qcow2Node(BlockNode):
         return _STATE_NAMES[int(self._map[index])]
 
     # --- helpers ---------------------------------------------------------------
+    # Declared accesses (see labkit.kernel.Access): ("map", node) is the L2 table,
+    # ("alloc", node) the in-flight allocations (QCowL2Meta list), ("mutex", node)
+    # s->lock.  Taking and releasing the lock uncontended only *reads* it (two
+    # such steps commute); blocking on it, handing it over to a waiter and
+    # yielding while holding it *write* it.
+    def _span(self, pos: int, end: int) -> tuple[int, int]:
+        cs = self._cluster_size
+        return (pos // cs) * cs, -(-end // cs) * cs
+
+    def _lock(self) -> Awaitable[None]:
+        """``qemu_co_mutex_lock(&s->lock)``, declaring it (``await self._lock()``).
+
+        Not a coroutine itself: a free lock returns CoMutex.lock's own coroutine, so
+        the common case costs no extra coroutine frame on the hot path.
+        """
+        lock = self.lock
+        if lock.holder is None:
+            touch(self._mutex, 0, 1, False)
+            return lock.lock()  # free: taken without yielding
+        touch(self._mutex, 0, 1, True, waits=True)
+        return self._lock_contended()
+
+    async def _lock_contended(self) -> None:
+        self._lock_waiters += 1
+        try:
+            await self.lock.lock()
+        finally:
+            self._lock_waiters -= 1
+        touch(self._mutex, 0, 1, True)  # resumes holding it, after the hand-over
+
+    def _unlock(self) -> None:
+        """``qemu_co_mutex_unlock(&s->lock)``, declaring it (a write if it wakes a waiter)."""
+        touch(self._mutex, 0, 1, self._lock_waiters > 0)
+        self.lock.unlock()
+
+    def _meta_point(self, offset: int, nbytes: int, detail: str, args: tuple = ()):
+        """A metadata update under ``s->lock``: a scheduling point that yields holding
+        the lock and, when it resumes, writes the L2 map (and the data it links)."""
+        touch(self._mutex, 0, 1, True)  # yields holding s->lock
+        lo, hi = self._span(offset, offset + nbytes)
+        also = ((self._l2, lo, hi, True), (self._mutex, 0, 1, True))
+        return sched_point("meta", self.name, offset, nbytes,
+                           detail.format(*args) if args else detail, write=True, also=also)
+
+    def _read_map(self, pos: int, end: int) -> None:
+        lo, hi = self._span(pos, end)
+        touch(self._l2, lo, hi, False)
+
     def _run(self, pos: int, end: int, same: frozenset[int]) -> int:
         """Bytes from ``pos`` (≤ end) covered by consecutive clusters whose state is in ``same``."""
         cs = self._cluster_size
@@ -100,27 +155,28 @@ class Qcow2Node(BlockNode):
         out = np.zeros(nbytes, dtype=np.uint8)
         end = offset + nbytes
         pos = offset
-        await self.lock.lock()
+        await self._lock()
         try:
             while pos < end:
+                self._read_map(pos, end)
                 state = int(self._map[pos // self._cluster_size])
                 cur = self._run(pos, end, frozenset((state,)))
                 if state == UNALLOCATED:
                     if self.backing is not None:
-                        self.lock.unlock()
+                        self._unlock()
                         data = await self.backing.co_preadv(pos, cur)
-                        await self.lock.lock()
+                        await self._lock()
                         out[pos - offset:pos - offset + cur] = np.frombuffer(data, np.uint8)
                     else:
                         emit("read-zero", self.name, pos, cur, "unallocated, no backing file")
                 elif state == ZERO:
                     emit("read-zero", self.name, pos, cur, "zero cluster")
                 elif state == NORMAL:
-                    self.lock.unlock()
-                    await sched_point("io-read", self.name, pos, cur)
+                    self._unlock()
+                    await sched_point("io-read", self.name, pos, cur, write=False)
                     self._check_injected("read", pos, cur)
                     out[pos - offset:pos - offset + cur] = self._data.read(pos, cur)
-                    await self.lock.lock()
+                    await self._lock()
                 pos += cur
         finally:
             self._release()
@@ -133,19 +189,20 @@ class Qcow2Node(BlockNode):
         end = offset + len(data)
         cs = self._cluster_size
         pos = offset
-        await self.lock.lock()
+        await self._lock()
         try:
             while pos < end:
                 if await self._wait_dependencies(pos, end):
                     continue
+                self._read_map(pos, end)
                 state = int(self._map[pos // cs])
                 if state == NORMAL:
                     cur = self._run(pos, end, frozenset((NORMAL,)))
-                    self.lock.unlock()
+                    self._unlock()
                     await sched_point("io-write", self.name, pos, cur)
                     self._check_injected("write", pos, cur)
                     self._data.write(pos, buf[pos - offset:pos - offset + cur])
-                    await self.lock.lock()
+                    await self._lock()
                 else:
                     cur = self._run(pos, end, frozenset((UNALLOCATED, ZERO)))
                     cur = self._clip_before_allocs(pos, cur)
@@ -157,16 +214,19 @@ class Qcow2Node(BlockNode):
     def _release(self) -> None:
         """Unlock ``s->lock`` if this task holds it (an error may have left it unlocked)."""
         if self.lock.holder is not None and self.lock.holder is current_task():
-            self.lock.unlock()
+            self._unlock()
 
     async def _wait_dependencies(self, pos: int, end: int) -> bool:
         """``handle_dependencies``: wait if an allocation in flight covers ``pos``'s cluster."""
-        c = pos // self._cluster_size
+        cs = self._cluster_size
+        c = pos // cs
+        touch(self._alloc_key, c * cs, (c + 1) * cs, False)
         for alloc in self._allocs:
             if alloc.start <= c < alloc.end:
-                self.lock.unlock()
+                self._unlock()
+                touch(self._alloc_key, alloc.start * cs, alloc.end * cs, False, waits=True)
                 await alloc.queue.wait()
-                await self.lock.lock()
+                await self._lock()
                 return True
         return False
 
@@ -174,6 +234,7 @@ class Qcow2Node(BlockNode):
         cs = self._cluster_size
         first = pos // cs
         last = (pos + cur - 1) // cs
+        touch(self._alloc_key, first * cs, (last + 1) * cs, False)
         for alloc in self._allocs:
             if first < alloc.start <= last:
                 cur = min(cur, alloc.start * cs - pos)
@@ -193,12 +254,14 @@ class Qcow2Node(BlockNode):
         task = current_task()
         alloc = _InflightAlloc(self.name, c0, c1, task.name if task else "?")
         self._allocs.append(alloc)
-        self.lock.unlock()
+        touch(self._alloc_key, start, c1 * cs, True)
+        self._unlock()
         try:
             head = tail = b""
             if pos > start or pos + nbytes < stop:
                 emit("qcow2-cow", self.name, start, stop - start,
-                     f"fill clusters {c0}-{c1 - 1} around [{pos:#x}+{nbytes:#x}] from backing")
+                     "fill clusters {}-{} around [{:#x}+{:#x}] from backing",
+                     args=(c0, c1 - 1, pos, nbytes))
             if pos > start:
                 head = await self._co_preadv(start, pos - start)
             if pos + nbytes < stop:
@@ -208,13 +271,14 @@ class Qcow2Node(BlockNode):
             self._data.write(start, head)
             self._data.write(pos, chunk)
             self._data.write(pos + nbytes, tail)
-            await self.lock.lock()
-            await sched_point("meta", self.name, start, stop - start,
-                              f"L2 update: clusters {c0}-{c1 - 1} allocated")
+            await self._lock()
+            await self._meta_point(start, stop - start, "L2 update: clusters {}-{} allocated",
+                                   (c0, c1 - 1))
             self._map[c0:c1] = NORMAL
             self._map_version += 1
         finally:
             self._allocs.remove(alloc)
+            touch(self._alloc_key, start, c1 * cs, True)
             alloc.queue.restart_all()
 
     async def _co_pwrite_zeroes(self, offset: int, nbytes: int, flags: int) -> None:
@@ -231,11 +295,11 @@ class Qcow2Node(BlockNode):
             return
         if offset < first_full:
             await self._co_pwritev(offset, bytes(first_full - offset), flags)
-        await self.lock.lock()
+        await self._lock()
         try:
-            await sched_point("meta", self.name, first_full, last_full - first_full,
-                              "L2 update: zero clusters" + (" (may unmap)" if flags &
-                                                            REQ_MAY_UNMAP else ""))
+            await self._meta_point(first_full, last_full - first_full,
+                                   "L2 update: zero clusters (may unmap)" if flags & REQ_MAY_UNMAP
+                                   else "L2 update: zero clusters")
             self._check_injected("write", first_full, last_full - first_full)
             self._map[first_full // cs:-(-last_full // cs)] = ZERO
             self._map_version += 1
@@ -247,9 +311,9 @@ class Qcow2Node(BlockNode):
 
     async def make_empty(self) -> None:
         """``qcow2_make_empty``: drop every cluster; reads fall through to the backing again."""
-        await self.lock.lock()
+        await self._lock()
         try:
-            await sched_point("meta", self.name, 0, self.size, "make_empty: all clusters dropped")
+            await self._meta_point(0, self.size, "make_empty: all clusters dropped")
             self._map[:] = UNALLOCATED
             self._map_version += 1
             self._data.clear()  # every byte back to zero: the chunks are dropped
@@ -266,7 +330,7 @@ class Qcow2Node(BlockNode):
             if state == NORMAL:
                 out += self._data.pieces(pos, cur)
             elif state == UNALLOCATED and self.backing is not None:
-                out += self.backing._peek_pieces(pos, cur)
+                out += self.backing.peek_pieces(pos, cur)
             else:
                 out += zero_pieces(cur)
         return out

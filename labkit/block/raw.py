@@ -44,7 +44,7 @@ class RawNode(BlockNode):
         self._data = ChunkStore(size, base)
 
     async def _co_preadv(self, offset: int, nbytes: int) -> bytes:
-        await sched_point("io-read", self.name, offset, nbytes)
+        await sched_point("io-read", self.name, offset, nbytes, write=False)
         self._check_injected("read", offset, nbytes)
         return self._data.read(offset, nbytes).tobytes()
 

@@ -113,9 +113,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
             print(f"  unknown: {why} before every interleaving was covered")
         for cx in ex.violations:
             print(f"  {cx.message}")
-            print(f"  shrunk schedule ({cx.preemptions} preemption"
-                  f"{'' if cx.preemptions == 1 else 's'}; found with "
-                  f"{cx.original_preemptions}): {cx.schedule_text}")
+            print(f"  {cx.schedule_label[:-1]}; found with {cx.original_preemptions}): "
+                  f"{cx.schedule_text}")
             print(f"  replay it: labkit replay {args.file} --design {design} --schedule "
                   f"'{cx.schedule_text}'")
         if ex.violating_runs > 1:

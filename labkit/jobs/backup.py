@@ -35,7 +35,7 @@ import numpy as np
 
 from ..block import REQ_MAY_UNMAP, REQ_NO_SERIALISING, REQ_SERIALISING, BlockNode, TrackedRequest
 from ..errors import JobError
-from ..kernel import CoQueue, current_task, emit
+from ..kernel import CoQueue, current_task, emit, touch
 from ..layers import SECTOR
 
 BACKUP_CLUSTER_SIZE_DEFAULT = 1 << 16
@@ -113,6 +113,9 @@ class BackupJob:
         self.running = False
         self._cows_in_flight = 0
         self._drained = CoQueue(f"in-flight COWs of {job_id}")
+        # Declared resources (labkit.kernel.Access), over byte ranges of the source.
+        self._table = ("cow", source.name)  # the CowRequest table (inflight_reqs)
+        self._done = ("done", source.name)  # the done_bitmap
 
     def __repr__(self) -> str:
         return f"<BackupJob {self.job_id} {self.source.name}->{self.target.name} " \
@@ -163,8 +166,10 @@ class BackupJob:
             await self.wait_for_overlapping_requests(start, end)
             self.cow_request_begin(cow_request, start, end)
             try:
+                cs = self.cluster_size
                 c = start
                 while c < end:
+                    touch(self._done, c * cs, (c + 1) * cs, False)
                     if self.done_bitmap[c]:
                         c += 1
                         continue
@@ -173,6 +178,8 @@ class BackupJob:
                         limit = max(1, BLOCK_COPY_MAX_BUFFER // self.cluster_size)
                         while c + n < end and n < limit and not self.done_bitmap[c + n]:
                             n += 1
+                        # the bits that made (and ended) the run were read in this step too
+                        touch(self._done, (c + 1) * cs, min(c + n + 1, end) * cs, False)
                     await self._copy_clusters(c, n, is_write_notifier)
                     c += n
             finally:
@@ -188,9 +195,13 @@ class BackupJob:
         cs = self.cluster_size
         start = c * cs
         n = min(count * cs, self.len - start)  # only the image's last cluster can be short
-        what = f"cluster {c}" if count == 1 else f"clusters {c}-{c + count - 1}"
-        emit("cow-copy", self.source.name, start, n,
-             f"{what}: read old data, write it to {self.target.name}")
+        if count == 1:
+            emit("cow-copy", self.source.name, start, n,
+                 "cluster {}: read old data, write it to {}", args=(c, self.target.name))
+        else:
+            emit("cow-copy", self.source.name, start, n,
+                 "clusters {}-{}: read old data, write it to {}",
+                 args=(c, c + count - 1, self.target.name))
         data = await self.source.co_preadv(start, n,
                                            REQ_NO_SERIALISING if is_write_notifier else 0)
         flags = REQ_SERIALISING if self.serialising_target_writes else 0
@@ -206,17 +217,21 @@ class BackupJob:
             else:
                 await self.target.co_pwritev(start + lo, data[lo:hi], flags)
             i = j
+        touch(self._done, start, (c + count) * cs, True)
         self.done_bitmap[c:c + count] = True
         self.offset += n
 
     # --- the CowRequest table ----------------------------------------------------
     async def wait_for_overlapping_requests(self, start: int, end: int) -> None:
         """Wait on any overlapping CowRequest's queue, then rescan from the start."""
+        cs = self.cluster_size
         retry = True
         while retry:
             retry = False
+            touch(self._table, start * cs, end * cs, False)  # the scan
             for req in self.inflight_reqs:
                 if end > req.start and start < req.end:
+                    touch(self._table, req.start * cs, req.end * cs, False, waits=True)
                     await req.wait_queue.wait()
                     retry = True
                     break
@@ -229,15 +244,18 @@ class BackupJob:
         req.owner = task.name if task else "?"
         req.wait_queue.label = req.describe()
         self.inflight_reqs.insert(0, req)
-        emit("cow-begin", self.source.name, start * self.cluster_size,
-             (end - start) * self.cluster_size, f"CowRequest clusters {start}-{end - 1}")
+        cs = self.cluster_size
+        touch(self._table, start * cs, end * cs, True)
+        emit("cow-begin", self.source.name, start * cs, (end - start) * cs,
+             "CowRequest clusters {}-{}", args=(start, end - 1))
 
     def cow_request_end(self, req: CowRequest) -> None:
         """Remove the request and wake everything waiting on it."""
         self.inflight_reqs.remove(req)
-        emit("cow-end", self.source.name, req.start * self.cluster_size,
-             (req.end - req.start) * self.cluster_size, f"CowRequest clusters "
-                                                        f"{req.start}-{req.end - 1}")
+        cs = self.cluster_size
+        touch(self._table, req.start * cs, req.end * cs, True)
+        emit("cow-end", self.source.name, req.start * cs, (req.end - req.start) * cs,
+             "CowRequest clusters {}-{}", args=(req.start, req.end - 1))
         req.wait_queue.restart_all()
 
 

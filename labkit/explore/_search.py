@@ -24,7 +24,9 @@ Three reductions (``reduction=``):
     class of interleavings (same dependent steps in the same order, a
     Mazurkiewicz trace) is explored at least once, usually exactly once.
 
-Dependence comes from the steps' footprints (:mod:`labkit._explore_footprint`).
+Dependence comes from the steps' footprints (:mod:`labkit.explore._footprint`),
+which the engine's declared accesses make; each search has its own
+:class:`~labkit.explore._footprint.Interner`.
 The default choice is *non-preemptive*: keep running the task that ran last
 while it is runnable, so the first run is the serial one and every
 preemption in a schedule is a choice somebody made.
@@ -32,14 +34,14 @@ preemption in a schedule is a choice somebody made.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._explore_footprint import Footprint, FootprintTracker, StepInfo, dependent
-from .errors import Deadlock, LabkitError
-from .kernel import Policy, Task
-from .scenario import Scenario
+from ..errors import Deadlock, LabkitError
+from ..kernel import Policy, Task
+from ..scenario import Scenario
+from ._footprint import Footprint, Interner, StepInfo, StepRecorder
 
 REDUCTIONS = ("dpor", "sleep", "none")
 
@@ -112,39 +114,42 @@ class _Policy(Policy):
     def __init__(self, search: Search, branch: int) -> None:
         self.search = search
         self.branch = branch
-        self.lab: Any = None
-        self.tracker: FootprintTracker | None = None
-        self.mark = 0  # trace index of the next step's run event
+        self.recorder: StepRecorder | None = None
         self.steps_done = 0
+        self.last_position = -1
+        self.positions: list[int] = []  # the kernel's schedule position of each decision
 
     def attach(self, lab: Any) -> None:
-        self.lab = lab
-        self.tracker = FootprintTracker(lab) if self.search.reduction != "none" else None
+        if self.search.reduction != "none":
+            self.recorder = StepRecorder(self.search.interner, lab.kernel)
+            lab.kernel.instruments.append(self.recorder)
 
     def finish_previous(self) -> None:
         """Close the step that ran last (its footprint, its node's done set)."""
-        trace = self.lab.kernel.trace
         if self.steps_done == 0:
-            if self.tracker is not None:
-                self.tracker.spawned_between_steps(trace[:len(trace)], 0)
             return
-        index = self.steps_done - 1
-        node = self.search.nodes[index]
-        if self.tracker is not None:
-            info = self.tracker.finish_step(index, trace[self.mark:])
+        node = self.search.nodes[self.steps_done - 1]
+        if self.recorder is not None:
+            info = self.recorder.finish()
             node.step = info
             node.done.setdefault(node.chosen, info.footprint)
         else:
             node.done.setdefault(node.chosen, _NO_FP)
 
-    def choose(self, runnable: list[Task], position: int) -> Task:
+    def choose(self, runnable: Sequence[Task], position: int) -> Task:
+        # ``position`` counts the kernel's schedule entries; the tree counts decisions.
+        # They differ if the kernel runs a task without asking (woken tasks run at
+        # once): those entries are no choice, and are no node of the tree.
         names = tuple(t.name for t in runnable)
-        if position != self.steps_done:
-            raise NondeterminismError(f"decision {position} arrived after {self.steps_done} "
-                                      f"steps", position)
+        if position < self.last_position:
+            raise NondeterminismError(f"decision at schedule position {position} arrived after "
+                                      f"position {self.last_position}", position)
+        self.last_position = position
+        self.positions.append(position)
         self.finish_previous()
-        name = self.search.decide(position, names, self.branch)
-        self.mark = len(self.lab.kernel.trace)
+        name = self.search.decide(self.steps_done, names, self.branch)
+        if self.recorder is not None:
+            self.recorder.open()
         self.steps_done += 1
         for t in runnable:
             if t.name == name:
@@ -165,7 +170,8 @@ class Search:
 
     def __init__(self, scenario: Scenario, config: dict[str, Any], *, reduction: str,
                  max_runs: int | None, preemption_bound: int | None,
-                 on_run: Callable[[RunRecord], bool], build: Callable[..., Any]) -> None:
+                 on_run: Callable[[RunRecord], bool], build: Callable[..., Any],
+                 tracing: bool = False) -> None:
         self.scenario = scenario
         self.config = config
         self.reduction = reduction
@@ -173,6 +179,9 @@ class Search:
         self.bound = preemption_bound
         self.on_run = on_run
         self.build = build
+        # No trace while exploring: nothing here reads it (footprints come from the
+        # declared accesses), and a counterexample's is made by replaying it.
+        self.tracing = tracing
         self.nodes: list[_Node] = []
         self.runs = 0
         self.interleavings = 0
@@ -180,7 +189,9 @@ class Search:
         self.bound_cut = 0  # runs cut because only over-the-bound choices were left
         self.pruned = 0  # choices never run because reduction showed them redundant
         self.bounded = 0  # choices never run because of the preemption bound
+        self.interner = Interner()  # this search's footprints (ids never shared or reused)
         self.complete = False
+        self.exhausted = False  # the tree was searched to its end (within any bound)
         self.stopped = False
 
     # --- decisions ------------------------------------------------------------------
@@ -210,7 +221,7 @@ class Search:
             if self.reduction != "none" and parent.step is not None:
                 fp = parent.step.footprint
                 for r, rfp in (parent.sleep | parent.done).items():
-                    if r != parent.chosen and not dependent(rfp, fp):
+                    if r != parent.chosen and not self.interner.dependent(rfp, fp):
                         sleep[r] = rfp
         else:
             prev, preempts, sleep = None, 0, {}
@@ -235,6 +246,7 @@ class Search:
     def execute(self, branch: int) -> RunRecord:
         policy = _Policy(self, branch)
         lab = self.build(policy=policy, **self.config)
+        lab.kernel.tracing = self.tracing
         policy.attach(lab)
         record = RunRecord(lab, [], [])
         try:
@@ -246,9 +258,15 @@ class Search:
         except _Abort as abort:
             record.aborted = abort.why
         finally:
-            _discard(lab)
+            discard(lab)
         record.schedule = list(lab.kernel.schedule)
-        record.enabled = [n.enabled for n in self.nodes[:len(record.schedule)]]
+        # What was runnable at each schedule position: a node's tasks where a decision
+        # was made, only the task that ran where the kernel made none.
+        enabled: list[tuple[str, ...]] = [(name,) for name in record.schedule]
+        for node, pos in zip(self.nodes, policy.positions, strict=False):
+            if pos < len(enabled):
+                enabled[pos] = node.enabled
+        record.enabled = enabled
         return record
 
     def run(self) -> None:
@@ -276,6 +294,7 @@ class Search:
                 return
             nxt = self._next_branch()
             if nxt is None:
+                self.exhausted = True
                 self.complete = self.bounded == 0
                 return
             branch = nxt
@@ -308,33 +327,38 @@ class Search:
         were analysed when that prefix first ran.
         """
         nodes = [n for n in self.nodes if n.step is not None]
-        steps = [n.step for n in nodes]
+        steps: list[StepInfo] = [n.step for n in nodes if n.step is not None]
         pred = [n.pred for n in nodes]
         last: dict[str, int] = {}
+        dependent = self.interner.dependent
         for i, s in enumerate(steps):
             if i < start and pred[i] >= 0:  # replayed: same step, same predecessors
-                last[s.task] = i
+                for t in s.tasks:
+                    last[t] = i
                 continue
             p = 0
-            prev = last.get(s.task)
-            if prev is not None:
-                p |= pred[prev] | (1 << prev)
+            for t in s.tasks:  # program order of every task that ran in the step
+                prev = last.get(t)
+                if prev is not None:
+                    p |= pred[prev] | (1 << prev)
             if s.enabler is not None and s.enabler < i:
                 p |= pred[s.enabler] | (1 << s.enabler)
             if s.barrier:
                 p |= (1 << s.barrier) - 1
             races: list[int] = []
             fp = s.footprint
+            mine = set(s.tasks)
             for j in range(i - 1, -1, -1):
-                t = steps[j]
-                if t.task == s.task or not dependent(t.footprint, fp):
+                other = steps[j]
+                if mine.intersection(other.tasks) or not dependent(other.footprint, fp):
                     continue
                 if not (p >> j) & 1:
                     races.append(j)
                 p |= pred[j] | (1 << j)
             pred[i] = p
             nodes[i].pred = p
-            last[s.task] = i
+            for t in s.tasks:
+                last[t] = i
             if i >= start:
                 for j in races:
                     self._reverse(steps, pred, j, i)
@@ -372,7 +396,7 @@ class Search:
         node.backtrack.append(pick)
 
 
-def _discard(lab: Any) -> None:
+def discard(lab: Any) -> None:
     """Close the coroutines of tasks a run left unfinished (cut short or deadlocked)."""
     for task in lab.kernel.tasks.values():
         if not task.done:
