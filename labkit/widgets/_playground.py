@@ -62,7 +62,7 @@ class SchedulerPlayground(App):
         lab = self.lab
         self.states: list[tuple[int, int]] = [(len(lab.schedule), len(lab.trace))]
         self.mark = len(lab.trace)
-        self.plot = plot_layers(lab, cols=cols, header=False)
+        self.plot = plot_layers(lab, cols=cols)
         self.figure = FigureImage(self.plot)
         self.timeline: TimelinePlot | None = None
         self.timeline_figure: FigureImage | None = None

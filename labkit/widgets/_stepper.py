@@ -59,7 +59,7 @@ class WorkflowStepper(App):
         self.states: list[tuple[int, int]] = [(len(lab.schedule), len(lab.trace))]
         self.mark = len(lab.trace)  # where the events of the last click start
         self.error = ""
-        self.plot = plot_layers(lab, cols=cols, header=False)
+        self.plot = plot_layers(lab, cols=cols)
         self.figure = FigureImage(self.plot)
         self.step_button = button("Step", icon="step-forward", style="primary",
                                   tooltip="the next workflow step (one scheduling decision "
