@@ -235,3 +235,70 @@ def test_import_labkit_does_not_import_matplotlib_or_ipywidgets():
     code = ("import sys, labkit; bad = [m for m in ('matplotlib', 'ipywidgets') "
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --- the block graph ----------------------------------------------------------------------
+
+
+def test_graph_after_start_has_the_secondary_nodes_links_and_backup_job():
+    lab = small_lab()
+    g = plot.plot_graph(lab)
+    m = g.model
+    assert m.names == ["guest", "nbd-server", "colo-top", "active", "hidden", "secondary-disk"]
+    assert ("colo-top", "file", "active") in m.links
+    assert ("active", "backing", "hidden") in m.links
+    assert ("hidden", "backing", "secondary-disk") in m.links
+    assert ("nbd-server", "export 'secondary'", "secondary-disk") in m.links
+    assert m.jobs == (("secondary-disk", "backup job (sync=none):\ncopy old contents",
+                       "hidden"),)
+    decode(g.png())
+
+
+def test_graph_before_start_has_no_backup_job_and_after_failover_drops_active_hidden():
+    lab = lk.build_secondary(size="128K")
+    g = plot.plot_graph(lab)
+    assert g.model.jobs == ()
+    lab.start()
+    lab.primary_write(0, 4096, 0xBB)
+    lab.run()
+    lab.failover()
+    lab.run()
+    g.update(lab)
+    assert g.model.names == ["guest", "nbd-server", "colo-top", "secondary-disk"]
+    assert ("colo-top", "file", "secondary-disk") in g.model.links
+    assert not any("active" in link or "hidden" in link for link in g.model.links)
+    assert "no longer in the graph" in g.gone.get_text()
+
+
+def test_graph_highlight_changes_the_image_and_rejects_unknown_nodes():
+    lab = small_lab()
+    g = plot.plot_graph(lab)
+    plain = g.png()
+    g.update(lab, highlight={"vm-read#1": ("secondary-disk", "reading"),
+                             "nbd-write#1": ("hidden", "waits for CowRequest")})
+    marked = g.png()
+    assert marked != plain
+    shown = [b.get_text() for b in g.badges if b.get_visible()]
+    assert shown == ["vm-read#1: reading", "nbd-write#1: waits for CowRequest"]
+    assert g.rings["hidden"].get_visible() and not g.rings["active"].get_visible()
+    g.update(lab)
+    assert g.png() == plain, "the same state draws the same bytes"
+    with pytest.raises(lk.errors.ConfigError, match="hidden-disk"):
+        g.update(lab, highlight={"vm-read#1": ("hidden-disk", "reading")})
+    with pytest.raises(lk.errors.ArgumentError):
+        g.update(lab, highlight={"vm-read#1": "hidden"})
+
+
+def test_parked_tasks_reads_task_suspended():
+    sched = ["start#1"] * 3 + ["vm-read#1"] + ["nbd-write#1"]
+    lab = lk.build_secondary(size="128K", design="2.8", policy=lk.Scripted(sched))
+    run = ScenarioRun(lab, RACE)
+    for _ in range(len(sched)):
+        run.step()
+    parked = plot.parked_tasks(lab)
+    assert set(parked) == {"vm-read#1", "nbd-write#1"}
+    assert parked["nbd-write#1"] == ("secondary-disk",
+                                     "waits: CowRequest of vm-read#1 on clusters 0-0")
+    assert parked["vm-read#1"] == ("secondary-disk", "parked [0x5000+0x1000]")
+    g = plot.plot_graph(lab, highlight=parked)
+    assert sum(b.get_visible() for b in g.badges) == 2

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.patches import Rectangle
 from PIL import Image
 
-from ..plot import _encode_png, _new_figure
+from ..plot import figure_png, new_figure
 from ._view import App
 
 
@@ -36,7 +36,7 @@ def snapshot_png(app: App, *, dpi: int = 80) -> bytes:
     head = 28
     figs_h = sum(im.shape[0] + 6 for im in images)
     height = head + figs_h + round(len(lines) * line_h) + 2 * pad
-    fig = _new_figure(width, height, dpi)
+    fig = new_figure(width, height, dpi)
     fig.text(pad / width, 1 - 8 / height, f"{type(app).__name__}: its figures, as the widget "
                                           f"shows them, and its text twin", ha="left",
              va="top", fontsize=10, fontweight="bold")
@@ -51,8 +51,7 @@ def snapshot_png(app: App, *, dpi: int = 80) -> bytes:
                                  lw=0.8, zorder=0))
     fig.text(pad / width, (y - 4) / height, "\n".join(lines), ha="left", va="top",
              family="DejaVu Sans Mono", fontsize=size, linespacing=1.17)
-    fig.canvas.draw()
-    return _encode_png(np.asarray(fig.canvas.buffer_rgba()))
+    return figure_png(fig)
 
 
 def write_docs(outdir: str | Path) -> list[Path]:

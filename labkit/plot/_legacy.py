@@ -41,10 +41,10 @@ from matplotlib.font_manager import FontProperties, findfont, get_font
 from matplotlib.patches import Patch
 from matplotlib.text import Text
 
-from .kernel import Event, Task
-from .lab import Lab
-from .layers import SECTOR, Layer
-from .steps import workflow_step
+from ..kernel import Event, Task
+from ..lab import Lab
+from ..layers import SECTOR, Layer
+from ..steps import workflow_step
 
 __all__ = [
     "LAYER_COLOURS",

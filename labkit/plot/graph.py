@@ -1,0 +1,451 @@
+"""The block graph of the COLO secondary as a figure, with where each task is parked.
+
+What QEMU's ``docs/block-replication.txt`` draws for the secondary, read from the
+lab's objects (never redrawn from a fixed picture): the NBD server and its
+export, the nodes reachable from the replication node and the export
+(``secondary-disk`` raw, ``hidden`` and ``active`` qcow2, ``colo-top`` the
+``replication`` filter), their ``file`` and ``backing`` links, the guest (the
+secondary VM, whose virtio-blk sits on ``colo-top``), the backup job's copy
+arrow while ``replication_start`` has one running (``backup_start`` with
+``sync=none``: ``backup_do_cow`` copies the old contents of the secondary disk
+to the hidden disk before a primary write lands), and the active commit of
+failover while it runs.  After failover (``mirror_exit`` →
+``bdrv_replace_in_backing_chain``) ``colo-top``'s file child is the secondary
+disk; active and hidden are no longer reachable and are not drawn.
+
+What a trainee should notice: a VM read goes down ``file`` then ``backing``
+links — active, then hidden, then the secondary disk — and can be parked at
+any of them while a primary write, arriving from the NBD server, runs its COW
+into the hidden disk; the badges show who is parked where.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from matplotlib.artist import Artist
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.text import Text
+
+from ..errors import ArgumentError, ConfigError
+from ..lab import Lab
+from ._common import TEXT_COLOUR, BlitFigure, new_figure, pt
+
+__all__ = ["GUEST", "NBD_SERVER", "GraphPlot", "graph_model", "parked_tasks", "plot_graph",
+           "task_colour"]
+
+#: Names of the two places that are not block nodes (highlight keys besides node names).
+GUEST = "guest"
+NBD_SERVER = "nbd-server"
+
+WIDTH, HEIGHT = 860, 456
+BOX_W, BOX_H = 216, 58
+#: Where each part of the standard secondary sits (centre, pixels from bottom-left).
+#: Keyed by role, not by name: the names are read from the lab.
+SLOTS = {
+    GUEST: (690, 398),
+    NBD_SERVER: (130, 281),
+    "top": (690, 281),
+    "secondary": (130, 126),
+    "hidden": (410, 126),
+    "active": (690, 126),
+}
+SUBTITLES = {
+    GUEST: "virtio-blk of the secondary VM",
+    NBD_SERVER: "serves the primary's writes",
+    "top": "replication, mode=secondary",
+    "secondary": "raw: the secondary disk",
+    "hidden": "qcow2: the hidden disk",
+    "active": "qcow2: the active disk",
+}
+BADGES = 3  # badge slots per node (the last says "+ N more" when there are more)
+BADGE_CHARS = 34  # a badge's label is cut to this many characters
+BOX_COLOUR, BOX_EDGE = "#F3F3F3", "#505050"
+LINK_COLOUR, JOB_COLOUR = "#404040", "#CC3311"
+
+#: A task's colour in the badges, by the kind of task (its name before ``#``).
+TASK_COLOURS = {"vm-read": "#0077BB", "nbd-write": "#EE7733", "vm-write": "#AA3377",
+                "commit": "#009988"}
+OTHER_TASK_COLOUR = "#555555"
+
+
+def task_colour(task: str) -> str:
+    """The colour of ``task``'s badge: one per kind (VM reads blue, NBD writes orange...)."""
+    return TASK_COLOURS.get(task.split("#", 1)[0], OTHER_TASK_COLOUR)
+
+
+@dataclass(frozen=True)
+class GraphModel:
+    """What the figure shows, read from a lab (no drawing).
+
+    ``nodes``: ``(name, role)`` of every drawn node, ``role`` one of ``guest``,
+    ``nbd-server``, ``top``, ``secondary``, ``hidden``, ``active`` (or ``other``);
+    ``links``: ``(parent, label, child)`` with label ``file``, ``backing``,
+    ``export`` or ``attached``; ``jobs``: ``(source, label, target)`` for the
+    backup job's copy and the failover commit while they run.
+    """
+
+    nodes: tuple[tuple[str, str], ...]
+    links: tuple[tuple[str, str, str], ...]
+    jobs: tuple[tuple[str, str, str], ...]
+    state: str
+    design: str
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n, _ in self.nodes]
+
+
+def _roles(lab: Lab) -> dict[str, str]:
+    return {lab.top.name: "top", lab.secondary.name: "secondary", lab.hidden.name: "hidden",
+            lab.active.name: "active"}
+
+
+def graph_model(lab: Lab) -> GraphModel:
+    """The nodes, links and running jobs of ``lab``'s graph, as the figure draws them.
+
+    Reachable from the guest's node (``lab.top``) and the NBD exports, through
+    each node's ``children`` (``file``, ``backing``): what QEMU's graph holds
+    now, so after failover active and hidden are gone.
+    """
+    roles = _roles(lab)
+    nodes: list[tuple[str, str]] = [(GUEST, GUEST)]
+    links: list[tuple[str, str, str]] = [(GUEST, "attached", lab.top.name)]
+    exports = list(lab.nbd.exports.values())
+    if exports:
+        nodes.append((NBD_SERVER, NBD_SERVER))
+        links += [(NBD_SERVER, f"export '{e.name}'", e.node.name) for e in exports]
+    seen: list[str] = []
+    starts = [lab.top] + [e.node for e in exports]
+    for start in starts:
+        for node in start.chain_nodes():
+            if node.name in seen:
+                continue
+            seen.append(node.name)
+            nodes.append((node.name, roles.get(node.name, "other")))
+            links += [(node.name, role, child.name) for role, child in node.children.items()]
+    jobs: list[tuple[str, str, str]] = []
+    job = lab.top.backup_job
+    if job is not None and job.running:
+        jobs.append((job.source.name, f"backup job (sync={job.sync_mode}):\ncopy old contents",
+                     job.target.name))
+    commit = lab.top.commit_job
+    if lab.state == "failover" and commit is not None and commit.ret is None:
+        jobs.append((commit.top.name, "failover: active commit\ninto the secondary disk",
+                     commit.base.name))
+    return GraphModel(tuple(nodes), tuple(dict.fromkeys(links)), tuple(jobs), lab.state,
+                      lab.design)
+
+
+def parked_tasks(lab: Lab) -> dict[str, tuple[str, str]]:
+    """Where each unfinished task is parked: ``{task: (node, label)}``.
+
+    A plain default for :meth:`GraphPlot.update`'s ``highlight`` (the widgets
+    give finer words).  The node is ``Task.suspended.node``; a task blocked on
+    a queue (which names no node) is placed at the node of its last trace
+    event, labelled with what it waits for (``Task.why_blocked``).  Tasks that
+    have not touched a node yet (control commands, a request not started) are
+    left out.
+    """
+    last_node: dict[str, str] = {}
+    for e in lab.trace:
+        if e.node in lab.graph.nodes:
+            last_node[e.task] = e.node
+    out: dict[str, tuple[str, str]] = {}
+    for name, task in lab.kernel.tasks.items():
+        s = task.suspended
+        if task.done or s is None:
+            continue
+        node = s.node or last_node.get(name, "")
+        if not node:
+            continue
+        if task.why_blocked:
+            label = f"waits: {task.why_blocked}"
+        else:
+            where = f" [{s.offset:#x}+{s.length:#x}]" if s.offset >= 0 and s.length > 0 else ""
+            label = f"parked{where}"
+        out[name] = (node, label)
+    return out
+
+
+def _edge_point(c: tuple[float, float], towards: tuple[float, float]) -> tuple[float, float]:
+    """Where the segment from box centre ``c`` to ``towards`` leaves the box."""
+    (x0, y0), (x1, y1) = c, towards
+    dx, dy = x1 - x0, y1 - y0
+    if dx == 0 and dy == 0:
+        return c
+    sx = (BOX_W / 2 + 3) / abs(dx) if dx else float("inf")
+    sy = (BOX_H / 2 + 3) / abs(dy) if dy else float("inf")
+    s = min(sx, sy)
+    return x0 + dx * s, y0 + dy * s
+
+
+class GraphPlot(BlitFigure):
+    """The secondary's block graph, its running jobs, and badges: who is parked where.
+
+    ``update(lab, highlight={"vm-read#1": ("secondary-disk", "reading")})``
+    redraws in place: the node boxes and links are made once (shown or hidden
+    as the graph changes), the badges are a fixed pool of texts whose words,
+    positions and colours change.
+    """
+
+    def __init__(self, lab: Lab, *, highlight: Mapping[str, tuple[str, str]] | None = None,
+                 title: str | None = None, dpi: int = 100) -> None:
+        self.dpi = dpi
+        self.fig = fig = new_figure(WIDTH, HEIGHT, dpi)
+        self.ax = ax = fig.add_axes((0, 0, 1, 1))
+        ax.set_xlim(0, WIDTH)
+        ax.set_ylim(0, HEIGHT)
+        ax.set_axis_off()
+        self._fs = pt(12, dpi)
+        self.boxes: dict[str, tuple[FancyBboxPatch, Text, Text]] = {}
+        self.rings: dict[str, FancyBboxPatch] = {}
+        self.links: dict[tuple[str, str, str], tuple[FancyArrowPatch, Text]] = {}
+        self._slot_of: dict[str, tuple[float, float]] = {}
+        self._names = {role: name for name, role in _roles(lab).items()}
+        self._names[NBD_SERVER] = "NBD server"
+        # the primary's writes arrive at the NBD server from outside the graph
+        nx, ny = SLOTS[NBD_SERVER]
+        self.primary_arrow = FancyArrowPatch((nx, ny + 112), (nx, ny + BOX_H / 2 + 3),
+                                             arrowstyle="-|>", mutation_scale=pt(16, dpi),
+                                             lw=pt(1.6, dpi), color=LINK_COLOUR)
+        ax.add_patch(self.primary_arrow)
+        self.primary_text = ax.text(nx, ny + 118, "from the primary: nbd-write#N",
+                                    ha="center", va="bottom", fontsize=self._fs,
+                                    color=TEXT_COLOUR)
+        self.title = fig.text(8 / WIDTH, 1 - 8 / HEIGHT, "", ha="left", va="top",
+                              fontsize=pt(14, dpi), fontweight="bold", color="#000000")
+        self.note = fig.text(8 / WIDTH, 8 / HEIGHT, "", ha="left", va="bottom",
+                             fontsize=self._fs, color=TEXT_COLOUR)
+        # after failover: where active and hidden were
+        self.gone = ax.text(550, SLOTS["hidden"][1], "", ha="center", va="center",
+                            fontsize=self._fs, color="#606060", linespacing=1.3,
+                            bbox=dict(boxstyle="round,pad=0.6", fc="white", ec="#A0A0A0",
+                                      ls="--", lw=pt(1.2, dpi)))
+        self.gone.set_visible(False)
+        self.badges: list[Text] = []
+        self.highlight: dict[str, tuple[str, str]] = {}
+        self.model: GraphModel | None = None
+        self._title = ""
+        self.update(lab, highlight=highlight, title=title)
+
+    def __repr__(self) -> str:
+        n = len(self.model.nodes) if self.model else 0
+        return f"<GraphPlot {n} nodes, {len(self.highlight)} tasks highlighted>"
+
+    # --- made once ------------------------------------------------------------------
+    def _slot_of_role(self, role: str) -> tuple[float, float]:
+        return SLOTS.get(role, (410, 405))
+
+    def _box(self, name: str, role: str) -> tuple[FancyBboxPatch, Text, Text]:
+        if name in self.boxes:
+            return self.boxes[name]
+        x, y = self._slot_of_role(role)
+        ax, dpi = self.ax, self.dpi
+        patch = FancyBboxPatch((x - BOX_W / 2, y - BOX_H / 2), BOX_W, BOX_H,
+                               boxstyle=f"round,pad=0,rounding_size={pt(9, dpi) * dpi / 72}",
+                               fc=BOX_COLOUR, ec=BOX_EDGE, lw=pt(1.3, dpi), zorder=2)
+        ax.add_patch(patch)
+        label = "NBD server" if role == NBD_SERVER else (
+            "secondary VM (guest)" if role == GUEST else name)
+        head = ax.text(x, y + 9, label, ha="center", va="center", fontsize=pt(14, dpi),
+                       fontweight="bold", color="#000000", zorder=3)
+        sub = ax.text(x, y - 13, SUBTITLES.get(role, ""), ha="center", va="center",
+                      fontsize=self._fs, color=TEXT_COLOUR, zorder=3)
+        ring = FancyBboxPatch((x - BOX_W / 2 - 4, y - BOX_H / 2 - 4), BOX_W + 8, BOX_H + 8,
+                              boxstyle=f"round,pad=0,rounding_size={pt(12, dpi) * dpi / 72}",
+                              fc="none", ec="#000000", lw=pt(3.5, dpi), zorder=4,
+                              visible=False)
+        ax.add_patch(ring)
+        self.rings[name] = ring
+        self._slot_of[name] = (x, y)
+        self.boxes[name] = (patch, head, sub)
+        return self.boxes[name]
+
+    def _link(self, key: tuple[str, str, str], job: bool) -> tuple[FancyArrowPatch, Text]:
+        if key in self.links:
+            return self.links[key]
+        parent, label, child = key
+        a, b = self._slot_of[parent], self._slot_of[child]
+        dpi, ax = self.dpi, self.ax
+        colour = JOB_COLOUR if job else LINK_COLOUR
+        same_row = abs(a[1] - b[1]) < 1
+        if job and same_row:
+            # a job's copy between two nodes of the bottom row: an arc above (the backup)
+            # or below (the commit) the backing links
+            up = a[0] < b[0]
+            dy = BOX_H / 2 + 3
+            p0 = (a[0] + (40 if up else -40), a[1] + (dy if up else -dy))
+            p1 = (b[0] - (40 if up else -40), b[1] + (dy if up else -dy))
+            style = f"arc3,rad={-0.35 if up else -0.25}"
+            mid = ((p0[0] + p1[0]) / 2, max(p0[1], p1[1]) + 58 if up else p0[1] - 58)
+            va = "center"
+        else:
+            p0, p1 = _edge_point(a, b), _edge_point(b, a)
+            style = "arc3,rad=0"
+            mid = ((p0[0] + p1[0]) / 2, (p0[1] + p1[1]) / 2)
+            va = "bottom" if same_row else "center"
+        arrow = FancyArrowPatch(p0, p1, arrowstyle="-|>", connectionstyle=style,
+                                mutation_scale=pt(16, dpi), lw=pt(2.0 if job else 1.6, dpi),
+                                color=colour, linestyle="--" if job else "-", zorder=1)
+        ax.add_patch(arrow)
+        words = label
+        if same_row and not job:
+            pos = (mid[0], mid[1] + 4)
+            ha = "center"
+        elif job:
+            pos, ha = mid, "center"
+        elif abs(a[0] - b[0]) < 1 and a[0] < WIDTH / 2:  # a vertical link on the left
+            pos, ha = (mid[0] - 8, mid[1]), "right"
+        else:
+            pos, ha = (mid[0] + 8, mid[1]), "left"
+        text = ax.text(*pos, words, ha=ha, va=va, fontsize=self._fs, color=colour, zorder=3,
+                       linespacing=1.15,
+                       fontweight="bold" if job else "normal",
+                       bbox=dict(fc="white", ec="none", pad=1.0) if not same_row or job
+                       else None)
+        self.links[key] = (arrow, text)
+        return self.links[key]
+
+    def _badge(self, i: int) -> Text:
+        while len(self.badges) <= i:
+            t = self.ax.text(0, 0, "", fontsize=self._fs, zorder=6, color="#000000",
+                             bbox=dict(boxstyle="round,pad=0.3", fc="white", lw=pt(2, self.dpi)))
+            t.set_visible(False)
+            self.badges.append(t)
+        return self.badges[i]
+
+    # --- updated ----------------------------------------------------------------------
+    def dynamic(self) -> list[Artist]:
+        return [*self.rings.values(), *self.badges, self.title, self.note]
+
+    def update(self, lab: Lab, *, highlight: Mapping[str, tuple[str, str]] | None = None,
+               title: str | None = None) -> None:
+        """Redraw from ``lab``; ``highlight`` maps task name → (node name, short label).
+
+        The node is one of the lab's node names (``secondary-disk``, ``hidden``,
+        ``active``, ``colo-top``) or ``"guest"`` / ``"nbd-server"``.  A task at a
+        node that is no longer in the graph (after failover) is named in the
+        note under the figure.  ``title``: the line at the top (default: the
+        replication state and design).
+        """
+        marks = self._check_highlight(lab, highlight)
+        model = graph_model(lab)
+        if model != self.model:
+            self._show_model(model)
+        self.highlight = marks
+        if title is None:
+            title = (f"The secondary's block graph · replication {model.state} · "
+                     f"design {model.design}")
+        self.title.set_text(title)
+        self._place_badges(model, marks)
+        self.changed()
+
+    def _check_highlight(self, lab: Lab, highlight: Mapping[str, tuple[str, str]] | None
+                         ) -> dict[str, tuple[str, str]]:
+        if highlight is None:
+            return {}
+        if not isinstance(highlight, Mapping):
+            raise ArgumentError(f"highlight must be a mapping task name -> (node, label), "
+                                f"got {type(highlight).__name__}")
+        allowed = [GUEST, NBD_SERVER, *lab.graph.nodes]
+        out: dict[str, tuple[str, str]] = {}
+        for task, where in highlight.items():
+            if not isinstance(task, str) or not (isinstance(where, tuple) and len(where) == 2
+                                                 and all(isinstance(w, str) for w in where)):
+                raise ArgumentError(f"highlight entries must be task name -> (node, label) "
+                                    f"strings, got {task!r}: {where!r}")
+            if where[0] not in allowed:
+                raise ConfigError(f"highlight: {task} is at {where[0]!r}, which is not a node "
+                                  f"of this lab (allowed: {', '.join(allowed)})")
+            out[task] = (where[0], where[1])
+        return out
+
+    def _show_model(self, model: GraphModel) -> None:
+        for patch, head, sub in self.boxes.values():
+            for a in (patch, head, sub):
+                a.set_visible(False)
+        for arrow, text in self.links.values():
+            arrow.set_visible(False)
+            text.set_visible(False)
+        for name, role in model.nodes:
+            for a in self._box(name, role):
+                a.set_visible(True)
+        for key in model.links:
+            for a in self._link(key, job=False):
+                a.set_visible(True)
+        for key in model.jobs:
+            for a in self._link(key, job=True):
+                a.set_visible(True)
+        roles = {r for _, r in model.nodes}
+        dropped = [self._names[r] for r in ("active", "hidden") if r not in roles]
+        self.gone.set_visible(bool(dropped))
+        self.gone.set_text(f"{' and '.join(dropped)}: no longer in the graph\n"
+                           f"(failover's commit replaced them by the secondary disk)"
+                           if dropped else "")
+        has_nbd = NBD_SERVER in model.names
+        self.primary_arrow.set_visible(has_nbd)
+        self.primary_text.set_visible(has_nbd)
+        self.model = model
+        self.invalidate()
+
+    def _place_badges(self, model: GraphModel, marks: dict[str, tuple[str, str]]) -> None:
+        drawn = set(model.names)
+        per_node: dict[str, list[tuple[str, str]]] = {}
+        elsewhere: list[str] = []
+        for task, (node, label) in marks.items():
+            if node in drawn:
+                per_node.setdefault(node, []).append((task, label))
+            else:
+                elsewhere.append(f"{task} at {node} (not in the graph now): {label}")
+        for ring in self.rings.values():
+            ring.set_visible(False)
+        i = 0
+        for node, tasks in per_node.items():
+            x, y = self._slot_of[node]
+            ring = self.rings[node]
+            ring.set_edgecolor(task_colour(tasks[0][0]))
+            ring.set_visible(True)
+            for k, (task, label) in enumerate(tasks[:BADGES]):
+                text = f"{task}: {label}" if label else task
+                if len(text) > BADGE_CHARS:
+                    text = text[:BADGE_CHARS - 1] + "…"
+                if k == BADGES - 1 and len(tasks) > BADGES:
+                    text = f"+ {len(tasks) - BADGES + 1} more tasks"
+                bx, by, ha, va = self._badge_at(x, y, k)
+                badge = self._badge(i)
+                colour = task_colour(task)
+                badge.set_text(text)
+                badge.set_position((bx, by))
+                badge.set_horizontalalignment(ha)
+                badge.set_verticalalignment(va)
+                badge.get_bbox_patch().set_edgecolor(colour)
+                badge.set_visible(True)
+                i += 1
+        for badge in self.badges[i:]:
+            badge.set_visible(False)
+        self.note.set_text("; ".join(elsewhere))
+
+    @staticmethod
+    def _badge_at(x: float, y: float, k: int) -> tuple[float, float, str, str]:
+        """Where the ``k``-th badge of the node at (x, y) goes: under the bottom row's
+        boxes, beside the others (left of the right-hand column, right of the left)."""
+        if y < 180:
+            return x, y - BOX_H / 2 - 14 - 25 * k, "center", "center"
+        if x > WIDTH / 2:
+            return x - BOX_W / 2 - 12, y + 18 - 25 * k, "right", "center"
+        return x + BOX_W / 2 + 12, y + 18 - 25 * k, "left", "center"
+
+
+def plot_graph(lab: Lab, *, highlight: Mapping[str, tuple[str, str]] | None = None,
+               title: str | None = None, dpi: int = 100) -> GraphPlot:
+    """The block graph of ``lab``'s secondary as a figure (860 x 470 px).
+
+    ``highlight``: ``{task: (node, label)}`` — a badge per task at its node
+    (e.g. ``{"vm-read#1": ("secondary-disk", "reading")}``; node names are the
+    lab's, plus ``"guest"`` and ``"nbd-server"``); :func:`parked_tasks` gives a
+    plain one from ``Task.suspended``.  ``.update(lab, highlight=...)`` redraws
+    the same figure.
+    """
+    return GraphPlot(lab, highlight=highlight, title=title, dpi=dpi)
