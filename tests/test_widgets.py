@@ -153,8 +153,16 @@ def test_stepper_shows_where_each_task_is_parked():
     assert ("nbd-write#1: step 2: backup_do_cow holds a CowRequest on backup cluster 0; its "
             "read of the old contents (blocks 0-15) from the secondary disk is next") in \
         html.unescape(s.parked.value)
+    assert s.graph.plot.highlight == {"nbd-write#1": ("secondary-disk", "COW reads old data")}
     s.step_button.click()
     assert "step 3 next: the old contents are in hidden" in s.text()
+    assert s.graph.plot.highlight == {"nbd-write#1": ("secondary-disk", "data lands next")}
+    before = s.graph.figure.image.value
+    s.step_button.click()
+    assert s.graph.plot.highlight == {"vm-read#1": ("guest", "not started")}
+    assert s.graph.figure.image.value != before
+    s.step_button.click()
+    assert s.graph.plot.highlight == {"vm-read#1": ("guest", "got 0x15 ✓")}
 
 
 def test_stepper_undo_returns_to_the_exact_previous_state():
@@ -284,7 +292,11 @@ def test_playground_shows_the_read_parked_at_the_secondary_disk():
     words = html.unescape(p.task_words["vm-read#1"].value)
     assert PARKED_READ in words and "#FFF3C4" in words  # highlighted
     assert "#FFF3C4" not in p.task_words["nbd-write#1"].value
+    # ... and on the block graph: a badge at the secondary disk
+    assert p.graph.plot.highlight == {"vm-read#1": ("secondary-disk", "found hidden empty"),
+                                      "nbd-write#1": ("nbd-server", "not started")}
     p.choose("nbd-write#1")  # the header follows the task just stepped
+    assert p.graph.plot.highlight["nbd-write#1"] == ("secondary-disk", "COW reads old data")
     assert "You stepped nbd-write#1 (Step 1 of nbd-write#1)" in html.unescape(p.header.value)
     p.undo_button.click()
     assert f"You stepped vm-read#1: {PARKED_READ}" in html.unescape(p.header.value)

@@ -16,7 +16,7 @@ from ..plot import TimelinePlot, plot_layers, plot_timeline
 from ..replication import DESIGNS
 from ..scenario import Scenario
 from ._session import Session, describe_event
-from ._view import FONT, App, FigureImage, banner_html, button, pre, table, task_lines
+from ._view import FONT, App, FigureImage, GraphView, banner_html, button, pre, table, task_lines
 from ._whereabouts import read_results, stage, whereabouts
 
 AUTO_LIMIT = 100_000
@@ -64,6 +64,7 @@ class SchedulerPlayground(App):
         self.mark = len(lab.trace)
         self.plot = plot_layers(lab, cols=cols)
         self.figure = FigureImage(self.plot)
+        self.graph = GraphView(lab)
         self.timeline: TimelinePlot | None = None
         self.timeline_figure: FigureImage | None = None
         self.timeline_box = w.VBox()
@@ -98,7 +99,7 @@ class SchedulerPlayground(App):
             self.task_box,
             w.HBox([self.undo_button, self.reset_button, self.timeline_button],
                    layout=w.Layout(gap="4px")),
-            self.figure.image, self.timeline_box, self.info],
+            self.graph.figure.image, self.figure.image, self.timeline_box, self.info],
             layout=w.Layout(gap="6px", overflow="visible"))
         self.widget.add_class("labkit-playground")
         self.banner.add_class("labkit-banner")
@@ -262,7 +263,8 @@ class SchedulerPlayground(App):
     # --- views ---------------------------------------------------------------------------------
     def figures(self) -> list[Any]:
         shown = self.timeline_button.value and self.timeline is not None
-        return [self.plot, self.timeline] if shown else [self.plot]
+        base = [self.graph.plot, self.plot]
+        return [*base, self.timeline] if shown else base
 
     def button_lines(self) -> list[str]:
         """Each task button as text, with where the task is parked: ``[Step x] — words``
@@ -396,6 +398,7 @@ class SchedulerPlayground(App):
         title = f"design {self.design} · after {len(lab.schedule)} decisions"
         self.plot.update(lab, title=title, since=since)
         self.figure.refresh()
+        self.graph.refresh(lab)
         if self.timeline_button.value:
             self._draw_timeline()
 

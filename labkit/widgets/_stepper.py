@@ -15,7 +15,7 @@ from ..plot import plot_layers
 from ..scenario import Command
 from ..steps import workflow_step
 from ._session import Session, Source, describe_event
-from ._view import FONT, App, FigureImage, button, parked_lines, pre, table, task_lines
+from ._view import FONT, App, FigureImage, GraphView, button, parked_lines, pre, table, task_lines
 from ._whereabouts import Stage, stage
 
 RUN_LIMIT = 100_000
@@ -61,6 +61,7 @@ class WorkflowStepper(App):
         self.error = ""
         self.plot = plot_layers(lab, cols=cols)
         self.figure = FigureImage(self.plot)
+        self.graph = GraphView(lab)
         self.step_button = button("Step", icon="step-forward", style="primary",
                                   tooltip="the next workflow step (one scheduling decision "
                                           "when Expand COW is on)")
@@ -91,7 +92,8 @@ class WorkflowStepper(App):
             w.HBox([self.step_button, self.expand_button, self.undo_button,
                     self.reset_button, self.run_button],
                    layout=w.Layout(flex_flow="row wrap", gap="4px")),
-            self.figure.image, self.parked, self.narration, self.status],
+            self.figure.image, self.parked, self.graph.figure.image, self.narration,
+            self.status],
             layout=w.Layout(gap="6px", overflow="visible"))
         self.widget.add_class("labkit-stepper")
         self.step_label.add_class("labkit-step-label")
@@ -210,7 +212,7 @@ class WorkflowStepper(App):
 
     # --- views ---------------------------------------------------------------------------
     def figures(self) -> list[Any]:
-        return [self.plot]
+        return [self.plot, self.graph.plot]
 
     def last_events(self) -> list[Event]:
         """The trace events of the last click."""
@@ -300,6 +302,7 @@ class WorkflowStepper(App):
             self.plot.update(lab, title=f"after {len(lab.schedule)} decisions · {now.title}",
                              since=since)
             self.figure.refresh()
+            self.graph.refresh(lab)
 
 
 #: :attr:`WorkflowStepper.current_step` of each stage.

@@ -8,9 +8,10 @@ from typing import Any
 import ipywidgets as w
 
 from ..lab import Lab
+from ..plot import GUEST, NBD_SERVER, GraphPlot, plot_graph
 from ..render import LEGEND, block_map
 from ._session import cow_requests
-from ._whereabouts import whereabouts
+from ._whereabouts import parked_at, whereabouts
 
 
 class FigureImage:
@@ -119,3 +120,37 @@ def banner_html(text: str, *, bad: bool) -> str:
     colours = "background:#CC3311;color:white" if bad else "background:#E8F1F8;color:#102030"
     return (f"<div style='{colours};padding:8px 12px;border-radius:4px;font-size:14px;"
             f"line-height:1.4;white-space:normal'>{text}</div>")
+
+
+def graph_highlight(lab: Lab) -> dict[str, tuple[str, str]]:
+    """:func:`parked_at` as the graph figure's badges: a task at no node waits at the
+    guest (VM requests) or the NBD server (the primary's writes)."""
+    out = {}
+    for task, (node, label) in parked_at(lab).items():
+        if not node:
+            node = NBD_SERVER if task.startswith("nbd-write#") else GUEST
+        out[task] = (node, label)
+    return out
+
+
+class GraphView:
+    """The block graph with the request in flight and where each task is parked, in an
+    Image widget; redrawn only when what it shows changed."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.key: tuple = (dict(graph_highlight(lab)), lab.state, lab.design)
+        self.plot: GraphPlot = plot_graph(lab, highlight=self.key[0], title=self._title(lab))
+        self.figure = FigureImage(self.plot)
+
+    @staticmethod
+    def _title(lab: Lab) -> str:
+        return f"Who is where · replication {lab.state} · design {lab.design}"
+
+    def refresh(self, lab: Lab) -> None:
+        marks = graph_highlight(lab)
+        key = (marks, lab.state, lab.design)
+        if key == self.key:
+            return
+        self.key = key
+        self.plot.update(lab, highlight=marks, title=self._title(lab))
+        self.figure.refresh()

@@ -330,3 +330,58 @@ def whereabouts_of(lab: Lab, task: Task) -> str:
     if task.name.startswith("vm-read#") and task.state == DONE:
         result = next((r for r in read_results(lab) if r.task == task.name), None)
     return _describe(lab, task, tracks.get(task.name), result)
+
+
+# --- the same, short: a badge on the block graph ------------------------------------------
+
+
+def parked_at(lab: Lab) -> dict[str, tuple[str, str]]:
+    """Each task's node and a short label (≤ 22 characters) for a badge on the graph.
+
+    The node is the one it is parked at (``Task.suspended.node``; for a task
+    blocked on a queue, the node of its innermost open request); ``""`` for a
+    task at no node: not started yet, or a finished VM read (labelled with
+    what it got).  Other finished tasks, and tasks that never touch a node,
+    are left out.
+    """
+    tracks = _tracks(lab)
+    results = {r.task: r for r in read_results(lab)}
+    out: dict[str, tuple[str, str]] = {}
+    for task in lab.kernel.tasks.values():
+        name = task.name
+        track = tracks.get(name)
+        stack = track.stack if track is not None else []
+        where = task.suspended
+        if task.state == DONE:
+            r = results.get(name)
+            if r is not None:
+                out[name] = ("", f"got {r.got_words()} {'✓' if r.ok else '✗'}")
+            continue
+        if task.state == FAILED:
+            continue
+        if where is None:
+            if name.startswith(("vm-read#", "vm-write#", "nbd-write#")):
+                out[name] = ("", "not started")
+            continue
+        write = name.startswith("nbd-write#")
+        cow = track is not None and track.cow is not None
+        if task.state == BLOCKED or where.kind != "point" or not where.node:
+            node = stack[-1][0] if stack else ""
+            if not node:
+                continue
+            word = "blocked" if task.state == BLOCKED else "woken"
+            out[name] = (node, f"{word} (step 2)" if write else word)
+            continue
+        node = where.node
+        if write:
+            if cow:
+                label = "COW writes old data" if node == "hidden" else "COW reads old data"
+            else:
+                label = "data lands next"
+        elif name.startswith("vm-read#"):
+            fell = "hidden" in [n for n, _, _ in stack] and node != "hidden"
+            label = "found hidden empty" if fell else "reads here next"
+        else:
+            label = "I/O here next"
+        out[name] = (node, label)
+    return out
