@@ -140,14 +140,14 @@ WIDGET_CELLS = [
 
 
 def click(page, probe: str, name: str) -> None:
-    """Click the button ``name`` in widget ``probe`` and wait for its image to change."""
+    """Click the button ``name`` in widget ``probe`` and wait for one of its images to
+    change."""
     root = page.locator(f".{probe}")
-    img = root.locator("img").first
-    before = img.get_attribute("src")
+    srcs = "(sel) => [...document.querySelectorAll(sel + ' img')].map(i => i.src).join(' ')"
+    before = page.evaluate(srcs, f".{probe}")
     button(root, name).click()
-    page.wait_for_function(
-        "([sel, src]) => document.querySelector(sel + ' img').src !== src",
-        arg=[f".{probe}", before], timeout=20_000)
+    page.wait_for_function(f"([sel, before]) => ({srcs})(sel) !== before",
+                           arg=[f".{probe}", before], timeout=20_000)
     page.wait_for_timeout(200)
 
 
@@ -157,10 +157,20 @@ def button(root, name: str):
 
 
 def shot(page, probe: str, name: str, save: bool) -> None:
+    """A screenshot of the widget; the window is made taller (same width, so the same
+    layout) while it is taken, so that the notebook panel shows the whole widget."""
     el = page.locator(f".{probe}")
-    el.scroll_into_view_if_needed()
-    path = (DOCS if save else ARTIFACTS) / name
-    el.screenshot(path=str(path))
+    size = page.viewport_size
+    height = el.bounding_box()["height"]
+    page.set_viewport_size({"width": size["width"],
+                            "height": max(size["height"], int(height) + 300)})
+    try:
+        page.wait_for_timeout(300)
+        el.scroll_into_view_if_needed()
+        el.screenshot(path=str((DOCS if save else ARTIFACTS) / name))
+    finally:
+        page.set_viewport_size(size)
+        page.wait_for_timeout(200)
 
 
 def drive_widgets(page, save: bool) -> None:

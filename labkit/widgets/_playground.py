@@ -128,8 +128,8 @@ class SchedulerPlayground(App):
         v = self.lab.violations()
         if v:
             bad = next((r for r in read_results(self.lab) if r.task == v[0].task), None)
-            got = f"{bad.task} {bad.text()}. " if bad is not None else ""
-            return f"You won — conflicting read! {got}{v[0].message}"
+            got = f" {bad.task} {bad.text()}." if bad is not None else ""
+            return f"You won — conflicting read!{got}\n{v[0].message}"
         if self.session.done:
             return (f"All tasks finished without a conflicting read (design {self.design}). "
                     f"Undo and try another order, or switch the design.")
@@ -312,7 +312,7 @@ class SchedulerPlayground(App):
         out += [f"  {line}" for line in self.button_lines()]
         banner = self.banner_text()
         if banner:
-            out.append(f"BANNER: {banner}")
+            out.append(f"BANNER: {banner.replace(chr(10), ' ')}")
         if self.note:
             out.append(f"note: {self.note}")
         if self.error:
@@ -381,7 +381,9 @@ class SchedulerPlayground(App):
         self.reset_button.disabled = len(self.states) < 2
         banner = self.banner_text()
         if self.lab.violations():
-            self.banner.value = banner_html(f"<b>{html.escape(banner)}</b>", bad=True)
+            head, _, rest = banner.partition("\n")
+            self.banner.value = banner_html(f"<b>{html.escape(head)}</b><br>"
+                                            f"{html.escape(rest)}", bad=True)
         elif banner:
             self.banner.value = banner_html(html.escape(banner), bad=False)
         else:

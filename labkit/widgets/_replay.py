@@ -236,7 +236,7 @@ class RaceReplay(App):
         vs = self.lab.violations()
         banner = self.banner_text()
         if banner:
-            out.append(f"BANNER: {banner}")
+            out.append(f"BANNER: {banner.replace(chr(10), ' ')}")
         out.append("violations so far: " + ("; ".join(x.message for x in vs) if vs else "none"))
         out.append("where each task is:")
         out += [f"  {k}: {x}" for k, x in whereabouts(self.lab).items()]
@@ -258,7 +258,7 @@ class RaceReplay(App):
             where = span(got.offset, got.length, lab.block)
         return (f"Conflicting read at decision {self._violation_at()}: {v.task} read "
                 f"{where} — expected {v.expected:#04x} (what the VM should see), got "
-                f"{v.got:#04x}. {v.message}")
+                f"{v.got:#04x}.\n{v.message}")
 
     def _violation_at(self) -> int:
         """The decision (1-based) after which the oracle reported the violation."""
@@ -283,8 +283,9 @@ class RaceReplay(App):
             lines.append("no counterexample: no design shows a violation")
         self.info.value = pre(lines)
         banner = self.banner_text()
-        self.banner.value = banner_html(f"<b>{html.escape(banner)}</b>", bad=True) \
-            if banner else ""
+        head, _, rest = banner.partition("\n")
+        self.banner.value = banner_html(f"<b>{html.escape(head)}</b><br>{html.escape(rest)}",
+                                        bad=True) if banner else ""
         lab = self.lab
         parked = [f"  {k}: {x}" for k, x in whereabouts(lab).items()] if lab is not None else []
         self.parked.value = pre(["where each task is:", *parked],

@@ -317,9 +317,13 @@ def stage(lab: Lab) -> Stage:
                      f"{latest}: backup_do_cow ended its CowRequest (the old contents are in "
                      f"hidden); the new data lands when the write resumes (Step 3)", latest)
     if t.runs == t.reached_at:  # the decision that reached the disk is its latest
+        cow = ""
+        if t.cow is not None:
+            clusters = span(t.cow[0], t.cow[1], lab.backup_cluster).replace("block", "cluster")
+            cow = f", which registered a CowRequest on backup {clusters}"
         return Stage("Step 1", STEP_NAMES["Step 1"],
-                     f"{latest} reached the secondary disk; the notifier called "
-                     f"backup_do_cow — {where}", latest)
+                     f"{latest} reached the secondary disk before its data: the before-write "
+                     f"notifier called backup_do_cow{cow}. Next: the copy (Step 2)", latest)
     return Stage("Step 2", STEP_NAMES["Step 2"], f"{latest}: {where}", latest)
 
 
