@@ -111,7 +111,7 @@ FONT = "font-size:13px;line-height:1.35"
 def pre(lines: list[str], *, style: str = "") -> str:
     """Lines as preformatted HTML that wraps instead of being cut."""
     body = html.escape("\n".join(lines))
-    return (f"<pre style='margin:0;{FONT};white-space:pre-wrap;overflow-wrap:anywhere;"
+    return (f"<pre style='margin:0;{FONT};white-space:pre-wrap;overflow-wrap:break-word;"
             f"{style}'>{body}</pre>")
 
 
