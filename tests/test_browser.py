@@ -115,12 +115,19 @@ def errors_on_page(page) -> list[str]:
     return found
 
 
-def check_page(page, what: str) -> None:
-    assert errors_on_page(page) == [], f"{what}: error output"
+def page_problems(page, what: str) -> list[str]:
+    """Everything wrong on the page, one line each (empty: nothing)."""
+    out = [f"{what}: error output: {e}" for e in errors_on_page(page)]
     found = layout_problems(page)
-    assert found["images"] == [], f"{what}: images shown below 95% of natural width"
-    assert found["cut"] == [], f"{what}: controls cut"
-    assert found["small"] == [], f"{what}: widget text below {MIN_FONT_PX} px"
+    out += [f"{what}: image shown at {x} (< 95% of natural)" for x in found["images"]]
+    out += [f"{what}: cut: {x}" for x in found["cut"]]
+    out += [f"{what}: widget text below {MIN_FONT_PX} px: {x}" for x in found["small"]]
+    return out
+
+
+def check_page(page, what: str) -> None:
+    problems = page_problems(page, what)
+    assert problems == [], "\n".join(problems)
 
 
 # --- the scratch notebook: each widget, in the states the lesson is about ------------------
@@ -196,8 +203,8 @@ def drive_widgets(page, save: bool) -> None:
         click(page, "probe-playground", "Step nbd-write#1")
     click(page, "probe-playground", "Step vm-read#1")
     banner = play.locator(".labkit-banner").inner_text()
-    assert "You won" in banner and "returned 0xbb for block 5 where the VM should see 0x15" \
-        in banner, banner
+    assert "You won" in banner and ("returned 0xbb for block 5 (from the secondary disk) "
+                                    "where the VM should see 0x15") in banner, banner
     shot(page, "probe-playground", "widget-playground-won.png", save)
     check_page(page, "playground won")
 
@@ -237,6 +244,7 @@ def test_notebooks_and_widgets_in_jupyterlab(tmp_path):
     bl.write_notebook(root / "zz-latency.ipynb", bl.latency_cells())
     ARTIFACTS.mkdir(exist_ok=True)
     latency: list[dict] = []
+    problems: list[str] = []  # every notebook's, reported together at the end
     with bl.jupyterlab(root, tmp_path) as (url, token), sync_playwright() as pw:
         browser = bl.launch(pw)
         try:
@@ -248,7 +256,7 @@ def test_notebooks_and_widgets_in_jupyterlab(tmp_path):
                         bl.run_all_and_wait(page)
                         stem = name.removesuffix(".ipynb")
                         page.screenshot(path=str(ARTIFACTS / f"{stem}-{size}.png"))
-                        check_page(page, f"{name} at {size}")
+                        problems += page_problems(page, f"{name} at {size}")
                         text = (root / name).read_text()
                         if "labkit.widgets" in text or "ipywidgets" in text:
                             assert layout_problems(page)["widgets"] > 0, \
@@ -272,6 +280,7 @@ def test_notebooks_and_widgets_in_jupyterlab(tmp_path):
     # recorded, not asserted: make bench reports it against its targets
     (ARTIFACTS / "browser-latency.json").write_text(json.dumps(latency, indent=1) + "\n")
     assert len(latency) == len(bl.SIZES) * len(bl.WIDGETS)
+    assert problems == [], "\n".join(problems)
 
 
 def step_notebook_02(page, stem: str) -> None:

@@ -86,8 +86,8 @@ def test_stepper_starts_at_step_1_and_names_step_1_2_3_and_the_vm_read():
     assert seen == ["Step 1", "Step 2", "Step 3", "VM read"], "one click per step"
     assert s.step_button.disabled and s.run_button.disabled
     assert "VM read: what the secondary VM gets" in s.text()
-    assert "vm-read#1: finished: returned 0x15 for block 5 — what the VM should see ✓" \
-        in s.text()
+    assert ("vm-read#1: finished: returned 0x15 for block 5 (from hidden) — what the VM "
+            "should see ✓") in s.text()
     s.reset_button.click()
     assert s.stage.name == "Ready" and len(s.lab.schedule) == 3
 
@@ -255,8 +255,8 @@ def test_playground_buttons_blocked_reason_and_win_banner():
     assert "BANNER" not in p.text()
     p.task_buttons["vm-read#1"].click()  # the read resumes: primary data!
     assert p.won and "You won" in p.banner.value and "conflicting read" in p.banner.value
-    assert "vm-read#1 returned 0xbb for block 5 where the VM should see 0x15" in \
-        html.unescape(p.banner.value)
+    assert ("vm-read#1 returned 0xbb for block 5 (from the secondary disk) where the VM "
+            "should see 0x15") in html.unescape(p.banner.value)
     assert "BANNER: You won — conflicting read!" in p.text()
     assert p.session.done and p.task_box.children == (p.reads,)  # no buttons: the reads
     assert "vm-read#1: returned 0xbb" in p.reads.value
@@ -297,7 +297,8 @@ def test_playground_shows_the_read_parked_at_the_secondary_disk():
                                       "nbd-write#1": ("nbd-server", "not started")}
     p.choose("nbd-write#1")  # the header follows the task just stepped
     assert p.graph.plot.highlight["nbd-write#1"] == ("secondary-disk", "COW reads old data")
-    assert "You stepped nbd-write#1 (Step 1 of nbd-write#1)" in html.unescape(p.header.value)
+    assert "You stepped nbd-write#1: step 2: backup_do_cow holds a CowRequest" in \
+        html.unescape(p.header.value)
     p.undo_button.click()
     assert f"You stepped vm-read#1: {PARKED_READ}" in html.unescape(p.header.value)
 
@@ -317,10 +318,10 @@ CANONICAL_NONE = [
                                     "data lands on the secondary disk (block 5) when it "
                                     "resumes", "vm-read#1": PARKED_READ}),
     ("nbd-write#1", {"nbd-write#1": "finished", "vm-read#1": PARKED_READ}),
-    ("vm-read#1", {"vm-read#1": "finished: returned 0xbb for block 5 where the VM should see "
-                                "0x15 ✗ (conflicting read)",
-                   "vm-read#2": "finished: returned 0x15 for block 5 — what the VM should "
-                                "see ✓"}),
+    ("vm-read#1", {"vm-read#1": "finished: returned 0xbb for block 5 (from the secondary "
+                                "disk) where the VM should see 0x15 ✗ (conflicting read)",
+                   "vm-read#2": "finished: returned 0x15 for block 5 (from hidden) — what the "
+                                "VM should see ✓"}),
 ]
 
 

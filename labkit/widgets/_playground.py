@@ -17,7 +17,7 @@ from ..replication import DESIGNS
 from ..scenario import Scenario
 from ._session import Session, describe_event
 from ._view import FONT, App, FigureImage, GraphView, banner_html, button, pre, table, task_lines
-from ._whereabouts import read_results, stage, whereabouts
+from ._whereabouts import read_results, whereabouts
 
 AUTO_LIMIT = 100_000
 
@@ -281,11 +281,8 @@ class SchedulerPlayground(App):
         lab = self.lab
         if not self.last_task or self.last_task not in lab.kernel.tasks:
             return "Your move: pick which task runs next."
-        words = whereabouts(lab)[self.last_task]
-        now = stage(lab)
-        step = f" ({now.name} of {now.task})" if now.task == self.last_task and \
-            now.name.startswith("Step") else ""
-        return f"You stepped {self.last_task}{step}: {words}"
+        # a primary write's words name its workflow step already ("step 2: ...")
+        return f"You stepped {self.last_task}: {whereabouts(lab)[self.last_task]}"
 
     def _visible_buttons(self) -> list[tuple[str, w.Button]]:
         return [(n, self.task_buttons[n]) for n in self._shown]

@@ -36,6 +36,10 @@ from ..lab import Lab
 NODE_WORDS = {"secondary-disk": "the secondary disk", "hidden": "hidden", "active": "active",
               "colo-top": "the replication node", "nbd-export": "the NBD export"}
 
+#: How the lesson names the layers of :meth:`labkit.lab.Lab.provenance`.
+LAYER_WORDS = {"secondary": "the secondary disk", "hidden": "hidden", "active": "active",
+               "mixed": "several layers"}
+
 #: Layers a read can fall through (qcow2 nodes with a backing child).
 _QCOW2 = ("active", "hidden")
 
@@ -64,6 +68,7 @@ class _Track:
     reached_at: int = -1  # ``runs`` when its first request started (step 1 of a write)
     landed: bool = False  # its first request ended (a write's data is on the disk)
     last: int = -1  # seq of its latest request, COW or end event (what it did last)
+    served: tuple[str, ...] | None = None  # a finished read's layers (Lab.provenance)
 
 
 class _Tracker:
@@ -212,6 +217,7 @@ class ReadResult:
     expected: int | None  # the byte the VM should have seen where it differs (violation)
     bad: int | None  # the byte it got there instead
     message: str  # the oracle's message for a conflicting read, else ""
+    served: tuple[str, ...] = ()  # the layers that served it (Lab.provenance)
 
     @property
     def ok(self) -> bool:
@@ -227,6 +233,9 @@ class ReadResult:
 
     def text(self) -> str:
         where = span(self.offset, self.length, self.block)
+        if self.served:
+            layers = " and ".join(LAYER_WORDS.get(x, x) for x in self.served)
+            where += f" (from {layers})"
         if self.ok:
             return f"returned {self.got_words()} for {where} — what the VM should see ✓"
         return (f"returned {self.bad:#04x} for {where} where the VM should see "
@@ -244,9 +253,13 @@ def read_results(lab: Lab) -> list[ReadResult]:
         offset, length = _read_range(lab, task.name, tracks)
         data = task.result
         v = bad.get(task.name)
+        track = tracks.get(task.name)
+        if track is not None and track.served is None:  # once: a finished read is final
+            track.served = tuple(dict.fromkeys(x for x in lab.provenance(task.name) if x))
+        served = track.served if track is not None and track.served else ()
         out.append(ReadResult(task.name, offset, length if length > 0 else len(data),
                               lab.block, data, v.expected if v else None,
-                              v.got if v else None, v.message if v else ""))
+                              v.got if v else None, v.message if v else "", served))
     return out
 
 
