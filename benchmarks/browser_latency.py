@@ -77,6 +77,10 @@ def jupyterlab(root: Path, tmp: Path) -> Iterator[tuple[str, str]]:
     settings.mkdir(parents=True, exist_ok=True)
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # every cell rendered, also off screen: the layout checks measure all outputs
+    notebook = tmp / "settings" / "@jupyterlab" / "notebook-extension"
+    notebook.mkdir(parents=True, exist_ok=True)
+    (notebook / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
                JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), LABKIT_SOLUTIONS="1",
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
