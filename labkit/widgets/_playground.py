@@ -20,6 +20,7 @@ from ._view import FONT, App, FigureImage, GraphView, banner_html, button, pre, 
 from ._whereabouts import read_results, whereabouts
 
 AUTO_LIMIT = 100_000
+READS_SHOWN = 6  # the most recent finished reads listed under the buttons
 
 
 class SchedulerPlayground(App):
@@ -52,7 +53,8 @@ class SchedulerPlayground(App):
             raise ValueError(f"design must be one of {', '.join(map(repr, designs))}, "
                              f"got {design!r}")
         self._pick: str | None = None
-        self._rows: dict[str, w.HBox] = {}
+        self._pool: list[tuple[w.Button, w.HTML, w.HBox]] = []
+        self._slot_names: list[str] = []
         self.reads = w.HTML()
         self.note = ""
         self.error = ""
@@ -321,18 +323,25 @@ class SchedulerPlayground(App):
         out.append(table(lab))
         return "\n".join(out)
 
-    def _button(self, name: str) -> w.Button:
-        if name not in self.task_buttons:
+    def _row(self, slot: int, name: str) -> w.Button:
+        """The button of row ``slot``, now for task ``name``.  Rows are a pool reused
+        for every task (a scenario of many ``par`` blocks has hundreds of tasks; a new
+        widget per task costs the browser a model and a view each)."""
+        while len(self._pool) <= slot:
+            i = len(self._pool)
             b = w.Button(layout=w.Layout(width="auto", min_width="max-content",
                                          flex="0 0 auto"))
-            b.on_click(lambda _, n=name: self.choose(n))
-            self.task_buttons[name] = b
+            b.on_click(lambda _, i=i: self.choose(self._slot_names[i]))
             words = w.HTML(layout=w.Layout(flex="1 1 auto", min_width="0"))
             words.add_class("labkit-task-words")
-            self.task_words[name] = words
-            self._rows[name] = w.HBox([b, words], layout=w.Layout(gap="8px",
-                                                                  align_items="center"))
-        return self.task_buttons[name]
+            row = w.HBox([b, words], layout=w.Layout(gap="8px", align_items="center"))
+            self._pool.append((b, words, row))
+            self._slot_names.append("")
+        self._slot_names[slot] = name
+        b, words, _ = self._pool[slot]
+        self.task_buttons[name] = b
+        self.task_words[name] = words
+        return b
 
     def _refresh(self, *, since: dict[str, Layer | None] | None = None) -> None:
         lab = self.lab
@@ -341,18 +350,19 @@ class SchedulerPlayground(App):
         elif len(lab.schedule) < getattr(self, "_window", 0):
             self._window = 0
         shown: list[str] = []
+        self.task_buttons, self.task_words = {}, {}
         if not self.session.done:
             runnable = {t.name for t in self.session.runnable()}
             for t in lab.kernel.tasks.values():
                 if t.name in runnable:
-                    b = self._button(t.name)
+                    b = self._row(len(shown), t.name)
                     b.description = f"Step {t.name}"
                     b.tooltip = f"run {t.name} until its next scheduling point"
                     b.disabled = False
                     b.button_style = "primary"
                     shown.append(t.name)
                 elif t.state == "blocked":
-                    b = self._button(t.name)
+                    b = self._row(len(shown), t.name)
                     b.description = f"{t.name} (blocked)"
                     b.tooltip = f"{t.name} waits for {t.why_blocked}"
                     b.disabled = True
@@ -371,9 +381,12 @@ class SchedulerPlayground(App):
             self.task_words[name].value = (f"<div style='{FONT};{style}'>"
                                            f"{html.escape(where[name])}</div>")
         finished = [f"{r.task}: {r.text()}" for r in read_results(lab)]
-        self.task_box.children = tuple(self._rows[n] for n in shown) + (
+        self.task_box.children = tuple(self._pool[i][2] for i in range(len(shown))) + (
             (self.reads,) if finished else ())
-        self.reads.value = pre(["finished reads:"] + [f"  {x}" for x in finished])
+        earlier = [f"  ({len(finished) - READS_SHOWN} earlier)"] \
+            if len(finished) > READS_SHOWN else []
+        self.reads.value = pre(["finished reads:", *earlier,
+                                *[f"  {x}" for x in finished[-READS_SHOWN:]]])
         self.undo_button.disabled = len(self.states) < 2
         self.reset_button.disabled = len(self.states) < 2
         banner = self.banner_text()
