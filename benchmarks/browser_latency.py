@@ -35,6 +35,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 CLICKS = 30
+SETTLE_MS = 300  # between two timed clicks: the widget finishes its update, idle again
 #: cells per layer -> the build_secondary keywords that give them
 SIZES = {256: {"size": "1M"}, 4096: {"size": "2M", "block": "512"}}
 TARGET_P95_MS = {256: 100.0, 4096: 200.0}
@@ -205,7 +206,9 @@ def measure(page: Any, probe: str, pattern: str, clicks: int = CLICKS) -> list[f
         ms = page.evaluate(_CLICK_JS, [probe, pattern])
         if ms >= 0:
             out.append(ms)
-            page.wait_for_timeout(50)  # a trainee's next click is a new one
+            # the rest of the click (its other images, labels) lands before the next
+            # one, as between two clicks of a trainee reading the result
+            page.wait_for_timeout(SETTLE_MS)
             continue
         if ms == -2:
             raise RuntimeError(f"{probe}: no new image within 30 s of a click")
@@ -213,7 +216,7 @@ def measure(page: Any, probe: str, pattern: str, clicks: int = CLICKS) -> list[f
         if rewinds > clicks:
             raise RuntimeError(f"{probe}: no button matching {pattern!r} to click")
         while page.evaluate(_CLICK_JS, [probe, "^(◀|Reset)$"]) >= 0:
-            pass  # back to the start: Reset once, or ◀ until it is disabled
+            page.wait_for_timeout(SETTLE_MS)  # back to the start: Reset, or ◀ until disabled
     return out
 
 

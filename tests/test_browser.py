@@ -5,7 +5,8 @@ every notebook in ``notebooks/`` (copies, so autosave cannot touch the
 repository) is run; then, on the page:
 
 * every image in a widget or plot output is shown at ≥ 95 % of its natural
-  width (figures scaled down had text of 5–7 px);
+  width (figures scaled down had text of 5–7 px), and not wider than its
+  output area (which would scroll or clip it);
 * no button, label or dropdown is cut (``scrollWidth`` > ``clientWidth``);
 * no "Error displaying widget", no traceback;
 * no widget text below 11 CSS px.
@@ -60,14 +61,19 @@ def _selected_notebooks() -> list[str]:
 #: What the page must not show, measured in the page: images scaled below 95 % of their
 #: natural width, cut controls, widget text below the minimum size.
 _LAYOUT_JS = r"""(minFont) => {
-    const out = {images: [], cut: [], small: [], widgets: 0};
+    const out = {images: [], overflow: [], cut: [], small: [], widgets: 0};
     const outputs = document.querySelectorAll('.jp-OutputArea-output');
     for (const area of outputs) {
         for (const img of area.querySelectorAll('img')) {
             if (!img.naturalWidth) continue;
-            const r = img.getBoundingClientRect();
             if (img.clientWidth < 0.95 * img.naturalWidth)
                 out.images.push(`${img.clientWidth}/${img.naturalWidth} px`);
+            // shown whole: not wider than the output area (that would scroll or clip)
+            const r = img.getBoundingClientRect(), a = area.getBoundingClientRect();
+            if (r.right > a.right + 2)
+                out.overflow.push(`${img.naturalWidth} px wide, ` +
+                                  `${Math.round(r.right - a.right)} px past the output ` +
+                                  `area (${Math.round(a.width)} px)`);
         }
     }
     const controls = document.querySelectorAll(
@@ -120,6 +126,7 @@ def page_problems(page, what: str) -> list[str]:
     out = [f"{what}: error output: {e}" for e in errors_on_page(page)]
     found = layout_problems(page)
     out += [f"{what}: image shown at {x} (< 95% of natural)" for x in found["images"]]
+    out += [f"{what}: image overflows: {x}" for x in found["overflow"]]
     out += [f"{what}: cut: {x}" for x in found["cut"]]
     out += [f"{what}: widget text below {MIN_FONT_PX} px: {x}" for x in found["small"]]
     return out
