@@ -1,9 +1,13 @@
-"""Section 3: one Step of each widget (engine step + figure update), p50 and p95.
+"""Section 3: one Step of each widget, headless and in the browser, p50 and p95.
 
-Each widget runs headless (ipywidgets without a front end, matplotlib's Agg
-backend); a Step is what its button does: the engine's decision(s) and the
-redraw of the block map into the widget's PNG.  Disks of 256 and 4096 cells
-(blocks of 4 KiB) per layer: 1 MiB and 16 MiB.
+Headless: each widget without a front end (matplotlib's Agg backend); a Step
+is what its button does: the engine's decision(s) and the redraw of its
+figures into the widget's PNGs.  Disks of 256 and 4096 cells (blocks of 4 KiB)
+per layer: 1 MiB and 16 MiB.
+
+In the browser (:mod:`benchmarks.browser_latency`): from the click in
+JupyterLab in Chromium to the widget's new image — what a trainee feels —
+at 256 and 4,096 cells (targets: p95 ≤ 100 ms and ≤ 200 ms).
 """
 
 from __future__ import annotations
@@ -13,31 +17,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from . import browser_latency
 from ._common import run_child
+from .browser_latency import percentile, races
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 STEPS = 200
 CELLS = (256, 4096)
 TARGET_P95_MS = {256: 50.0, 4096: 150.0}
-
-
-def _races(cells: int, n: int) -> str:
-    """``n`` canonical races (a VM read and a primary write to one block) spread over the
-    disk, each in its own ``par`` block: every decision inside is a real choice."""
-    lines = ["start"]
-    for i in range(n):
-        block = (i * 37) % cells
-        lines.append(f"par {{ vread {block}b 4K; pwrite {block}b 4K {0x80 + i % 0x7f:#04x} }}")
-    return "\n".join(lines)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def _time_steps(step: Callable[[], Any], reset: Callable[[], Any] | None,
@@ -57,13 +45,13 @@ def _time_steps(step: Callable[[], Any], reset: Callable[[], Any] | None,
 
 def stepper(cells: int, steps: int = STEPS) -> list[float]:
     from labkit.widgets import WorkflowStepper
-    app = WorkflowStepper(_races(cells, steps), size=cells * 4096)
+    app = WorkflowStepper(races(cells, steps), size=cells * 4096)
     return _time_steps(app.step, app.reset, lambda: app.session.done, steps)
 
 
 def playground(cells: int, steps: int = STEPS) -> list[float]:
     from labkit.widgets import SchedulerPlayground
-    app = SchedulerPlayground(_races(cells, steps), size=cells * 4096)
+    app = SchedulerPlayground(races(cells, steps), size=cells * 4096)
 
     def step() -> None:
         app.choose(app.session.runnable()[-1].name)  # the last runnable: preempt often
@@ -92,7 +80,7 @@ def run(steps: int = STEPS, log: Callable[[str], None] = print) -> list[dict[str
         for name in WIDGETS:
             t0 = time.perf_counter()
             ms = run_child("benchmarks.interactivity", name, str(cells), str(steps))["ms"]
-            p50, p95 = _percentile(ms, 0.5), _percentile(ms, 0.95)
+            p50, p95 = percentile(ms, 0.5), percentile(ms, 0.95)
             target = TARGET_P95_MS[cells]
             rows.append({"widget": name, "cells": cells, "steps": len(ms),
                          "p50_ms": round(p50, 2), "p95_ms": round(p95, 2),
@@ -101,7 +89,11 @@ def run(steps: int = STEPS, log: Callable[[str], None] = print) -> list[dict[str
                          "wall_s": round(time.perf_counter() - t0, 2)})
             log(f"  {name:<20} {cells:>5} cells: p50 {p50:6.1f} ms  p95 {p95:6.1f} ms "
                 f"(target ≤ {target:.0f})")
-    return rows
+    t0 = time.perf_counter()
+    browser = browser_latency.run(log=log)
+    for r in browser:
+        r["wall_s"] = round(time.perf_counter() - t0, 2)
+    return rows + browser
 
 
 if __name__ == "__main__":

@@ -1,102 +1,111 @@
-"""The notebooks in a real JupyterLab, driven by Debian's Chromium through Playwright.
+"""The notebooks and the widgets in a real JupyterLab, driven by Debian's Chromium.
 
-Opens every notebook (copies, so autosave cannot touch the repository), runs
-all cells, waits for the kernel to be idle, checks there is no error output and
-that widgets rendered, clicks Step in notebook 02 and checks the step label and
-the plot changed.  Screenshots go to ``artifacts/`` (ignored by git); the
-README's ``docs/notebook-02.png`` is copied from ``artifacts/02-*-after-step.png``.
+At 1280×800 and 1920×1080, with the file browser open (a trainer's layout),
+every notebook in ``notebooks/`` (copies, so autosave cannot touch the
+repository) is run; then, on the page:
+
+* every image in a widget or plot output is shown at ≥ 95 % of its natural
+  width (figures scaled down had text of 5–7 px), and not wider than its
+  output area (which would scroll or clip it);
+* no button, label or dropdown is cut (``scrollWidth`` > ``clientWidth``);
+* no "Error displaying widget", no traceback;
+* no widget text below 11 CSS px.
+
+A scratch notebook the test writes (so it does not depend on the notebooks'
+contents) shows each widget; the test clicks through their states, checks
+what they say and saves screenshots into ``docs/`` (``widget-stepper-step1.png``
+… at 1280×800).  The same browser run measures the click-to-new-image latency
+of each widget's Step (``benchmarks.browser_latency``) into
+``artifacts/browser-latency.json``, without asserting it (``make bench``
+reports it).
+
+``LABKIT_BROWSER_NOTEBOOKS=02,04`` and ``LABKIT_BROWSER_VIEWPORTS=1280x800``
+bound a run while iterating.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import pytest
+
+from benchmarks import browser_latency as bl
 from labkit.testing import need
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
 ARTIFACTS = ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+DOCS = ROOT / "docs"
+VIEWPORTS = [(1280, 800), (1920, 1080)]
+MIN_FONT_PX = 11
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _selected_viewports() -> list[tuple[int, int]]:
+    want = os.environ.get("LABKIT_BROWSER_VIEWPORTS")
+    if not want:
+        return VIEWPORTS
+    return [tuple(int(x) for x in v.split("x")) for v in want.split(",")]  # type: ignore[misc]
 
 
-@contextlib.contextmanager
-def jupyterlab(root: Path, tmp: Path):
-    port, token = free_port(), secrets.token_hex(16)
-    settings = tmp / "settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
-               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), LABKIT_SOLUTIONS="1")
-    log = open(tmp / "jupyterlab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
-         "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", "--allow-root", "--ServerApp.port_retries=0"],
-        stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited: {(tmp / 'jupyterlab.log').read_text()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
-                break
-            time.sleep(0.3)
-        else:
-            raise RuntimeError("JupyterLab did not open its port within 90 s")
-        yield f"http://127.0.0.1:{port}", token
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+def _selected_notebooks() -> list[str]:
+    names = sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb"))
+    want = os.environ.get("LABKIT_BROWSER_NOTEBOOKS")
+    if want:
+        names = [n for n in names if any(n.startswith(w) for w in want.split(","))]
+    return names
 
 
-def accept_kernel_dialog(page) -> None:
-    """JupyterLab sometimes asks which kernel to start even with a kernelspec: say python3."""
-    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-    try:
-        dialog.wait_for(timeout=5_000)
-    except Exception:  # no dialog: the kernel starts by itself
-        return
-    dialog.get_by_role("button", name="Select", exact=True).click()
-    dialog.wait_for(state="detached", timeout=10_000)
+#: What the page must not show, measured in the page: images scaled below 95 % of their
+#: natural width, cut controls, widget text below the minimum size.
+_LAYOUT_JS = r"""(minFont) => {
+    const out = {images: [], overflow: [], cut: [], small: [], widgets: 0};
+    const outputs = document.querySelectorAll('.jp-OutputArea-output');
+    for (const area of outputs) {
+        for (const img of area.querySelectorAll('img')) {
+            if (!img.naturalWidth) continue;
+            if (img.clientWidth < 0.95 * img.naturalWidth)
+                out.images.push(`${img.clientWidth}/${img.naturalWidth} px`);
+            // shown whole: not wider than the output area (that would scroll or clip)
+            const r = img.getBoundingClientRect(), a = area.getBoundingClientRect();
+            if (r.right > a.right + 2)
+                out.overflow.push(`${img.naturalWidth} px wide, ` +
+                                  `${Math.round(r.right - a.right)} px past the output ` +
+                                  `area (${Math.round(a.width)} px)`);
+        }
+    }
+    const controls = document.querySelectorAll(
+        '.jupyter-widgets button, .jupyter-widgets .widget-label, ' +
+        '.jupyter-widgets.widget-label, .widget-dropdown select, .widget-readout');
+    for (const el of controls) {
+        if (!el.offsetParent) continue;  // not displayed
+        if (el.scrollWidth > el.clientWidth + 1)
+            out.cut.push(`${el.tagName} "${el.textContent.trim().slice(0, 60)}" ` +
+                         `${el.scrollWidth}>${el.clientWidth}`);
+    }
+    const widgets = document.querySelectorAll('.jp-OutputArea-output .jupyter-widgets');
+    out.widgets = widgets.length;
+    for (const root of widgets) {
+        const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+        while (walker.nextNode()) {
+            const node = walker.currentNode;
+            if (!node.textContent.trim()) continue;
+            const el = node.parentElement;
+            if (!el.offsetParent) continue;
+            const size = parseFloat(getComputedStyle(el).fontSize);
+            if (size < minFont)
+                out.small.push(`${size}px "${node.textContent.trim().slice(0, 40)}"`);
+        }
+    }
+    out.small = [...new Set(out.small)].slice(0, 20);
+    return out;
+}"""
 
 
-def run_all_and_wait(page, timeout_ms: int = 120_000) -> None:
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    # Wait until every code cell shows an execution count ("[3]:") and the kernel is idle.
-    page.wait_for_function(
-        r"""() => {
-            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-            const done = prompts.every(p => /\[\d+\]/.test(p.textContent));
-            const idle = document.querySelector(
-                '.jp-Notebook-ExecutionIndicator[data-status="idle"]');
-            return prompts.length > 0 && done && idle !== null;
-        }""", timeout=timeout_ms)
-    page.wait_for_timeout(500)
+def layout_problems(page) -> dict:
+    return page.evaluate(_LAYOUT_JS, MIN_FONT_PX)
 
 
 def errors_on_page(page) -> list[str]:
@@ -112,69 +121,207 @@ def errors_on_page(page) -> list[str]:
     return found
 
 
-def test_notebooks_run_in_jupyterlab_and_widgets_respond(tmp_path):
-    need(shutil.which("chromium") or Path(CHROMIUM).exists(), "Debian's chromium",
+def page_problems(page, what: str) -> list[str]:
+    """Everything wrong on the page, one line each (empty: nothing)."""
+    out = [f"{what}: error output: {e}" for e in errors_on_page(page)]
+    found = layout_problems(page)
+    out += [f"{what}: image shown at {x} (< 95% of natural)" for x in found["images"]]
+    out += [f"{what}: image overflows: {x}" for x in found["overflow"]]
+    out += [f"{what}: cut: {x}" for x in found["cut"]]
+    out += [f"{what}: widget text below {MIN_FONT_PX} px: {x}" for x in found["small"]]
+    return out
+
+
+def check_page(page, what: str, later: list[str]) -> None:
+    """Fail now on what the widgets decide (errors, scaling, cut controls, small text);
+    keep in ``later`` what the figures' own widths decide (an image wider than the
+    output area: labkit.plot sizes its figures), reported at the end."""
+    problems = page_problems(page, what)
+    now = [p for p in problems if ": image overflows: " not in p]
+    assert now == [], "\n".join(now)
+    later += [p for p in problems if p not in now]
+
+
+# --- the scratch notebook: each widget, in the states the lesson is about ------------------
+
+WIDGET_CELLS = [
+    "from labkit import scenarios\n"
+    "from labkit.widgets import RaceReplay, SchedulerPlayground, WorkflowStepper",
+    "stepper = WorkflowStepper('start\\npwrite 5b 4K 0xbb\\nvread 5b 4K', size='128K')\n"
+    "stepper.widget.add_class('probe-stepper')\nstepper.widget",
+    "playground = SchedulerPlayground(scenarios.load('canonical'), design='none')\n"
+    "playground.widget.add_class('probe-playground')\nplayground.widget",
+    "blocked = SchedulerPlayground(scenarios.load('canonical'), design='2.8')\n"
+    "blocked.widget.add_class('probe-blocked')\nblocked.widget",
+    "replay = RaceReplay(scenarios.load('canonical'))\n"
+    "replay.widget.add_class('probe-replay')\nreplay.widget",
+]
+
+
+def click(page, probe: str, name: str) -> None:
+    """Click the button ``name`` in widget ``probe`` and wait for one of its images to
+    change."""
+    root = page.locator(f".{probe}")
+    srcs = "(sel) => [...document.querySelectorAll(sel + ' img')].map(i => i.src).join(' ')"
+    before = page.evaluate(srcs, f".{probe}")
+    button(root, name).click()
+    page.wait_for_function(f"([sel, before]) => ({srcs})(sel) !== before",
+                           arg=[f".{probe}", before], timeout=20_000)
+    page.wait_for_timeout(200)
+
+
+def button(root, name: str):
+    """The button whose text is ``name`` (its icon's glyph is not part of its text)."""
+    return root.locator("button").filter(has_text=re.compile(rf"^\s*{re.escape(name)}\s*$"))
+
+
+def shot(page, probe: str, name: str, save: bool) -> None:
+    """A screenshot of the widget; the window is made taller (same width, so the same
+    layout) while it is taken, so that the notebook panel shows the whole widget."""
+    el = page.locator(f".{probe}")
+    size = page.viewport_size
+    height = el.bounding_box()["height"]
+    page.set_viewport_size({"width": size["width"],
+                            "height": max(size["height"], int(height) + 300)})
+    try:
+        page.wait_for_timeout(300)
+        el.scroll_into_view_if_needed()
+        el.screenshot(path=str((DOCS if save else ARTIFACTS) / name))
+    finally:
+        page.set_viewport_size(size)
+        page.wait_for_timeout(200)
+
+
+def drive_widgets(page, save: bool, later: list[str]) -> None:
+    """Click each widget through the states the lesson depends on; check what it says."""
+    stepper = page.locator(".probe-stepper")
+    label = stepper.locator(".labkit-step-label")
+    assert "Step 1 is next" in label.inner_text()
+    for n, want in ((1, "Step 1"), (2, "Step 2"), (3, "Step 3"), (4, "VM read")):
+        click(page, "probe-stepper", "Step")
+        assert label.inner_text().startswith(want), label.inner_text()
+        name = f"widget-stepper-step{n}.png" if n <= 3 else "widget-stepper-vmread.png"
+        shot(page, "probe-stepper", name, save)
+        check_page(page, f"stepper {want}", later)
+    assert "what the VM should see" in stepper.locator(".labkit-parked").inner_text()
+
+    play = page.locator(".probe-playground")
+    click(page, "probe-playground", "Step vm-read#1")
+    header = play.locator(".labkit-header").inner_text()
+    assert header.startswith("You stepped vm-read#1: passed active and hidden (unallocated), "
+                             "its read of the secondary disk"), header
+    shot(page, "probe-playground", "widget-playground-parked-read.png", save)
+    for _ in range(5):
+        click(page, "probe-playground", "Step nbd-write#1")
+    click(page, "probe-playground", "Step vm-read#1")
+    banner = play.locator(".labkit-banner").inner_text()
+    assert "You won" in banner and ("returned 0xbb for block 5 (from the secondary disk) "
+                                    "where the VM should see 0x15") in banner, banner
+    shot(page, "probe-playground", "widget-playground-won.png", save)
+    check_page(page, "playground won", later)
+
+    blocked = page.locator(".probe-blocked")
+    click(page, "probe-blocked", "Step vm-read#1")
+    click(page, "probe-blocked", "Step nbd-write#1")
+    words = blocked.locator(".labkit-task-words").all_inner_texts()
+    assert any("waits for CowRequest of vm-read#1 on clusters 0-0" in x for x in words), words
+    shot(page, "probe-blocked", "widget-playground-blocked.png", save)
+    check_page(page, "playground blocked", later)
+
+    replay = page.locator(".probe-replay")
+    for _ in range(12):
+        if button(replay, "▶").is_disabled():
+            break
+        click(page, "probe-replay", "▶")
+    banner = replay.locator(".labkit-banner").inner_text()
+    assert "Conflicting read at decision 10: vm-read#1 read block 5 — expected 0x15" in banner
+    shot(page, "probe-replay", "widget-racereplay-violation.png", save)
+    check_page(page, "racereplay violation", later)
+
+
+def test_notebooks_and_widgets_in_jupyterlab(tmp_path):
+    need(shutil.which("chromium") or Path(bl.CHROMIUM).exists(), "Debian's chromium",
          "apt-get install chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         sync_playwright = None
     need(sync_playwright, "the playwright Python package", "pip install -e '.[test]'")
-    assert NOTEBOOKS, "no notebooks to open"
+    notebooks = _selected_notebooks()
     root = tmp_path / "lab"
-    shutil.copytree(ROOT / "notebooks", root)
+    root.mkdir()
+    for name in notebooks:
+        shutil.copy(ROOT / "notebooks" / name, root / name)
+    bl.write_notebook(root / "zz-widgets.ipynb", WIDGET_CELLS)
+    bl.write_notebook(root / "zz-latency.ipynb", bl.latency_cells())
     ARTIFACTS.mkdir(exist_ok=True)
-    with jupyterlab(root, tmp_path) as (url, token), sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    latency: list[dict] = []
+    problems: list[str] = []  # every notebook's, reported together at the end
+    with bl.jupyterlab(root, tmp_path) as (url, token), sync_playwright() as pw:
+        browser = bl.launch(pw)
         try:
-            for name in NOTEBOOKS:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                # A workspace of its own: only this notebook is open in the page.
-                ws = name.removesuffix(".ipynb")
-                page.goto(f"{url}/lab/workspaces/{ws}/tree/{name}?reset&token={token}")
-                page.wait_for_selector(".jp-Notebook", timeout=60_000)
-                accept_kernel_dialog(page)
-                page.wait_for_selector(
-                    ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-                run_all_and_wait(page)
-                stem = name.removesuffix(".ipynb")
-                page.screenshot(path=str(ARTIFACTS / f"{stem}.png"))
-                assert errors_on_page(page) == [], f"{name}: error output"
-                uses_widgets = "ipywidgets" in (root / name).read_text() or \
-                    "labkit.widgets" in (root / name).read_text()
-                if uses_widgets:
-                    assert page.locator(".jupyter-widgets").count() > 0, \
-                        f"{name}: no widget rendered"
-                if stem.startswith("02"):
-                    click_step_in_stepper(page, stem)
-                shut_down_kernels(page, url, token)
+            for viewport in _selected_viewports():
+                size = f"{viewport[0]}x{viewport[1]}"
+                for name in [*notebooks, "zz-widgets.ipynb"]:
+                    page = bl.open_notebook(browser, url, token, name, viewport)
+                    try:
+                        bl.run_all_and_wait(page)
+                        stem = name.removesuffix(".ipynb")
+                        page.screenshot(path=str(ARTIFACTS / f"{stem}-{size}.png"))
+                        problems += page_problems(page, f"{name} at {size}")
+                        text = (root / name).read_text()
+                        if "labkit.widgets" in text or "ipywidgets" in text:
+                            assert layout_problems(page)["widgets"] > 0, \
+                                f"{name}: no widget rendered"
+                        if name == "zz-widgets.ipynb":
+                            drive_widgets(page, save=viewport == (1280, 800), later=problems)
+                        elif stem.startswith("02") and viewport == (1280, 800):
+                            step_notebook_02(page, stem)
+                    finally:
+                        bl.shut_down_kernels(page, url, token)
+                        page.close()
+            page = bl.open_notebook(browser, url, token, "zz-latency.ipynb", (1280, 800))
+            try:
+                bl.run_all_and_wait(page)
+                latency = bl.measure_all(page)
+            finally:
+                bl.shut_down_kernels(page, url, token)
                 page.close()
         finally:
             browser.close()
+    # recorded, not asserted: make bench reports it against its targets
+    (ARTIFACTS / "browser-latency.json").write_text(json.dumps(latency, indent=1) + "\n")
+    assert len(latency) == len(bl.SIZES) * len(bl.WIDGETS)
+    problems = list(dict.fromkeys(problems))
+    others = [p for p in problems if ": image overflows: " not in p]
+    assert others == [], "\n".join(others)
+    if problems:
+        # Only figures wider than the output area are left: at 1280x800 with the file
+        # browser open it is 848 px wide.  Their widths are labkit.plot's (issue 14,
+        # item 6); reported as an expected failure until the figures fit, and this
+        # test passes by itself once they do.
+        pytest.xfail("figures wider than the output area (labkit.plot sizes them):\n"
+                     + "\n".join(problems))
 
 
-def shut_down_kernels(page, url: str, token: str) -> None:
-    """Free the kernel of the notebook just checked (REST API: no confirmation dialog)."""
-    headers = {"Authorization": f"token {token}"}
-    for session in page.request.get(f"{url}/api/sessions", headers=headers).json():
-        page.request.delete(f"{url}/api/sessions/{session['id']}", headers=headers)
-
-
-def click_step_in_stepper(page, stem: str) -> None:
-    """Click the WorkflowStepper's Step button; the step label and the plot must change."""
+def step_notebook_02(page, stem: str) -> None:
+    """Notebook 02's WorkflowStepper answers a click: its step label and plot change."""
     stepper = page.locator(".labkit-stepper").first
     stepper.scroll_into_view_if_needed()
     label = stepper.locator(".labkit-step-label")
     img = stepper.locator("img").first
     before_text, before_img = label.inner_text(), img.get_attribute("src")
-    step = stepper.locator("button", has_text=re.compile(r"^\s*Step\s*$"))
-    for _ in range(10):  # replication starts first; a few decisions later the write arrives
-        step.click()
-        page.wait_for_timeout(800)
-        if "Step 2" in label.inner_text():
-            break
+    stepper.locator("button", has_text=re.compile(r"^\s*Step\s*$")).click()
+    page.wait_for_function(
+        "(src) => document.querySelector('.labkit-stepper img').src !== src",
+        arg=before_img, timeout=20_000)
     assert label.inner_text() != before_text, "the step label did not change after Step"
-    assert "Step 2" in label.inner_text(), f"no step 2 after 10 clicks: {label.inner_text()}"
-    assert img.get_attribute("src") != before_img, "the plot did not change after Step"
     stepper.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / f"{stem}-after-step.png"))
+    shutil.copy(ARTIFACTS / f"{stem}-after-step.png", DOCS / "notebook-02.png")
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_latency():
+    (ARTIFACTS / "browser-latency.json").unlink(missing_ok=True)
+    yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import re
 
@@ -10,7 +11,13 @@ import pytest
 import labkit as lk
 from labkit import scenarios
 from labkit.lab import ScenarioRun
-from labkit.widgets import RaceReplay, SchedulerPlayground, WorkflowStepper
+from labkit.widgets import (
+    RaceReplay,
+    SchedulerPlayground,
+    WorkflowStepper,
+    read_results,
+    whereabouts,
+)
 
 WORKFLOW = """start
 pwrite 5b 4K 0xbb
@@ -65,40 +72,73 @@ def test_writers_name_who_wrote_each_byte():
 # --- WorkflowStepper ------------------------------------------------------------------
 
 
-def test_stepper_names_steps_one_two_three_in_order():
+def test_stepper_starts_at_step_1_and_names_step_1_2_3_and_the_vm_read():
     s = WorkflowStepper(WORKFLOW, size=SIZE)
-    assert "Before step 1" in s.step_label.value
+    # start's own decisions are the initial state, not clicks
+    assert len(s.lab.schedule) == 3 and s.lab.state == "running" and len(s.states) == 1
+    assert "Step 1 is next" in s.step_label.value and s.stage.name == "Ready"
     assert s.undo_button.disabled and s.reset_button.disabled and not s.step_button.disabled
     seen = []
     while not s.session.done:
         s.step_button.click()
-        if not seen or seen[-1] != s.current_step:
-            seen.append(s.current_step)
-        assert f"Step {s.current_step}" in s.step_label.value or s.current_step == 0
-    assert seen == [0, 2, 3], "step 1 and the COW's begin share one decision; then step 3"
+        seen.append(s.stage.name)
+        assert s.stage.title in html.unescape(s.step_label.value)
+    assert seen == ["Step 1", "Step 2", "Step 3", "VM read"], "one click per step"
     assert s.step_button.disabled and s.run_button.disabled
-    assert "Step 3" in s.text() and "steps 1-3 done for nbd-write#1" in s.text()
+    assert "VM read: what the secondary VM gets" in s.text()
+    assert ("vm-read#1: finished: returned 0x15 for block 5 (from hidden) — what the VM "
+            "should see ✓") in s.text()
+    s.reset_button.click()
+    assert s.stage.name == "Ready" and len(s.lab.schedule) == 3
+
+
+def test_stepper_twin_says_step_3_only_once_the_data_has_landed():
+    """The prose: step 3 is the write resuming and its data landing (it used to say
+    Step 3 while the data was still in flight)."""
+    for expand in (False, True):
+        s = WorkflowStepper(WORKFLOW, size=SIZE, expand=expand)
+        while not s.session.done:
+            s.step_button.click()
+            secondary = s.lab.layers()["secondary"].data[5 * 4096]
+            twin = s.text().splitlines()[1]
+            if twin.startswith("Step 3"):
+                assert secondary == 0xBB, "Step 3 while the old data is still there"
+            elif twin.startswith(("Step 1", "Step 2")):
+                assert secondary == 0x15, f"{twin}: the new data landed already"
+        # hidden holds the old copy before the secondary row changes
+        assert s.lab.layers()["hidden"].data[5 * 4096] == 0x15
+
+
+def test_demo_loop_of_notebook_02_prints_the_steps_in_the_prose_order():
+    demo = WorkflowStepper("start\npwrite 5b 4K 0xbb\nvread 5b 4K", size="128K")
+    shown: list[int] = []
+    heads = []
+    while not demo.session.done:
+        demo.step()
+        if demo.current_step not in shown:
+            shown.append(demo.current_step)
+            heads.append(demo.text().splitlines()[1].split(":")[0])
+    assert heads == ["Step 1", "Step 2", "Step 3", "VM read"]
 
 
 def test_stepper_collapsed_cow_is_one_click_and_expand_shows_each_cluster():
     collapsed = WorkflowStepper(WORKFLOW, size=SIZE)
     expanded = WorkflowStepper(WORKFLOW, size=SIZE, expand=True)
     for s in (collapsed, expanded):
-        while s.current_step == 0:
-            s.step_button.click()
-    assert collapsed.current_step == 2  # the click that began the COW
-    collapsed.step_button.click()  # ... and the one that runs it to its end
-    assert collapsed.current_step == 3
+        s.step_button.click()
+        assert s.current_step == 1  # the write reached the disk, the COW began
+    collapsed.step_button.click()  # ... the next click runs the COW to its end
+    assert collapsed.current_step == 2
     lines = collapsed.narration_lines()
     assert any("copied cluster(s) 0" in x for x in lines)
-    assert expanded.current_step == 2  # still inside the COW
+    assert any("[step 2 done]" in x for x in lines)
     clicks = 0
-    while expanded.current_step == 2:
+    while expanded.current_step in (1, 2):
         expanded.step_button.click()
         clicks += 1
         if any("write of the old contents to hidden" in x for x in expanded.narration_lines()):
             break
-    assert clicks >= 1
+    assert clicks >= 1 and expanded.current_step == 2
     # the expand toggle changes the narration of the last click without stepping
     before = len(collapsed.lab.schedule)
     collapsed.expand_button.value = True
@@ -107,15 +147,35 @@ def test_stepper_collapsed_cow_is_one_click_and_expand_shows_each_cluster():
                for x in collapsed.narration_lines())
 
 
+def test_stepper_shows_where_each_task_is_parked():
+    s = WorkflowStepper(WORKFLOW, size=SIZE)
+    s.step_button.click()
+    assert ("nbd-write#1: step 2: backup_do_cow holds a CowRequest on backup cluster 0; its "
+            "read of the old contents (blocks 0-15) from the secondary disk is next") in \
+        html.unescape(s.parked.value)
+    assert s.graph.plot.highlight == {"nbd-write#1": ("secondary-disk", "COW reads old data")}
+    s.step_button.click()
+    assert "step 3 next: the old contents are in hidden" in s.text()
+    assert s.graph.plot.highlight == {"nbd-write#1": ("secondary-disk", "data lands next")}
+    before = s.graph.figure.image.value
+    s.step_button.click()
+    assert s.graph.plot.highlight == {"vm-read#1": ("guest", "not started")}
+    assert s.graph.figure.image.value != before
+    s.step_button.click()
+    assert s.graph.plot.highlight == {"vm-read#1": ("guest", "got 0x15 ✓")}
+
+
 def test_stepper_undo_returns_to_the_exact_previous_state():
     s = WorkflowStepper(WORKFLOW, size=SIZE, expand=True)
     snapshots = [state(s.lab)]
     texts = [s.text()]
-    for _ in range(8):
+    while not s.session.done:
         s.step_button.click()
         snapshots.append(state(s.lab))
         texts.append(s.text())
-    for i in range(8, 0, -1):
+    clicks = len(snapshots) - 1
+    assert clicks >= 6  # every decision of steps 1-3 and the read
+    for i in range(clicks, 0, -1):
         old_lab = s.lab
         s.undo_button.click()
         assert s.lab is not old_lab, "Undo rebuilds the lab and replays the prefix"
@@ -143,8 +203,8 @@ def test_stepper_on_a_lab_steps_but_cannot_undo():
     lab.primary_write(0, 4096, 0xBB)
     s = WorkflowStepper(lab)
     assert s.undo_button.disabled
-    s.step_button.click()
-    s.step_button.click()
+    for _ in range(3):
+        s.step_button.click()
     assert s.current_step == 3 and s.undo_button.disabled and s.reset_button.disabled
 
 
@@ -195,23 +255,126 @@ def test_playground_buttons_blocked_reason_and_win_banner():
     assert "BANNER" not in p.text()
     p.task_buttons["vm-read#1"].click()  # the read resumes: primary data!
     assert p.won and "You won" in p.banner.value and "conflicting read" in p.banner.value
+    assert ("vm-read#1 returned 0xbb for block 5 (from the secondary disk) where the VM "
+            "should see 0x15") in html.unescape(p.banner.value)
     assert "BANNER: You won — conflicting read!" in p.text()
-    assert p.session.done and p.task_box.children == ()
+    assert p.session.done and p.task_box.children == (p.reads,)  # no buttons: the reads
+    assert "vm-read#1: returned 0xbb" in p.reads.value
 
 
-def test_playground_design_28_shows_the_blocked_task_and_why():
+def test_playground_design_28_shows_the_blocked_task_and_why_beside_its_button():
     p = SchedulerPlayground(RACE, design="2.8", size=SIZE)
     p.task_buttons["vm-read#1"].click()  # the read holds a CowRequest over block 5's cluster
     p.task_buttons["nbd-write#1"].click()  # the write's COW must wait for it
     b = p.task_buttons["nbd-write#1"]
-    assert b.disabled
-    assert b.description == "nbd-write#1 waits for CowRequest of vm-read#1 on clusters 0-0"
-    assert "[disabled] nbd-write#1 waits for CowRequest of vm-read#1 on clusters 0-0" in p.text()
+    assert b.disabled and b.description == "nbd-write#1 (blocked)"  # short: never cut
+    words = html.unescape(p.task_words["nbd-write#1"].value)
+    assert "waits for CowRequest of vm-read#1 on clusters 0-0" in words
+    assert ("[disabled] nbd-write#1 (blocked) — step 2: backup_do_cow waits for CowRequest "
+            "of vm-read#1 on clusters 0-0") in p.text()
     with pytest.raises(ValueError, match="waits for CowRequest"):
         p.choose("nbd-write#1")
     while not p.session.done:
         p.choose(p.session.runnable()[0].name)
     assert not p.won and "without a conflicting read" in p.banner_text()
+
+
+PARKED_READ = ("passed active and hidden (unallocated), its read of the secondary disk "
+               "(block 5) is next")
+
+
+def test_playground_shows_the_read_parked_at_the_secondary_disk():
+    """The one fact the race depends on, visible after the read's first step."""
+    p = SchedulerPlayground(RACE, design="none", size=SIZE)
+    assert "Your move" in p.header.value
+    p.choose("vm-read#1")
+    assert f"You stepped vm-read#1: {PARKED_READ}" in html.unescape(p.header.value)
+    words = html.unescape(p.task_words["vm-read#1"].value)
+    assert PARKED_READ in words and "#FFF3C4" in words  # highlighted
+    assert "#FFF3C4" not in p.task_words["nbd-write#1"].value
+    # ... and on the block graph: a badge at the secondary disk
+    assert p.graph.plot.highlight == {"vm-read#1": ("secondary-disk", "found hidden empty"),
+                                      "nbd-write#1": ("nbd-server", "not started")}
+    p.choose("nbd-write#1")  # the header follows the task just stepped
+    assert p.graph.plot.highlight["nbd-write#1"] == ("secondary-disk", "COW reads old data")
+    assert "You stepped nbd-write#1: step 2: backup_do_cow holds a CowRequest" in \
+        html.unescape(p.header.value)
+    p.undo_button.click()
+    assert f"You stepped vm-read#1: {PARKED_READ}" in html.unescape(p.header.value)
+
+
+#: whereabouts of the canonical race, design none, after each of the trainee's choices
+CANONICAL_NONE = [
+    ("vm-read#1", {"vm-read#1": PARKED_READ,
+                   "nbd-write#1": "not started yet (runnable: its first step is next)"}),
+    ("nbd-write#1", {"nbd-write#1": "step 2: backup_do_cow holds a CowRequest on backup "
+                                    "cluster 0; its read of the old contents (blocks 0-15) "
+                                    "from the secondary disk is next"}),
+    ("nbd-write#1", {"nbd-write#1": "step 2: backup_do_cow holds a CowRequest on backup "
+                                    "cluster 0; its write of the old contents (blocks 0-15) "
+                                    "to hidden is next"}),
+    ("nbd-write#1", {}),
+    ("nbd-write#1", {"nbd-write#1": "step 3 next: the old contents are in hidden; its new "
+                                    "data lands on the secondary disk (block 5) when it "
+                                    "resumes", "vm-read#1": PARKED_READ}),
+    ("nbd-write#1", {"nbd-write#1": "finished", "vm-read#1": PARKED_READ}),
+    ("vm-read#1", {"vm-read#1": "finished: returned 0xbb for block 5 (from the secondary "
+                                "disk) where the VM should see 0x15 ✗ (conflicting read)",
+                   "vm-read#2": "finished: returned 0x15 for block 5 (from hidden) — what the "
+                                "VM should see ✓"}),
+]
+
+
+def test_whereabouts_of_the_canonical_race_at_each_step():
+    p = SchedulerPlayground(scenarios.load("canonical"), design="none")
+    assert whereabouts(p.lab) == {"start#1": "finished",
+                                  "vm-read#1": "not started yet (runnable: its first step "
+                                               "is next)",
+                                  "nbd-write#1": "not started yet (runnable: its first step "
+                                                 "is next)"}
+    for task, expected in CANONICAL_NONE:
+        p.choose(task)
+        got = whereabouts(p.lab)
+        for name, words in expected.items():
+            assert got[name] == words, (task, name)
+
+
+def test_whereabouts_under_28_and_40_say_what_the_write_waits_for():
+    p = SchedulerPlayground(scenarios.load("canonical"), design="2.8")
+    p.choose("vm-read#1")
+    assert whereabouts(p.lab)["vm-read#1"] == "holding a CowRequest on backup cluster 0, " \
+        + PARKED_READ
+    p.choose("nbd-write#1")
+    assert whereabouts(p.lab)["nbd-write#1"].startswith(
+        "step 2: backup_do_cow waits for CowRequest of vm-read#1 on clusters 0-0 before it "
+        "registers its own CowRequest")
+    q = SchedulerPlayground(scenarios.load("canonical"), design="4.0")
+    for name in ("vm-read#1", "nbd-write#1", "nbd-write#1"):
+        q.choose(name)
+    assert "(CowRequest on backup cluster 0) waits for read by vm-read#1 on hidden" in \
+        whereabouts(q.lab)["nbd-write#1"]
+
+
+def test_whereabouts_reads_no_event_detail():
+    """Where a task is comes from typed fields only (helper engine-access forbids detail)."""
+    import ast
+    import inspect
+
+    from labkit.widgets import _whereabouts
+    tree = ast.parse(inspect.getsource(_whereabouts))
+    assert not [n.lineno for n in ast.walk(tree)
+                if isinstance(n, ast.Attribute) and n.attr == "detail"]
+
+
+def test_read_results_hold_each_finished_read_against_the_oracle():
+    lab = lk.run_scenario(scenarios.load("canonical"), design="2.8")
+    results = read_results(lab)
+    assert [r.task for r in results] == ["vm-read#1", "vm-read#2"]
+    assert all(r.ok and r.got == bytes([0x15]) * 4096 for r in results)
+    bad = lk.replay(scenarios.load("canonical"), RaceReplay(
+        scenarios.load("canonical"), designs=("none",)).schedule, design="none")
+    r = read_results(bad)[0]
+    assert not r.ok and (r.expected, r.bad) == (0x15, 0xBB) and r.got == bytes([0xBB]) * 4096
 
 
 def test_playground_undo_is_exact_and_design_switch_replays_the_choices():
@@ -288,3 +451,22 @@ def test_race_replay_without_counterexample():
     r = RaceReplay(scenarios.load("canonical"), designs=("2.8", "4.0"))
     assert r.loaded is None and r.load_button.disabled and r.slider.disabled
     assert "no counterexample" in r.text()
+
+
+@needs_explorer
+def test_race_replay_banner_names_the_read_and_the_bytes():
+    r = RaceReplay(scenarios.load("canonical"))
+    label = r.picker.options[0][0]
+    assert label == "design none #1: conflicting read seen by vm-read#1 (12 decisions)"
+    n = len(r.schedule)
+    r.seek(n - 3)
+    assert r.banner.value == "" and "BANNER" not in r.text()
+    assert PARKED_READ in html.unescape(r.parked.value)
+    r.seek(n)
+    banner = html.unescape(r.banner.value)
+    assert "#CC3311" in banner
+    assert "Conflicting read at decision 10: vm-read#1 read block 5 — expected 0x15 (what the " \
+           "VM should see), got 0xbb" in banner
+    assert "BANNER: Conflicting read at decision 10" in r.text()
+    r.prev_button.click()
+    assert r.banner.value != ""  # still after the violation (decision 10 of 12)

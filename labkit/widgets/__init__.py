@@ -7,8 +7,12 @@
 * :class:`RaceReplay` — every design explored, a counterexample scrubbed with
   a slider beside the block map and the timeline.
 
+:func:`whereabouts` (where each task is parked, in words), :func:`read_results`
+(each finished VM read against the oracle) and :func:`stage` (Step 1, 2, 3 or
+the VM read) are the one place the widgets learn the state the lesson depends on.
+
 Every widget keeps its state in the engine (a lab and a schedule prefix),
-shows itself in a notebook through ``.widget`` (an ``AppLayout``), and has a
+shows itself in a notebook through ``.widget`` (a plain ``VBox``), and has a
 deterministic text twin, ``.text()`` — also its ``text/plain`` form, so that
 stored notebook outputs compare under nbval.
 """
@@ -18,5 +22,7 @@ from ._replay import RaceReplay
 from ._session import Session
 from ._snapshot import snapshot_png
 from ._stepper import WorkflowStepper
+from ._whereabouts import ReadResult, Stage, read_results, stage, whereabouts
 
-__all__ = ["RaceReplay", "SchedulerPlayground", "Session", "WorkflowStepper", "snapshot_png"]
+__all__ = ["RaceReplay", "ReadResult", "SchedulerPlayground", "Session", "Stage",
+           "WorkflowStepper", "read_results", "snapshot_png", "stage", "whereabouts"]

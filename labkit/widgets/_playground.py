@@ -16,21 +16,26 @@ from ..plot import TimelinePlot, plot_layers, plot_timeline
 from ..replication import DESIGNS
 from ..scenario import Scenario
 from ._session import Session, describe_event
-from ._stepper import _pre
-from ._view import App, FigureImage, button, current_step, step_heading, table, task_lines
+from ._view import FONT, App, FigureImage, GraphView, banner_html, button, pre, table, task_lines
+from ._whereabouts import read_results, whereabouts
 
 AUTO_LIMIT = 100_000
+READS_SHOWN = 6  # the most recent finished reads listed under the buttons
 
 
 class SchedulerPlayground(App):
     """Be the scheduler: one Step button per runnable task; you pick every decision.
 
     Inside a ``par { ... }`` block every scheduling decision is yours: each
-    runnable task has a **Step** button; a blocked task's button is disabled
-    and says what it waits for (e.g. "waits for CowRequest of vm-read#1 on
-    clusters 0-0").  Lines outside ``par`` run by themselves (there is no
-    choice to make).  A red banner appears when a VM read returns data it must
-    never see — a *conflicting read*: the trainee has won.  **Undo** goes back
+    runnable task has a **Step** button, and beside every task, where it is
+    parked, in words (e.g. "passed active and hidden (unallocated), its read of
+    the secondary disk (block 5) is next" — the fact the race depends on); a
+    blocked task's button is disabled and the words beside it say what it
+    waits for (e.g. "waits for CowRequest of vm-read#1 on clusters 0-0").
+    The header talks about the task you just stepped.  Lines outside ``par``
+    run by themselves (there is no choice to make).  A red banner appears
+    when a VM read returns data it must never see — a *conflicting read*,
+    with the read and its bytes (expected vs got): the trainee has won.  **Undo** goes back
     one click (rebuilding the lab and replaying the schedule), **Reset** to the
     start, and the **design** switch rebuilds the lab with another read
     protection and replays the same choices as far as they remain possible.
@@ -48,6 +53,9 @@ class SchedulerPlayground(App):
             raise ValueError(f"design must be one of {', '.join(map(repr, designs))}, "
                              f"got {design!r}")
         self._pick: str | None = None
+        self._pool: list[tuple[w.Button, w.HTML, w.HBox]] = []
+        self._slot_names: list[str] = []
+        self.reads = w.HTML()
         self.note = ""
         self.error = ""
         self.session = Session(scenario, {**config, "design": design})
@@ -56,8 +64,9 @@ class SchedulerPlayground(App):
         lab = self.lab
         self.states: list[tuple[int, int]] = [(len(lab.schedule), len(lab.trace))]
         self.mark = len(lab.trace)
-        self.plot = plot_layers(lab, cols=cols, header=False)
+        self.plot = plot_layers(lab, cols=cols)
         self.figure = FigureImage(self.plot)
+        self.graph = GraphView(lab)
         self.timeline: TimelinePlot | None = None
         self.timeline_figure: FigureImage | None = None
         self.timeline_box = w.VBox()
@@ -67,11 +76,13 @@ class SchedulerPlayground(App):
                     "click)")
         self.timeline_button.observe(lambda ch: self.show_timeline(ch["new"]), names="value")
         self.task_buttons: dict[str, w.Button] = {}
-        self.task_box = w.VBox(layout=w.Layout(width="100%"))
+        self.task_words: dict[str, w.HTML] = {}
+        self.task_box = w.VBox(layout=w.Layout(gap="4px"))
+        self.last_task = ""
         self.design_buttons = w.ToggleButtons(options=list(designs), value=design,
                                               description="design",
                                               tooltips=[_DESIGN_TIPS.get(d, d) for d in designs],
-                                              style={"button_width": "60px"})
+                                              style={"button_width": "auto"})
         self.design_buttons.observe(lambda ch: self.switch_design(ch["new"]), names="value")
         self.undo_button = button("Undo", icon="undo", tooltip="back one click (replays the "
                                                               "schedule prefix)")
@@ -79,21 +90,22 @@ class SchedulerPlayground(App):
         self.undo_button.on_click(lambda _: self.undo())
         self.reset_button.on_click(lambda _: self.reset())
         self.banner = w.HTML()
+        self.header = w.HTML()
         self.info = w.HTML()
-        center: list[w.Widget] = [self.figure.image, self.timeline_box]
-        self.widget = w.AppLayout(
-            header=w.VBox([w.HTML("<b>Scheduler playground</b> — you choose which task runs "
-                                  "next"), self.design_buttons, self.banner]),
-            left_sidebar=w.VBox([w.HTML("<b>Next decision</b>"), self.task_box,
-                                 w.HBox([self.undo_button, self.reset_button,
-                                         self.timeline_button])],
-                                layout=w.Layout(width="330px")),
-            center=w.VBox(center),
-            right_sidebar=None,
-            footer=self.info,
-            pane_widths=("340px", 1, 0))
+        self.widget = w.VBox([
+            w.HTML(f"<div style='{FONT}'><b>Scheduler playground</b> — you choose which "
+                   f"task runs next</div>"),
+            self.design_buttons, self.banner, self.header,
+            w.HTML(f"<div style='{FONT}'><b>Next decision</b> (each task, and where it is "
+                   f"parked)</div>"),
+            self.task_box,
+            w.HBox([self.undo_button, self.reset_button, self.timeline_button],
+                   layout=w.Layout(gap="4px")),
+            self.graph.figure.image, self.figure.image, self.timeline_box, self.info],
+            layout=w.Layout(gap="6px", overflow="visible"))
         self.widget.add_class("labkit-playground")
         self.banner.add_class("labkit-banner")
+        self.header.add_class("labkit-header")
         self._refresh()
         if timeline:
             self.timeline_button.value = True
@@ -114,10 +126,12 @@ class SchedulerPlayground(App):
         return bool(self.lab.violations())
 
     def banner_text(self) -> str:
-        """The banner's words: the win, the end of the scenario, or empty."""
+        """The banner's words: the win (the read and its bytes), the end, or empty."""
         v = self.lab.violations()
         if v:
-            return f"You won — conflicting read! {v[0].message}"
+            bad = next((r for r in read_results(self.lab) if r.task == v[0].task), None)
+            got = f" {bad.task} {bad.text()}." if bad is not None else ""
+            return f"You won — conflicting read!{got}\n{v[0].message}"
         if self.session.done:
             return (f"All tasks finished without a conflicting read (design {self.design}). "
                     f"Undo and try another order, or switch the design.")
@@ -149,6 +163,7 @@ class SchedulerPlayground(App):
         self.mark = len(self.lab.trace)
         self.note = ""
         self.error = ""
+        self.last_task = task
         self._pick = task
         try:
             event = self.session.step()
@@ -172,6 +187,8 @@ class SchedulerPlayground(App):
         _, since = self.session.rebuild(schedule[:self.states[-1][0]], policy=self._policy(),
                                         capture_at=before)
         self.mark = self.states[-2][1] if len(self.states) > 1 else len(self.lab.trace)
+        # the task chosen by the click that led here: its first decision
+        self.last_task = schedule[self.states[-2][0]] if len(self.states) > 1 else ""
         self.note = self.error = ""
         self._refresh(since=since if since is not None else self.lab.layers())
 
@@ -180,6 +197,7 @@ class SchedulerPlayground(App):
         self.session.rebuild(self.lab.schedule[:self.states[0][0]], policy=self._policy())
         self.states = self.states[:1]
         self.mark = len(self.lab.trace)
+        self.last_task = ""
         self.note = self.error = ""
         self._refresh(since=self.lab.layers())
 
@@ -247,14 +265,26 @@ class SchedulerPlayground(App):
     # --- views ---------------------------------------------------------------------------------
     def figures(self) -> list[Any]:
         shown = self.timeline_button.value and self.timeline is not None
-        return [self.plot, self.timeline] if shown else [self.plot]
+        base = [self.graph.plot, self.plot]
+        return [*base, self.timeline] if shown else base
 
     def button_lines(self) -> list[str]:
-        """Each task button as text: ``[Step x]`` or ``[disabled] x waits for ...``."""
+        """Each task button as text, with where the task is parked: ``[Step x] — words``
+        or ``[disabled] x — waits for ...``."""
         out = []
-        for _name, b in self._visible_buttons():
-            out.append(f"[disabled] {b.description}" if b.disabled else f"[{b.description}]")
+        where = whereabouts(self.lab)
+        for name, b in self._visible_buttons():
+            shown = f"[disabled] {b.description}" if b.disabled else f"[{b.description}]"
+            out.append(f"{shown} — {where[name]}")
         return out
+
+    def header_text(self) -> str:
+        """The header: the task just stepped and where it is now (or whose turn it is)."""
+        lab = self.lab
+        if not self.last_task or self.last_task not in lab.kernel.tasks:
+            return "Your move: pick which task runs next."
+        # a primary write's words name its workflow step already ("step 2: ...")
+        return f"You stepped {self.last_task}: {whereabouts(lab)[self.last_task]}"
 
     def _visible_buttons(self) -> list[tuple[str, w.Button]]:
         return [(n, self.task_buttons[n]) for n in self._shown]
@@ -273,16 +303,15 @@ class SchedulerPlayground(App):
     def text(self) -> str:
         """The text twin: design, buttons, banner, the last click, the block map."""
         lab = self.lab
-        step, sentence = current_step(lab)
         where = self.session.where()
         out = [f"SchedulerPlayground (design {self.design}): {len(lab.schedule)} decisions"
                + (f"; {where}" if where else "")]
-        out.append(f"{step_heading(step)} — {sentence}")
+        out.append(self.header_text())
         out.append("task buttons:" if self._shown else "task buttons: (none: nothing to choose)")
         out += [f"  {line}" for line in self.button_lines()]
         banner = self.banner_text()
         if banner:
-            out.append(f"BANNER: {banner}")
+            out.append(f"BANNER: {banner.replace(chr(10), ' ')}")
         if self.note:
             out.append(f"note: {self.note}")
         if self.error:
@@ -294,12 +323,25 @@ class SchedulerPlayground(App):
         out.append(table(lab))
         return "\n".join(out)
 
-    def _button(self, name: str) -> w.Button:
-        if name not in self.task_buttons:
-            b = w.Button(layout=w.Layout(width="100%"))
-            b.on_click(lambda _, n=name: self.choose(n))
-            self.task_buttons[name] = b
-        return self.task_buttons[name]
+    def _row(self, slot: int, name: str) -> w.Button:
+        """The button of row ``slot``, now for task ``name``.  Rows are a pool reused
+        for every task (a scenario of many ``par`` blocks has hundreds of tasks; a new
+        widget per task costs the browser a model and a view each)."""
+        while len(self._pool) <= slot:
+            i = len(self._pool)
+            b = w.Button(layout=w.Layout(width="auto", min_width="max-content",
+                                         flex="0 0 auto"))
+            b.on_click(lambda _, i=i: self.choose(self._slot_names[i]))
+            words = w.HTML(layout=w.Layout(flex="1 1 auto", min_width="0"))
+            words.add_class("labkit-task-words")
+            row = w.HBox([b, words], layout=w.Layout(gap="8px", align_items="center"))
+            self._pool.append((b, words, row))
+            self._slot_names.append("")
+        self._slot_names[slot] = name
+        b, words, _ = self._pool[slot]
+        self.task_buttons[name] = b
+        self.task_words[name] = words
+        return b
 
     def _refresh(self, *, since: dict[str, Layer | None] | None = None) -> None:
         lab = self.lab
@@ -308,50 +350,67 @@ class SchedulerPlayground(App):
         elif len(lab.schedule) < getattr(self, "_window", 0):
             self._window = 0
         shown: list[str] = []
+        self.task_buttons, self.task_words = {}, {}
         if not self.session.done:
             runnable = {t.name for t in self.session.runnable()}
             for t in lab.kernel.tasks.values():
                 if t.name in runnable:
-                    b = self._button(t.name)
+                    b = self._row(len(shown), t.name)
                     b.description = f"Step {t.name}"
                     b.tooltip = f"run {t.name} until its next scheduling point"
                     b.disabled = False
                     b.button_style = "primary"
                     shown.append(t.name)
                 elif t.state == "blocked":
-                    b = self._button(t.name)
-                    b.description = f"{t.name} waits for {t.why_blocked}"
-                    b.tooltip = b.description
+                    b = self._row(len(shown), t.name)
+                    b.description = f"{t.name} (blocked)"
+                    b.tooltip = f"{t.name} waits for {t.why_blocked}"
                     b.disabled = True
                     b.button_style = ""
                     shown.append(t.name)
         self._shown = shown
-        self.task_box.children = tuple(self.task_buttons[n] for n in shown)
+        where = whereabouts(lab)
+        for name in shown:
+            task = lab.kernel.tasks[name]
+            parked = task.suspended
+            # the fact the race depends on: a read parked at the secondary disk
+            key = (name.startswith("vm-read#") and parked is not None
+                   and parked.kind == "point" and parked.node == "secondary-disk")
+            style = "background:#FFF3C4;border-left:4px solid #E0A800;padding:2px 6px" \
+                if key else "padding:2px 6px"
+            self.task_words[name].value = (f"<div style='{FONT};{style}'>"
+                                           f"{html.escape(where[name])}</div>")
+        finished = [f"{r.task}: {r.text()}" for r in read_results(lab)]
+        self.task_box.children = tuple(self._pool[i][2] for i in range(len(shown))) + (
+            (self.reads,) if finished else ())
+        earlier = [f"  ({len(finished) - READS_SHOWN} earlier)"] \
+            if len(finished) > READS_SHOWN else []
+        self.reads.value = pre(["finished reads:", *earlier,
+                                *[f"  {x}" for x in finished[-READS_SHOWN:]]])
         self.undo_button.disabled = len(self.states) < 2
         self.reset_button.disabled = len(self.states) < 2
         banner = self.banner_text()
         if self.lab.violations():
-            self.banner.value = (
-                "<div style='background:#CC3311;color:white;padding:6px 10px;"
-                f"border-radius:4px'><b>{html.escape(banner)}</b></div>")
+            head, _, rest = banner.partition("\n")
+            self.banner.value = banner_html(f"<b>{html.escape(head)}</b><br>"
+                                            f"{html.escape(rest)}", bad=True)
         elif banner:
-            self.banner.value = (
-                "<div style='background:#E8F1F8;padding:6px 10px;border-radius:4px'>"
-                f"{html.escape(banner)}</div>")
+            self.banner.value = banner_html(html.escape(banner), bad=False)
         else:
             self.banner.value = ""
-        step, sentence = current_step(lab)
-        info = [f"{len(lab.schedule)} decisions; {self.session.where()}",
-                f"{step_heading(step)} — {sentence}"]
+        self.header.value = (f"<div style='font-size:15px;line-height:1.4'>"
+                             f"{html.escape(self.header_text())}</div>")
+        info = [f"{len(lab.schedule)} decisions; {self.session.where()}"]
         if self.note:
             info.append(f"note: {self.note}")
         if self.error:
             info.append(f"ERROR: {self.error}")
         info += ["last click:"] + (self.last_lines() if self.states[1:] else ["  (none yet)"])
-        self.info.value = _pre(info)
+        self.info.value = pre(info)
         title = f"design {self.design} · after {len(lab.schedule)} decisions"
         self.plot.update(lab, title=title, since=since)
         self.figure.refresh()
+        self.graph.refresh(lab)
         if self.timeline_button.value:
             self._draw_timeline()
 

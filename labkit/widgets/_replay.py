@@ -15,8 +15,8 @@ from ..plot import plot_layers, plot_timeline
 from ..replication import DESIGNS
 from ..trace import format_schedule
 from ._session import Session, describe_event, discard
-from ._stepper import _pre
-from ._view import App, FigureImage, button, table
+from ._view import FONT, App, FigureImage, banner_html, button, pre, table
+from ._whereabouts import read_results, span, whereabouts
 
 
 def _explorer() -> Any:
@@ -79,7 +79,7 @@ class RaceReplay(App):
         self.picker = w.Dropdown(options=options or [("(no counterexample)", None)],
                                  description="counterexample", style={"description_width":
                                                                       "initial"},
-                                 layout=w.Layout(width="100%"))
+                                 layout=w.Layout(width="auto", min_width="max-content"))
         self.load_button = button("Load", icon="folder-open", style="primary",
                                   tooltip="replay the chosen counterexample")
         self.load_button.disabled = not options
@@ -93,25 +93,31 @@ class RaceReplay(App):
         self.prev_button.on_click(lambda _: self._nudge(-1))
         self.next_button.on_click(lambda _: self._nudge(1))
         self.info = w.HTML()
-        grid = w.GridspecLayout(1, 2, layout=w.Layout(width="100%"))
-        grid[0, 0] = self.figure.image
-        grid[0, 1] = self.timeline_figure.image
-        self.widget = w.AppLayout(
-            header=w.VBox([w.HTML("<b>Race replay</b> — every interleaving checked, a "
-                                  "counterexample replayed"), self.verdicts,
-                           w.HBox([self.picker, self.load_button])]),
-            left_sidebar=None, right_sidebar=None,
-            center=w.VBox([w.HBox([self.prev_button, self.slider, self.next_button]), grid]),
-            footer=self.info)
+        self.banner = w.HTML()
+        self.parked = w.HTML()
+        self.slider.layout = w.Layout(width="520px")
+        self.widget = w.VBox([
+            w.HTML(f"<div style='{FONT}'><b>Race replay</b> — every interleaving checked, a "
+                   f"counterexample replayed</div>"), self.verdicts,
+            w.HBox([self.picker, self.load_button], layout=w.Layout(gap="6px")),
+            w.HBox([self.prev_button, self.slider, self.next_button],
+                   layout=w.Layout(gap="4px", align_items="center")),
+            self.banner, self.parked, self.figure.image, self.timeline_figure.image,
+            self.info], layout=w.Layout(gap="6px", overflow="visible"))
         self.widget.add_class("labkit-racereplay")
+        self.banner.add_class("labkit-banner")
+        self.parked.add_class("labkit-parked")
         self._refresh_info()
         if self.counterexamples:
             self.load(*self.counterexamples[0])
 
     # --- loading and scrubbing ----------------------------------------------------------------
     def _option_label(self, design: str, i: int) -> str:
+        """A short whole phrase for the dropdown (the oracle's message, which the banner
+        shows in full, was cut mid-sentence there)."""
         v = self.results[design].violations[i]
-        return f"design {design} #{i + 1}: {v.message[:70]}"
+        return (f"design {design} #{i + 1}: {v.kind.replace('-', ' ')} seen by {v.task} "
+                f"({len(v.schedule)} decisions)")
 
     def _load_picked(self) -> None:
         if self.picker.value is not None:
@@ -228,9 +234,44 @@ class RaceReplay(App):
         out.append(f"position: after {self.position} of {len(self.schedule)} decisions")
         out += ["last decision:"] + [f"  {x}" for x in self.last_lines()]
         vs = self.lab.violations()
+        banner = self.banner_text()
+        if banner:
+            out.append(f"BANNER: {banner.replace(chr(10), ' ')}")
         out.append("violations so far: " + ("; ".join(x.message for x in vs) if vs else "none"))
+        out.append("where each task is:")
+        out += [f"  {k}: {x}" for k, x in whereabouts(self.lab).items()]
         out.append(table(self.lab))
         return "\n".join(out)
+
+    def banner_text(self) -> str:
+        """At (and after) the violation: the read, the bytes it got and what it should get."""
+        lab = self.lab
+        if lab is None:
+            return ""
+        vs = lab.violations()
+        if not vs:
+            return ""
+        v = vs[0]
+        got = next((r for r in read_results(lab) if r.task == v.task), None)
+        where = span(v.offset, 1, lab.block) or "the disk"
+        if got is not None:
+            where = span(got.offset, got.length, lab.block)
+        return (f"Conflicting read at decision {self._violation_at()}: {v.task} read "
+                f"{where} — expected {v.expected:#04x} (what the VM should see), got "
+                f"{v.got:#04x}.\n{v.message}")
+
+    def _violation_at(self) -> int:
+        """The decision (1-based) after which the oracle reported the violation."""
+        lab = self.lab
+        assert lab is not None
+        runs = 0
+        done = {v.task for v in lab.violations()}
+        for e in lab.trace:
+            if e.kind == "run":
+                runs += 1
+            elif e.kind == "done" and e.task in done:
+                return runs
+        return runs
 
     def _refresh_info(self) -> None:
         lines = []
@@ -240,7 +281,15 @@ class RaceReplay(App):
             lines += self.last_lines()
         elif not self.counterexamples:
             lines.append("no counterexample: no design shows a violation")
-        self.info.value = _pre(lines)
+        self.info.value = pre(lines)
+        banner = self.banner_text()
+        head, _, rest = banner.partition("\n")
+        self.banner.value = banner_html(f"<b>{html.escape(head)}</b><br>{html.escape(rest)}",
+                                        bad=True) if banner else ""
+        lab = self.lab
+        parked = [f"  {k}: {x}" for k, x in whereabouts(lab).items()] if lab is not None else []
+        self.parked.value = pre(["where each task is:", *parked],
+                                style="background:#F4F7FA;padding:4px 6px") if parked else ""
         self.prev_button.disabled = self.loaded is None or self.position == 0
         self.next_button.disabled = self.loaded is None or self.position >= len(self.schedule)
 

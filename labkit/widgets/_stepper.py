@@ -12,9 +12,11 @@ from ..kernel import Event
 from ..lab import Lab
 from ..layers import Layer
 from ..plot import plot_layers
+from ..scenario import Command
 from ..steps import workflow_step
 from ._session import Session, Source, describe_event
-from ._view import App, FigureImage, button, current_step, step_heading, table, task_lines
+from ._view import FONT, App, FigureImage, GraphView, button, parked_lines, pre, table, task_lines
+from ._whereabouts import Stage, stage
 
 RUN_LIMIT = 100_000
 
@@ -22,20 +24,26 @@ RUN_LIMIT = 100_000
 class WorkflowStepper(App):
     """Step through what happens to a primary write on the COLO secondary.
 
-    The header always names the current step — 1: the NBD write reaches the
-    secondary disk and its before-write notifier; 2: ``backup_do_cow`` (wait
-    for overlapping requests, register a CowRequest, read the old contents,
-    write them to hidden, end); 3: the new data lands on the secondary disk —
-    and the block map below updates in place after each click.
+    The stepper opens with replication started (``start``'s own decisions are
+    one initial state, not clicks) and Step 1 next.  The header always names
+    where the lesson is — **Step 1**: the NBD write reaches the secondary disk
+    and its before-write notifier calls ``backup_do_cow``; **Step 2**:
+    ``backup_do_cow`` (wait for overlapping requests, register a CowRequest,
+    read the old contents, write them to hidden, end); **Step 3**: the write's
+    request ends with the new data on the secondary disk; **VM read**: what the
+    secondary VM's read returned against what it should see (the oracle) — and
+    the block map below updates in place after each click.  Beside it, where
+    each task is parked, in words.
 
-    Buttons: **Step** (one scheduling decision; with *Expand COW* off, the
-    click after the one that began a COW runs that COW to its end), **Expand COW** (show and
-    step a COW cluster by cluster: each read of old data, each write to
-    hidden), **Undo** (rebuild the lab from the scenario and replay the schedule
-    up to the previous click), **Reset**, **Run** (to the end).
+    Buttons: **Step** (with *Expand COW* off: one workflow step — the click
+    after Step 1 runs the COW to its end, a VM read outside ``par`` runs to its
+    end; with it on: one scheduling decision), **Expand COW**, **Undo**
+    (rebuild the lab from the scenario and replay the schedule up to the
+    previous click), **Reset**, **Run** (to the end).
 
     What a trainee should notice: the hidden row fills *before* the secondary
-    row changes; the VM view never shows the primary's new byte.
+    row changes; the VM read returns the old contents, never the primary's new
+    byte.
 
     ``lab_or_scenario``: scenario text (most useful: Undo and Reset work), a
     parsed scenario, a factory returning a lab with tasks spawned, or a lab
@@ -46,17 +54,21 @@ class WorkflowStepper(App):
     def __init__(self, lab_or_scenario: Source, *, expand: bool = False,
                  cols: int | None = None, **config: Any) -> None:
         self.session = Session(lab_or_scenario, config)
+        self._collapse_start()
         lab = self.session.lab
         self.states: list[tuple[int, int]] = [(len(lab.schedule), len(lab.trace))]
         self.mark = len(lab.trace)  # where the events of the last click start
         self.error = ""
-        self.plot = plot_layers(lab, cols=cols, header=False)
+        self.plot = plot_layers(lab, cols=cols)
         self.figure = FigureImage(self.plot)
+        self.graph = GraphView(lab)
         self.step_button = button("Step", icon="step-forward", style="primary",
-                                  tooltip="one scheduling decision (a whole COW unless "
-                                          "Expand COW is on)")
+                                  tooltip="the next workflow step (one scheduling decision "
+                                          "when Expand COW is on)")
         self.expand_button = w.ToggleButton(value=expand, description="Expand COW",
-                                            icon="search-plus", layout=w.Layout(width="auto"),
+                                            icon="search-plus",
+                                            layout=w.Layout(width="auto",
+                                                            min_width="max-content"),
                                             tooltip="step a COW cluster by cluster: read old "
                                                     "data, write it to hidden")
         self.undo_button = button("Undo", icon="undo",
@@ -70,21 +82,32 @@ class WorkflowStepper(App):
         self.run_button.on_click(lambda _: self.run())
         self.expand_button.observe(lambda _: self._refresh(redraw=False), names="value")
         self.step_label = w.HTML()
+        self.parked = w.HTML()
         self.narration = w.HTML()
         self.status = w.HTML()
-        self.widget = w.AppLayout(
-            header=w.VBox([w.HTML("<b>Backup workflow stepper</b> — steps 1–3 of a primary "
-                                  "write on the COLO secondary"), self.step_label]),
-            left_sidebar=w.VBox([self.step_button, self.expand_button, self.undo_button,
-                                 self.reset_button, self.run_button],
-                                layout=w.Layout(width="150px")),
-            center=self.figure.image,
-            right_sidebar=None,
-            footer=w.VBox([self.narration, self.status]),
-            pane_widths=("160px", 1, 0))
+        self.widget = w.VBox([
+            w.HTML(f"<div style='{FONT}'><b>Backup workflow stepper</b> — steps 1–3 of a "
+                   f"primary write on the COLO secondary, then the VM's read</div>"),
+            self.step_label,
+            w.HBox([self.step_button, self.expand_button, self.undo_button,
+                    self.reset_button, self.run_button],
+                   layout=w.Layout(flex_flow="row wrap", gap="4px")),
+            self.figure.image, self.parked, self.graph.figure.image, self.narration,
+            self.status],
+            layout=w.Layout(gap="6px", overflow="visible"))
         self.widget.add_class("labkit-stepper")
         self.step_label.add_class("labkit-step-label")
+        self.parked.add_class("labkit-parked")
         self._refresh()
+
+    def _collapse_start(self) -> None:
+        """Run a leading ``start`` line to its end: its decisions are not the lesson."""
+        run = self.session.run
+        n = 0
+        while (run is not None and not run.done and isinstance(run.current, Command)
+               and run.current.op == "start" and n < RUN_LIMIT):
+            self.session.step()
+            n += 1
 
     # --- state ---------------------------------------------------------------------
     @property
@@ -97,9 +120,14 @@ class WorkflowStepper(App):
         return bool(self.expand_button.value)
 
     @property
+    def stage(self) -> Stage:
+        """Where the lesson is: Step 1, 2, 3 of the latest primary write, or a VM read."""
+        return stage(self.lab)
+
+    @property
     def current_step(self) -> int:
-        """The workflow step (1–3) shown now, 0 before any primary write."""
-        return current_step(self.lab)[0]
+        """1–3 for Step 1–3, 4 for a VM read, 0 before the first primary write."""
+        return STAGE_NUMBER[self.stage.name]
 
     # --- actions -----------------------------------------------------------------------
     def _act(self, fn) -> None:
@@ -114,8 +142,9 @@ class WorkflowStepper(App):
         self._refresh()
 
     def step(self) -> None:
-        """One scheduling decision; with Expand COW off, a COW in progress (begun by an
-        earlier click) runs to its end in this one."""
+        """The next workflow step: one scheduling decision; with Expand COW off, a COW in
+        progress (begun by an earlier click) runs to its end in this click, and so does a
+        VM read outside ``par``."""
         if self.session.done:
             return
 
@@ -123,12 +152,18 @@ class WorkflowStepper(App):
             copying = {r.owner for r in self.lab.top.backup_job.inflight_reqs} \
                 if self.lab.top.backup_job is not None else set()
             event = self.session.step()
-            if self.expand or not event.task.startswith("nbd-write#") or (
-                    event.task not in copying):
-                return  # the click that begins a COW shows steps 1 and 2 begin
+            if self.expand:
+                return
+            name = event.task
+            if name.startswith("nbd-write#") and name in copying:
+                more = lambda: self._in_cow(name)  # noqa: E731 - the COW runs to its end
+            elif name.startswith("vm-read#") and not self.session.in_par:
+                more = lambda: not self.lab.kernel.tasks[name].done  # noqa: E731
+            else:
+                return  # the click that begins a COW shows Step 1
             n = 0
-            while (not self.session.done and self._in_cow(event.task) and n < RUN_LIMIT
-                   and any(t.name == event.task for t in self.session.runnable())):
+            while (not self.session.done and more() and n < RUN_LIMIT
+                   and any(t.name == name for t in self.session.runnable())):
                 self.session.step()
                 n += 1
 
@@ -161,10 +196,11 @@ class WorkflowStepper(App):
         self._refresh(since=since if since is not None else self.lab.layers())
 
     def reset(self) -> None:
-        """Back to the start of the scenario."""
+        """Back to the start of the scenario (replication started, Step 1 next)."""
         if not self.session.can_rebuild:
             return
         self.session.rebuild([])
+        self._collapse_start()
         self.states = self.states[:1]
         self.mark = len(self.lab.trace)
         self.error = ""
@@ -176,7 +212,7 @@ class WorkflowStepper(App):
 
     # --- views ---------------------------------------------------------------------------
     def figures(self) -> list[Any]:
-        return [self.plot]
+        return [self.plot, self.graph.plot]
 
     def last_events(self) -> list[Event]:
         """The trace events of the last click."""
@@ -198,6 +234,11 @@ class WorkflowStepper(App):
                 if not self.expand and e.kind == "cow-end":
                     copying.pop(e.task, None)
                     lines.append(_copied(_cow_clusters(trace, e, cluster), e.task, done=True))
+                if note.step == 3 and e.kind == "point":
+                    # the data is in flight, not on the disk: Step 3 is when it lands
+                    lines.append(f"[step 2 done] {e.task} resumes its write: the new data "
+                                 f"lands on {e.node} when it runs next (Step 3)")
+                    continue
                 lines.append(f"[step {note.step}] {note.text}")
             elif e.kind in ("spawn", "run"):
                 continue
@@ -211,12 +252,16 @@ class WorkflowStepper(App):
         return lines
 
     def text(self) -> str:
-        """The text twin: current step, the last click, tasks, buttons, the block map."""
+        """The text twin: the stage, where each task is parked, the last click, tasks,
+        buttons, the block map."""
         lab = self.lab
-        step, sentence = current_step(lab)
+        now = self.stage
         where = self.session.where()
         head = f"WorkflowStepper (design {lab.design}): {len(lab.schedule)} decisions"
-        out = [head + (f"; {where}" if where else ""), step_heading(step), f"  now: {sentence}"]
+        out = [head + (f"; {where}" if where else ""), now.title, f"  now: {now.text}"]
+        parked = parked_lines(lab)
+        out.append("where each task is:" if parked else "where each task is: (no task)")
+        out += [f"  {line}" for line in parked]
         out.append("last click:" if self.states[1:] else "last click: (none yet)")
         out += [f"  - {line}" for line in self.narration_lines()] if self.states[1:] else []
         if self.error:
@@ -231,26 +276,37 @@ class WorkflowStepper(App):
     def _refresh(self, *, redraw: bool = True,
                  since: dict[str, Layer | None] | None = None) -> None:
         lab = self.lab
-        step, sentence = current_step(lab)
+        now = self.stage
         done = self.session.done
         self.step_button.disabled = done
         self.run_button.disabled = done
         rebuildable = self.session.can_rebuild
         self.undo_button.disabled = not rebuildable or len(self.states) < 2
         self.reset_button.disabled = not rebuildable or len(self.states) < 2
-        self.step_label.value = (f"<b>{html.escape(step_heading(step))}</b><br>"
-                                 f"<span>{html.escape(sentence)}</span>")
+        self.step_label.value = (f"<div style='font-size:15px;line-height:1.4'>"
+                                 f"<b>{html.escape(now.title)}</b></div>"
+                                 f"<div style='{FONT}'>{html.escape(now.text)}</div>")
+        parked = parked_lines(lab)
+        self.parked.value = pre(["where each task is:"] + [f"  {x}" for x in parked]
+                                if parked else ["where each task is: (no task)"],
+                                style="background:#F4F7FA;padding:4px 6px")
         lines = self.narration_lines() if self.states[1:] else ["(click Step)"]
-        self.narration.value = _pre(["last click:"] + [f"  {x}" for x in lines])
+        self.narration.value = pre(["last click:"] + [f"  {x}" for x in lines])
         status = task_lines(lab, [t.name for t in self.session.runnable()])
         where = self.session.where()
         status.insert(0, f"{len(lab.schedule)} decisions" + (f"; {where}" if where else ""))
         if self.error:
             status.append(f"ERROR: {self.error}")
-        self.status.value = _pre(status)
+        self.status.value = pre(status, style="color:#303030")
         if redraw:
-            self.plot.update(lab, title=_plot_title(len(lab.schedule), step), since=since)
+            self.plot.update(lab, title=f"after {len(lab.schedule)} decisions · {now.title}",
+                             since=since)
             self.figure.refresh()
+            self.graph.refresh(lab)
+
+
+#: :attr:`WorkflowStepper.current_step` of each stage.
+STAGE_NUMBER = {"Ready": 0, "Step 1": 1, "Step 2": 2, "Step 3": 3, "VM read": 4}
 
 
 def _cow_clusters(trace: list[Event], end: Event, cluster: int) -> list[int]:
@@ -278,13 +334,8 @@ def _copied(clusters: list[int], task: str, *, done: bool) -> str:
             f"contents from the secondary disk (Step on: the COW runs to its end)")
 
 
-def _plot_title(decisions: int, step: int) -> str:
-    return f"after {decisions} decisions · {step_heading(step)}"
-
-
 def _pre(lines: list[str]) -> str:
-    body = html.escape("\n".join(lines))
-    return f"<pre style='margin:0;font-size:12px;line-height:1.3'>{body}</pre>"
+    return pre(lines)
 
 
 def _state(b: w.Widget) -> str:

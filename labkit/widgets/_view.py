@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import ipywidgets as w
 
 from ..lab import Lab
+from ..plot import GUEST, NBD_SERVER, GraphPlot, plot_graph
 from ..render import LEGEND, block_map
-from ..steps import STEP_TITLES, workflow_step
 from ._session import cow_requests
+from ._whereabouts import parked_at, whereabouts
 
 
 class FigureImage:
@@ -22,11 +24,27 @@ class FigureImage:
 
     def __init__(self, plot: Any) -> None:
         self.plot = plot
-        self.image = w.Image(value=plot.png(), format="png",
-                             layout=w.Layout(max_width="100%", height="auto"))
+        data = plot.png()
+        # Shown at its natural size, never scaled down: a figure squeezed into a
+        # narrow pane had text of 5-7 px.  The figures are sized to fit the output
+        # area; a wider one scrolls rather than shrinks.
+        self.width = png_width(data)
+        self.image = w.Image(value=data, format="png",
+                             layout=w.Layout(width=f"{self.width}px", max_width="none",
+                                             height="auto", flex="0 0 auto"))
 
     def refresh(self) -> None:
-        self.image.value = self.plot.png()
+        data = self.plot.png()
+        width = png_width(data)
+        if width != self.width:
+            self.width = width
+            self.image.layout.width = f"{width}px"
+        self.image.value = data
+
+
+def png_width(data: bytes) -> int:
+    """The width in pixels a PNG declares (its IHDR chunk, bytes 16-19)."""
+    return int.from_bytes(data[16:20], "big")
 
 
 class App:
@@ -56,24 +74,6 @@ def table(lab: Lab) -> str:
     return LEGEND + "\n" + block_map(lab.layers(), lab.block)
 
 
-def current_step(lab: Lab) -> tuple[int, str]:
-    """The workflow step (1–3) of the most recent primary-write event and its sentence;
-    (0, why) before any primary write reached the secondary disk."""
-    for e in reversed(lab.trace):
-        note = workflow_step(e)
-        if note is not None:
-            if note.step == 3 and e.kind == "req-end":
-                return 3, f"{note.text} — steps 1-3 done for {e.task}"
-            return note.step, note.text
-    return 0, "no primary write has reached the secondary disk yet"
-
-
-def step_heading(step: int) -> str:
-    if step == 0:
-        return "Before step 1: waiting for an NBD write from the primary"
-    return STEP_TITLES[step]
-
-
 def task_lines(lab: Lab, runnable_names: list[str]) -> list[str]:
     """Runnable and blocked tasks, one line each (why a task is blocked, in words)."""
     out = [f"runnable: {', '.join(runnable_names) if runnable_names else '(none)'}"]
@@ -84,7 +84,73 @@ def task_lines(lab: Lab, runnable_names: list[str]) -> list[str]:
     return out
 
 
+def parked_lines(lab: Lab, *, finished: bool = False) -> list[str]:
+    """Where each task is parked (``task: words``); finished tasks only when ``finished``
+    (a finished VM read always: what it returned is part of the lesson)."""
+    out = []
+    tasks = lab.kernel.tasks
+    for name, words in whereabouts(lab).items():
+        if tasks[name].done and not (finished or name.startswith("vm-read#")):
+            continue
+        out.append(f"{name}: {words}")
+    return out
+
+
 def button(description: str, *, tooltip: str = "", style: str = "",
            icon: str = "") -> w.Button:
+    """A button as wide as its text (a fixed width cut labels to "L…")."""
     return w.Button(description=description, tooltip=tooltip or description,
-                    button_style=style, icon=icon, layout=w.Layout(width="auto"))
+                    button_style=style, icon=icon,
+                    layout=w.Layout(width="auto", min_width="max-content"))
+
+
+#: Text in the widgets: never below 12 CSS px (the workshop projector).
+FONT = "font-size:13px;line-height:1.35"
+
+
+def pre(lines: list[str], *, style: str = "") -> str:
+    """Lines as preformatted HTML that wraps instead of being cut."""
+    body = html.escape("\n".join(lines))
+    return (f"<pre style='margin:0;{FONT};white-space:pre-wrap;overflow-wrap:break-word;"
+            f"{style}'>{body}</pre>")
+
+
+def banner_html(text: str, *, bad: bool) -> str:
+    """A coloured banner (red: the oracle found a violation)."""
+    colours = "background:#CC3311;color:white" if bad else "background:#E8F1F8;color:#102030"
+    return (f"<div style='{colours};padding:8px 12px;border-radius:4px;font-size:14px;"
+            f"line-height:1.4;white-space:normal'>{text}</div>")
+
+
+def graph_highlight(lab: Lab) -> dict[str, tuple[str, str]]:
+    """:func:`parked_at` as the graph figure's badges: a task at no node waits at the
+    guest (VM requests) or the NBD server (the primary's writes)."""
+    out = {}
+    for task, (node, label) in parked_at(lab).items():
+        if not node:
+            node = NBD_SERVER if task.startswith("nbd-write#") else GUEST
+        out[task] = (node, label)
+    return out
+
+
+class GraphView:
+    """The block graph with the request in flight and where each task is parked, in an
+    Image widget; redrawn only when what it shows changed."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.key: tuple = (dict(graph_highlight(lab)), lab.state, lab.design)
+        self.plot: GraphPlot = plot_graph(lab, highlight=self.key[0], title=self._title(lab))
+        self.figure = FigureImage(self.plot)
+
+    @staticmethod
+    def _title(lab: Lab) -> str:
+        return f"Who is where · replication {lab.state} · design {lab.design}"
+
+    def refresh(self, lab: Lab) -> None:
+        marks = graph_highlight(lab)
+        key = (marks, lab.state, lab.design)
+        if key == self.key:
+            return
+        self.key = key
+        self.plot.update(lab, highlight=marks, title=self._title(lab))
+        self.figure.refresh()
