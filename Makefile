@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8888
 
-.PHONY: lab test bench lint clean notebooks
+.PHONY: lab test bench lint clean notebooks solutions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,14 @@ test: $(VENV)/.test-installed
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks
 
+# the trainee edition, notebooks/*.ipynb, from notebooks/src/*.md (stored in git)
 notebooks: $(VENV)/.test-installed
 	$(BIN)/python tools/build_notebooks.py
+
+# the solved edition, solutions/*.ipynb (gitignored), and docs/answer-key.md
+solutions: $(VENV)/.test-installed
+	$(BIN)/python tools/build_notebooks.py --edition solutions
+	$(BIN)/python tools/answer_key.py
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check labkit tests tools benchmarks
