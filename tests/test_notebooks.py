@@ -234,9 +234,10 @@ def test_notebook_06_runs_to_the_end_without_qemu(tmp_path):
 
 
 def test_the_recorded_qemu_comparison_is_what_qemu_prints_today():
+    from record_qemu_comparison import RECORDED, record
+
     from labkit.qemu import qemu_available
     from labkit.testing import need
-    from record_qemu_comparison import RECORDED, record
 
     need(qemu_available() is None, "QEMU with the replication driver",
          "apt-get install qemu-system-x86 qemu-utils")
