@@ -73,6 +73,7 @@ def test_reset_from_git_restores_the_stored_trainee_edition(tmp_path, monkeypatc
     _scribble(notebook)
     content, origin = pristine(notebook)
     assert origin == "git HEAD"
+    assert content == (ROOT / "notebooks" / f"{STEM}.ipynb").read_bytes()
     backup = reset(str(notebook))
     assert backup.parent == folder / "backups"
     assert notebook.read_bytes() == (ROOT / "notebooks" / f"{STEM}.ipynb").read_bytes()
