@@ -4,6 +4,7 @@ the trainee's as a backup; the answer key is generated, never hand-kept."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -132,3 +133,23 @@ def test_the_answer_key_is_generated_and_current():
 
     for name, q in EXERCISES.items():
         assert f"`{name}`" in key and f"**Answer:** `{q.shown()}`" in key
+
+
+def test_the_trainer_guide_has_its_ten_parts_and_measured_figures():
+    guide = (ROOT / "docs" / "trainer-guide.md").read_text()
+    parts = re.findall(r"^## (\d+)\. (.+)$", guide, re.M)
+    assert [int(n) for n, _ in parts] == list(range(1, 11))
+    titles = " | ".join(t for _, t in parts).lower()
+    for word in ("agenda", "timings", "answer key", "common mistakes", "binder", "nbgitpuller",
+                 "make lab", "hub sizing", "model not found", "without qemu"):
+        assert word in titles, word
+    assert "(answer-key.md)" in guide
+    for tool in ("tools/lesson_timings.py", "tools/hub_sizing.py --trainees N",
+                 "tools/record_qemu_comparison.py", "labkit reset"):
+        assert tool in guide, tool
+    assert re.search(r"\*\*per-trainee-kernel peak RSS\*\*.*\*\*\d+ MiB\*\*", guide)
+    # the agenda's minutes are the ones each notebook announces
+    for source in sorted((ROOT / "notebooks" / "src").glob("*.md")):
+        m = re.search(r"\*\*Teaching:\*\* (\d+) min · \*\*Exercises:\*\* (\d+) min",
+                      source.read_text())
+        assert m and f"| {m[1]} + {m[2]} |" in guide, source.name
