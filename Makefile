@@ -10,7 +10,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 TOKEN ?= $(eval TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(16))'))$(TOKEN)
 FAST   := not qemu and not browser and not slow
 
-.PHONY: lab test bench lint check clean notebooks
+.PHONY: lab test bench lint check clean notebooks solutions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,14 @@ check: lint
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks
 
+# the trainee edition, notebooks/*.ipynb, from notebooks/src/*.md (stored in git)
 notebooks: $(VENV)/.test-installed
 	$(BIN)/python tools/build_notebooks.py
+
+# the solved edition, solutions/*.ipynb (gitignored), and docs/answer-key.md
+solutions: $(VENV)/.test-installed
+	$(BIN)/python tools/build_notebooks.py --edition solutions
+	$(BIN)/python tools/answer_key.py
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check labkit tests tools benchmarks

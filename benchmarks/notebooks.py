@@ -2,9 +2,9 @@
 
 Every ``notebooks/*.ipynb`` is executed top to bottom in a fresh ``python3``
 kernel, in ``notebooks/`` (as ``make lab`` opens them), with
-``LABKIT_SOLUTIONS=1`` (exercises show their solutions, as in the stored
-notebooks).  The time includes the kernel's start.  The stored files are not
-changed.
+``LABKIT_SOLUTIONS`` unset (the trainee edition, as stored and as a trainee
+first runs it).  The time includes the kernel's start.  The stored files are
+not changed.  ``tools/lesson_timings.py`` adds reading estimates per lesson.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def _run(log: Callable[[str], None] = print) -> dict[str, Any]:
     import nbformat
     from nbclient import NotebookClient
 
-    os.environ["LABKIT_SOLUTIONS"] = "1"  # the kernels inherit it
+    os.environ.pop("LABKIT_SOLUTIONS", None)  # the trainee edition; the kernels inherit it
     os.environ.setdefault("MPLBACKEND", "Agg")
     folder = ROOT / "notebooks"
     rows = []

@@ -2,8 +2,11 @@
 
 A new virtualenv gets exactly ``binder/requirements.txt``, then ``binder/postBuild``
 runs in the repository (as repo2docker does), then every notebook is executed
-with that environment's ``jupyter nbconvert``.  It needs PyPI (pip's cache makes
-it quick on a warm machine).
+with that environment's ``jupyter nbconvert``, as a trainee meets them (the
+trainee edition: ``LABKIT_SOLUTIONS`` unset), and ``labkit.editions`` can rebuild
+a notebook from its source there (``jupytext`` is in the requirements for
+``labkit reset`` outside git).  It needs PyPI (pip's cache makes it quick on a
+warm machine).
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ def test_binder_environment_builds_and_runs_every_notebook(tmp_path):
     venv.EnvBuilder(with_pip=True).create(env_dir)
     bin_dir = env_dir / "bin"
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-               VIRTUAL_ENV=str(env_dir), LABKIT_SOLUTIONS="1")
+               VIRTUAL_ENV=str(env_dir))
     env.pop("PYTHONPATH", None)
+    env.pop("LABKIT_SOLUTIONS", None)
     pip = [str(bin_dir / "python"), "-m", "pip", "install", "--quiet",
            "--disable-pip-version-check"]
     subprocess.run([*pip, "-r", str(ROOT / "binder" / "requirements.txt")], check=True, env=env,
@@ -49,4 +53,11 @@ def test_binder_environment_builds_and_runs_every_notebook(tmp_path):
                     *map(str, notebooks)], check=True, env=env, cwd=repo / "notebooks",
                    timeout=1200)
     assert sorted(p.name for p in out.glob("*.ipynb")) == [p.name for p in notebooks]
+    source = repo / "notebooks" / "src" / "04-conflicting-reads.md"
+    rebuilt = subprocess.run(
+        [str(bin_dir / "python"), "-c",
+         "import sys; from labkit.editions import notebook_from_source as f; "
+         "print(len(f(sys.argv[1]).cells))", str(source)],
+        check=True, env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert int(rebuilt.stdout) > 5
     assert sys.version_info >= (3, 11)

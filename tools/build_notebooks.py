@@ -1,17 +1,22 @@
-"""Build and execute the lab's notebooks from their source (``tools/notebook_source.py``).
+"""Build and execute the lab's notebooks from their jupytext sources (``notebooks/src/*.md``).
 
-Usage: ``python tools/build_notebooks.py [NAME ...]`` (``make notebooks``).
+Usage::
 
-Each notebook is written with nbformat (deterministic cell ids, a python3
-kernelspec), executed with nbclient in ``notebooks/`` with
-``LABKIT_SOLUTIONS=1`` (exercises show their solved state), and stored with
-its outputs and widget state, so that nbval can compare them and GitHub can
-render them.  Nothing in the outputs may depend on time, memory addresses or
-random ids: ``tests/test_notebooks.py`` executes everything twice and compares.
+    python tools/build_notebooks.py [NAME ...]                 # make notebooks
+    python tools/build_notebooks.py --edition solutions [NAME ...]   # make solutions
+
+The **trainee edition** (``notebooks/NAME.ipynb``, kept in git) is executed with
+``LABKIT_SOLUTIONS`` unset: exercises unanswered, as a trainee first sees them.
+The **solved edition** (``solutions/NAME.ipynb``, gitignored) is executed with
+``LABKIT_SOLUTIONS=1``.  Both run in ``notebooks/`` with nbclient, keep widget
+state, and drop execution timings; cell ids are ``NN-ii``.  Nothing in the
+outputs may depend on time, memory addresses or random ids:
+``tests/test_notebooks.py`` executes everything twice and compares.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -20,47 +25,61 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+SOURCES = ROOT / "notebooks" / "src"
+OUTPUT = {"trainee": ROOT / "notebooks", "solutions": ROOT / "solutions"}
 
-from notebook_source import NOTEBOOKS  # noqa: E402
+sys.path.insert(0, str(ROOT))
+from labkit.editions import notebook_from_source  # noqa: E402
 
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+def names() -> list[str]:
+    """Every notebook, in teaching order (the sources' file names)."""
+    return sorted(p.stem for p in SOURCES.glob("*.md"))
 
 
 def make(name: str) -> nbformat.NotebookNode:
-    """The unexecuted notebook ``name`` from its source cells."""
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = KERNELSPEC
-    nb.metadata["language_info"] = {"name": "python"}
-    for i, (kind, text) in enumerate(NOTEBOOKS[name]):
-        text = text.strip("\n")
-        cell = (nbformat.v4.new_markdown_cell(text) if kind == "md"
-                else nbformat.v4.new_code_cell(text))
-        cell["id"] = f"{name[:2]}-{i:02d}"
-        nb.cells.append(cell)
-    return nb
+    """The unexecuted notebook ``name`` from its source."""
+    return notebook_from_source(SOURCES / f"{name}.md")
 
 
-def execute(nb: nbformat.NotebookNode, timeout: int = 600) -> nbformat.NotebookNode:
-    """Run every cell in ``notebooks/`` with solutions on; keep widget state."""
-    os.environ["LABKIT_SOLUTIONS"] = "1"
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(ROOT / "notebooks")}},
-                            store_widget_state=True)
-    client.execute()
+def execute(nb: nbformat.NotebookNode, edition: str = "trainee", timeout: int = 600,
+            env: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """Run every cell in ``notebooks/``, solutions on only for the solved edition."""
+    saved = dict(os.environ)
+    try:
+        if edition == "solutions":
+            os.environ["LABKIT_SOLUTIONS"] = "1"
+        else:
+            os.environ.pop("LABKIT_SOLUTIONS", None)
+        os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        os.environ.update(env or {})
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(ROOT / "notebooks")}},
+                                store_widget_state=True)
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
     return nb
 
 
-def main(names: list[str]) -> int:
-    for name in names or list(NOTEBOOKS):
-        if name not in NOTEBOOKS:
-            print(f"unknown notebook {name!r}; known: {', '.join(NOTEBOOKS)}", file=sys.stderr)
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edition", choices=sorted(OUTPUT), default="trainee")
+    parser.add_argument("names", nargs="*", metavar="NAME")
+    args = parser.parse_args(argv)
+    known = names()
+    for name in args.names:
+        if name not in known:
+            print(f"unknown notebook {name!r}; known: {', '.join(known)}", file=sys.stderr)
             return 2
-        nb = execute(make(name))
-        path = ROOT / "notebooks" / f"{name}.ipynb"
+    out = OUTPUT[args.edition]
+    out.mkdir(exist_ok=True)
+    for name in args.names or known:
+        nb = execute(make(name), args.edition)
+        path = out / f"{name}.ipynb"
         nbformat.write(nb, path)
         print(f"wrote {path.relative_to(ROOT)}")
     return 0

@@ -1,0 +1,155 @@
+"""The two editions: ``labkit.editions.reset`` restores a pristine trainee copy and keeps
+the trainee's as a backup; the answer key is generated, never hand-kept."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from labkit.editions import (
+    EditionError,
+    backup_path,
+    find_notebook,
+    notebook_from_source,
+    pristine,
+    reset,
+)
+from labkit.errors import ConfigError, LabkitError
+from labkit.testing import need
+
+ROOT = Path(__file__).resolve().parent.parent
+STEM = "04-conflicting-reads"
+
+
+def _copy_lab(tmp: Path, with_src: bool = True) -> Path:
+    """A trainee's copy of notebooks/ (no git)."""
+    folder = tmp / "notebooks"
+    folder.mkdir()
+    shutil.copy(ROOT / "notebooks" / f"{STEM}.ipynb", folder)
+    if with_src:
+        (folder / "src").mkdir()
+        shutil.copy(ROOT / "notebooks" / "src" / f"{STEM}.md", folder / "src")
+    return folder
+
+
+def _scribble(path: Path) -> bytes:
+    nb = json.loads(path.read_text())
+    nb["cells"][1]["source"] = "print('my own attempt')"
+    path.write_text(json.dumps(nb))
+    return path.read_bytes()
+
+
+def test_reset_from_the_source_keeps_the_trainees_copy(tmp_path, monkeypatch):
+    folder = _copy_lab(tmp_path)
+    notebook = folder / f"{STEM}.ipynb"
+    mine = _scribble(notebook)
+    monkeypatch.chdir(tmp_path)
+    backup = reset("04")
+    assert backup == folder / "backups" / f"{STEM}.1.ipynb"
+    assert backup.read_bytes() == mine
+    restored = json.loads(notebook.read_text())
+    built = notebook_from_source(ROOT / "notebooks" / "src" / f"{STEM}.md")
+    assert ["".join(c["source"]) for c in restored["cells"]] == [c["source"] for c in built.cells]
+    assert restored["metadata"]["kernelspec"]["name"] == "python3"
+    # a second reset never overwrites the first backup
+    _scribble(notebook)
+    assert reset(f"{STEM}.ipynb") == folder / "backups" / f"{STEM}.2.ipynb"
+    assert (folder / "backups" / f"{STEM}.1.ipynb").read_bytes() == mine
+
+
+def test_reset_from_git_restores_the_stored_trainee_edition(tmp_path, monkeypatch):
+    need(shutil.which("git"), "git")
+    folder = _copy_lab(tmp_path, with_src=False)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "lab"], check=True)
+    notebook = folder / f"{STEM}.ipynb"
+    _scribble(notebook)
+    content, origin = pristine(notebook)
+    assert origin == "git HEAD"
+    assert content == (ROOT / "notebooks" / f"{STEM}.ipynb").read_bytes()
+    backup = reset(str(notebook))
+    assert backup.parent == folder / "backups"
+    assert notebook.read_bytes() == (ROOT / "notebooks" / f"{STEM}.ipynb").read_bytes()
+
+
+def test_a_deleted_notebook_is_restored(tmp_path, monkeypatch):
+    folder = _copy_lab(tmp_path)
+    (folder / f"{STEM}.ipynb").unlink()
+    monkeypatch.chdir(folder)
+    assert reset("04") == folder / f"{STEM}.ipynb"
+    assert (folder / f"{STEM}.ipynb").exists() and not (folder / "backups").exists()
+
+
+def test_bad_names_are_labkit_errors_and_change_nothing(tmp_path, monkeypatch):
+    folder = _copy_lab(tmp_path, with_src=False)
+    before = (folder / f"{STEM}.ipynb").read_bytes()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"no notebook '09'.*known: 04-conflicting-reads"):
+        reset("09")
+    with pytest.raises(ConfigError, match="name a notebook"):
+        reset("")
+    with pytest.raises(ConfigError, match="name a notebook"):
+        reset(4)  # type: ignore[arg-type]
+    shutil.copy(folder / f"{STEM}.ipynb", folder / "04-other.ipynb")
+    with pytest.raises(ConfigError, match="more than one notebook"):
+        reset("04")
+    # tracked by no git and no source beside it: no pristine copy, nothing touched
+    with pytest.raises(EditionError, match="no pristine copy") as info:
+        reset(f"{STEM}")
+    assert isinstance(info.value, LabkitError) and isinstance(info.value, OSError)
+    assert (folder / f"{STEM}.ipynb").read_bytes() == before
+    assert not (folder / "backups").exists()
+
+
+def test_find_notebook_and_backup_names(tmp_path):
+    folder = _copy_lab(tmp_path)
+    assert find_notebook("04", tmp_path) == folder / f"{STEM}.ipynb"
+    assert find_notebook(STEM, folder) == folder / f"{STEM}.ipynb"
+    assert backup_path(folder / f"{STEM}.ipynb").name == f"{STEM}.1.ipynb"
+
+
+def test_building_from_the_source_is_deterministic():
+    source = ROOT / "notebooks" / "src" / f"{STEM}.md"
+    first, second = notebook_from_source(source), notebook_from_source(source)
+    assert first == second
+    assert [c["id"] for c in first.cells][:2] == ["04-00", "04-01"]
+    assert "jupytext" not in first.metadata
+
+
+def test_the_answer_key_is_generated_and_current():
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "answer_key.py"), "--check"],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr
+    key = (ROOT / "docs" / "answer-key.md").read_text()
+    from labkit.exercises import EXERCISES
+
+    for name, q in EXERCISES.items():
+        assert f"`{name}`" in key and f"**Answer:** `{q.shown()}`" in key
+
+
+def test_the_trainer_guide_has_its_ten_parts_and_measured_figures():
+    guide = (ROOT / "docs" / "trainer-guide.md").read_text()
+    parts = re.findall(r"^## (\d+)\. (.+)$", guide, re.M)
+    assert [int(n) for n, _ in parts] == list(range(1, 11))
+    titles = " | ".join(t for _, t in parts).lower()
+    for word in ("agenda", "timings", "answer key", "common mistakes", "binder", "nbgitpuller",
+                 "make lab", "hub sizing", "model not found", "without qemu"):
+        assert word in titles, word
+    assert "(answer-key.md)" in guide
+    for tool in ("tools/lesson_timings.py", "tools/hub_sizing.py --trainees N",
+                 "tools/record_qemu_comparison.py", "labkit reset"):
+        assert tool in guide, tool
+    assert re.search(r"\*\*per-trainee-kernel peak RSS\*\*.*\*\*\d+ MiB\*\*", guide)
+    # the agenda's minutes are the ones each notebook announces
+    for source in sorted((ROOT / "notebooks" / "src").glob("*.md")):
+        m = re.search(r"\*\*Teaching:\*\* (\d+) min · \*\*Exercises:\*\* (\d+) min",
+                      source.read_text())
+        assert m and f"| {m[1]} + {m[2]} |" in guide, source.name
