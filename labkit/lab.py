@@ -418,6 +418,13 @@ class Lab:
         return {"secondary": self.secondary.layer(), "hidden": self.hidden.layer(),
                 "active": self.active.layer(), "vm-view": view}
 
+    def drop_layer_caches(self) -> None:
+        """Forget every reused dump (each layer's and the VM view's): the next
+        :meth:`layers` computes them all from scratch."""
+        for node in (self.secondary, self.hidden, self.active):
+            node.drop_layer_cache()
+        self._view_cache = None
+
     def provenance(self, task: Task | str) -> list[str]:
         """Which layer served each block of a read task, from the trace.
 

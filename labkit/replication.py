@@ -202,7 +202,7 @@ class ReplicationNode(BlockNode):
 
     def _peek(self, offset: int, nbytes: int) -> bytes:
         assert self.file is not None
-        return self.file._peek(offset, nbytes)
+        return self.file.peek(offset, nbytes)
 
     # --- control: start, checkpoint, get_error, stop -------------------------------
     def _ignored_after_failover(self) -> bool:

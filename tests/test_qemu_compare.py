@@ -360,7 +360,7 @@ def _tracked(monkeypatch: pytest.MonkeyPatch, method: str, action: str) -> list[
 
 
 def _gone(q: QemuSecondary) -> None:
-    pid, wd = q.pid, q._res.workdir
+    pid, wd = q.pid, q.workdir
     assert q.closed and wd is not None and not wd.exists()
     assert pid is not None
     deadline = time.monotonic() + 5

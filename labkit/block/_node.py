@@ -445,6 +445,12 @@ class BlockNode:
     def _own_data(self) -> np.ndarray:
         raise NotImplementedError
 
+    @property
+    def stored_chunks(self) -> int:
+        """How many ``CHUNK``-byte chunks this node's own storage holds (about
+        ``stored_chunks * CHUNK`` bytes of memory); 0 for a node that owns no data."""
+        return 0
+
     def layer(self) -> Layer:
         """A dump of this node's own contents (unallocated sectors read as zero)."""
         key = self._content_key()
@@ -456,6 +462,11 @@ class BlockNode:
         if key is not None and self.size <= LAYER_CACHE_MAX:
             self._layer_cache = (key, layer)
         return layer
+
+    def drop_layer_cache(self) -> None:
+        """Forget the last dump: the next :meth:`layer` is computed from scratch (for
+        tests that check the reuse against a fresh dump)."""
+        self._layer_cache = None
 
     def _content_key(self) -> tuple | None:
         """A value that changes whenever this node's own contents (data, allocation) do,

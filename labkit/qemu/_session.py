@@ -939,7 +939,7 @@ class QemuSecondary:
         data = bytes([byte]) * length
         self._nbd_io("top", f"vm write on export 'top' at {off}", lambda c: c.pwrite(data, off))
 
-    def vread(self, off: int, length: int) -> bytes:
+    def vread(self, off: int, length: int, *, df: bool = True) -> bytes:
         """The secondary VM's read through export ``top`` (EIO before start).
 
         Sent with ``NBD_CMD_FLAG_DF`` so that QEMU's NBD server reads through
@@ -947,12 +947,14 @@ class QemuSecondary:
         it the server answers holes from the block status alone and a read
         before start of an all-hole range (``fill="zero"``) would succeed
         where the VM gets EIO.  With it, a failed read gets an error reply and
-        the connection stays up.
+        the connection stays up.  ``df=False`` sends a plain structured read
+        (sparse: block status first): a failure then happens while QEMU's
+        server is sending, it drops the client, and the next I/O reconnects.
         """
         self._check_range(off, length)
-        return self._nbd_io(
-            "top", f"vm read on export 'top' at {off}", lambda c: c.pread(off, length, df=True)
-        )
+        what = f"vm read on export 'top' at {off}" if df else \
+            f"sparse vm read on export 'top' at {off}"
+        return self._nbd_io("top", what, lambda c: c.pread(off, length, df=df))
 
     def pread(self, off: int, length: int) -> bytes:
         """Read the secondary disk through the primary's export ``secondary``."""
