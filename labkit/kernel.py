@@ -195,14 +195,17 @@ class Event:
         return f"{self.seq:4d} {self.task:<14} {self.describe()}"
 
 
-_set_seq = Event.seq.__set__  # type: ignore[attr-defined]
-_set_task = Event.task.__set__  # type: ignore[attr-defined]
-_set_kind = Event.kind.__set__  # type: ignore[attr-defined]
-_set_node = Event.node.__set__  # type: ignore[attr-defined]
-_set_offset = Event.offset.__set__  # type: ignore[attr-defined]
-_set_length = Event.length.__set__  # type: ignore[attr-defined]
-_set_detail = Event.detail.__set__  # type: ignore[attr-defined]
-_set_op = Event.op.__set__  # type: ignore[attr-defined]
+# The slot descriptors, from the class dict (to a type checker ``Event.seq`` is an int).
+_slots = Event.__dict__
+_set_seq = _slots["seq"].__set__
+_set_task = _slots["task"].__set__
+_set_kind = _slots["kind"].__set__
+_set_node = _slots["node"].__set__
+_set_offset = _slots["offset"].__set__
+_set_length = _slots["length"].__set__
+_set_detail = _slots["detail"].__set__
+_set_op = _slots["op"].__set__
+del _slots
 
 
 _NO_EVENTS = Instrument.on_event
@@ -228,7 +231,7 @@ class EventLog(Sequence[Event]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return [Event(*r) for r in self.rows[index]]
         return Event(*self.rows[index])

@@ -53,7 +53,7 @@ from .interpret import (
     expect_failure,
     vread_failure,
 )
-from .kernel import FIFO, CoMutex, Event, Kernel, Policy, Task, declare_control
+from .kernel import FIFO, CoMutex, Event, EventLog, Kernel, Policy, Task, declare_control
 from .layers import SECTOR, Layer
 from .oracle import Oracle, Violation
 from .replication import ReplicationNode, ReplicationStage
@@ -166,7 +166,7 @@ class Lab:
         return self.top.stage.value
 
     @property
-    def trace(self) -> list[Event]:
+    def trace(self) -> EventLog:
         return self.kernel.trace
 
     @property

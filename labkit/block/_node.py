@@ -140,7 +140,9 @@ class BlockNode:
         self.serialising_in_flight = 0
         self.before_write_notifiers: list[WriteNotifier] = []
         self.backends: list[str] = []  # names of BlockBackends attached (bdrv_has_blk)
-        self.job = None  # the block job using this node as its source (bs->job in 2.8)
+        # the block job using this node as its source (bs->job in 2.8): an object of the
+        # jobs layer above, which the block layer does not know (users check its type)
+        self.job: object | None = None
         self.injected: list[InjectedError] = []
         self.dirty_bitmaps: list[np.ndarray] = []  # BdrvDirtyBitmap, one bool per sector
         # Drained sections (see _drain.py): bs->quiesce_counter, who opened them, the
