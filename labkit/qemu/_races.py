@@ -58,9 +58,9 @@ from labkit.qemu._pause import (
     run_on_simulator,
     split,
 )
-from labkit.qemu._run import QemuRun, qemu_config
+from labkit.qemu._run import QemuRun, configured_scenario
 from labkit.qemu._session import QemuSecondary, qemu_available
-from labkit.scenario import Scenario, parse
+from labkit.scenario import Scenario
 
 #: How long a request may stay pending before it counts as blocked (seconds).  An
 #: unblocked request completes in 1-10 ms on a 2-core machine (the reference).
@@ -486,22 +486,26 @@ class RaceComparison:
             f.write("\n")
 
 
-def race_orders(text: str | Scenario, *, size: int | str = "1M", block: int | str = "4K",
-                hidden_cluster: int | str = "4K", active_cluster: int | str = "4K",
-                fill: str | int = "index") -> list[RaceOrder]:
-    """The orders QEMU can force on the scenario's par block (no QEMU needed)."""
-    config = qemu_config(size, block, hidden_cluster, active_cluster, fill)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
-                                                              size=config["size"])
+def race_orders(text: str | Scenario, *, size: int | str | None = None,
+                block: int | str | None = None, hidden_cluster: int | str | None = None,
+                active_cluster: int | str | None = None,
+                fill: str | int | None = None) -> list[RaceOrder]:
+    """The orders QEMU can force on the scenario's par block (no QEMU needed; the
+    scenario's ``# config:`` header applies under the keywords)."""
+    config, scenario = configured_scenario(text, size, block, hidden_cluster, active_cluster,
+                                           fill)
     return reachable(split(scenario), config)
 
 
-def compare_races(text: str | Scenario, *, size: int | str = "1M", block: int | str = "4K",
-                  hidden_cluster: int | str = "4K", active_cluster: int | str = "4K",
-                  fill: str | int = "index", design: str = "4.0", order: str | None = None,
+def compare_races(text: str | Scenario, *, size: int | str | None = None,
+                  block: int | str | None = None, hidden_cluster: int | str | None = None,
+                  active_cluster: int | str | None = None, fill: str | int | None = None,
+                  design: str = "4.0", order: str | None = None,
                   timeout: float = 10.0, qemu: str = "qemu-system-x86_64") -> RaceComparison:
     """Every forceable order of the scenario's par block, on QEMU 7.2 and the simulator.
 
+    The configuration keywords are :func:`labkit.qemu.compare`'s (the scenario's
+    ``# config:`` header applies under them).
     ``design`` is the simulator's read protection ("4.0" is QEMU 7.2's;
     another one shows what the comparison catches); ``order`` runs only the
     order with those words (see :meth:`RaceOrder.words`).  Raises
@@ -509,9 +513,8 @@ def compare_races(text: str | Scenario, *, size: int | str = "1M", block: int | 
     pwrite / vwrite / vread, :class:`~labkit.errors.ConfigError` for an
     unknown order, :class:`QemuNotAvailable` and :class:`QemuError`.
     """
-    config = qemu_config(size, block, hidden_cluster, active_cluster, fill)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
-                                                              size=config["size"])
+    config, scenario = configured_scenario(text, size, block, hidden_cluster, active_cluster,
+                                           fill)
     rs = split(scenario)
     orders = reachable(rs, config)
     if order is not None:
@@ -529,9 +532,9 @@ def compare_races(text: str | Scenario, *, size: int | str = "1M", block: int | 
     return result
 
 
-def hold_on_simulator(text: str | Scenario, order: str, *, size: int | str = "1M",
-                      block: int | str = "4K", hidden_cluster: int | str = "4K",
-                      active_cluster: int | str = "4K", fill: str | int = "index",
+def hold_on_simulator(text: str | Scenario, order: str, *, size: int | str | None = None,
+                      block: int | str | None = None, hidden_cluster: int | str | None = None,
+                      active_cluster: int | str | None = None, fill: str | int | None = None,
                       design: str = "4.0") -> SimulatorHold:
     """The simulator stopped in the middle of ``order`` (its words), to see *why*.
 
@@ -539,9 +542,8 @@ def hold_on_simulator(text: str | Scenario, order: str, *, size: int | str = "1M
     point, the others sent; ``.lab.kernel.blocked()`` and ``Task.why_blocked``
     name what each blocked request waits for.  No QEMU is needed.
     """
-    config = qemu_config(size, block, hidden_cluster, active_cluster, fill)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
-                                                              size=config["size"])
+    config, scenario = configured_scenario(text, size, block, hidden_cluster, active_cluster,
+                                           fill)
     rs = split(scenario)
     return SimulatorHold(rs, find_order(reachable(rs, config, design), order), config, design)
 
