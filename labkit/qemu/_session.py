@@ -146,13 +146,7 @@ def _qemu_alive(record: _Record) -> bool:
         except OSError:
             return False
         return os.fsencode(str(record.workdir)) in cmdline
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return _cleanup.pid_exists(pid)
 
 
 def leftover_sessions() -> list[str]:
