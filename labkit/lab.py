@@ -27,16 +27,19 @@ from typing import Any
 import numpy as np
 
 from .block import (
+    LAYER_CACHE_MAX,
+    Base,
     BlockGraph,
+    ConstantFill,
+    IndexFill,
     NBDServer,
     Qcow2Node,
     RawNode,
     bdrv_drained_begin,
     bdrv_drained_end,
     blk_wait_while_drained,
+    zeros_base,
 )
-from .block._node import LAYER_CACHE_MAX
-from .block._store import Base, ConstantFill, IndexFill, zeros_base
 from .config import DESIGNS, ERAS, FILLS, LabConfig, resolve
 from .errors import (
     ArgumentError,

@@ -24,13 +24,13 @@ import pytest
 from labkit.layers import SECTOR, Layer
 from labkit.qemu import (
     BackendError,
+    NbdClient,
     NbdError,
     QemuError,
     QemuNotAvailable,
     QemuSecondary,
     qemu_available,
 )
-from labkit.qemu._nbd import NbdClient
 
 K = 1024
 M = K * K

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from labkit.block._store import CHUNK, BufferBase, ChunkStore, ConstantFill, IndexFill
+from labkit.block import CHUNK, BufferBase, ChunkStore, ConstantFill, IndexFill
 from labkit.lab import index_fill
 
 SIZE = 5 * CHUNK + 1536  # a short last chunk
