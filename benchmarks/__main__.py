@@ -34,35 +34,53 @@ def _met(flag: bool | None) -> str:
     return "n/a" if flag is None else ("met" if flag else "MISSED")
 
 
-def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+Row = tuple[str, str, str, str]
+
+
+def table(results: dict[str, Any]) -> list[Row]:
     """(figure, value, target, met) rows for every figure that has a target or matters."""
-    rows: list[tuple[str, str, str, str]] = []
-    t = results.get("throughput")
-    if t:
-        sim, traced, q = t["simulator"], t["simulator_traced"], t["qemu"]
-        rows.append(("1 simulator ops/s (tracing off)", f"{sim['ops_per_s']:,.0f}", "", ""))
-        rows.append(("1 simulator ops/s (tracing on)", f"{traced['ops_per_s']:,.0f}", "", ""))
-        if "tracing_ratio" in t:
-            rows.append(("1 tracing off / on", f"{t['tracing_ratio']:.2f}×", "≤ 1.25×",
-                         _met(t["tracing_met"])))
-        if q.get("available"):
-            rows.append((f"1 QEMU {q['version']} ops/s", f"{q['ops_per_s']:,.0f}", "", ""))
-            rows.append(("1 simulator / QEMU", f"{t['ratio']:.2f}×", "≥ 1.0×",
-                         _met(t["ratio_met"])))
-            rows.append(("1 reads agree (20,000 reads)", "yes" if t["reads_agree"] else "NO",
-                         "yes", _met(t["reads_agree"])))
-        else:
-            rows.append(("1 QEMU", "not available", "", "n/a"))
-        if q.get("available"):
-            rows.append(("1 set-up: simulator / QEMU", f"{sim['setup_s']:.2f} s / "
-                         f"{q['setup_s']:.2f} s", "", ""))
-        rows.append(("1 bytes the workload touches", f"{t['touched_bytes'] / MiB:.1f} MiB", "",
-                     ""))
-        rows.append(("1 simulator peak RSS over baseline",
-                     f"{sim['peak_over_baseline'] / MiB:.1f} MiB "
-                     f"({t['memory_ratio']:.2f}× touched)", "≤ 2× touched",
-                     _met(t["memory_met"])))
-    for r in results.get("exploration", []):
+    return [*_throughput_rows(results.get("throughput")),
+            *_exploration_rows(results.get("exploration", [])),
+            *_interactivity_rows(results.get("interactivity", [])),
+            *_notebook_rows(results.get("notebooks")),
+            *_setup_rows(results.get("setup")),
+            *_length_rows(results.get("length")),
+            *qemu_races.rows(results.get("races"))]
+
+
+def _throughput_rows(t: dict[str, Any] | None) -> list[Row]:
+    if not t:
+        return []
+    rows: list[Row] = []
+    sim, traced, q = t["simulator"], t["simulator_traced"], t["qemu"]
+    rows.append(("1 simulator ops/s (tracing off)", f"{sim['ops_per_s']:,.0f}", "", ""))
+    rows.append(("1 simulator ops/s (tracing on)", f"{traced['ops_per_s']:,.0f}", "", ""))
+    if "tracing_ratio" in t:
+        rows.append(("1 tracing off / on", f"{t['tracing_ratio']:.2f}×", "≤ 1.25×",
+                     _met(t["tracing_met"])))
+    if q.get("available"):
+        rows.append((f"1 QEMU {q['version']} ops/s", f"{q['ops_per_s']:,.0f}", "", ""))
+        rows.append(("1 simulator / QEMU", f"{t['ratio']:.2f}×", "≥ 1.0×",
+                     _met(t["ratio_met"])))
+        rows.append(("1 reads agree (20,000 reads)", "yes" if t["reads_agree"] else "NO",
+                     "yes", _met(t["reads_agree"])))
+    else:
+        rows.append(("1 QEMU", "not available", "", "n/a"))
+    if q.get("available"):
+        rows.append(("1 set-up: simulator / QEMU", f"{sim['setup_s']:.2f} s / "
+                     f"{q['setup_s']:.2f} s", "", ""))
+    rows.append(("1 bytes the workload touches", f"{t['touched_bytes'] / MiB:.1f} MiB", "",
+                 ""))
+    rows.append(("1 simulator peak RSS over baseline",
+                 f"{sim['peak_over_baseline'] / MiB:.1f} MiB "
+                 f"({t['memory_ratio']:.2f}× touched)", "≤ 2× touched",
+                 _met(t["memory_met"])))
+    return rows
+
+
+def _exploration_rows(results: list[dict[str, Any]]) -> list[Row]:
+    rows: list[Row] = []
+    for r in results:
         if r["tasks"] != 4 and r["design"] != "2.8":
             continue
         naive = f"{r['naive_runs']}" if r["naive_complete"] else f"≥ {r['naive_runs']}"
@@ -76,41 +94,58 @@ def table(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                          f"{r['reduced_s']:.2f} s ({r['reduced_verdict']})",
                          f"≤ {r.get('target_s', 10):g} s",
                          _met(r["time_met"])))
-    for r in results.get("interactivity", []):
-        rows.append((f"3 {r['widget']} Step, {r['cells']} cells: p50 / p95",
-                     f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms",
-                     f"p95 ≤ {r['target_p95_ms']:.0f} ms", _met(r["met"])))
-    nb = results.get("notebooks")
-    if nb:
-        for r in nb["notebooks"]:
-            rows.append((f"4 {r['notebook']}", f"{r['seconds']:.1f} s"
-                         + (" ERROR" if r["error"] else ""), "≤ 20 s", _met(r["met"])))
-        rows.append(("4 notebooks total", f"{nb['total_s']:.1f} s", "≤ 90 s", _met(nb["met"])))
-    s = results.get("setup")
-    if s:
-        rows.append(("5 clean clone → venv installed", f"{s['setup_s']:.1f} s", "", ""))
-        rows.append(("5 .venv installed size", f"{s['venv_bytes'] / 1e6:.0f} MB", "", ""))
-        if "test_s" not in s:
-            rows.append(("5 make test in the clone", "not run (--tests runs it)", "passes",
-                         "n/a"))
-        else:
-            rows.append(("5 make test in the clone", f"{s['test_s']:.1f} s "
-                         f"({s['test_summary']})", "passes", _met(s["tests_passed"])))
-            rows.append(("5 clean clone → passing make test", f"{s['clone_to_passing_s']:.1f} s",
-                         "", ""))
-    length = results.get("length")
-    if length:
-        for name, r in length["cases"].items():
-            rows.append((f"6 {name} ({r['decisions']} decisions)",
-                         f"{r['seconds']:.3f} s, peak {r['peak_bytes'] / MiB:.1f} MiB", "", ""))
-        for r in length["ratios"]:
-            rows.append((f"6 {r['pair']}: time / memory",
-                         f"×{r['time_ratio']:.1f} / ×{r['memory_ratio']:.1f}",
-                         f"≤ ×{scenario_length.TARGET_RATIO:.0f}", _met(r["met"])))
-    return rows + qemu_races.rows(results.get("races"))
+    return rows
 
 
-def print_table(rows: list[tuple[str, str, str, str]]) -> None:
+def _interactivity_rows(results: list[dict[str, Any]]) -> list[Row]:
+    return [(f"3 {r['widget']} Step, {r['cells']} cells: p50 / p95",
+             f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms",
+             f"p95 ≤ {r['target_p95_ms']:.0f} ms", _met(r["met"])) for r in results]
+
+
+def _notebook_rows(nb: dict[str, Any] | None) -> list[Row]:
+    if not nb:
+        return []
+    rows: list[Row] = [(f"4 {r['notebook']}", f"{r['seconds']:.1f} s"
+                        + (" ERROR" if r["error"] else ""), "≤ 20 s", _met(r["met"]))
+                       for r in nb["notebooks"]]
+    rows.append(("4 notebooks total", f"{nb['total_s']:.1f} s", "≤ 90 s", _met(nb["met"])))
+    return rows
+
+
+def _setup_rows(s: dict[str, Any] | None) -> list[Row]:
+    if not s:
+        return []
+    rows: list[Row] = [
+        ("5 clean clone → venv installed", f"{s['setup_s']:.1f} s", "", ""),
+        ("5 .venv installed size", f"{s['venv_bytes'] / 1e6:.0f} MB", "", ""),
+    ]
+    if "test_s" not in s:
+        rows.append(("5 make test in the clone", "not run (--tests runs it)", "passes",
+                     "n/a"))
+    else:
+        rows.append(("5 make test in the clone", f"{s['test_s']:.1f} s "
+                     f"({s['test_summary']})", "passes", _met(s["tests_passed"])))
+        rows.append(("5 clean clone → passing make test", f"{s['clone_to_passing_s']:.1f} s",
+                     "", ""))
+    return rows
+
+
+def _length_rows(length: dict[str, Any] | None) -> list[Row]:
+    if not length:
+        return []
+    rows: list[Row] = []
+    for name, r in length["cases"].items():
+        rows.append((f"6 {name} ({r['decisions']} decisions)",
+                     f"{r['seconds']:.3f} s, peak {r['peak_bytes'] / MiB:.1f} MiB", "", ""))
+    for r in length["ratios"]:
+        rows.append((f"6 {r['pair']}: time / memory",
+                     f"×{r['time_ratio']:.1f} / ×{r['memory_ratio']:.1f}",
+                     f"≤ ×{scenario_length.TARGET_RATIO:.0f}", _met(r["met"])))
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     line = "  ".join("-" * w for w in widths)
     heads = ("figure", "value", "target", "")

@@ -67,8 +67,8 @@ def _sim(seed: int, tracing: bool) -> dict[str, Any]:
             "violations": len(lab.violations()), "tracing": tracing,
             "baseline_rss": baseline, "peak_rss": peak, "peak_over_baseline": peak - baseline,
             "trace_events": len(lab.trace),
-            "chunks": {"secondary": lab.secondary._data.chunks,
-                       "hidden": lab.hidden._data.chunks, "active": lab.active._data.chunks}}
+            "chunks": {"secondary": lab.secondary.stored_chunks,
+                       "hidden": lab.hidden.stored_chunks, "active": lab.active.stored_chunks}}
 
 
 def _qemu(seed: int) -> dict[str, Any]:

@@ -47,6 +47,8 @@ class LimitError(ConfigError):
 class BlockError(LabkitError, OSError):
     """A block request failed, as ``-errno`` does in QEMU's block layer."""
 
+    errno: int  # always set (OSError's may be None)
+
     def __init__(self, err: int, message: str) -> None:
         super().__init__(err, message)
         self.errno = err

@@ -195,14 +195,17 @@ class Event:
         return f"{self.seq:4d} {self.task:<14} {self.describe()}"
 
 
-_set_seq = Event.seq.__set__  # type: ignore[attr-defined]
-_set_task = Event.task.__set__  # type: ignore[attr-defined]
-_set_kind = Event.kind.__set__  # type: ignore[attr-defined]
-_set_node = Event.node.__set__  # type: ignore[attr-defined]
-_set_offset = Event.offset.__set__  # type: ignore[attr-defined]
-_set_length = Event.length.__set__  # type: ignore[attr-defined]
-_set_detail = Event.detail.__set__  # type: ignore[attr-defined]
-_set_op = Event.op.__set__  # type: ignore[attr-defined]
+# The slot descriptors, from the class dict (to a type checker ``Event.seq`` is an int).
+_slots = Event.__dict__
+_set_seq = _slots["seq"].__set__
+_set_task = _slots["task"].__set__
+_set_kind = _slots["kind"].__set__
+_set_node = _slots["node"].__set__
+_set_offset = _slots["offset"].__set__
+_set_length = _slots["length"].__set__
+_set_detail = _slots["detail"].__set__
+_set_op = _slots["op"].__set__
+del _slots
 
 
 _NO_EVENTS = Instrument.on_event
@@ -228,7 +231,7 @@ class EventLog(Sequence[Event]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index):  # type: ignore[override]
+    def __getitem__(self, index):
         if isinstance(index, slice):
             return [Event(*r) for r in self.rows[index]]
         return Event(*self.rows[index])
@@ -333,8 +336,8 @@ class Task:
     its end: where the task is parked, for widgets and the explorer to read.
     """
 
-    __slots__ = ("_exception", "_result", "_wakeups", "blocked_on", "coro", "kernel", "name",
-                 "state", "suspended", "tid")
+    __slots__ = ("_exception", "_result", "blocked_on", "co_queue_wakeup", "coro", "kernel",
+                 "name", "state", "suspended", "tid")
 
     def __init__(self, kernel: Kernel, tid: int, name: str, coro: Coroutine[Any, Any, Any]):
         self.kernel = kernel
@@ -346,7 +349,9 @@ class Task:
         self.suspended: _Suspend | None = None
         self._result: Any = None
         self._exception: BaseException | None = None
-        self._wakeups: list[Task] = []
+        # co->co_queue_wakeup: the tasks this one woke, entered right after its next
+        # yield or end (the kernel owns the list; see Kernel.wake).
+        self.co_queue_wakeup: list[Task] = []
 
     def __repr__(self) -> str:
         extra = f" on {self.why_blocked}" if self.state == BLOCKED else ""
@@ -379,6 +384,13 @@ class Task:
                 f"lab.step()) until it finishes before reading its result"
             )
         return self._result
+
+    def end(self, result: Any = None, exception: BaseException | None = None) -> None:
+        """The kernel's record of the coroutine's end: its return value, or the error
+        it ended with (the task is then FAILED)."""
+        self.state = FAILED if exception is not None else DONE
+        self._result = result
+        self._exception = exception
 
 
 # --- policies ----------------------------------------------------------------
@@ -671,7 +683,7 @@ class Kernel:
             # lab (e.g. one being garbage-collected, its ``finally`` waking its own
             # waiters) must not hand its tasks to whichever kernel is stepping now.
             if cur is not None and cur is not task and cur.kernel is self:
-                cur._wakeups.append(task)
+                cur.co_queue_wakeup.append(task)
             else:
                 self._make_runnable(task, waker)
 
@@ -743,18 +755,15 @@ class Kernel:
         try:
             request = task.coro.send(None)
         except StopIteration as stop:
-            task.state = DONE
-            task._result = stop.value
+            task.end(result=stop.value)
             self.record(task.name, "done")
         except LabkitError as exc:
             # An I/O or QEMU error is an outcome of the run, kept on the task.
-            task.state = FAILED
-            task._exception = exc
+            task.end(exception=exc)
             self.record(task.name, "failed", detail=str(exc))
         except BaseException as exc:
             # Anything else is a bug in a model or a test: never swallow it.
-            task.state = FAILED
-            task._exception = exc
+            task.end(exception=exc)
             self.record(task.name, "failed", detail=f"{type(exc).__name__}: {exc}")
             raise
         else:
@@ -773,7 +782,7 @@ class Kernel:
                 self.record(task.name, "wait", detail=task.why_blocked)
         finally:
             _current = prev
-            wakeups, task._wakeups = task._wakeups, []
+            wakeups, task.co_queue_wakeup = task.co_queue_wakeup, []
             if wakeups:
                 # qemu_co_queue_run_restart: the woken tasks run next, FIFO, ahead of
                 # the tasks still to run from an outer wake-up (their own wake-ups are

@@ -27,16 +27,19 @@ from typing import Any
 import numpy as np
 
 from .block import (
+    LAYER_CACHE_MAX,
+    Base,
     BlockGraph,
+    ConstantFill,
+    IndexFill,
     NBDServer,
     Qcow2Node,
     RawNode,
     bdrv_drained_begin,
     bdrv_drained_end,
     blk_wait_while_drained,
+    zeros_base,
 )
-from .block._node import LAYER_CACHE_MAX
-from .block._store import Base, ConstantFill, IndexFill, zeros_base
 from .config import DESIGNS, ERAS, FILLS, LabConfig, resolve
 from .errors import (
     ArgumentError,
@@ -53,7 +56,7 @@ from .interpret import (
     expect_failure,
     vread_failure,
 )
-from .kernel import FIFO, CoMutex, Event, Kernel, Policy, Task, declare_control
+from .kernel import FIFO, CoMutex, Event, EventLog, Kernel, Policy, Task, declare_control
 from .layers import SECTOR, Layer
 from .oracle import Oracle, Violation
 from .replication import ReplicationNode, ReplicationStage
@@ -166,7 +169,7 @@ class Lab:
         return self.top.stage.value
 
     @property
-    def trace(self) -> list[Event]:
+    def trace(self) -> EventLog:
         return self.kernel.trace
 
     @property
@@ -417,6 +420,13 @@ class Lab:
                     self._view_cache = (key, view)
         return {"secondary": self.secondary.layer(), "hidden": self.hidden.layer(),
                 "active": self.active.layer(), "vm-view": view}
+
+    def drop_layer_caches(self) -> None:
+        """Forget every reused dump (each layer's and the VM view's): the next
+        :meth:`layers` computes them all from scratch."""
+        for node in (self.secondary, self.hidden, self.active):
+            node.drop_layer_cache()
+        self._view_cache = None
 
     def provenance(self, task: Task | str) -> list[str]:
         """Which layer served each block of a read task, from the trace.

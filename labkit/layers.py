@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,21 +35,23 @@ class Layer:
 
     data: bytes
     alloc: np.ndarray
-    zero: np.ndarray = field(default=None)  # type: ignore[assignment]
+    zero: np.ndarray
 
-    def __post_init__(self) -> None:
-        alloc = np.asarray(self.alloc, dtype=bool)
-        if len(self.data) != alloc.size * SECTOR:
+    def __init__(self, data: bytes, alloc: np.ndarray, zero: np.ndarray | None = None) -> None:
+        # Why not the generated __init__: ``zero`` may be left out (no zero clusters)
+        # while the field is always an array; the fields stay read-only copies.
+        alloc = np.asarray(alloc, dtype=bool)
+        if len(data) != alloc.size * SECTOR:
             raise ValueError(
-                f"Layer data is {len(self.data)} bytes but alloc has {alloc.size} "
+                f"Layer data is {len(data)} bytes but alloc has {alloc.size} "
                 f"sectors; data must be exactly {SECTOR} bytes per sector"
             )
         alloc = alloc.copy()
         alloc.flags.writeable = False
-        object.__setattr__(self, "alloc", alloc)
-        zero = (np.zeros_like(alloc) if self.zero is None
-                else np.asarray(self.zero, dtype=bool).copy())
+        zero = np.zeros_like(alloc) if zero is None else np.asarray(zero, dtype=bool).copy()
         zero.flags.writeable = False
+        object.__setattr__(self, "data", data)
+        object.__setattr__(self, "alloc", alloc)
         object.__setattr__(self, "zero", zero)
 
     @property

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .block._store import BufferBase, ChunkStore
+from .block import BufferBase, ChunkStore
 from .kernel import touch
 
 # Declared resources (labkit.kernel.Access): the VM's view with the VM writes in

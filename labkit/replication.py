@@ -32,6 +32,7 @@ from enum import Enum
 import numpy as np
 
 from .block import BlockGraph, BlockNode
+from .config import DESIGNS, ERAS  # the configuration words, defined once
 from .errors import BlockError, ReplicationError
 from .jobs import (
     BackupJob,
@@ -45,8 +46,6 @@ from .jobs import (
 from .kernel import Task, current_task, emit, touch
 from .layers import SECTOR
 
-DESIGNS = ("none", "2.8", "4.0")
-ERAS = ("2.8", "7.2")
 MODES = ("primary", "secondary")
 
 
@@ -202,7 +201,7 @@ class ReplicationNode(BlockNode):
 
     def _peek(self, offset: int, nbytes: int) -> bytes:
         assert self.file is not None
-        return self.file._peek(offset, nbytes)
+        return self.file.peek(offset, nbytes)
 
     # --- control: start, checkpoint, get_error, stop -------------------------------
     def _ignored_after_failover(self) -> bool:

@@ -223,13 +223,23 @@ def test_expect_on_an_unreadable_vm_view_says_why():
 
 
 def test_the_interpreter_records_one_outcome_per_command_as_compare_reads_them():
-    from labkit.qemu._compare import sim_outcomes
-
     text = ("start\npwrite 0 4K 0xbb\nvread 0 4K 0x11\nstart\nfailover\ncheckpoint\n"
             "vwrite 4K 4K 0xcc\nstop\n")
     lab = lk.run_scenario(text, size="128K", era="7.2")
     mine = [(o.task, o.error, o.errno) for o in lab.outcomes]
-    assert mine == [(o.task, o.error, o.errno) for o in sim_outcomes(lab, parse(text))]
+    # What compare reads is what each command's task ended with: QEMU's message for a
+    # control command, the error and its errno for a failed request.
+    ended = []
+    for command, o in zip(parse(text).commands, lab.outcomes, strict=True):
+        assert o.command == command
+        exc = lab.kernel.tasks[o.task].exception
+        if exc is None:
+            ended.append((o.task, None, None))
+        elif isinstance(exc, lk.ReplicationError):
+            ended.append((o.task, exc.message, None))
+        else:
+            ended.append((o.task, str(exc), exc.errno if isinstance(exc, lk.BlockError) else None))
+    assert mine == ended
     assert [o.task for o in lab.outcomes] == ["start#1", "nbd-write#1", "vm-read#1", "start#2",
                                               "failover#1", "checkpoint#1", "vm-write#1",
                                               "stop#1"]

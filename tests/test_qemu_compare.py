@@ -39,6 +39,7 @@ from labkit.qemu import (
     compare,
     leftover_sessions,
     qemu_available,
+    race_orders,
     run_scenario,
 )
 from labkit.testing import need
@@ -298,6 +299,22 @@ def test_bad_config() -> None:
         run_scenario("pwrite 128K 4K 0xbb", size="128K")
 
 
+def test_compare_reads_the_config_header_under_its_keywords() -> None:
+    # As lk.run_scenario: the header configures both sides, an explicit keyword wins.
+    # (No QEMU needed: the scenario is parsed with the configuration before QEMU starts.)
+    past = "start\nvread 200K 4K\n"
+    with pytest.raises(ScenarioError, match="past the end of the 131072-byte disk"):
+        compare("# config: size=128K\n" + past)
+    with pytest.raises(ScenarioError, match="past the end of the 131072-byte disk"):
+        compare("# config: size=1M\n" + past, size="128K")
+    with pytest.raises(ValueError, match="era must be '7.2'.*got '2.8'"):
+        compare("# config: era=2.8\nstart\n")
+    race = "start\npar {\n  pwrite 200K 4K 0xbb\n  vread 0 4K\n}\n"
+    with pytest.raises(ScenarioError, match="past the end of the 131072-byte disk"):
+        race_orders("# config: size=128K\n" + race)
+    assert race_orders("# config: size=128K\n" + race, size="1M")
+
+
 def test_backend_error_is_a_labkit_error() -> None:
     assert issubclass(BackendError, LabkitError)
     assert issubclass(QemuError, LabkitError) and issubclass(QemuNotAvailable, LabkitError)
@@ -360,7 +377,7 @@ def _tracked(monkeypatch: pytest.MonkeyPatch, method: str, action: str) -> list[
 
 
 def _gone(q: QemuSecondary) -> None:
-    pid, wd = q.pid, q._res.workdir
+    pid, wd = q.pid, q.workdir
     assert q.closed and wd is not None and not wd.exists()
     assert pid is not None
     deadline = time.monotonic() + 5

@@ -24,13 +24,13 @@ import pytest
 from labkit.layers import SECTOR, Layer
 from labkit.qemu import (
     BackendError,
+    NbdClient,
     NbdError,
     QemuError,
     QemuNotAvailable,
     QemuSecondary,
     qemu_available,
 )
-from labkit.qemu._nbd import NbdClient
 
 K = 1024
 M = K * K
@@ -357,7 +357,7 @@ def test_vm_io_before_start_is_eio(qemu: None) -> None:
         # A plain structured read (sparse: block status first) fails while
         # sending and QEMU's server drops the client; the session reconnects.
         with pytest.raises(NbdError) as e:
-            q._nbd_io("top", "sparse read", lambda c: c.pread(0, B))
+            q.vread(0, B, df=False)
         assert e.value.errno == errno.EIO and "the next I/O reconnects" in str(e.value)
         assert q.log_tail().count("Disconnect client") == 1
         assert q.dump()["vm-view"] is None
@@ -529,7 +529,7 @@ def test_killed_qemu(qemu: None) -> None:
     wd, pid = q.workdir, q.pid
     assert pid is not None
     with pytest.raises(NbdError):  # puts a "Disconnect client" line into qemu.log
-        q._nbd_io("top", "sparse read", lambda c: c.pread(0, B))
+        q.vread(0, B, df=False)
     q.start()
     q.pwrite(0, B, 0xBB)
     os.kill(pid, signal.SIGKILL)

@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from labkit.block._store import CHUNK, BufferBase, ChunkStore, ConstantFill, IndexFill
+from labkit.block import CHUNK, BufferBase, ChunkStore, ConstantFill, IndexFill
 from labkit.lab import index_fill
 
 SIZE = 5 * CHUNK + 1536  # a short last chunk
@@ -76,9 +76,7 @@ def test_only_written_chunks_are_held():
 
 def _fresh_layers(lab):
     """The layers with every reuse cache dropped first: computed from scratch."""
-    for node in (lab.secondary, lab.hidden, lab.active):
-        node._layer_cache = None
-    lab._view_cache = None
+    lab.drop_layer_caches()
     return lab.layers()
 
 

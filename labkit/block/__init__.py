@@ -7,6 +7,7 @@ models in QEMU.
 from ._drain import bdrv_drain_poll, bdrv_drained_begin, bdrv_drained_end, blk_wait_while_drained
 from ._graph import BlockGraph
 from ._node import (
+    LAYER_CACHE_MAX,
     REQ_MAY_UNMAP,
     REQ_NO_SERIALISING,
     REQ_SERIALISING,
@@ -14,16 +15,24 @@ from ._node import (
     InjectedError,
     TrackedRequest,
 )
+from ._store import CHUNK, Base, BufferBase, ChunkStore, ConstantFill, IndexFill, zeros_base
 from .nbd import NBDExport, NBDServer
 from .qcow2 import Qcow2Node
 from .raw import RawNode
 
 __all__ = [
+    "CHUNK",
+    "LAYER_CACHE_MAX",
     "REQ_MAY_UNMAP",
     "REQ_NO_SERIALISING",
     "REQ_SERIALISING",
+    "Base",
     "BlockGraph",
     "BlockNode",
+    "BufferBase",
+    "ChunkStore",
+    "ConstantFill",
+    "IndexFill",
     "InjectedError",
     "NBDExport",
     "NBDServer",
@@ -34,4 +43,5 @@ __all__ = [
     "bdrv_drained_begin",
     "bdrv_drained_end",
     "blk_wait_while_drained",
+    "zeros_base",
 ]

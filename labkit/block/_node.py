@@ -140,7 +140,9 @@ class BlockNode:
         self.serialising_in_flight = 0
         self.before_write_notifiers: list[WriteNotifier] = []
         self.backends: list[str] = []  # names of BlockBackends attached (bdrv_has_blk)
-        self.job = None  # the block job using this node as its source (bs->job in 2.8)
+        # the block job using this node as its source (bs->job in 2.8): an object of the
+        # jobs layer above, which the block layer does not know (users check its type)
+        self.job: object | None = None
         self.injected: list[InjectedError] = []
         self.dirty_bitmaps: list[np.ndarray] = []  # BdrvDirtyBitmap, one bool per sector
         # Drained sections (see _drain.py): bs->quiesce_counter, who opened them, the
@@ -445,6 +447,12 @@ class BlockNode:
     def _own_data(self) -> np.ndarray:
         raise NotImplementedError
 
+    @property
+    def stored_chunks(self) -> int:
+        """How many ``CHUNK``-byte chunks this node's own storage holds (about
+        ``stored_chunks * CHUNK`` bytes of memory); 0 for a node that owns no data."""
+        return 0
+
     def layer(self) -> Layer:
         """A dump of this node's own contents (unallocated sectors read as zero)."""
         key = self._content_key()
@@ -456,6 +464,11 @@ class BlockNode:
         if key is not None and self.size <= LAYER_CACHE_MAX:
             self._layer_cache = (key, layer)
         return layer
+
+    def drop_layer_cache(self) -> None:
+        """Forget the last dump: the next :meth:`layer` is computed from scratch (for
+        tests that check the reuse against a fresh dump)."""
+        self._layer_cache = None
 
     def _content_key(self) -> tuple | None:
         """A value that changes whenever this node's own contents (data, allocation) do,

@@ -105,7 +105,7 @@ class IndexFill:
         return np.repeat(per_block, self.block)[skip:skip + nbytes]
 
     def pieces(self, offset: int, nbytes: int) -> list[memoryview]:
-        period = memoryview(_index_period(self.block))  # read-only: shared by every dump
+        period = _index_period(self.block).data  # read-only: shared by every dump
         period_bytes = 0x70 * self.block
         out = []
         pos, end = offset, offset + nbytes
@@ -134,7 +134,7 @@ class BufferBase:
         return out
 
     def pieces(self, offset: int, nbytes: int) -> list[memoryview]:
-        own = memoryview(self.array[offset:offset + nbytes])
+        own = self.array[offset:offset + nbytes].data
         return [own, *zero_pieces(nbytes - len(own))] if len(own) < nbytes else [own]
 
 
@@ -228,7 +228,7 @@ class ChunkStore:
             if isinstance(chunk, int):
                 out += ConstantFill(chunk).pieces(lo, hi - lo)
             else:
-                out.append(memoryview(chunk)[lo - c * CHUNK:hi - c * CHUNK])
+                out.append(chunk.data[lo - c * CHUNK:hi - c * CHUNK])
             pos = hi
         if end > pos:
             out += base_pieces(self.base, pos, end - pos)

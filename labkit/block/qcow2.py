@@ -366,6 +366,10 @@ class Qcow2Node(BlockNode):
     def _zero_map(self) -> np.ndarray:
         return self._sector_states() == ZERO
 
+    @property
+    def stored_chunks(self) -> int:
+        return self._data.chunks
+
     def _own_data(self) -> np.ndarray:
         return self._data.to_array()
 

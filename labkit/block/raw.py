@@ -61,6 +61,10 @@ class RawNode(BlockNode):
     def _allocation(self) -> np.ndarray:
         return np.ones(self.size // 512, dtype=bool)
 
+    @property
+    def stored_chunks(self) -> int:
+        return self._data.chunks
+
     def _own_data(self) -> np.ndarray:
         return self._data.to_array()
 

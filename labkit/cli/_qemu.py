@@ -53,11 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_compare)
 
 
-def _qemu_config(text: str, args: argparse.Namespace) -> dict[str, Any]:
-    from ..qemu._run import qemu_config
-
-    given = given_config(args, QEMU_OPTIONS)
-    return qemu_config(**given, text=text)
+def _qemu_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The QEMU configuration options given; the QEMU backend applies the scenario's
+    ``# config:`` header under them."""
+    return given_config(args, QEMU_OPTIONS)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -65,7 +64,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from ..qemu import compare
 
     text, _ = scenario_input(args.file)
-    config = _qemu_config(text, args)
+    config = _qemu_config(args)
     if args.design is not None:  # else compare's own default design applies
         config["design"] = resolve(None, {"design": args.design}, source="cli").design
     if args.order is not None:
@@ -92,4 +91,4 @@ def run_on_qemu(text: str, args: argparse.Namespace) -> Any:
         raise ConfigError("--backup-cluster is not QEMU (QEMU's backup cluster is "
                           "MAX(64K, hidden cluster)); it exists only with --backend sim")
     return run_scenario(text, timeout=args.timeout, qemu=args.qemu,
-                        **_qemu_config(text, args))
+                        **_qemu_config(args))

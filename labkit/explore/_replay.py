@@ -18,15 +18,16 @@ from typing import Any
 
 from .. import scenarios as _scenarios
 from .. import trace as _trace
+from ..config import CONFIG_KEYS
 from ..errors import ArgumentError, ConfigError, Deadlock, ScheduleError, TraceFormatError
+from ..interpret import task_names
 from ..kernel import Policy, Task
 from ..lab import Lab, build_secondary
 from ..scenario import Scenario, parse
 from ._search import NondeterminismError, count_preemptions, discard
 
-CONFIG_KEYS = ("size", "block", "hidden_cluster", "active_cluster", "design", "fill", "era",
-               "backup_cluster")
-_TASK_KIND = {"pwrite": "nbd-write", "vwrite": "vm-write", "vread": "vm-read"}
+#: The task names a scenario can create, in spawn order (the interpreter's, one place).
+scenario_tasks = task_names
 
 _COMMENT = re.compile(r"(^|\s)#")
 ScheduleLike = str | Sequence[str] | _trace.Recording
@@ -58,22 +59,6 @@ def prepare(text: str | Scenario, config: dict[str, Any],
     merged.update(config)
     probe = build_secondary(**merged)  # validates the configuration once
     return text, parse(text, block=probe.block, size=probe.size), merged
-
-
-def scenario_tasks(scenario: Scenario) -> list[str]:
-    """Every task name the scenario can create, in the order they are spawned."""
-    counters: dict[str, int] = {}
-    names: list[str] = []
-    for c in scenario.commands:
-        if c.op in ("dump", "expect"):
-            continue
-        kind = _TASK_KIND.get(c.op, c.op)
-        counters[kind] = counters.get(kind, 0) + 1
-        names.append(f"{kind}#{counters[kind]}")
-        if c.op == "failover":
-            counters["commit"] = counters.get("commit", 0) + 1
-            names.append(f"commit#{counters['commit']}")
-    return names
 
 
 # --- schedules ------------------------------------------------------------------------------

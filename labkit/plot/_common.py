@@ -153,10 +153,18 @@ def encode_png(rgba: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def canvas_rgba(fig: Figure) -> np.ndarray:
+    """The canvas's RGBA pixels, without a copy (every canvas labkit draws on is Agg
+    or built on it: an interactive canvas subclasses FigureCanvasAgg)."""
+    canvas = fig.canvas
+    assert isinstance(canvas, FigureCanvasAgg), f"not an Agg canvas: {type(canvas).__name__}"
+    return np.asarray(canvas.buffer_rgba())
+
+
 def figure_png(fig: Figure) -> bytes:
     """A figure drawn in full and encoded (for one-off images such as the snapshots)."""
     fig.canvas.draw()
-    return encode_png(np.asarray(fig.canvas.buffer_rgba()))
+    return encode_png(canvas_rgba(fig))
 
 
 class Group:
@@ -216,7 +224,7 @@ class BlitFigure:
     def render(self) -> np.ndarray:
         """Draw the current state; returns the canvas's RGBA pixels (a view)."""
         self._render()
-        return np.asarray(self.fig.canvas.buffer_rgba())
+        return canvas_rgba(self.fig)
 
     def _render(self) -> bool:
         """Bring the canvas up to date; True if any pixel may have changed."""
@@ -259,7 +267,7 @@ class BlitFigure:
     def png(self) -> bytes:
         """The current view as PNG bytes (the cached bytes when nothing was redrawn)."""
         if self._render() or self._png is None:
-            self._png = encode_png(np.asarray(self.fig.canvas.buffer_rgba()))
+            self._png = encode_png(canvas_rgba(self.fig))
         return self._png
 
     def _repr_png_(self) -> bytes:
@@ -269,6 +277,9 @@ class BlitFigure:
         """Write the current view to ``path`` (PNG)."""
         with open(path, "wb") as f:
             f.write(self.png())
+
+
+Swatch = tuple[Any, ...]  # a legend row's key: (kind, *arguments); see LegendRows
 
 
 class LegendRows:
@@ -296,7 +307,7 @@ class LegendRows:
         self.col_w, self.row_h = col_w, row_h
         self.groups: list[Group] = []
         self.hatch = hatch
-        self.entries: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        self.entries: tuple[tuple[str, Swatch], ...] = ()
         self.title = fig.text(x / W, (y - 7) / H, title, ha="left", va="center",
                               fontsize=pt(TEXT_PX, dpi), color="#000000")
         first = 1 if title else 0
@@ -340,7 +351,7 @@ class LegendRows:
         for i, g in enumerate(self.groups):
             g.key = self.entries[i] if i < len(self.entries) else None
 
-    def set_entries(self, entries: list[tuple[str, tuple[str, ...]]]) -> None:
+    def set_entries(self, entries: list[tuple[str, Swatch]]) -> None:
         entries = list(entries)[:self.capacity]
         key = tuple(entries)
         if key == self.entries:
@@ -359,7 +370,7 @@ class LegendRows:
             kind = swatch[0]
             sw.set_visible(kind in ("fill", "hatch", "outline", "dashed", "bar"))
             mk.set_visible(kind == "marker")
-            sw.set_hatch(None)
+            sw.set_hatch(None)  # type: ignore[arg-type]  # no hatch: matplotlib's stub says str
             sw.set_linestyle("-")
             sw.set_linewidth(pt(0.8, dpi))
             sw.set_edgecolor("#808080")
@@ -379,7 +390,7 @@ class LegendRows:
                 sw.set_facecolor(swatch[1])
                 sw.set_edgecolor(swatch[1])
             elif kind == "marker":
-                style = dict(swatch[1:]) if len(swatch) > 1 else {}
+                style: dict[str, Any] = dict(swatch[1:]) if len(swatch) > 1 else {}
                 mk.set_marker(style.get("marker", "o"))
                 mk.set_markersize(float(style.get("size", 8)))
                 mk.set_color(style.get("colour", MARK_COLOUR))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.text import Text
@@ -373,14 +374,14 @@ class GraphPlot(BlitFigure):
             arrow.set_visible(False)
             text.set_visible(False)
         for name, role in model.nodes:
-            for a in self._box(name, role):
-                a.set_visible(True)
+            for box_part in self._box(name, role):
+                box_part.set_visible(True)
         for key in model.links:
-            for a in self._link(key, job=False):
-                a.set_visible(True)
+            for link_part in self._link(key, job=False):
+                link_part.set_visible(True)
         for key in model.jobs:
-            for a in self._link(key, job=True):
-                a.set_visible(True)
+            for link_part in self._link(key, job=True):
+                link_part.set_visible(True)
         roles = {r for _, r in model.nodes}
         dropped = [self._names[r] for r in ("active", "hidden") if r not in roles]
         self.gone.set_visible(bool(dropped))
@@ -426,7 +427,9 @@ class GraphPlot(BlitFigure):
                 badge.set_position((bx, by))
                 badge.set_horizontalalignment(ha)
                 badge.set_verticalalignment(va)
-                badge.get_bbox_patch().set_edgecolor(colour)
+                patch = badge.get_bbox_patch()
+                assert patch is not None  # every badge is made with a bbox
+                patch.set_edgecolor(colour)
                 badge.set_visible(True)
                 i += 1
         for badge in self.badges[i:]:
@@ -434,7 +437,9 @@ class GraphPlot(BlitFigure):
         self.note.set_text("; ".join(elsewhere))
 
     @staticmethod
-    def _badge_at(x: float, y: float, k: int) -> tuple[float, float, str, str]:
+    def _badge_at(x: float, y: float,
+                  k: int) -> tuple[float, float, Literal["left", "center", "right"],
+                                   Literal["center"]]:
         """Where the ``k``-th badge of the node at (x, y) goes: under the bottom row's
         boxes, beside the others (left of the right-hand column, right of the left)."""
         if y < 180:

@@ -33,6 +33,7 @@ from ._common import (
     BlitFigure,
     Group,
     LegendRows,
+    Swatch,
     byte_colour,
     hex_byte,
     new_figure,
@@ -144,8 +145,7 @@ class LayerPlot(BlitFigure):
         top, bottom = (58 if self.header else 12), 46
         width = left + gw + 18 + LEGEND_W
         legend_min = LEGEND_ROW * (2 + 4 + self.LEGEND_MARKS) + 8  # title, original, 4 bytes
-        gap = 10
-        height = max(top + 4 * gh + 3 * gap + bottom, top + legend_min)
+        height = max(top + 4 * gh + 3 * 10 + bottom, top + legend_min)  # gaps of 10 at least
         gap = (height - top - bottom - 4 * gh) / 3  # spare height: spread between panels
         self.width, self.height, self.left, self.top = width, height, left, top
         self.fig = fig = new_figure(width, height, dpi)
@@ -184,9 +184,9 @@ class LayerPlot(BlitFigure):
         self._groups = [panel.group() for panel in self.grids.values()]
         self._alloc_groups = {}
         for name, panel in self.grids.items():
-            _, y0, _, y1 = panel.ax.bbox.extents
-            g = Group([self.alloc_texts[name]], 0, y0 - 8, left - (36 if rows > 1 else 2),
-                      y1 + 8)
+            _, lo, _, hi = panel.ax.bbox.extents
+            g = Group([self.alloc_texts[name]], 0, lo - 8, left - (36 if rows > 1 else 2),
+                      hi + 8)
             self._alloc_groups[name] = g
             self._groups.append(g)
         self._groups += self.legend.row_groups()
@@ -269,7 +269,7 @@ class LayerPlot(BlitFigure):
 
     def _update_legend(self, lab: Lab, seen: set[int], marks: dict[str, bool]) -> None:
         writers = lab.writers()
-        entries: list[tuple[str, tuple[str, ...]]] = []
+        entries: list[tuple[str, Swatch]] = []
         originals = sorted(b for b in seen if b < 0x80 and b
                            and writers.get(b, []) == ["original"])
         if originals:

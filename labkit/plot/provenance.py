@@ -32,6 +32,7 @@ from ._common import (
     BlitFigure,
     Group,
     LegendRows,
+    Swatch,
     byte_colour,
     hex_byte,
     new_figure,
@@ -194,14 +195,14 @@ class ProvenancePlot(BlitFigure):
 
     def _update_legend(self, lab: Lab, counts: dict[str, int], data_col: np.ndarray,
                        conflict: bool, state: str) -> None:
-        served: list[tuple[str, tuple[str, ...]]] = [
+        served: list[tuple[str, Swatch]] = [
             (PROV_LABELS[k], ("fill", LAYER_COLOURS[k])) for k, c in counts.items() if c]
         if (data_col == NODATA).any():
             served.append(("not returned yet", ("fill", NODATA_COLOUR)))
         if conflict:
             served.append(("conflicting read here", ("outline",)))
         got = sorted({int(c) for c in data_col if c < 256})
-        read: list[tuple[str, tuple[str, ...]]] = []
+        read: list[tuple[str, Swatch]] = []
         writers = lab.writers()
         originals = [b for b in got if writers.get(b) == ["original"] and b]
         if originals:

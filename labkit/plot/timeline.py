@@ -74,18 +74,32 @@ def timeline_model(trace: Sequence[Event], violations: Sequence[str] = (),
     long run: lanes only for the tasks active from there on).
     """
     if start > 0:
-        runs, prev = 0, 0
-        for i, e in enumerate(trace):
-            if e.kind == "run":
-                if runs == start:  # keep the spawns just before: their lanes show
-                    trace = [x for x in trace[prev:i] if x.kind == "spawn"] + list(trace[i:])
-                    break
-                runs, prev = runs + 1, i
-        else:
-            trace = [x for x in trace[prev:] if x.kind == "spawn"] if runs == start else []
-    # x positions: events of decision d are spread over [d, d+1)
+        trace = _window(trace, start)
+    xs, decisions = _positions(trace, start)
+    lanes = _LaneBuilder(violations)
+    for e, x in zip(trace, xs, strict=True):
+        lanes.add(e, x)
+    return lanes.model(float(decisions) if decisions > 0 else 1.0, decisions, start)
+
+
+def _window(trace: Sequence[Event], start: int) -> list[Event]:
+    """The trace from decision ``start`` on, with the spawns just before it (their
+    lanes show)."""
+    runs, prev = 0, 0
+    for i, e in enumerate(trace):
+        if e.kind == "run":
+            if runs == start:
+                return [x for x in trace[prev:i] if x.kind == "spawn"] + list(trace[i:])
+            runs, prev = runs + 1, i
+    return [x for x in trace[prev:] if x.kind == "spawn"] if runs == start else []
+
+
+def _positions(trace: Sequence[Event], start: int) -> tuple[list[float], int]:
+    """Each event's x (the events of decision d spread over [d, d+1)), and how many
+    decisions there are."""
     xs: list[float] = []
-    d, group = start - 1, []
+    d = start - 1
+    group: list[int] = []
     for e in trace:
         if e.kind == "run":
             d += 1
@@ -93,89 +107,107 @@ def timeline_model(trace: Sequence[Event], violations: Sequence[str] = (),
             group = []
         group.append(d)
     _spread(xs, group)
-    decisions = d + 1
-    order: list[str] = []  # tasks in spawn order
-    has_cow: set[str] = set()
-    main, cow_key = False, True
-    open_reqs: dict[str, list[tuple[str, float, bool]]] = {}
-    in_cow: dict[str, float] = {}
-    waiting: dict[str, float] = {}
-    last_step: dict[str, int] = {}
-    bars: list = []
-    spans: list = []
-    waits: list = []
-    runs: list = []
-    steps: list = []
-    ends: list = []
-    end_x = float(decisions) if decisions > 0 else 1.0  # "now", for what is still open
+    return xs, d + 1
 
-    def cow_lane(t: str) -> tuple[str, bool]:
+
+_Key = tuple[str, bool]  # (task, on its COW lane)
+
+
+class _LaneBuilder:
+    """Reads a trace event by event into lane-keyed bars, spans, waits and marks."""
+
+    def __init__(self, violations: Sequence[str]) -> None:
+        self.violations = violations
+        self.order: list[str] = []  # tasks in spawn order
+        self.has_cow: set[str] = set()
+        self.open_reqs: dict[str, list[tuple[str, float, bool]]] = {}
+        self.in_cow: dict[str, float] = {}
+        self.waiting: dict[str, float] = {}
+        self.last_step: dict[str, int] = {}
+        self.bars: list[tuple[_Key, float, float, int, str]] = []
+        self.spans: list[tuple[_Key, float, float]] = []
+        self.waits: list[tuple[_Key, float, float]] = []
+        self.runs: list[tuple[_Key, float]] = []
+        self.steps: list[tuple[_Key, float, int]] = []
+        self.ends: list[tuple[_Key, float, str]] = []
+
+    def cow_lane(self, t: str) -> _Key:
         if t.startswith("nbd-write#"):  # the backup job's COW runs in the writer's coroutine
-            has_cow.add(t)
-            return (t, cow_key)
-        return (t, main)
+            self.has_cow.add(t)
+            return (t, True)
+        return (t, False)
 
-    for e, x in zip(trace, xs, strict=True):
+    def add(self, e: Event, x: float) -> None:
         t = e.task
-        if t not in order:
-            order.append(t)
+        if t not in self.order:
+            self.order.append(t)
         if e.kind == "run":
-            runs.append(((t, main), x))
-        elif e.kind == "req-start" and e.node in NODE_LAYER:
-            # requests a write's COW issues go on its COW lane (a read's CowRequest
-            # stays on the read's own lane)
-            on_cow = t in in_cow and t.startswith("nbd-write#")
-            open_reqs.setdefault(t, []).append((e.node, x, on_cow))
-        elif e.kind == "req-end" and e.node in NODE_LAYER:
-            stack = open_reqs.get(t, [])
-            for i in range(len(stack) - 1, -1, -1):
-                if stack[i][0] == e.node:
-                    node, x0, cow = stack.pop(i)
-                    depth = sum(1 for s in stack if s[2] == cow)
-                    key = cow_lane(t) if cow else (t, main)
-                    bars.append((key, x0, x, depth, NODE_LAYER[node]))
-                    break
+            self.runs.append(((t, False), x))
+        elif e.kind in ("req-start", "req-end") and e.node in NODE_LAYER:
+            self._request(e, x)
         elif e.kind == "cow-begin":
-            in_cow[t] = x
-        elif e.kind == "cow-end" and t in in_cow:
-            spans.append((cow_lane(t), in_cow.pop(t), x))
+            self.in_cow[t] = x
+        elif e.kind == "cow-end" and t in self.in_cow:
+            self.spans.append((self.cow_lane(t), self.in_cow.pop(t), x))
         elif e.kind == "wait":
-            waiting[t] = x
-        elif e.kind == "wake" and t in waiting:
-            waits.append(((t, main), waiting.pop(t), x))
+            self.waiting[t] = x
+        elif e.kind == "wake" and t in self.waiting:
+            self.waits.append(((t, False), self.waiting.pop(t), x))
         elif e.kind in ("done", "failed"):
             what = "failed" if e.kind == "failed" else (
-                "violation" if t in violations else "done")
-            ends.append(((t, main), x, what))
+                "violation" if t in self.violations else "done")
+            self.ends.append(((t, False), x, what))
         note = workflow_step(e)
-        if note is not None and last_step.get(t) != note.step:
-            last_step[t] = note.step
-            on_cow = note.step == 2 and e.kind != "wait" and t in in_cow
-            steps.append((cow_lane(t) if on_cow else (t, main), x, note.step))
-    for t, stack in open_reqs.items():  # still in flight: draw up to now
-        for i, (node, x0, cow) in enumerate(stack):
-            depth = sum(1 for s in stack[:i] if s[2] == cow)
-            bars.append((cow_lane(t) if cow else (t, main), x0, max(end_x, x0 + 0.4), depth,
-                         NODE_LAYER[node]))
-    for t, x0 in in_cow.items():
-        spans.append((cow_lane(t), x0, max(end_x, x0 + 0.4)))
-    for t, x0 in waiting.items():
-        waits.append(((t, main), x0, max(end_x, x0 + 0.4)))  # still waiting: visible
-    lanes: list[Lane] = []
-    index: dict[tuple[str, bool], int] = {}
-    for t in order:
-        index[(t, main)] = len(lanes)
-        lanes.append(Lane(t, t))
-        if t in has_cow:
-            index[(t, cow_key)] = len(lanes)
-            lanes.append(Lane(f"{t} COW", t, True))
+        if note is not None and self.last_step.get(t) != note.step:
+            self.last_step[t] = note.step
+            on_cow = note.step == 2 and e.kind != "wait" and t in self.in_cow
+            self.steps.append((self.cow_lane(t) if on_cow else (t, False), x, note.step))
 
-    def at(items: list) -> list:
-        return [(index[item[0]], *item[1:]) for item in items]
+    def _request(self, e: Event, x: float) -> None:
+        t = e.task
+        if e.kind == "req-start":
+            # requests a write's COW issues go on its COW lane (a read's CowRequest
+            # stays on the read's own lane)
+            on_cow = t in self.in_cow and t.startswith("nbd-write#")
+            self.open_reqs.setdefault(t, []).append((e.node, x, on_cow))
+            return
+        stack = self.open_reqs.get(t, [])
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i][0] == e.node:
+                node, x0, cow = stack.pop(i)
+                depth = sum(1 for s in stack if s[2] == cow)
+                key = self.cow_lane(t) if cow else (t, False)
+                self.bars.append((key, x0, x, depth, NODE_LAYER[node]))
+                break
 
-    bars, spans, waits, runs, steps, ends = (at(v) for v in (bars, spans, waits, runs, steps,
-                                                             ends))
-    return TimelineModel(lanes, bars, spans, waits, runs, steps, ends, decisions, start)
+    def _close_open(self, end_x: float) -> None:
+        """What is still open at the end is drawn up to now (still visible)."""
+        for t, stack in self.open_reqs.items():  # still in flight
+            for i, (node, x0, cow) in enumerate(stack):
+                depth = sum(1 for s in stack[:i] if s[2] == cow)
+                self.bars.append((self.cow_lane(t) if cow else (t, False), x0,
+                                  max(end_x, x0 + 0.4), depth, NODE_LAYER[node]))
+        for t, x0 in self.in_cow.items():
+            self.spans.append((self.cow_lane(t), x0, max(end_x, x0 + 0.4)))
+        for t, x0 in self.waiting.items():
+            self.waits.append(((t, False), x0, max(end_x, x0 + 0.4)))
+
+    def model(self, end_x: float, decisions: int, start: int) -> TimelineModel:
+        self._close_open(end_x)
+        lanes: list[Lane] = []
+        index: dict[_Key, int] = {}
+        for t in self.order:
+            index[(t, False)] = len(lanes)
+            lanes.append(Lane(t, t))
+            if t in self.has_cow:
+                index[(t, True)] = len(lanes)
+                lanes.append(Lane(f"{t} COW", t, True))
+
+        def at(items: Sequence[tuple]) -> list:
+            return [(index[item[0]], *item[1:]) for item in items]
+
+        return TimelineModel(lanes, at(self.bars), at(self.spans), at(self.waits),
+                             at(self.runs), at(self.steps), at(self.ends), decisions, start)
 
 
 def _spread(xs: list[float], group: list[int]) -> None:
@@ -290,6 +322,7 @@ class TimelinePlot(BlitFigure):
             self.title.set_text(title)
         self._plot_group.key = (self._content_key, x)
         self._title_group.key = self.title.get_text()
+        assert self.legend is not None  # made by _resize, which the first _draw_model calls
         self.legend.set_keys()
         self.changed()
 

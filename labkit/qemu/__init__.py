@@ -17,7 +17,7 @@ never imports this package: import it where QEMU is wanted.
 
 from labkit.qemu._compare import Comparison, Difference, compare
 from labkit.qemu._errors import BackendError, QemuError, QemuNotAvailable
-from labkit.qemu._nbd import NbdError
+from labkit.qemu._nbd import NbdClient, NbdError
 from labkit.qemu._run import Outcome, QemuRun, run_scenario
 from labkit.qemu._session import QemuSecondary, leftover_sessions, qemu_available
 
@@ -25,6 +25,7 @@ __all__ = [
     "BackendError",
     "Comparison",
     "Difference",
+    "NbdClient",
     "NbdError",
     "Outcome",
     "QemuError",

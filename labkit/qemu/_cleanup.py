@@ -196,6 +196,12 @@ def _alive(pid: int, start: str | None) -> bool:
     if Path("/proc/self").exists():
         now = _start_time(pid)
         return now is not None and (start is None or now == start)
+    return pid_exists(pid)
+
+
+def pid_exists(pid: int) -> bool:
+    """``kill(pid, 0)``: is there a process with this pid (another user's counts)?  For
+    systems without /proc, where nothing better tells whose it is."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -287,5 +293,5 @@ def free_bytes(path: Path) -> int:
 
 
 __all__ = ["SIGNALS", "close_all_sessions", "free_bytes", "install_signal_handlers", "launch",
-           "make_session_dir", "record_qemu", "restore_signal_handlers", "runs_dir",
+           "make_session_dir", "pid_exists", "record_qemu", "restore_signal_handlers", "runs_dir",
            "session_closed", "session_opened", "sweep_stale"]

@@ -25,14 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from labkit.errors import BlockError, ConfigError, ReplicationError
+from labkit.config import header_config
+from labkit.errors import ConfigError
 from labkit.lab import Lab
 from labkit.lab import run_scenario as sim_run_scenario
 from labkit.layers import SECTOR, Layer
-from labkit.qemu._run import TASK_KINDS, Outcome, QemuRun, qemu_config, refuse_par
+from labkit.qemu._run import Outcome, QemuRun, configured_scenario, refuse_par
 from labkit.qemu._run import run_scenario as qemu_run_scenario
 from labkit.render import LEGEND, block_map
-from labkit.scenario import Command, Scenario, parse
+from labkit.scenario import Command, Scenario
 
 LAYERS = ("secondary", "hidden", "active", "vm-view")
 _PER_LINE = 32  # block_map's default
@@ -191,33 +192,6 @@ def compare_layers(dump: int, title: str, name: str, sim: Layer | None, qemu: La
                       (s0, s1), _rows(name, sim, qemu, block, s0))
 
 
-def sim_outcomes(lab: Lab, scenario: Scenario) -> list[Outcome]:
-    """Each I/O or control command's outcome in the simulator, from its task.
-
-    Sequential scenarios only: the N-th command of a kind ran as task
-    ``KIND#N`` (see :data:`labkit.qemu._run.TASK_KINDS`).
-    """
-    counters: dict[str, int] = {}
-    out = []
-    for c in scenario.commands:
-        if c.op not in TASK_KINDS:
-            continue
-        kind = TASK_KINDS[c.op]
-        counters[kind] = counters.get(kind, 0) + 1
-        name = f"{kind}#{counters[kind]}"
-        task = lab.kernel.tasks.get(name)
-        exc = None if task is None else task.exception
-        if exc is None:
-            out.append(Outcome(c, name))
-        elif isinstance(exc, ReplicationError):
-            out.append(Outcome(c, name, exc.message))
-        elif isinstance(exc, BlockError):
-            out.append(Outcome(c, name, str(exc), exc.errno))
-        else:
-            out.append(Outcome(c, name, str(exc)))
-    return out
-
-
 def compare_outcomes(sim: list[Outcome], qemu: list[Outcome]) -> list[Difference]:
     """Commands that failed on one side only, or (control commands) with other messages."""
     out = []
@@ -250,9 +224,10 @@ def _one_sided(kind: str, sim: list[str], qemu: list[str]) -> list[Difference]:
     return out
 
 
-def compare(text: str | Scenario, *, size: int | str = "1M", block: int | str = "4K",
-            hidden_cluster: int | str = "4K", active_cluster: int | str = "4K",
-            fill: str | int = "index", design: str | None = None, era: str = "7.2",
+def compare(text: str | Scenario, *, size: int | str | None = None,
+            block: int | str | None = None, hidden_cluster: int | str | None = None,
+            active_cluster: int | str | None = None, fill: str | int | None = None,
+            design: str | None = None, era: str | None = None,
             timeout: float = 10.0, qemu: str = "qemu-system-x86_64",
             order: str | None = None) -> Any:
     """Run a scenario on the simulator (``era="7.2"``) and on QEMU; compare.
@@ -264,17 +239,21 @@ def compare(text: str | Scenario, *, size: int | str = "1M", block: int | str = 
     order with those words.  Both have ``agree`` and ``text()``.
 
     ``size``, ``block``, ``hidden_cluster``, ``active_cluster`` and ``fill``
-    configure both; ``design`` is the simulator's read protection (without
-    ``par`` it does not matter; default "2.8"); ``era`` must be ``"7.2"``, the
+    configure both (the simulator's defaults; the scenario's ``# config:``
+    header applies under the keywords, as in :func:`labkit.run_scenario`);
+    ``design`` is the simulator's read protection (without ``par`` it does not
+    matter; default "2.8"); ``era`` (keyword or header) must be ``"7.2"``, the
     QEMU the kit checks against.  ``timeout`` and ``qemu`` are the QEMU
     session's.  Raises what :func:`labkit.qemu.run_scenario` raises.
     """
+    source = text.text if isinstance(text, Scenario) else text
+    if era is None:
+        era = header_config(source).get("era", "7.2") if isinstance(source, str) else "7.2"
     if era != "7.2":
         raise ValueError(f"era must be '7.2' for a comparison with QEMU 7.2, got {era!r}; "
                          f"docs/qemu-eras.md lists where the 2.8 era differs")
-    config = qemu_config(size, block, hidden_cluster, active_cluster, fill)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
-                                                              size=config["size"])
+    config, scenario = configured_scenario(text, size, block, hidden_cluster, active_cluster,
+                                           fill)
     if scenario.has_par:
         from labkit.qemu._races import compare_races
 
@@ -296,12 +275,12 @@ def compare(text: str | Scenario, *, size: int | str = "1M", block: int | str = 
             d = compare_layers(i, title, name, sl.get(name), ql.get(name), config["block"])
             if d is not None:
                 differences.append(d)
-    differences += compare_outcomes(sim_outcomes(sim, scenario), q.outcomes)
+    # The interpreter records each command's outcome on both backends the same way.
+    differences += compare_outcomes(sim.outcomes, q.outcomes)
     differences += _one_sided("expect", sim.expectation_failures, q.expectation_failures)
     differences += _one_sided("violation", [v.message for v in sim.violations()],
                               [v.message for v in q.violations()])
     return Comparison(scenario, dict(config, design=design, era="7.2"), sim, q, differences)
 
 
-__all__ = ["Comparison", "Difference", "compare", "compare_layers", "compare_outcomes",
-           "sim_outcomes"]
+__all__ = ["Comparison", "Difference", "compare", "compare_layers", "compare_outcomes"]

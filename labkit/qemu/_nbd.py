@@ -250,17 +250,7 @@ class NbdClient:
     # -- handshake -----------------------------------------------------------
 
     def _handshake(self, meta_contexts: list[str]) -> None:
-        hdr = self._recv(18, "handshake")
-        magic, opt_magic, hflags = struct.unpack(">QQH", hdr)
-        if magic != NBDMAGIC or opt_magic != IHAVEOPT:
-            raise NbdDisconnected(errno.EPROTO, f"{self.path}: not a newstyle NBD server")
-        if not hflags & NBD_FLAG_FIXED_NEWSTYLE:
-            raise NbdDisconnected(errno.EPROTO, f"{self.path}: server is not fixed newstyle")
-        cflags = NBD_FLAG_C_FIXED_NEWSTYLE
-        if hflags & NBD_FLAG_NO_ZEROES:
-            cflags |= NBD_FLAG_C_NO_ZEROES
-        self._send(struct.pack(">I", cflags), "handshake")
-
+        self._newstyle()
         # Structured replies: required for OFFSET_HOLE reads and block status.
         self._send_opt(NBD_OPT_STRUCTURED_REPLY, b"")
         rtype, _ = self._opt_reply(NBD_OPT_STRUCTURED_REPLY, "NBD_OPT_STRUCTURED_REPLY")
@@ -272,29 +262,48 @@ class NbdClient:
                 f"NBD export {self.export!r}: server refused structured replies, "
                 "which block status needs",
             )
-
         name = self.export.encode()
         if meta_contexts:
-            payload = struct.pack(">I", len(name)) + name + struct.pack(">I", len(meta_contexts))
-            for q in meta_contexts:
-                qb = q.encode()
-                payload += struct.pack(">I", len(qb)) + qb
-            self._send_opt(NBD_OPT_SET_META_CONTEXT, payload)
-            while True:
-                rtype, data = self._opt_reply(NBD_OPT_SET_META_CONTEXT, "NBD_OPT_SET_META_CONTEXT")
-                if rtype == NBD_REP_ACK:
-                    break
-                if rtype == NBD_REP_META_CONTEXT:
-                    (cid,) = struct.unpack_from(">I", data)
-                    self.contexts[data[4:].decode()] = cid
-            missing = [q for q in meta_contexts if q not in self.contexts]
-            if missing:
-                raise NbdError(
-                    errno.ENOTSUP,
-                    f"NBD export {self.export!r}: server did not grant meta context(s) "
-                    f"{', '.join(missing)}",
-                )
+            self._set_meta_contexts(name, meta_contexts)
+        self._go(name)
 
+    def _newstyle(self) -> None:
+        """The fixed-newstyle greeting and the client's flags."""
+        hdr = self._recv(18, "handshake")
+        magic, opt_magic, hflags = struct.unpack(">QQH", hdr)
+        if magic != NBDMAGIC or opt_magic != IHAVEOPT:
+            raise NbdDisconnected(errno.EPROTO, f"{self.path}: not a newstyle NBD server")
+        if not hflags & NBD_FLAG_FIXED_NEWSTYLE:
+            raise NbdDisconnected(errno.EPROTO, f"{self.path}: server is not fixed newstyle")
+        cflags = NBD_FLAG_C_FIXED_NEWSTYLE
+        if hflags & NBD_FLAG_NO_ZEROES:
+            cflags |= NBD_FLAG_C_NO_ZEROES
+        self._send(struct.pack(">I", cflags), "handshake")
+
+    def _set_meta_contexts(self, name: bytes, meta_contexts: list[str]) -> None:
+        """``NBD_OPT_SET_META_CONTEXT``: every context asked for must be granted."""
+        payload = struct.pack(">I", len(name)) + name + struct.pack(">I", len(meta_contexts))
+        for q in meta_contexts:
+            qb = q.encode()
+            payload += struct.pack(">I", len(qb)) + qb
+        self._send_opt(NBD_OPT_SET_META_CONTEXT, payload)
+        while True:
+            rtype, data = self._opt_reply(NBD_OPT_SET_META_CONTEXT, "NBD_OPT_SET_META_CONTEXT")
+            if rtype == NBD_REP_ACK:
+                break
+            if rtype == NBD_REP_META_CONTEXT:
+                (cid,) = struct.unpack_from(">I", data)
+                self.contexts[data[4:].decode()] = cid
+        missing = [q for q in meta_contexts if q not in self.contexts]
+        if missing:
+            raise NbdError(
+                errno.ENOTSUP,
+                f"NBD export {self.export!r}: server did not grant meta context(s) "
+                f"{', '.join(missing)}",
+            )
+
+    def _go(self, name: bytes) -> None:
+        """``NBD_OPT_GO``: the export's size, flags and block size limits."""
         payload = struct.pack(">I", len(name)) + name + struct.pack(">HH", 1, NBD_INFO_BLOCK_SIZE)
         self._send_opt(NBD_OPT_GO, payload)
         have_export = False
@@ -318,7 +327,7 @@ class NbdClient:
     def _send_opt(self, opt: int, payload: bytes) -> None:
         self._send(struct.pack(">QII", IHAVEOPT, opt, len(payload)) + payload, "handshake")
 
-    def _opt_reply(self, opt: int, what: str) -> tuple[int, bytes]:
+    def _opt_reply(self, opt: int, what: str) -> tuple[int, bytes | bytearray]:
         magic, ropt, rtype, length = struct.unpack(">QIII", self._recv(20, what))
         if magic != REPLY_MAGIC_OPT or ropt != opt:
             self._fail()

@@ -58,9 +58,9 @@ from labkit.qemu._pause import (
     run_on_simulator,
     split,
 )
-from labkit.qemu._run import QemuRun, qemu_config
+from labkit.qemu._run import QemuRun, configured_scenario
 from labkit.qemu._session import QemuSecondary, qemu_available
-from labkit.scenario import Scenario, parse
+from labkit.scenario import Scenario
 
 #: How long a request may stay pending before it counts as blocked (seconds).  An
 #: unblocked request completes in 1-10 ms on a 2-core machine (the reference).
@@ -206,62 +206,10 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
         run = QemuRun(rs.prefix, config)
         run.play(q)
         if order.held is None:
-            for name in order.sequence:
-                f = inflight[name] = InflightRequest(q, by_name[name])
-                if not f.wait(timeout):
-                    raise QemuError(f"{name} did not complete within {timeout} s "
-                                    f"with nothing held", command="race")
+            _play_sequence(q, order, by_name, inflight, timeout)
         else:
-            assert order.place is not None
-            held = order.held
-            tracer = _Tracer(q)
-            tag = bps.arm(order.place.drive, order.place.event)
-            f = inflight[held] = InflightRequest(q, by_name[held])
-            deadline = time.monotonic() + HOLD_WAIT
-            while not bps.suspended(tag):
-                if f.done.is_set() or time.monotonic() > deadline:
-                    out.not_reached = (f"{held} never reached the place {order.place.words} "
-                                       f"(blkdebug {order.place.event} did not fire)")
-                    break
-                time.sleep(0.002)
-            if out.not_reached is None:
-                for name in order.sequence[1:]:
-                    mark = tracer.mark()
-                    g = inflight[name] = InflightRequest(q, by_name[name])
-                    if not g.wait(BLOCK_WAIT):
-                        end = tracer.mark()
-                        # An unrelated request (a read of the secondary disk, which
-                        # never waits) completes meanwhile; on a loaded machine it is
-                        # slow too, so the request gets 20 times its latency more.
-                        t0 = time.monotonic()
-                        q.pread(0, 512)
-                        if not g.wait(max(BLOCK_WAIT, 20 * (time.monotonic() - t0))):
-                            out.blocked.append(name)
-                            last = tracer.last_node(mark, end)
-                            if last is not None:
-                                out.waits_at[name], out.witness[name] = last
-            bps.release_all()
-            for name in order.sequence:
-                if name not in inflight:
-                    inflight[name] = InflightRequest(q, by_name[name])
-            for name, g in inflight.items():
-                if not g.wait(timeout):
-                    raise QemuError(f"{name} did not complete within {timeout} s after "
-                                    f"the release", command="race")
-        original = run.original
-        for r in rs.requests:
-            g = inflight[r.name]
-            if g.error is not None:
-                out.errors[r.name] = g.error
-                if r.command.op == "vread":
-                    out.reads[r.name] = None
-                continue
-            _tell_oracle(run, r, g)
-            if r.command.op == "vread":
-                assert g.result is not None
-                out.reads[r.name] = g.result
-                if vread_failure(r.command, g.result, original) is not None:
-                    out.expect_lines.append(r.command.line)
+            _play_held(q, order, by_name, inflight, bps, out, timeout)
+        _collect(rs, run, inflight, out)
         run.scenario = rs.suffix
         run.play(q)
         out.dumps = [*run.dumps, _dump_or_none(q, "final layers")]
@@ -269,20 +217,106 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
                                     for f in run.expectation_failures})
         clean = True
     finally:
-        try:
-            if not q.closed:
-                bps.release_all()
-        except QemuError:
-            clean = False
-        for g in inflight.values():
-            if clean:
-                g.thread.join(1.0)
-            g.close()
-        if clean:
-            q.close()
-        else:
-            q.kill()  # a request may still be suspended: quit would hang
+        _shut_down(q, bps, inflight, clean)
     return out
+
+
+def _play_sequence(q: QemuSecondary, order: RaceOrder, by_name: dict[str, Request],
+                   inflight: dict[str, InflightRequest], timeout: float) -> None:
+    """Nothing held: each request of the par block in turn, to its completion."""
+    for name in order.sequence:
+        f = inflight[name] = InflightRequest(q, by_name[name])
+        if not f.wait(timeout):
+            raise QemuError(f"{name} did not complete within {timeout} s "
+                            f"with nothing held", command="race")
+
+
+def _play_held(q: QemuSecondary, order: RaceOrder, by_name: dict[str, Request],
+               inflight: dict[str, InflightRequest], bps: _Breakpoints, out: SideResult,
+               timeout: float) -> None:
+    """Hold the first request at a blkdebug breakpoint, send the others (noting which
+    block and where), release, and wait for them all."""
+    assert order.place is not None and order.held is not None
+    held = order.held
+    tracer = _Tracer(q)
+    tag = bps.arm(order.place.drive, order.place.event)
+    f = inflight[held] = InflightRequest(q, by_name[held])
+    deadline = time.monotonic() + HOLD_WAIT
+    while not bps.suspended(tag):
+        if f.done.is_set() or time.monotonic() > deadline:
+            out.not_reached = (f"{held} never reached the place {order.place.words} "
+                               f"(blkdebug {order.place.event} did not fire)")
+            break
+        time.sleep(0.002)
+    if out.not_reached is None:
+        for name in order.sequence[1:]:
+            _send_while_held(q, tracer, name, by_name, inflight, out)
+    bps.release_all()
+    for name in order.sequence:
+        if name not in inflight:
+            inflight[name] = InflightRequest(q, by_name[name])
+    for name, g in inflight.items():
+        if not g.wait(timeout):
+            raise QemuError(f"{name} did not complete within {timeout} s after "
+                            f"the release", command="race")
+
+
+def _send_while_held(q: QemuSecondary, tracer: _Tracer, name: str, by_name: dict[str, Request],
+                     inflight: dict[str, InflightRequest], out: SideResult) -> None:
+    """Send one request while another is held; if it does not complete, note it blocked
+    and at which node (the last trace line it left)."""
+    mark = tracer.mark()
+    g = inflight[name] = InflightRequest(q, by_name[name])
+    if g.wait(BLOCK_WAIT):
+        return
+    end = tracer.mark()
+    # An unrelated request (a read of the secondary disk, which never waits)
+    # completes meanwhile; on a loaded machine it is slow too, so the request
+    # gets 20 times its latency more.
+    t0 = time.monotonic()
+    q.pread(0, 512)
+    if not g.wait(max(BLOCK_WAIT, 20 * (time.monotonic() - t0))):
+        out.blocked.append(name)
+        last = tracer.last_node(mark, end)
+        if last is not None:
+            out.waits_at[name], out.witness[name] = last
+
+
+def _collect(rs: RaceScenario, run: QemuRun, inflight: dict[str, InflightRequest],
+             out: SideResult) -> None:
+    """Each par request's outcome into ``out`` (errors, read bytes, failed expectations)."""
+    original = run.original
+    for r in rs.requests:
+        g = inflight[r.name]
+        if g.error is not None:
+            out.errors[r.name] = g.error
+            if r.command.op == "vread":
+                out.reads[r.name] = None
+            continue
+        _tell_oracle(run, r, g)
+        if r.command.op == "vread":
+            assert g.result is not None
+            out.reads[r.name] = g.result
+            if vread_failure(r.command, g.result, original) is not None:
+                out.expect_lines.append(r.command.line)
+
+
+def _shut_down(q: QemuSecondary, bps: _Breakpoints, inflight: dict[str, InflightRequest],
+               clean: bool) -> None:
+    """Resume what is still suspended and stop QEMU: quit after a clean run, else kill."""
+    try:
+        if not q.closed:
+            bps.release_all()
+    except QemuError:
+        clean = False
+    for g in inflight.values():
+        if clean:
+            g.thread.join(1.0)
+        g.close()
+    if clean:
+        q.close()
+    else:
+        q.kill()  # a request may still be suspended: quit would hang
 
 
 def _tell_oracle(run: QemuRun, r: Request, g: InflightRequest) -> None:
@@ -323,6 +357,20 @@ def compare_sides(order: RaceOrder, sim: SideResult, qem: SideResult,
         if sim.waits_at.get(name) != qem.waits_at.get(name):
             diffs.append(Difference("waits-at", name, sim.witness.get(name, "?"),
                                     qem.witness.get(name, "?")))
+    diffs += _read_differences(sim, qem)
+    if sim.errors.keys() != qem.errors.keys():
+        diffs.append(Difference("outcome", "failed requests", ", ".join(sim.errors) or "none",
+                                ", ".join(qem.errors) or "none"))
+    diffs += _dump_differences(sim, qem, block)
+    if sim.expect_lines != qem.expect_lines:
+        diffs.append(Difference("expect", "failed checks (lines)",
+                                str(sim.expect_lines), str(qem.expect_lines)))
+    return diffs
+
+
+def _read_differences(sim: SideResult, qem: SideResult) -> list[Difference]:
+    """The par reads whose bytes differ (digests, and the first differing byte)."""
+    diffs = []
     for name, s in sim.reads.items():
         qb = qem.reads.get(name)
         if s != qb:
@@ -332,9 +380,12 @@ def compare_sides(order: RaceOrder, sim: SideResult, qem: SideResult,
                 first = f" (first at byte {off:#x}: simulator {s[off]:#04x}, QEMU {qb[off]:#04x})"
             diffs.append(Difference("read", name,
                                     f"{_digest(s)}{first}", _digest(qb)))
-    if sim.errors.keys() != qem.errors.keys():
-        diffs.append(Difference("outcome", "failed requests", ", ".join(sim.errors) or "none",
-                                ", ".join(qem.errors) or "none"))
+    return diffs
+
+
+def _dump_differences(sim: SideResult, qem: SideResult, block: int) -> list[Difference]:
+    """How many dumps each side took, and each layer of each dump that differs."""
+    diffs = []
     if len(sim.dumps) != len(qem.dumps):
         diffs.append(Difference("dumps", "number of dumps", str(len(sim.dumps)),
                                 str(len(qem.dumps))))
@@ -343,9 +394,6 @@ def compare_sides(order: RaceOrder, sim: SideResult, qem: SideResult,
             d = compare_layers(i, title, name, sl.get(name), ql.get(name), block)
             if d is not None:
                 diffs.append(d)
-    if sim.expect_lines != qem.expect_lines:
-        diffs.append(Difference("expect", "failed checks (lines)",
-                                str(sim.expect_lines), str(qem.expect_lines)))
     return diffs
 
 
@@ -438,22 +486,26 @@ class RaceComparison:
             f.write("\n")
 
 
-def race_orders(text: str | Scenario, *, size: int | str = "1M", block: int | str = "4K",
-                hidden_cluster: int | str = "4K", active_cluster: int | str = "4K",
-                fill: str | int = "index") -> list[RaceOrder]:
-    """The orders QEMU can force on the scenario's par block (no QEMU needed)."""
-    config = qemu_config(size, block, hidden_cluster, active_cluster, fill)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
-                                                              size=config["size"])
+def race_orders(text: str | Scenario, *, size: int | str | None = None,
+                block: int | str | None = None, hidden_cluster: int | str | None = None,
+                active_cluster: int | str | None = None,
+                fill: str | int | None = None) -> list[RaceOrder]:
+    """The orders QEMU can force on the scenario's par block (no QEMU needed; the
+    scenario's ``# config:`` header applies under the keywords)."""
+    config, scenario = configured_scenario(text, size, block, hidden_cluster, active_cluster,
+                                           fill)
     return reachable(split(scenario), config)
 
 
-def compare_races(text: str | Scenario, *, size: int | str = "1M", block: int | str = "4K",
-                  hidden_cluster: int | str = "4K", active_cluster: int | str = "4K",
-                  fill: str | int = "index", design: str = "4.0", order: str | None = None,
+def compare_races(text: str | Scenario, *, size: int | str | None = None,
+                  block: int | str | None = None, hidden_cluster: int | str | None = None,
+                  active_cluster: int | str | None = None, fill: str | int | None = None,
+                  design: str = "4.0", order: str | None = None,
                   timeout: float = 10.0, qemu: str = "qemu-system-x86_64") -> RaceComparison:
     """Every forceable order of the scenario's par block, on QEMU 7.2 and the simulator.
 
+    The configuration keywords are :func:`labkit.qemu.compare`'s (the scenario's
+    ``# config:`` header applies under them).
     ``design`` is the simulator's read protection ("4.0" is QEMU 7.2's;
     another one shows what the comparison catches); ``order`` runs only the
     order with those words (see :meth:`RaceOrder.words`).  Raises
@@ -461,9 +513,8 @@ def compare_races(text: str | Scenario, *, size: int | str = "1M", block: int | 
     pwrite / vwrite / vread, :class:`~labkit.errors.ConfigError` for an
     unknown order, :class:`QemuNotAvailable` and :class:`QemuError`.
     """
-    config = qemu_config(size, block, hidden_cluster, active_cluster, fill)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
-                                                              size=config["size"])
+    config, scenario = configured_scenario(text, size, block, hidden_cluster, active_cluster,
+                                           fill)
     rs = split(scenario)
     orders = reachable(rs, config)
     if order is not None:
@@ -481,9 +532,9 @@ def compare_races(text: str | Scenario, *, size: int | str = "1M", block: int | 
     return result
 
 
-def hold_on_simulator(text: str | Scenario, order: str, *, size: int | str = "1M",
-                      block: int | str = "4K", hidden_cluster: int | str = "4K",
-                      active_cluster: int | str = "4K", fill: str | int = "index",
+def hold_on_simulator(text: str | Scenario, order: str, *, size: int | str | None = None,
+                      block: int | str | None = None, hidden_cluster: int | str | None = None,
+                      active_cluster: int | str | None = None, fill: str | int | None = None,
                       design: str = "4.0") -> SimulatorHold:
     """The simulator stopped in the middle of ``order`` (its words), to see *why*.
 
@@ -491,9 +542,8 @@ def hold_on_simulator(text: str | Scenario, order: str, *, size: int | str = "1M
     point, the others sent; ``.lab.kernel.blocked()`` and ``Task.why_blocked``
     name what each blocked request waits for.  No QEMU is needed.
     """
-    config = qemu_config(size, block, hidden_cluster, active_cluster, fill)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
-                                                              size=config["size"])
+    config, scenario = configured_scenario(text, size, block, hidden_cluster, active_cluster,
+                                           fill)
     rs = split(scenario)
     return SimulatorHold(rs, find_order(reachable(rs, config, design), order), config, design)
 

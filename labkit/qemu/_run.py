@@ -77,6 +77,20 @@ def qemu_config(size: int | str | None = None, block: int | str | None = None,
     return {k: getattr(cfg, k) for k in QEMU_KEYS}
 
 
+def configured_scenario(text: str | Scenario, size: int | str | None = None,
+                        block: int | str | None = None, hidden_cluster: int | str | None = None,
+                        active_cluster: int | str | None = None,
+                        fill: str | int | None = None) -> tuple[dict[str, Any], Scenario]:
+    """The configuration both backends use (the scenario's ``# config:`` header under
+    the explicit values, see :func:`qemu_config`) and the scenario parsed with it."""
+    source = text.text if isinstance(text, Scenario) else text
+    config = qemu_config(size, block, hidden_cluster, active_cluster, fill,
+                         text=source if isinstance(source, str) else None)
+    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
+                                                              size=config["size"])
+    return config, scenario
+
+
 def _qemu_header(text: str | None) -> str | None:
     """``text`` with only the header keys QEMU has (``era=7.2`` or ``backup_cluster`` dropped)."""
     if text is None:
@@ -281,10 +295,8 @@ def run_scenario(text: str | Scenario, *, size: int | str | None = None,
     within ``timeout`` seconds.  QEMU and its directory are gone on return,
     whatever happened.
     """
-    source = text.text if isinstance(text, Scenario) else text
-    config = qemu_config(size, block, hidden_cluster, active_cluster, fill, text=source)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
-                                                              size=config["size"])
+    config, scenario = configured_scenario(text, size, block, hidden_cluster, active_cluster,
+                                           fill)
     refuse_par(scenario)
     check_timeout(timeout)
     reason = qemu_available(qemu)
@@ -311,4 +323,4 @@ def check_timeout(timeout: object) -> float:
 
 
 __all__ = ["QEMU_KEYS", "TASK_KINDS", "Outcome", "QemuBackend", "QemuRun", "check_timeout",
-           "qemu_config", "refuse_par", "run_scenario"]
+           "configured_scenario", "qemu_config", "refuse_par", "run_scenario"]

@@ -108,7 +108,7 @@ def _fill_secondary(path: Path, size: int, block: int, fill: str | int) -> None:
 
 def _check_fill(fill: object) -> str | int:
     if fill in ("index", "zero"):
-        return fill  # type: ignore[return-value]
+        return fill
     if isinstance(fill, int) and not isinstance(fill, bool) and 0 <= fill <= 255:
         return fill
     raise ValueError(f"fill must be 'index', 'zero' or a byte 0-255, got {fill!r}")
@@ -146,13 +146,7 @@ def _qemu_alive(record: _Record) -> bool:
         except OSError:
             return False
         return os.fsencode(str(record.workdir)) in cmdline
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return _cleanup.pid_exists(pid)
 
 
 def leftover_sessions() -> list[str]:
@@ -539,10 +533,17 @@ class QemuSecondary:
         self._res.workdir = wd
         record = _Record(wd)
         _STARTED.append(record)
-        for sock in ("qmp.sock", "nbd.sock"):
-            if len(os.fsencode(str(wd / sock))) > _SUN_PATH_MAX:
-                raise QemuError(f"socket path {wd / sock} is too long for a unix socket")
+        for sock_name in ("qmp.sock", "nbd.sock"):
+            if len(os.fsencode(str(wd / sock_name))) > _SUN_PATH_MAX:
+                raise QemuError(f"socket path {wd / sock_name} is too long for a unix socket")
         _fill_secondary(wd / "secondary.raw", self.size, self.block, self.fill)
+        self._create_overlays(wd, qemu_img)
+        sock = self._start_qemu(exe, wd, record)
+        self._negotiate(sock, exe)
+        self._build_graph(exe, wd)
+
+    def _create_overlays(self, wd: Path, qemu_img: str) -> None:
+        """``qemu-img create`` hidden.qcow2 over secondary.raw and active.qcow2 over it."""
         for name, backing, fmt, cluster in (
             ("hidden.qcow2", "secondary.raw", "raw", self.hidden_cluster),
             ("active.qcow2", "hidden.qcow2", "qcow2", self.active_cluster),
@@ -570,6 +571,9 @@ class QemuSecondary:
                     f"{(res.stderr or res.stdout).strip()}",
                     command="qemu-img create",
                 )
+
+    def _start_qemu(self, exe: str, wd: Path, record: _Record) -> socket.socket:
+        """Start QEMU with its QMP socket; return a connected socket to it."""
         log = open(wd / "qemu.log", "wb")  # handed to the child, closed below
         try:
             # A new session: a terminal's Ctrl-C reaches labkit only, which closes
@@ -603,6 +607,11 @@ class QemuSecondary:
             if time.monotonic() > deadline:
                 self._fatal(f"QEMU did not open its QMP socket within {self.timeout} s", "launch")
             time.sleep(0.002)
+        return sock
+
+    def _negotiate(self, sock: socket.socket, exe: str) -> None:
+        """Read the QMP greeting, hand the socket to a ``QMPClient``, negotiate, and check
+        that this QEMU has the COLO commands."""
         try:
             greeting = self._read_greeting(sock)
         except BaseException:
@@ -633,6 +642,9 @@ class QemuSecondary:
         if not any(c.get("name") == "xen-set-replication" for c in commands):
             raise QemuNotAvailable(f"{exe} has no QMP command xen-set-replication")
 
+    def _build_graph(self, exe: str, wd: Path) -> None:
+        """``blockdev-add`` the secondary's graph and export it over NBD (as
+        ``qemu-7.2-observed.md`` builds it)."""
         d = str(wd)
         self._qmp(
             "blockdev-add",
@@ -939,7 +951,7 @@ class QemuSecondary:
         data = bytes([byte]) * length
         self._nbd_io("top", f"vm write on export 'top' at {off}", lambda c: c.pwrite(data, off))
 
-    def vread(self, off: int, length: int) -> bytes:
+    def vread(self, off: int, length: int, *, df: bool = True) -> bytes:
         """The secondary VM's read through export ``top`` (EIO before start).
 
         Sent with ``NBD_CMD_FLAG_DF`` so that QEMU's NBD server reads through
@@ -947,12 +959,14 @@ class QemuSecondary:
         it the server answers holes from the block status alone and a read
         before start of an all-hole range (``fill="zero"``) would succeed
         where the VM gets EIO.  With it, a failed read gets an error reply and
-        the connection stays up.
+        the connection stays up.  ``df=False`` sends a plain structured read
+        (sparse: block status first): a failure then happens while QEMU's
+        server is sending, it drops the client, and the next I/O reconnects.
         """
         self._check_range(off, length)
-        return self._nbd_io(
-            "top", f"vm read on export 'top' at {off}", lambda c: c.pread(off, length, df=True)
-        )
+        what = f"vm read on export 'top' at {off}" if df else \
+            f"sparse vm read on export 'top' at {off}"
+        return self._nbd_io("top", what, lambda c: c.pread(off, length, df=df))
 
     def pread(self, off: int, length: int) -> bytes:
         """Read the secondary disk through the primary's export ``secondary``."""
@@ -1111,7 +1125,8 @@ class QemuSecondary:
             with qmp.listen(listener):
                 await qmp.execute("block-export-del", {"id": name, "mode": "hard"})
                 async for event in listener:
-                    if event.get("data", {}).get("id") == name:
+                    data = event.get("data")  # a Message maps str to object
+                    if isinstance(data, dict) and data.get("id") == name:
                         break
             qmp.events.clear()  # the default listener keeps every event
 
