@@ -153,14 +153,17 @@ def accept_kernel_dialog(page: Any) -> None:
 def run_all_and_wait(page: Any, timeout_ms: int = 180_000) -> None:
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    # every code cell shows an execution count ("[3]:") and the kernel is idle
+    # every code cell shows an execution count ("[3]:") and the kernel is idle -- or a
+    # cell failed (Run All stops there): the caller's checks then report the traceback
     page.wait_for_function(
         r"""() => {
             const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
             const done = prompts.every(p => /\[\d+\]/.test(p.textContent));
+            const failed = [...document.querySelectorAll('.jp-OutputArea-output')]
+                .some(o => o.textContent.includes('Traceback (most recent call last)'));
             const idle = document.querySelector(
                 '.jp-Notebook-ExecutionIndicator[data-status="idle"]');
-            return prompts.length > 0 && done && idle !== null;
+            return prompts.length > 0 && (done || failed) && idle !== null;
         }""", timeout=timeout_ms)
     page.wait_for_timeout(500)
 

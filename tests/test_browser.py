@@ -252,6 +252,8 @@ def test_notebooks_and_widgets_in_jupyterlab(tmp_path):
     root.mkdir()
     for name in notebooks:
         shutil.copy(ROOT / "notebooks" / name, root / name)
+    # what the notebooks read beside them (06's recorded comparison), as a trainee has it
+    shutil.copytree(ROOT / "notebooks" / "data", root / "data")
     bl.write_notebook(root / "zz-widgets.ipynb", WIDGET_CELLS)
     bl.write_notebook(root / "zz-latency.ipynb", bl.latency_cells())
     ARTIFACTS.mkdir(exist_ok=True)
