@@ -639,6 +639,10 @@ class Kernel:
             return [self._forced[0][0]]
         return list(self._ready)
 
+    def has_runnable(self) -> bool:
+        """Whether the next step can run a task (without building :meth:`runnable`'s list)."""
+        return bool(self._forced or self._ready)
+
     @property
     def forced(self) -> tuple[Task, str] | None:
         """``(task, waker)`` when the next step must run ``task``, woken by ``waker``.
@@ -706,11 +710,14 @@ class Kernel:
         policy is still asked, so that a script is checked and a schedule
         names every step).
         """
+        runnable: Sequence[Task]
         if self._forced:
             task, _ = self._forced[0]
             runnable = [task]
         elif self._ready:
-            runnable = list(self._ready)
+            # The deque itself, not a copy: a copy per decision made a par of n tasks
+            # O(n²).  Policies only read it, and it does not change until they return.
+            runnable = self._ready
         else:
             blocked = self.blocked()
             if blocked:

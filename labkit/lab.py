@@ -391,7 +391,7 @@ class Lab:
 
     def run(self) -> None:
         """Step until no task is runnable (:class:`~labkit.errors.Deadlock` if some are stuck)."""
-        while self.kernel.runnable():
+        while self.kernel.has_runnable():
             self.step()
         self.kernel.run()  # raises Deadlock if tasks stay blocked
 
@@ -518,7 +518,7 @@ class SimBackend:
         return task.name
 
     def busy(self) -> bool:
-        return bool(self.lab.kernel.runnable())
+        return self.lab.kernel.has_runnable()
 
     def settle(self) -> None:
         self.lab.run()

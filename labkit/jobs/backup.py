@@ -99,7 +99,9 @@ class BackupJob:
         self.len = source.size
         self.nb_clusters = -(-self.len // cluster)
         self.done_bitmap = np.zeros(self.nb_clusters, dtype=bool)
-        self.inflight_reqs: list[CowRequest] = []
+        # QEMU's QLIST inflight_reqs, kept oldest first in an insertion-ordered dict
+        # (O(1) removal); read head first, as QEMU inserts at the head
+        self._inflight: dict[CowRequest, None] = {}
         self.serialising_target_writes = serialising_target_writes
         # QEMU 7.2's block-copy (block_copy_dirty_clusters) copies each run of
         # consecutive not-yet-copied clusters with one read and one write, up to
@@ -222,6 +224,11 @@ class BackupJob:
         self.offset += n
 
     # --- the CowRequest table ----------------------------------------------------
+    @property
+    def inflight_reqs(self) -> list[CowRequest]:
+        """``inflight_reqs``: the CowRequests in flight, head first (newest first)."""
+        return list(reversed(self._inflight))
+
     async def wait_for_overlapping_requests(self, start: int, end: int) -> None:
         """Wait on any overlapping CowRequest's queue, then rescan from the start."""
         cs = self.cluster_size
@@ -229,7 +236,7 @@ class BackupJob:
         while retry:
             retry = False
             touch(self._table, start * cs, end * cs, False)  # the scan
-            for req in self.inflight_reqs:
+            for req in reversed(self._inflight):  # from the head, as QEMU's list
                 if end > req.start and start < req.end:
                     touch(self._table, req.start * cs, req.end * cs, False, waits=True)
                     await req.wait_queue.wait()
@@ -243,7 +250,7 @@ class BackupJob:
         req.start, req.end = start, end
         req.owner = task.name if task else "?"
         req.wait_queue.label = req.describe()
-        self.inflight_reqs.insert(0, req)
+        self._inflight[req] = None  # at the head
         cs = self.cluster_size
         touch(self._table, start * cs, end * cs, True)
         emit("cow-begin", self.source.name, start * cs, (end - start) * cs,
@@ -251,7 +258,7 @@ class BackupJob:
 
     def cow_request_end(self, req: CowRequest) -> None:
         """Remove the request and wake everything waiting on it."""
-        self.inflight_reqs.remove(req)
+        del self._inflight[req]
         cs = self.cluster_size
         touch(self._table, req.start * cs, req.end * cs, True)
         emit("cow-end", self.source.name, req.start * cs, (req.end - req.start) * cs,
