@@ -122,6 +122,33 @@ def pt(px: float, dpi: float) -> float:
     return px * 72.0 / dpi
 
 
+def fit_text(text: Any, words: str, max_px: float) -> str:
+    """``words`` cut with "…" so that ``text`` (a matplotlib Text) is at most ``max_px``
+    wide on its figure's canvas; sets and returns what is shown.
+
+    A figure keeps its natural size (never scaled down), so a long line is cut, not
+    squeezed; the widgets show the full words as HTML next to it.
+    """
+    renderer = text.figure.canvas.get_renderer()
+    prop = text.get_fontproperties()
+
+    def width(s: str) -> float:
+        return renderer.get_text_width_height_descent(s, prop, ismath=False)[0]
+
+    shown = words
+    if words and width(words) > max_px:
+        lo, hi = 0, len(words)
+        while lo < hi:  # the longest prefix that fits with the ellipsis
+            mid = (lo + hi + 1) // 2
+            if width(words[:mid].rstrip() + "…") <= max_px:
+                lo = mid
+            else:
+                hi = mid - 1
+        shown = words[:lo].rstrip() + "…"
+    text.set_text(shown)
+    return shown
+
+
 def new_figure(width: int, height: int, dpi: float) -> Figure:
     """A figure of ``width`` x ``height`` pixels on an Agg canvas (not a pyplot figure)."""
     # +0.5: the canvas truncates the size to whole pixels; never lose one to rounding

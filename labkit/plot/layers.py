@@ -34,6 +34,7 @@ from ._common import (
     Group,
     LegendRows,
     byte_colour,
+    fit_text,
     hex_byte,
     new_figure,
     pt,
@@ -252,8 +253,10 @@ class LayerPlot(BlitFigure):
                 seen.update(int(b) for b in np.unique(arr) if b < 256)
         self._prev = sigs
         if title is not None:
-            self.title.set_text(title)
-        self.status.set_text("CowRequests: " + ("; ".join(notes) if notes else "none held"))
+            self.full_title = title
+            fit_text(self.title, title, self.width - 16)
+        fit_text(self.status, "CowRequests: " + ("; ".join(notes) if notes else "none held"),
+                 self.width - 16)
         self._update_legend(lab, seen, marks)
         for name, g in self._alloc_groups.items():
             g.key = self.alloc_texts[name].get_text()

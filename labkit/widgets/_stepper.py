@@ -299,7 +299,7 @@ class WorkflowStepper(App):
             status.append(f"ERROR: {self.error}")
         self.status.value = pre(status, style="color:#303030")
         if redraw:
-            self.plot.update(lab, title=f"after {len(lab.schedule)} decisions · {now.title}",
+            self.plot.update(lab, title=f"{now.title} · after {len(lab.schedule)} decisions",
                              since=since)
             self.figure.refresh()
             self.graph.refresh(lab)
