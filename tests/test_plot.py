@@ -440,3 +440,41 @@ def test_bad_arguments_get_labkit_errors_naming_what_is_allowed():
         plot.plot_timeline(lab).update()
     with pytest.raises(lk.errors.ArgumentError, match="vm-read Task or its name"):
         plot.plot_provenance(lab, 5)
+
+
+def test_graph_redraws_only_changed_nodes_and_matches_a_full_draw():
+    """Badges are redrawn per node (and overlapping neighbours): after any sequence of
+    updates the picture equals a fresh figure of the same state; a state seen before
+    reuses its PNG."""
+    lab = small_lab()
+    states = [{"vm-read#1": ("secondary-disk", "reading")},
+              {"vm-read#1": ("secondary-disk", "reading"),
+               "nbd-write#1": ("nbd-server", "waits for the read's CowRequest")},
+              {"vm-read#1": ("hidden", "reading"), "vm-read#2": ("colo-top", "parked"),
+               "nbd-write#1": ("secondary-disk", "copying")},
+              {"vm-read#1": ("secondary-disk", "a"), "vm-read#2": ("secondary-disk", "b"),
+               "vm-read#3": ("secondary-disk", "c"), "vm-write#1": ("guest", "not started")},
+              # colo-top's badge reaches into the NBD server's rectangle: redrawing the
+              # NBD server's badge alone would erase part of it
+              {"vm-read#2": ("colo-top", "parked at the filter node"),
+               "nbd-write#1": ("nbd-server", "x")},
+              {"vm-read#2": ("colo-top", "parked at the filter node"),
+               "nbd-write#1": ("nbd-server", "a longer label")},
+              {}]
+    g = plot.plot_graph(lab)
+    g.png()
+    for hl in states + states[::-1]:
+        g.update(lab, highlight=hl)
+        fresh = plot.plot_graph(lab, highlight=hl)
+        assert np.array_equal(decode(g.png()), decode(fresh.png())), hl
+    shown = [b.get_text() for b in g.badges if b.get_visible()]
+    assert shown == ["vm-read#1: reading"]
+    g.update(lab, highlight=states[3])
+    texts = sorted(b.get_text() for b in g.badges if b.get_visible())
+    assert texts == ["+ 2 more tasks", "vm-read#1: a", "vm-write#1: not started"]
+    first = g.png()
+    g.update(lab, highlight=states[0])
+    g.png()
+    g.update(lab, highlight=states[3])
+    assert g.png() is first, "a state shown before: its cached PNG"
+    assert decode(first).shape[1] <= 840
