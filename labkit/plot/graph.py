@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.text import Text
@@ -487,12 +488,16 @@ class GraphPlot(BlitFigure):
                 badge.set_position((bx, by))
                 badge.set_horizontalalignment(ha)
                 badge.set_verticalalignment(va)
-                badge.get_bbox_patch().set_edgecolor(colour)
+                patch = badge.get_bbox_patch()
+                assert patch is not None  # every badge is made with a bbox
+                patch.set_edgecolor(colour)
                 badge.set_visible(True)
         self.note.set_text("; ".join(elsewhere))
 
     @staticmethod
-    def _badge_at(x: float, y: float, k: int) -> tuple[float, float, str, str]:
+    def _badge_at(x: float, y: float,
+                  k: int) -> tuple[float, float, Literal["left", "center", "right"],
+                                   Literal["center"]]:
         """Where the ``k``-th badge of the node at (x, y) goes: under the bottom row's
         boxes (flush with the figure's edge at the sides), beside the others (left of the
         right-hand column, right of the left)."""

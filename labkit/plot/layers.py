@@ -148,8 +148,8 @@ class LayerPlot(BlitFigure):
         top, bottom = (58 if self.header else 8) + label, 46 if rows == 1 else 44
         width = left + gw + 16 + LEGEND_W
         legend_min = LEGEND_ROW * (2 + 4 + self.LEGEND_MARKS) + 8  # title, original, 4 bytes
-        gap = label + 8
-        height = max(top + 4 * gh + 3 * gap + bottom, top - label + legend_min)
+        min_gap = label + 8
+        height = max(top + 4 * gh + 3 * min_gap + bottom, top - label + legend_min)
         gap = (height - top - bottom - 4 * gh) / 3  # spare height: spread between panels
         self.width, self.height, self.left, self.top = width, height, left, top
         self.fig = fig = new_figure(width, height, dpi)
