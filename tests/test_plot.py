@@ -228,7 +228,8 @@ def test_every_figure_is_readable_at_its_natural_size(size, block):
     figures = [plot.plot_layers(lab, title="t"), plot.plot_layers(lab, header=False),
                # the widgets give the timeline the block map's width (its default, 860,
                # is timeline.py's)
-               plot.plot_timeline(lab, title="t", width=int(plot.plot_layers(lab).fig.bbox.width)),
+               plot.plot_timeline(lab, title="t",
+                                  width=max(816, int(plot.plot_layers(lab).fig.bbox.width))),
                plot.plot_provenance(lab, "vm-read#1"),
                plot.plot_graph(lab, highlight=plot.parked_tasks(lab))]
     for f in figures:

@@ -71,7 +71,7 @@ class RaceReplay(App):
         idle = Session(scenario, {**config, "design": first})
         self.plot = plot_layers(idle.lab, cols=cols, title="no counterexample loaded")
         self.timeline = plot_timeline(idle.lab, title="timeline",
-                                      width=int(self.plot.fig.bbox.width))
+                                      width=max(816, int(self.plot.fig.bbox.width)))
         discard(idle.lab)
         self.figure = FigureImage(self.plot)
         self.timeline_figure = FigureImage(self.timeline)
