@@ -64,10 +64,11 @@ def workflow_step(event: Event, source: str = "secondary-disk",
     if kind == "cow-end":
         return StepNote(2, f"backup_do_cow: {event.detail} ended (cow_request_end wakes "
                            f"waiters)")
-    if kind == "point" and node == source and op == "io-write":
-        return StepNote(3, f"the new data of {event.task} is written to {source} {span}")
+    # the write's ``point io-write`` only parks it before the I/O: the data is on the
+    # secondary disk when the write request ends, so that is Step 3
     if kind == "req-end" and node == source and writes:
-        return StepNote(3, f"{event.task} completed on {source}")
+        return StepNote(3, f"the new data of {event.task} lands on {source} {span}; "
+                           f"the write completes")
     if kind == "failed":
         return StepNote(3, f"{event.task} failed: {event.detail}")
     return None

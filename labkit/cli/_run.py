@@ -119,6 +119,7 @@ def demo_text() -> str:
     shown = 0
     while not task.done:
         start = len(lab.trace)
+        before = _table(lab)  # Step 3's event comes with the data landing: show the map before
         lab.step()
         for event in lab.trace[start:]:
             note = workflow_step(event)
@@ -126,7 +127,7 @@ def demo_text() -> str:
                 continue
             if note.step > shown:
                 if shown:
-                    say(_table(lab) if shown != 1 else "")
+                    say(before if shown != 1 else "")
                 say(STEP_TITLES[note.step])
                 shown = note.step
             say(f"   - {note.text}")

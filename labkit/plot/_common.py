@@ -122,6 +122,33 @@ def pt(px: float, dpi: float) -> float:
     return px * 72.0 / dpi
 
 
+def fit_text(text: Any, words: str, max_px: float) -> str:
+    """``words`` cut with "…" so that ``text`` (a matplotlib Text) is at most ``max_px``
+    wide on its figure's canvas; sets and returns what is shown.
+
+    A figure keeps its natural size (never scaled down), so a long line is cut, not
+    squeezed; the widgets show the full words as HTML next to it.
+    """
+    renderer = text.figure.canvas.get_renderer()
+    prop = text.get_fontproperties()
+
+    def width(s: str) -> float:
+        return renderer.get_text_width_height_descent(s, prop, ismath=False)[0]
+
+    shown = words
+    if words and width(words) > max_px:
+        lo, hi = 0, len(words)
+        while lo < hi:  # the longest prefix that fits with the ellipsis
+            mid = (lo + hi + 1) // 2
+            if width(words[:mid].rstrip() + "…") <= max_px:
+                lo = mid
+            else:
+                hi = mid - 1
+        shown = words[:lo].rstrip() + "…"
+    text.set_text(shown)
+    return shown
+
+
 def new_figure(width: int, height: int, dpi: float) -> Figure:
     """A figure of ``width`` x ``height`` pixels on an Agg canvas (not a pyplot figure)."""
     # +0.5: the canvas truncates the size to whole pixels; never lose one to rounding
@@ -190,6 +217,24 @@ class Group:
 _NOTHING = object()
 
 
+def _overlap(a: Bbox, b: Bbox) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _with_overlapping(stale: list[Group], groups: list[Group]) -> list[Group]:
+    """``stale`` and every group overlapping one of them, transitively, in figure order."""
+    todo = {id(g) for g in stale}
+    grown = True
+    while grown:
+        grown = False
+        for g in groups:
+            if id(g) not in todo and any(_overlap(g.bbox, h.bbox) for h in groups
+                                         if id(h) in todo):
+                todo.add(id(g))
+                grown = True
+    return [g for g in groups if id(g) in todo]
+
+
 class BlitFigure:
     """A figure drawn by matplotlib, re-rendered cheaply after :meth:`update`.
 
@@ -212,9 +257,15 @@ class BlitFigure:
         """The groups of changing artists (their keys set by the last update)."""
         return []
 
+    #: How many PNGs :meth:`png` keeps by what the groups show (0: none); a state seen
+    #: before (Undo, a replay going back) is then not drawn or encoded again.
+    png_cache_size: int = 0
+    _png_cache: dict[Any, bytes] | None = None
+
     def invalidate(self) -> None:
         """A static part changed: the next render redraws everything."""
         self._full = True
+        self._png_cache = None
 
     def changed(self) -> None:
         """After an update: an interactive canvas redraws when idle; Agg renders on demand."""
@@ -250,24 +301,39 @@ class BlitFigure:
             self._drawn_size = canvas.get_width_height()
             redrawn = True
         renderer = canvas.get_renderer()
-        for g in groups:
-            if g.drawn is not _NOTHING and g.key == g.drawn:
-                continue
-            if g.region is None:  # a group made after the last full draw
-                self._full = True
-                return self._render()
+        stale = [g for g in groups if g.drawn is _NOTHING or g.key != g.drawn]
+        if any(g.region is None for g in stale):  # a group made after the last full draw
+            self._full = True
+            return self._render()
+        # restoring a group's background erases whatever another group drew where they
+        # overlap: redraw those too (most figures' groups do not overlap)
+        todo = _with_overlapping(stale, groups)
+        for g in todo:
             canvas.restore_region(g.region)
+        for g in todo:
             for a in sorted(g.artists, key=lambda a: a.get_zorder()):
                 if a.get_visible():
                     a.draw(renderer)
             g.drawn = g.key
             redrawn = True
+        if redrawn:
+            self._png = None
         return redrawn
 
     def png(self) -> bytes:
         """The current view as PNG bytes (the cached bytes when nothing was redrawn)."""
+        key = None
+        if self.png_cache_size and not self._full:
+            key = (self.fig.canvas.get_width_height(), tuple(g.key for g in self.groups()))
+            cache = self._png_cache or {}
+            if key in cache:  # the canvas stays as drawn: the groups' drawn keys say so
+                return cache[key]
         if self._render() or self._png is None:
             self._png = encode_png(canvas_rgba(self.fig))
+        if key is not None:
+            if self._png_cache is None or len(self._png_cache) >= self.png_cache_size:
+                self._png_cache = {}
+            self._png_cache[key] = self._png
         return self._png
 
     def _repr_png_(self) -> bytes:

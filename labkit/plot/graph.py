@@ -30,7 +30,7 @@ from matplotlib.text import Text
 
 from ..errors import ArgumentError, ConfigError
 from ..lab import Lab
-from ._common import TEXT_COLOUR, BlitFigure, Group, new_figure, pt
+from ._common import TEXT_COLOUR, BlitFigure, Group, new_figure, pt, resize_figure
 
 __all__ = ["GUEST", "NBD_SERVER", "GraphPlot", "graph_model", "parked_tasks", "plot_graph",
            "task_colour"]
@@ -39,17 +39,17 @@ __all__ = ["GUEST", "NBD_SERVER", "GraphPlot", "graph_model", "parked_tasks", "p
 GUEST = "guest"
 NBD_SERVER = "nbd-server"
 
-WIDTH, HEIGHT = 860, 456
+WIDTH, HEIGHT = 820, 456  # HEIGHT: the top; the bottom follows the badges shown
 BOX_W, BOX_H = 216, 58
 #: Where each part of the standard secondary sits (centre, pixels from bottom-left).
 #: Keyed by role, not by name: the names are read from the lab.
 SLOTS = {
-    GUEST: (690, 398),
-    NBD_SERVER: (130, 281),
-    "top": (690, 281),
-    "secondary": (130, 126),
+    GUEST: (698, 398),
+    NBD_SERVER: (122, 281),
+    "top": (698, 281),
+    "secondary": (122, 126),
     "hidden": (410, 126),
-    "active": (690, 126),
+    "active": (698, 126),
 }
 SUBTITLES = {
     GUEST: "virtio-blk of the secondary VM",
@@ -60,7 +60,13 @@ SUBTITLES = {
     "active": "qcow2: the active disk",
 }
 BADGES = 3  # badge slots per node (the last says "+ N more" when there are more)
-BADGE_CHARS = 38  # a badge's label is cut to this many characters
+BADGE_CHARS = 34  # a badge's label is cut to this many characters (fits 250 px)
+BADGE_STEP = 24  # pixels between a node's badges
+#: Badge rows under the bottom row's boxes: room for them always (a figure that resized
+#: with its badges would need a full draw on most Steps), and no more (no empty band).
+BOTTOM_BADGES = 2
+#: The bottom row's badges sit under their box, each node in its own third of the width.
+BOTTOM_BAND = 180
 BOX_COLOUR, BOX_EDGE = "#F3F3F3", "#505050"
 LINK_COLOUR, JOB_COLOUR = "#404040", "#CC3311"
 
@@ -186,17 +192,21 @@ class GraphPlot(BlitFigure):
 
     ``update(lab, highlight={"vm-read#1": ("secondary-disk", "reading")})``
     redraws in place: the node boxes and links are made once (shown or hidden
-    as the graph changes), the badges are a fixed pool of texts whose words,
-    positions and colours change.
+    as the graph changes), the badges are a fixed pool of texts per node whose words,
+    positions and colours change; a Step redraws only the nodes whose badges changed,
+    and a state shown before (Undo) reuses its PNG.
     """
+
+    png_cache_size = 32
 
     def __init__(self, lab: Lab, *, highlight: Mapping[str, tuple[str, str]] | None = None,
                  title: str | None = None, dpi: int = 100) -> None:
         self.dpi = dpi
-        self.fig = fig = new_figure(WIDTH, HEIGHT, dpi)
+        self.y_low = self._bottom(False)
+        self.fig = fig = new_figure(WIDTH, HEIGHT - self.y_low, dpi)
         self.ax = ax = fig.add_axes((0, 0, 1, 1))
         ax.set_xlim(0, WIDTH)
-        ax.set_ylim(0, HEIGHT)
+        ax.set_ylim(self.y_low, HEIGHT)
         ax.set_axis_off()
         self._fs = pt(12, dpi)
         self.boxes: dict[str, tuple[FancyBboxPatch, Text, Text]] = {}
@@ -214,20 +224,20 @@ class GraphPlot(BlitFigure):
         self.primary_text = ax.text(nx, ny + 118, "from the primary: nbd-write#N",
                                     ha="center", va="bottom", fontsize=self._fs,
                                     color=TEXT_COLOUR)
-        self.title = fig.text(8 / WIDTH, 1 - 8 / HEIGHT, "", ha="left", va="top",
-                              fontsize=pt(14, dpi), fontweight="bold", color="#000000")
-        self.note = fig.text(8 / WIDTH, 8 / HEIGHT, "", ha="left", va="bottom",
-                             fontsize=self._fs, color=TEXT_COLOUR)
+        self.title = ax.text(8, HEIGHT - 8, "", ha="left", va="top",
+                             fontsize=pt(14, dpi), fontweight="bold", color="#000000")
+        self.note = ax.text(8, self.y_low + 4, "", ha="left", va="bottom",
+                            fontsize=self._fs, color=TEXT_COLOUR)
         # after failover: where active and hidden were
         self.gone = ax.text(550, SLOTS["hidden"][1], "", ha="center", va="center",
                             fontsize=self._fs, color="#606060", linespacing=1.3,
                             bbox=dict(boxstyle="round,pad=0.6", fc="white", ec="#A0A0A0",
                                       ls="--", lw=pt(1.2, dpi)))
         self.gone.set_visible(False)
-        self.badges: list[Text] = []
-        for i in range(BADGES * len(SLOTS)):  # a pool: enough for every slot of every node
-            self._badge(i)
-        self._group = Group([], 0, 0, WIDTH, HEIGHT)
+        self.badges: list[Text] = []  # all of them
+        self.node_badges: dict[str, list[Text]] = {}  # per node, a fixed pool of BADGES
+        self._groups: list[Group] = []
+        self._node_groups: dict[str, Group] = {}
         self.highlight: dict[str, tuple[str, str]] = {}
         self.model: GraphModel | None = None
         self._title = ""
@@ -262,6 +272,8 @@ class GraphPlot(BlitFigure):
                               visible=False)
         ax.add_patch(ring)
         self.rings[name] = ring
+        self.node_badges[name] = [self._badge() for _ in range(BADGES)]
+        self.badges += self.node_badges[name]
         self._slot_of[name] = (x, y)
         self.boxes[name] = (patch, head, sub)
         return self.boxes[name]
@@ -311,17 +323,50 @@ class GraphPlot(BlitFigure):
         self.links[key] = (arrow, text)
         return self.links[key]
 
-    def _badge(self, i: int) -> Text:
-        while len(self.badges) <= i:
-            t = self.ax.text(0, 0, "", fontsize=self._fs, zorder=6, color="#000000",
-                             bbox=dict(boxstyle="round,pad=0.3", fc="white", lw=pt(2, self.dpi)))
-            t.set_visible(False)
-            self.badges.append(t)
-        return self.badges[i]
+    def _badge(self) -> Text:
+        t = self.ax.text(0, 0, "", fontsize=self._fs, zorder=6, color="#000000",
+                         bbox=dict(boxstyle="round,pad=0.3", fc="white", lw=pt(2, self.dpi)))
+        t.set_visible(False)
+        return t
+
+    @staticmethod
+    def _bottom(note: bool) -> int:
+        """The lowest y the figure shows: under the bottom row's boxes, room for
+        :data:`BOTTOM_BADGES` badges, and for the note when there is one."""
+        low = SLOTS["secondary"][1] - BOX_H // 2 - 14 - BADGE_STEP * (BOTTOM_BADGES - 1) - 18
+        return low - (20 if note else 0)
+
+    def _regroup(self) -> None:
+        """The changing parts, each in its own rectangle: one per node (its ring and
+        badges), the title, the note; a Step redraws only those that changed."""
+        lo = self.y_low
+
+        def group(artists: list, x0: float, y0: float, x1: float, y1: float) -> Group:
+            return Group(artists, x0, max(y0, lo) - lo, x1, min(y1, HEIGHT) - lo)
+
+        self._node_groups = {}
+        for name, (x, y) in self._slot_of.items():
+            artists = [self.rings[name], *self.node_badges[name]]
+            top = y + BOX_H / 2 + 7
+            if y < BOTTOM_BAND:  # badges under the box, each node in its third of the width
+                third = WIDTH / 3 - 7
+                i = min(2, int(x // third))
+                g = group(artists, i * third if i else 0, lo, WIDTH if i == 2 else (i + 1) * third,
+                          top)
+            elif x > WIDTH / 2:  # badges left of the box
+                g = group(artists, x - BOX_W / 2 - 290, y - BOX_H / 2 - 44, x + BOX_W / 2 + 8,
+                          top)
+            else:  # badges right of the box
+                g = group(artists, x - BOX_W / 2 - 8, y - BOX_H / 2 - 44, x + BOX_W / 2 + 290,
+                          top)
+            self._node_groups[name] = g
+        self._title_group = group([self.title], 0, HEIGHT - 22, WIDTH, HEIGHT)
+        self._note_group = group([self.note], 0, lo, WIDTH, lo + 20)
+        self._groups = [*self._node_groups.values(), self._title_group, self._note_group]
 
     # --- updated ----------------------------------------------------------------------
     def groups(self) -> list[Group]:
-        return [self._group]
+        return self._groups
 
     def update(self, lab: Lab, *, highlight: Mapping[str, tuple[str, str]] | None = None,
                title: str | None = None) -> None:
@@ -343,7 +388,21 @@ class GraphPlot(BlitFigure):
                      f"design {model.design}")
         self.title.set_text(title)
         self._place_badges(model, marks)
-        self._group.key = (tuple(marks.items()), title, self.note.get_text())
+        low = self._bottom(bool(self.note.get_text()))
+        if low != self.y_low:  # a note (a task outside the graph) appeared or went: resize
+            self.y_low = low
+            resize_figure(self.fig, WIDTH, HEIGHT - low)
+            self.ax.set_ylim(low, HEIGHT)
+            self.note.set_y(low + 4)
+            self._regroup()
+            self.invalidate()
+        self._title_group.key = title
+        self._note_group.key = self.note.get_text()
+        for name, g in self._node_groups.items():
+            ring = self.rings[name]
+            g.key = (ring.get_visible(), ring.get_edgecolor(),
+                     tuple((b.get_text(), b.get_position(), b.get_horizontalalignment())
+                           for b in self.node_badges[name] if b.get_visible()))
         self.changed()
 
     def _check_highlight(self, lab: Lab, highlight: Mapping[str, tuple[str, str]] | None
@@ -392,12 +451,12 @@ class GraphPlot(BlitFigure):
         self.primary_arrow.set_visible(has_nbd)
         self.primary_text.set_visible(has_nbd)
         self.model = model
-        # the badges, rings and texts change together: one group, the whole figure
-        self._group = Group([*self.rings.values(), *self.badges, self.title, self.note], 0, 0,
-                            WIDTH, HEIGHT)
+        self._regroup()
         self.invalidate()
 
     def _place_badges(self, model: GraphModel, marks: dict[str, tuple[str, str]]) -> None:
+        """Set the badges' words and places (the last one of a node says "+ N more"
+        when more tasks are parked there than it has room for)."""
         drawn = set(model.names)
         per_node: dict[str, list[tuple[str, str]]] = {}
         elsewhere: list[str] = []
@@ -408,20 +467,22 @@ class GraphPlot(BlitFigure):
                 elsewhere.append(f"{task} at {node} (not in the graph now): {label}")
         for ring in self.rings.values():
             ring.set_visible(False)
-        i = 0
+        for badge in self.badges:
+            badge.set_visible(False)
         for node, tasks in per_node.items():
             x, y = self._slot_of[node]
             ring = self.rings[node]
             ring.set_edgecolor(task_colour(tasks[0][0]))
             ring.set_visible(True)
-            for k, (task, label) in enumerate(tasks[:BADGES]):
+            room = BOTTOM_BADGES if y < BOTTOM_BAND else BADGES
+            for k, (task, label) in enumerate(tasks[:room]):
                 text = f"{task}: {label}" if label else task
                 if len(text) > BADGE_CHARS:
                     text = text[:BADGE_CHARS - 1] + "…"
-                if k == BADGES - 1 and len(tasks) > BADGES:
-                    text = f"+ {len(tasks) - BADGES + 1} more tasks"
+                if k == room - 1 and len(tasks) > room:
+                    text = f"+ {len(tasks) - room + 1} more tasks"
                 bx, by, ha, va = self._badge_at(x, y, k)
-                badge = self._badge(i)
+                badge = self.node_badges[node][k]
                 colour = task_colour(task)
                 badge.set_text(text)
                 badge.set_position((bx, by))
@@ -431,9 +492,6 @@ class GraphPlot(BlitFigure):
                 assert patch is not None  # every badge is made with a bbox
                 patch.set_edgecolor(colour)
                 badge.set_visible(True)
-                i += 1
-        for badge in self.badges[i:]:
-            badge.set_visible(False)
         self.note.set_text("; ".join(elsewhere))
 
     @staticmethod
@@ -441,17 +499,24 @@ class GraphPlot(BlitFigure):
                   k: int) -> tuple[float, float, Literal["left", "center", "right"],
                                    Literal["center"]]:
         """Where the ``k``-th badge of the node at (x, y) goes: under the bottom row's
-        boxes, beside the others (left of the right-hand column, right of the left)."""
-        if y < 180:
-            return x, y - BOX_H / 2 - 14 - 25 * k, "center", "center"
+        boxes (flush with the figure's edge at the sides), beside the others (left of the
+        right-hand column, right of the left)."""
+        if y < BOTTOM_BAND:
+            by = y - BOX_H / 2 - 14 - BADGE_STEP * k
+            if x < WIDTH / 3:
+                return x - BOX_W / 2 - 4, by, "left", "center"
+            if x > 2 * WIDTH / 3:
+                return x + BOX_W / 2 + 4, by, "right", "center"
+            return x, by, "center", "center"
         if x > WIDTH / 2:
-            return x - BOX_W / 2 - 12, y + 18 - 25 * k, "right", "center"
-        return x + BOX_W / 2 + 12, y + 18 - 25 * k, "left", "center"
+            return x - BOX_W / 2 - 12, y + 18 - BADGE_STEP * k, "right", "center"
+        return x + BOX_W / 2 + 12, y + 18 - BADGE_STEP * k, "left", "center"
 
 
 def plot_graph(lab: Lab, *, highlight: Mapping[str, tuple[str, str]] | None = None,
                title: str | None = None, dpi: int = 100) -> GraphPlot:
-    """The block graph of ``lab``'s secondary as a figure (860 x 470 px).
+    """The block graph of ``lab``'s secondary as a figure (820 x 415 px; 435 px with a
+    note naming a task at a node no longer in the graph).
 
     ``highlight``: ``{task: (node, label)}`` — a badge per task at its node
     (e.g. ``{"vm-read#1": ("secondary-disk", "reading")}``; node names are the

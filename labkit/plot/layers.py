@@ -35,6 +35,7 @@ from ._common import (
     LegendRows,
     Swatch,
     byte_colour,
+    fit_text,
     hex_byte,
     new_figure,
     pt,
@@ -141,11 +142,15 @@ class LayerPlot(BlitFigure):
     def _build(self, dpi: int) -> None:
         cols, rows, px, n = self.cols, self.rows, self.px, self.nblocks
         gw, gh = cols * px, rows * px
-        left = 132 if rows > 1 else 104
-        top, bottom = (58 if self.header else 12), 46
-        width = left + gw + 18 + LEGEND_W
+        # each panel's name sits above it (not left of it): the figure stays within the
+        # 840 px a notebook's output area has at 1280x800 with the file browser open
+        left = 44 if rows > 1 else 10
+        label = 20  # the panel's name and allocation count, above the panel
+        top, bottom = (58 if self.header else 8) + label, 46 if rows == 1 else 44
+        width = left + gw + 16 + LEGEND_W
         legend_min = LEGEND_ROW * (2 + 4 + self.LEGEND_MARKS) + 8  # title, original, 4 bytes
-        height = max(top + 4 * gh + 3 * 10 + bottom, top + legend_min)  # gaps of 10 at least
+        min_gap = label + 8
+        height = max(top + 4 * gh + 3 * min_gap + bottom, top - label + legend_min)
         gap = (height - top - bottom - 4 * gh) / 3  # spare height: spread between panels
         self.width, self.height, self.left, self.top = width, height, left, top
         self.fig = fig = new_figure(width, height, dpi)
@@ -159,22 +164,21 @@ class LayerPlot(BlitFigure):
             panel.ticks(show_x=last, label=("block" if rows == 1 else
                                             "block = row start (left) + column")
                         if last else None)
-            name_x = -(40 if rows > 1 else 8)
-            ax.annotate(LAYER_TITLES[name], (0, 0.5), xycoords="axes fraction",
-                        xytext=(name_x, 7 if name in ("hidden", "active") else 0),
-                        textcoords="offset pixels", ha="right", va="center",
+            ax.annotate(LAYER_TITLES[name], (0, 1), xycoords="axes fraction",
+                        xytext=(0, 4), textcoords="offset pixels", ha="left", va="bottom",
                         fontsize=pt(13, dpi), fontweight="bold", color="#000000")
             self.alloc_texts[name] = ax.annotate(
-                "", (0, 0.5), xycoords="axes fraction", xytext=(name_x, -9),
-                textcoords="offset pixels", ha="right", va="center",
+                "", (1, 1), xycoords="axes fraction", xytext=(0, 4),
+                textcoords="offset pixels", ha="right", va="bottom",
                 fontsize=pt(SMALL_PX, dpi), color=TEXT_COLOUR)
             self.grids[name] = panel
         self.title = fig.text(8 / width, 1 - 8 / height, "", ha="left", va="top",
                               fontsize=pt(TITLE_PX, dpi), fontweight="bold", color="#000000")
         self.status = fig.text(8 / width, 1 - 32 / height, "", ha="left", va="top",
                                fontsize=pt(TEXT_PX, dpi), color=TEXT_COLOUR)
-        legend_rows = (height - top - 8) // LEGEND_ROW - 1
-        self.legend = LegendRows(fig, width - LEGEND_W + 2, height - top + 4, legend_rows,
+        legend_rows = (height - top + label - 8) // LEGEND_ROW - 1
+        self.legend = LegendRows(fig, width - LEGEND_W + 2, height - top + label + 4,
+                                 legend_rows,
                                  row_h=LEGEND_ROW, col_w=LEGEND_W - 4,
                                  title="colour = who wrote it", hatch=HATCH)
         self.title.set_visible(self.header)
@@ -184,14 +188,13 @@ class LayerPlot(BlitFigure):
         self._groups = [panel.group() for panel in self.grids.values()]
         self._alloc_groups = {}
         for name, panel in self.grids.items():
-            _, lo, _, hi = panel.ax.bbox.extents
-            g = Group([self.alloc_texts[name]], 0, lo - 8, left - (36 if rows > 1 else 2),
-                      hi + 8)
+            _, _, x1, y1 = panel.ax.bbox.extents
+            g = Group([self.alloc_texts[name]], x1 - 140, y1 + 3, x1 + 1, y1 + label + 2)
             self._alloc_groups[name] = g
             self._groups.append(g)
         self._groups += self.legend.row_groups()
         if self.header:
-            self._header_group = Group([self.title, self.status], 0, height - top + 10,
+            self._header_group = Group([self.title, self.status], 0, height - top + label + 10,
                                        width, height)
             self._groups.append(self._header_group)
 
@@ -251,8 +254,10 @@ class LayerPlot(BlitFigure):
                 seen.update(int(b) for b in np.unique(arr) if b < 256)
         self._prev = sigs
         if title is not None:
-            self.title.set_text(title)
-        self.status.set_text("CowRequests: " + ("; ".join(notes) if notes else "none held"))
+            self.full_title = title
+            fit_text(self.title, title, self.width - 16)
+        fit_text(self.status, "CowRequests: " + ("; ".join(notes) if notes else "none held"),
+                 self.width - 16)
         self._update_legend(lab, seen, marks)
         for name, g in self._alloc_groups.items():
             g.key = self.alloc_texts[name].get_text()

@@ -229,7 +229,7 @@ class TimelinePlot(BlitFigure):
     LANE_H, TOP, BOTTOM, LEFT = 30, 88, 42, 136
 
     def __init__(self, lab: Lab, *, cursor: float | None = None, dpi: int = 100,
-                 width: int = 860, title: str = "", fit: bool = True) -> None:
+                 width: int = 816, title: str = "", fit: bool = True) -> None:
         if isinstance(width, bool) or not isinstance(width, int) or width < 480:
             raise ArgumentError(f"width must be a whole number of pixels >= 480, got {width!r}")
         self.width, self.dpi, self.fit = width, dpi, fit
@@ -403,7 +403,7 @@ class TimelinePlot(BlitFigure):
 
 
 def plot_timeline(lab: Lab, *, cursor: float | None = None, dpi: int = 100,
-                  width: int = 860, title: str = "", fit: bool = True) -> TimelinePlot:
+                  width: int = 816, title: str = "", fit: bool = True) -> TimelinePlot:
     """Swim lanes per task (NBD writes, VM reads and writes, each write's backup COW).
 
     Bars are requests (colour = node), dashed boxes CowRequest spans, red bars

@@ -233,7 +233,7 @@ class SchedulerPlayground(App):
     def show_timeline(self, on: bool = True) -> None:
         """Show (or hide) the swim lanes of the current ``par`` block under the block map."""
         if on and self.timeline is None:
-            self.timeline = plot_timeline(self.lab, width=int(self.plot.fig.bbox.width),
+            self.timeline = plot_timeline(self.lab, width=max(816, int(self.plot.fig.bbox.width)),
                                           fit=False)
             self.timeline_figure = FigureImage(self.timeline)
         if self.timeline_button.value != on:

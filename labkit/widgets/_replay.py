@@ -70,7 +70,8 @@ class RaceReplay(App):
         first = self.counterexamples[0][0] if self.counterexamples else self.designs[0]
         idle = Session(scenario, {**config, "design": first})
         self.plot = plot_layers(idle.lab, cols=cols, title="no counterexample loaded")
-        self.timeline = plot_timeline(idle.lab, title="timeline")
+        self.timeline = plot_timeline(idle.lab, title="timeline",
+                                      width=max(816, int(self.plot.fig.bbox.width)))
         discard(idle.lab)
         self.figure = FigureImage(self.plot)
         self.timeline_figure = FigureImage(self.timeline)

@@ -234,14 +234,14 @@ class WorkflowStepper(App):
                 if not self.expand and e.kind == "cow-end":
                     copying.pop(e.task, None)
                     lines.append(_copied(_cow_clusters(trace, e, cluster), e.task, done=True))
-                if note.step == 3 and e.kind == "point":
-                    # the data is in flight, not on the disk: Step 3 is when it lands
-                    lines.append(f"[step 2 done] {e.task} resumes its write: the new data "
-                                 f"lands on {e.node} when it runs next (Step 3)")
-                    continue
                 lines.append(f"[step {note.step}] {note.text}")
             elif e.kind in ("spawn", "run"):
                 continue
+            elif (e.kind == "point" and e.op == "io-write" and e.node == self.lab.secondary.name
+                  and e.task.startswith("nbd-write#")):
+                # parked before its I/O: the data lands at the write's req-end (Step 3)
+                lines.append(f"[step 2 done] {e.task} resumes its write: the new data "
+                             f"lands on {e.node} when it runs next (Step 3)")
             elif self.expand or e.kind in ("wait", "wake", "done", "failed") or (
                     e.kind == "req-start" and e.node == "colo-top") or (
                     not e.task.startswith("nbd-write#") and e.kind not in ("req-start",
@@ -299,7 +299,7 @@ class WorkflowStepper(App):
             status.append(f"ERROR: {self.error}")
         self.status.value = pre(status, style="color:#303030")
         if redraw:
-            self.plot.update(lab, title=f"after {len(lab.schedule)} decisions · {now.title}",
+            self.plot.update(lab, title=f"{now.title} · after {len(lab.schedule)} decisions",
                              since=since)
             self.figure.refresh()
             self.graph.refresh(lab)
