@@ -117,9 +117,9 @@ class Exercise:
             problem = self.form(answer) or "That is the placeholder."
             return Outcome(False, f"Replace the placeholder with your answer. {problem}",
                            "form")
-        problem = self.form(answer)
-        if problem is not None:
-            return Outcome(False, problem, "form")
+        form_problem = self.form(answer)
+        if form_problem is not None:
+            return Outcome(False, form_problem, "form")
         want = self.answer
         if self.right(answer, want):
             return Outcome(True, self.explanation, "correct")
@@ -604,7 +604,7 @@ def _partial_verdicts() -> dict[str, str]:
     from .explore import explore
 
     text = scenarios.load("partial-cluster-vm-write")
-    config = scenarios.config(text)
+    config: dict[str, Any] = dict(scenarios.config(text))
     return {d: explore(text, design=d, **config).verdict for d in DESIGNS}
 
 

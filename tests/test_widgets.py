@@ -250,7 +250,7 @@ def test_playground_buttons_blocked_reason_and_win_banner():
     assert all(not b.disabled for b in p.task_buttons.values())
     assert p.banner.value == "" and not p.won
     p.task_buttons["vm-read#1"].click()  # the read reaches the secondary disk and parks
-    while "nbd-write#1" in p._shown:
+    while "nbd-write#1" in p.shown_tasks:
         p.task_buttons["nbd-write#1"].click()  # the write runs steps 1-3 to the end
     assert "BANNER" not in p.text()
     p.task_buttons["vm-read#1"].click()  # the read resumes: primary data!

@@ -286,6 +286,11 @@ class SchedulerPlayground(App):
         # a primary write's words name its workflow step already ("step 2: ...")
         return f"You stepped {self.last_task}: {whereabouts(lab)[self.last_task]}"
 
+    @property
+    def shown_tasks(self) -> list[str]:
+        """The tasks that have a button row now (runnable or blocked, not finished)."""
+        return list(self._shown)
+
     def _visible_buttons(self) -> list[tuple[str, w.Button]]:
         return [(n, self.task_buttons[n]) for n in self._shown]
 

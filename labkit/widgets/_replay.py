@@ -76,7 +76,8 @@ class RaceReplay(App):
         self.figure = FigureImage(self.plot)
         self.timeline_figure = FigureImage(self.timeline)
         self.verdicts = w.HTML(self._verdict_html())
-        options = [(self._option_label(d, i), (d, i)) for d, i in self.counterexamples]
+        options: list[tuple[str, Any]] = [(self._option_label(d, i), (d, i))
+                                          for d, i in self.counterexamples]
         self.picker = w.Dropdown(options=options or [("(no counterexample)", None)],
                                  description="counterexample", style={"description_width":
                                                                       "initial"},

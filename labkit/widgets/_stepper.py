@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as w
@@ -309,7 +310,7 @@ class WorkflowStepper(App):
 STAGE_NUMBER = {"Ready": 0, "Step 1": 1, "Step 2": 2, "Step 3": 3, "VM read": 4}
 
 
-def _cow_clusters(trace: list[Event], end: Event, cluster: int) -> list[int]:
+def _cow_clusters(trace: Sequence[Event], end: Event, cluster: int) -> list[int]:
     """The clusters a COW copied, from its cow-begin to ``end`` (its cow-end)."""
     out: list[int] = []
     for e in reversed(trace[:end.seq]):
