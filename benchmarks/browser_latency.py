@@ -83,8 +83,9 @@ def jupyterlab(root: Path, tmp: Path) -> Iterator[tuple[str, str]]:
     notebook.mkdir(parents=True, exist_ok=True)
     (notebook / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
-               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), LABKIT_SOLUTIONS="1",
+               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("LABKIT_SOLUTIONS", None)  # the browser sees what a trainee sees: no answers
     log = open(tmp / "jupyterlab.log", "w")  # closed in finally
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
