@@ -6,13 +6,16 @@ Used by labkit's own tests and meant for trainers who write exercises.
 from __future__ import annotations
 
 from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .block import BlockNode
 from .kernel import Kernel, Policy
 from .lab import index_fill as index_pattern
 
-__all__ = ["index_pattern", "need", "run", "snapshot"]
+__all__ = ["ProcessInfo", "child_processes", "index_pattern", "need", "process_state", "run",
+           "snapshot"]
 
 
 def run(coro: Coroutine[Any, Any, Any], name: str = "test#1",
@@ -53,3 +56,50 @@ def need(available: object, what: str, install: str = "") -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{what} is missing and CI=true: .ci/run must install it{hint}")
     pytest.skip(f"{what} is missing{hint}")
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """One process as Linux's ``/proc/PID/stat`` and ``cmdline`` show it."""
+
+    pid: int
+    name: str
+    state: str  # "R", "S", ... "Z" for a zombie
+    cmdline: bytes
+
+
+def _stat(pid: int | str) -> tuple[str, list[str]] | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # pid (comm) state ppid ...: comm may contain spaces, so split after the last ')'
+    return stat[stat.find("(") + 1:stat.rfind(")")], stat[stat.rfind(")") + 2:].split()
+
+
+def process_state(pid: int) -> str | None:
+    """The process's state letter (``"Z"``: a zombie), or None when it is gone."""
+    found = _stat(pid)
+    return found[1][0] if found and found[1] else None
+
+
+def child_processes(ppid: int, prefix: str = "qemu-system") -> list[ProcessInfo]:
+    """The processes whose parent is ``ppid`` and whose name starts with ``prefix``.
+
+    Zombies are included (``state == "Z"``); the callers decide.  The test suite
+    uses it to check that no QEMU outlives labkit.
+    """
+    out = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        found = _stat(entry.name)
+        if found is None or len(found[1]) < 2:
+            continue
+        name, fields = found
+        if not name.startswith(prefix) or int(fields[1]) != ppid:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        out.append(ProcessInfo(int(entry.name), name, fields[0], cmdline))
+    return sorted(out, key=lambda p: p.pid)

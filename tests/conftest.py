@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from labkit.testing import child_processes
+
 #: module name (prefix) → markers its tests get
 MODULE_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("test_qemu_", ("qemu",)),
@@ -52,22 +54,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _qemu_children() -> list[str]:
     """Running ``qemu-system-*`` processes whose parent is this process (Linux /proc)."""
-    me = os.getpid()
-    out = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may contain spaces, so split after ')'.
-        comm = stat[stat.find("(") + 1:stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) < 2 or not comm.startswith("qemu-system"):
-            continue
-        state, ppid = fields[0], int(fields[1])
-        if ppid == me and state != "Z":
-            out.append(f"QEMU pid {entry.name} (a child of this test process) is still running")
-    return out
+    return [f"QEMU pid {p.pid} (a child of this test process) is still running"
+            for p in child_processes(os.getpid()) if p.state != "Z"]
 
 
 def _leftovers() -> list[str]:

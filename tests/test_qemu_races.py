@@ -28,6 +28,7 @@ from labkit.qemu import (
     qemu_available,
     race_orders,
 )
+from labkit.testing import child_processes, process_state
 
 SHIPPED = ("canonical", "straddle", "partial-overlap", "same-cluster-disjoint",
            "partial-cluster-vm-write", "vm-write-race")
@@ -213,25 +214,11 @@ def test_interrupt_while_held_resumes_kills_and_cleans(qemu: None,
 
 
 def _qemu_pids() -> list[int]:
-    me = os.getpid()
-    out = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if "qemu-system" in stat[:stat.rfind(")")] and int(fields[1]) == me:
-            out.append(int(entry.name))
-    return out
+    return [p.pid for p in child_processes(os.getpid())]
 
 
 def _zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2:].split()[0] == "Z"
+    return process_state(pid) in (None, "Z")
 
 
 def test_signal_handler_leaves_no_suspended_qemu(qemu: None) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from labkit.qemu import qemu_available
+from labkit.testing import child_processes, process_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,30 +58,12 @@ def _long_scenario(path: Path) -> None:
 def _qemu_children(ppid: int, tmp: Path) -> list[int]:
     """QEMUs of ``ppid``'s sessions (not the availability probe: its command line names
     no session directory)."""
-    out = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.find("(") + 1:stat.rfind(")")]
-        fields = stat[stat.rfind(")") + 2:].split()
-        if comm.startswith("qemu-system") and int(fields[1]) == ppid and fields[0] != "Z":
-            try:
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if os.fsencode(str(tmp)) in cmdline:
-                out.append(int(entry.name))
-    return out
+    return [p.pid for p in child_processes(ppid)
+            if p.state != "Z" and os.fsencode(str(tmp)) in p.cmdline]
 
 
 def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2:].split()[0] in ("Z", "X")
+    return process_state(pid) in (None, "Z", "X")
 
 
 def _wait_gone(pid: int, seconds: float = 5.0) -> bool:
