@@ -28,7 +28,7 @@ from labkit.qemu import (
     qemu_available,
     race_orders,
 )
-from labkit.testing import child_processes, process_state
+from labkit.testing import child_processes, need, process_state
 
 SHIPPED = ("canonical", "straddle", "partial-overlap", "same-cluster-disjoint",
            "partial-cluster-vm-write", "vm-write-race")
@@ -47,10 +47,8 @@ S4 = ("vm-write#1 held at its fill-in read, in active before hidden, then nbd-wr
 @pytest.fixture
 def qemu() -> None:
     reason = qemu_available()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"QEMU is not usable here: {reason}")
-        pytest.skip(f"QEMU is not usable here: {reason}")
+    need(reason is None, f"a usable QEMU 7.2 ({reason})",
+         "apt-get install qemu-system-x86 qemu-utils")
 
 
 def _text(name: str) -> str:

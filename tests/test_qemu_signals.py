@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from labkit.qemu import qemu_available
-from labkit.testing import child_processes, process_state
+from labkit.testing import child_processes, need, process_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,10 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def qemu() -> None:
     reason = qemu_available()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"QEMU is not usable here: {reason}")
-        pytest.skip(f"QEMU is not usable here: {reason}")
+    need(reason is None, f"a usable QEMU 7.2 ({reason})",
+         "apt-get install qemu-system-x86 qemu-utils")
 
 
 @pytest.fixture
