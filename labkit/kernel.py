@@ -215,53 +215,80 @@ _new_tuple = tuple.__new__  # an Access without the named tuple's keyword-handli
 class EventLog(Sequence[Event]):
     """``kernel.trace``: the events of a run, as a read-mostly list of :class:`Event`.
 
-    Why not a plain list of Events: a long traced run records hundreds of
-    thousands of events, and every Event object is tracked by Python's cycle
-    collector, whose full passes then cost more than the run.  The log keeps
-    each event as a plain tuple of strings and ints (which the collector
-    ignores) and makes the :class:`Event` when someone reads it; events read
-    the same whenever they are read.
+    Why not a plain list of Events (or of tuples): a long traced run records
+    hundreds of thousands of events, and every Event or tuple that outlives
+    its creation is counted by Python's cycle collector, whose extra passes
+    over the lab's large heap then cost more than recording.  The log keeps
+    the fields of all events in one flat list of strings and ints
+    (:data:`_STRIDE` per event, in :attr:`Event.FIELDS` order), which the
+    collector never visits, and makes the :class:`Event` when someone reads
+    it; events read the same whenever they are read.
     """
 
-    __slots__ = ("rows",)  # the events as tuples in Event field order (Event.FIELDS)
+    __slots__ = ("_flat",)
 
     def __init__(self, events: Iterable[Event] = ()) -> None:
-        self.rows: list[tuple] = [_row(e) for e in events]
+        self._flat: list[Any] = []
+        for e in events:
+            self._flat.extend(_row(e))
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self._flat) // _STRIDE
+
+    def _at(self, i: int) -> Event:
+        j = i * _STRIDE
+        return Event(*self._flat[j:j + _STRIDE])
 
     def __getitem__(self, index):
+        n = len(self._flat) // _STRIDE
         if isinstance(index, slice):
-            return [Event(*r) for r in self.rows[index]]
-        return Event(*self.rows[index])
+            return [self._at(i) for i in range(*index.indices(n))]
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError(f"trace index {index} out of range ({n} events)")
+        return self._at(i)
 
     def __iter__(self):
-        for r in self.rows:
-            yield Event(*r)
+        flat = self._flat
+        for j in range(0, len(flat), _STRIDE):
+            yield Event(*flat[j:j + _STRIDE])
 
     def __setitem__(self, index: int, event: Event) -> None:
-        self.rows[index] = _row(event)
+        n = len(self._flat) // _STRIDE
+        i = index + n if index < 0 else index
+        if not 0 <= i < n:
+            raise IndexError(f"trace index {index} out of range ({n} events)")
+        self._flat[i * _STRIDE:(i + 1) * _STRIDE] = _row(event)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, EventLog):
-            return self.rows == other.rows
+            return self._flat == other._flat
         if isinstance(other, list | tuple):
-            return len(other) == len(self.rows) and all(
-                isinstance(e, Event) and _row(e) == r for e, r in zip(other, self.rows,
-                                                                      strict=True))
+            return len(other) == len(self) and all(
+                isinstance(e, Event) and e == mine for e, mine in zip(other, self, strict=True))
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
 
     def append(self, event: Event) -> None:
-        self.rows.append(_row(event))
+        self._flat.extend(_row(event))
+
+    def record(self, task: str, kind: str, node: str, offset: int, length: int, detail: str,
+               op: str) -> int:
+        """Append one event from its fields (the kernel's hot path); return its seq."""
+        flat = self._flat
+        seq = len(flat) // _STRIDE
+        flat += (seq, task, kind, node, offset, length, detail, op)
+        return seq
 
     def clear(self) -> None:
-        self.rows.clear()
+        self._flat.clear()
 
     def __repr__(self) -> str:
-        return f"<EventLog {len(self.rows)} events>"
+        return f"<EventLog {len(self)} events>"
+
+
+_STRIDE = len(Event.FIELDS)
 
 
 def _row(e: Event) -> tuple:
@@ -536,9 +563,12 @@ def emit(kind: str, node: str = "", offset: int = -1, length: int = -1, detail: 
     task = _current
     if task is not None:
         kernel = task.kernel
-        if kernel.tracing or kernel.instruments:
+        if kernel.instruments:
             kernel.record(task.name, kind, node, offset, length,
                           detail.format(*args) if args else detail, op)
+        elif kernel.tracing:  # the common case, without Kernel.record's call
+            kernel.trace.record(task.name, kind, node, offset, length,
+                                detail.format(*args) if args else detail, op)
 
 
 def touch(resource: tuple[str, str], lo: int, hi: int, write: bool, *,
@@ -605,16 +635,14 @@ class Kernel:
     # Recording -----------------------------------------------------------
     def record(self, task: str, kind: str, node: str = "", offset: int = -1, length: int = -1,
                detail: str = "", op: str = "") -> None:
-        rows = self.trace.rows
-        if self.tracing:
-            rows.append((len(rows), task, kind, node, offset, length, detail, op))
+        seq = self.trace.record(task, kind, node, offset, length, detail, op) \
+            if self.tracing else -1
         if self.instruments:
             event = None
             for instrument in self.instruments:
                 if type(instrument).on_event is not _NO_EVENTS:  # made only if someone listens
                     if event is None:
-                        event = Event(len(rows) - 1 if self.tracing else -1, task, kind, node,
-                                      offset, length, detail, op)
+                        event = Event(seq, task, kind, node, offset, length, detail, op)
                     instrument.on_event(event)
 
     # Tasks -----------------------------------------------------------------
@@ -735,7 +763,7 @@ class Kernel:
             self._ready.remove(task)
         self.schedule.append(task.name)
         self.record(task.name, "run")
-        decision = self.trace[-1] if self.tracing else Event(-1, task.name, "run")
+        decision = Event(len(self.trace) - 1 if self.tracing else -1, task.name, "run")
         self._resume(task)
         return decision
 

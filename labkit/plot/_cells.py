@@ -93,7 +93,7 @@ class CellPanel:
                                interpolation="nearest", aspect="auto", zorder=1)
         self.upper = PolyCollection([], linewidths=0, zorder=2)
         self.hatch = PolyCollection([], facecolors="none", edgecolors=HATCH_COLOUR,
-                                    hatchcolor=HATCH_COLOUR, linewidths=0, hatch=HATCH,
+                                    linewidths=0, hatch=HATCH,
                                     zorder=3)
         lines = []
         if px >= 6:  # white lines between cells (not on tiny cells: they would be all line)

@@ -16,7 +16,18 @@ from ..plot import TimelinePlot, plot_layers, plot_timeline
 from ..replication import DESIGNS
 from ..scenario import Scenario
 from ._session import Session, describe_event
-from ._view import FONT, App, FigureImage, GraphView, banner_html, button, pre, table, task_lines
+from ._view import (
+    FONT,
+    App,
+    FigureImage,
+    GraphView,
+    banner_html,
+    button,
+    pre,
+    spaced,
+    table,
+    task_lines,
+)
 from ._whereabouts import read_results, whereabouts
 
 AUTO_LIMIT = 100_000
@@ -77,7 +88,7 @@ class SchedulerPlayground(App):
         self.timeline_button.observe(lambda ch: self.show_timeline(ch["new"]), names="value")
         self.task_buttons: dict[str, w.Button] = {}
         self.task_words: dict[str, w.HTML] = {}
-        self.task_box = w.VBox(layout=w.Layout(gap="4px"))
+        self.task_box = w.VBox(layout=spaced(4))
         self.last_task = ""
         self.design_buttons = w.ToggleButtons(options=list(designs), value=design,
                                               description="design",
@@ -100,9 +111,9 @@ class SchedulerPlayground(App):
                    f"parked)</div>"),
             self.task_box,
             w.HBox([self.undo_button, self.reset_button, self.timeline_button],
-                   layout=w.Layout(gap="4px")),
+                   layout=spaced(4)),
             self.graph.figure.image, self.figure.image, self.timeline_box, self.info],
-            layout=w.Layout(gap="6px", overflow="visible"))
+            layout=spaced(6, overflow="visible"))
         self.widget.add_class("labkit-playground")
         self.banner.add_class("labkit-banner")
         self.header.add_class("labkit-header")
@@ -339,7 +350,7 @@ class SchedulerPlayground(App):
             b.on_click(lambda _, i=i: self.choose(self._slot_names[i]))
             words = w.HTML(layout=w.Layout(flex="1 1 auto", min_width="0"))
             words.add_class("labkit-task-words")
-            row = w.HBox([b, words], layout=w.Layout(gap="8px", align_items="center"))
+            row = w.HBox([b, words], layout=spaced(8, align_items="center"))
             self._pool.append((b, words, row))
             self._slot_names.append("")
         self._slot_names[slot] = name

@@ -15,7 +15,7 @@ from ..plot import plot_layers, plot_timeline
 from ..replication import DESIGNS
 from ..trace import format_schedule
 from ._session import Session, describe_event, discard
-from ._view import FONT, App, FigureImage, banner_html, button, pre, table
+from ._view import FONT, App, FigureImage, banner_html, button, pre, spaced, table
 from ._whereabouts import read_results, span, whereabouts
 
 
@@ -101,11 +101,11 @@ class RaceReplay(App):
         self.widget = w.VBox([
             w.HTML(f"<div style='{FONT}'><b>Race replay</b> — every interleaving checked, a "
                    f"counterexample replayed</div>"), self.verdicts,
-            w.HBox([self.picker, self.load_button], layout=w.Layout(gap="6px")),
+            w.HBox([self.picker, self.load_button], layout=spaced(6)),
             w.HBox([self.prev_button, self.slider, self.next_button],
-                   layout=w.Layout(gap="4px", align_items="center")),
+                   layout=spaced(4, align_items="center")),
             self.banner, self.parked, self.figure.image, self.timeline_figure.image,
-            self.info], layout=w.Layout(gap="6px", overflow="visible"))
+            self.info], layout=spaced(6, overflow="visible"))
         self.widget.add_class("labkit-racereplay")
         self.banner.add_class("labkit-banner")
         self.parked.add_class("labkit-parked")

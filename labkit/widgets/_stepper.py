@@ -16,7 +16,18 @@ from ..plot import plot_layers
 from ..scenario import Command
 from ..steps import workflow_step
 from ._session import Session, Source, describe_event
-from ._view import FONT, App, FigureImage, GraphView, button, parked_lines, pre, table, task_lines
+from ._view import (
+    FONT,
+    App,
+    FigureImage,
+    GraphView,
+    button,
+    parked_lines,
+    pre,
+    spaced,
+    table,
+    task_lines,
+)
 from ._whereabouts import Stage, stage
 
 RUN_LIMIT = 100_000
@@ -92,10 +103,10 @@ class WorkflowStepper(App):
             self.step_label,
             w.HBox([self.step_button, self.expand_button, self.undo_button,
                     self.reset_button, self.run_button],
-                   layout=w.Layout(flex_flow="row wrap", gap="4px")),
+                   layout=spaced(4, flex_flow="row wrap")),
             self.figure.image, self.parked, self.graph.figure.image, self.narration,
             self.status],
-            layout=w.Layout(gap="6px", overflow="visible"))
+            layout=spaced(6, overflow="visible"))
         self.widget.add_class("labkit-stepper")
         self.step_label.add_class("labkit-step-label")
         self.parked.add_class("labkit-parked")

@@ -104,6 +104,16 @@ def button(description: str, *, tooltip: str = "", style: str = "",
                     layout=w.Layout(width="auto", min_width="max-content"))
 
 
+def spaced(gap_px: int, **layout: Any) -> w.Layout:
+    """A box layout whose children are ``gap_px`` apart.
+
+    ipywidgets 8.1's ``Layout`` has no ``gap`` (a ``gap=`` is dropped, with only a
+    DeprecationWarning); CSS ``grid-gap`` is ``gap``'s legacy alias, and spaces the
+    children of a flex box (HBox, VBox) as well as a grid's.
+    """
+    return w.Layout(grid_gap=f"{gap_px}px", **layout)
+
+
 #: Text in the widgets: never below 12 CSS px (the workshop projector).
 FONT = "font-size:13px;line-height:1.35"
 
