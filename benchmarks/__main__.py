@@ -105,9 +105,16 @@ def _exploration_rows(results: list[dict[str, Any]]) -> list[Row]:
 
 
 def _interactivity_rows(results: list[dict[str, Any]]) -> list[Row]:
-    return [(f"3 {r['widget']} Step, {r['cells']} cells: p50 / p95",
-             f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms",
-             f"p95 ≤ {r['target_p95_ms']:.0f} ms", _met(r["met"])) for r in results]
+    rows: list[Row] = []
+    for r in results:
+        rows.append((f"3 {r['widget']} Step, {r['cells']} cells: p50 / p95",
+                     f"{r['p50_ms']:.1f} / {r['p95_ms']:.1f} ms",
+                     f"p95 ≤ {r['target_p95_ms']:.0f} ms", _met(r["met"])))
+        if "last_image_p95_ms" in r:  # in the browser: also until the click's last image
+            rows.append(("  … until every image of the click: p50 / p95",
+                         f"{r['last_image_p50_ms']:.1f} / {r['last_image_p95_ms']:.1f} ms",
+                         "", ""))
+    return rows
 
 
 def _notebook_rows(nb: dict[str, Any] | None) -> list[Row]:

@@ -363,14 +363,23 @@ class Task:
     its end: where the task is parked, for widgets and the explorer to read.
     """
 
-    __slots__ = ("_exception", "_result", "blocked_on", "co_queue_wakeup", "coro", "kernel",
-                 "name", "state", "suspended", "tid")
+    __slots__ = ("_exception", "_make", "_result", "blocked_on", "co_queue_wakeup", "coro",
+                 "kernel", "name", "state", "suspended", "tid")
 
-    def __init__(self, kernel: Kernel, tid: int, name: str, coro: Coroutine[Any, Any, Any]):
+    def __init__(self, kernel: Kernel, tid: int, name: str, coro: Coroutine[Any, Any, Any]
+                 | Callable[[], Coroutine[Any, Any, Any]]):
         self.kernel = kernel
         self.tid = tid
         self.name = name
-        self.coro = coro
+        # Given a function, the coroutine is made when the task first runs: a task that
+        # never runs (its lab dropped by a widget's Reset, a cell run again, a run cut
+        # short) then has no coroutine for Python to warn "was never awaited" about.
+        self.coro: Coroutine[Any, Any, Any] | None = None
+        self._make: Callable[[], Coroutine[Any, Any, Any]] | None = None
+        if callable(coro):
+            self._make = coro
+        else:
+            self.coro = coro
         self.state = RUNNABLE
         self.blocked_on: Any = None
         self.suspended: _Suspend | None = None
@@ -379,6 +388,25 @@ class Task:
         # co->co_queue_wakeup: the tasks this one woke, entered right after its next
         # yield or end (the kernel owns the list; see Kernel.wake).
         self.co_queue_wakeup: list[Task] = []
+
+    def make_coroutine(self) -> Coroutine[Any, Any, Any]:
+        """The task's coroutine, made now if the task was spawned with a function."""
+        if self.coro is None:
+            if self._make is None:
+                raise StateError(f"task {self.name} was closed before it ran")
+            self.coro, self._make = self._make(), None
+        return self.coro
+
+    def close(self) -> None:
+        """Abandon the task if it has not finished: close its coroutine (its ``finally``
+        blocks run, as when Python collects a suspended coroutine)."""
+        self._make = None
+        coro = self.coro
+        if coro is not None and not self.done:
+            try:
+                coro.close()
+            except Exception:  # a coroutine that refuses to close: nothing to keep
+                pass
 
     def __repr__(self) -> str:
         extra = f" on {self.why_blocked}" if self.state == BLOCKED else ""
@@ -646,10 +674,15 @@ class Kernel:
                     instrument.on_event(event)
 
     # Tasks -----------------------------------------------------------------
-    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]) -> Task:
-        """Create a runnable task named ``name`` (names are unique: schedules use them)."""
+    def spawn(self, name: str, coro: Coroutine[Any, Any, Any]
+              | Callable[[], Coroutine[Any, Any, Any]]) -> Task:
+        """Create a runnable task named ``name`` (names are unique: schedules use them).
+
+        ``coro`` is a coroutine, or a function that makes it when the task first runs.
+        """
         if name in self.tasks:
-            coro.close()
+            if not callable(coro):
+                coro.close()
             raise StateError(f"a task named {name!r} exists already; task names must be unique")
         task = Task(self, len(self.tasks), name, coro)
         self.tasks[name] = task
@@ -696,6 +729,12 @@ class Kernel:
             return (f"{woken.name} was woken{by} and runs at once "
                     f"(qemu_co_queue_run_restart); {name} cannot run here")
         return ""
+
+    def close(self) -> None:
+        """Abandon the run: close the coroutine of every unfinished task (a lab replaced
+        by a rebuild, a run cut short).  The kernel is not stepped again."""
+        for task in self.tasks.values():
+            task.close()
 
     def blocked(self) -> list[Task]:
         """The blocked tasks, in the order they were spawned."""
@@ -784,11 +823,12 @@ class Kernel:
         if self.instruments:
             for instrument in self.instruments:
                 instrument.before_step(task)
+        coro = task.coro or task.make_coroutine()
         prev = _current
         _current = task
         task.suspended = None
         try:
-            request = task.coro.send(None)
+            request = coro.send(None)
         except StopIteration as stop:
             task.end(result=stop.value)
             self.record(task.name, "done")

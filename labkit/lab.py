@@ -212,7 +212,7 @@ class Lab:
     # --- tasks --------------------------------------------------------------------
     def _spawn(self, kind: str, coro_fn: Callable[[str], Coroutine[Any, Any, Any]]) -> Task:
         name = self._names.peek(kind)
-        task = self.kernel.spawn(name, coro_fn(name))
+        task = self.kernel.spawn(name, lambda: coro_fn(name))
         self._names.take(kind)  # counted only once the task exists
         return task
 

@@ -322,7 +322,7 @@ class ReplicationNode(BlockNode):
         task = current_task()
         assert task is not None, "replication_stop runs inside a labkit task"
         n = sum(1 for name in task.kernel.tasks if name.startswith("commit#")) + 1
-        self.commit_task = task.kernel.spawn(f"commit#{n}", self.commit_job.run())
+        self.commit_task = task.kernel.spawn(f"commit#{n}", self.commit_job.run)
         emit("replication-failover", self.name, detail=f"commit#{n} started: "
                                                         f"{self.active_disk.name} -> "
                                                         f"{self.secondary_disk.name}")

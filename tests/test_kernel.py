@@ -438,3 +438,63 @@ def test_replay_rejects_a_schedule_that_picks_another_task_after_the_wakeup():
     assert ("nbd-write#1 was woken by vm-read#1 and runs at once (qemu_co_queue_run_restart); "
             "vm-read#2 cannot run here") in str(exc.value)
     assert lk.replay(WAKE_SCENARIO, schedule, design="2.8").schedule == schedule
+
+
+def test_a_dropped_lab_with_tasks_never_run_warns_nothing():
+    """A widget's Reset drops a lab whose queued tasks never ran: no "coroutine ... was
+    never awaited" RuntimeWarning reaches the notebook."""
+    import gc
+    import warnings
+
+    import labkit as lk
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lab = lk.build_secondary(size="1M")
+        lab.start()
+        lab.vm_read(0, 4096)
+        lab.primary_write(0, 4096, 0xBB)
+        del lab
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)] == []
+
+
+def test_event_log_reads_like_a_list_of_events():
+    """The flat trace (Event.FIELDS per event in one list) indexes, slices and compares
+    like the list of Events it stands for."""
+    from labkit.kernel import Event, EventLog
+
+    events = [Event(i, f"t{i}", "run", "n", i * 512, 512, f"d{i}", "op") for i in range(5)]
+    log = EventLog(events)
+    assert len(log) == 5 and list(log) == events and log == events
+    assert log[-1] == events[-1] and log[1:4] == events[1:4] and log[::-2] == events[::-2]
+    with pytest.raises(IndexError):
+        log[5]
+    with pytest.raises(IndexError):
+        log[-6]
+    log[2] = Event(2, "x", "wake")
+    assert log[2] == Event(2, "x", "wake") and log[3] == events[3]
+    assert log.record("y", "done", "", -1, -1, "", "") == 5 and log[5].task == "y"
+
+
+def test_a_task_spawned_with_a_function_makes_its_coroutine_when_it_first_runs():
+    made = []
+
+    async def body() -> int:
+        return 7
+
+    def make():
+        made.append(1)
+        return body()
+
+    k = Kernel()
+    task = k.spawn("t#1", make)
+    assert made == [] and task.coro is None
+    k.run()
+    assert made == [1] and task.result == 7
+
+    k2 = Kernel()
+    k2.spawn("t#1", make)
+    k2.close()
+    with pytest.raises(StateError, match="t#1 was closed before it ran"):
+        k2.step()

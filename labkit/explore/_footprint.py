@@ -97,8 +97,7 @@ def woken_run_at_once() -> bool:
         kernel.step()
     if not ran and kernel.runnable():
         kernel.step()
-    for task in kernel.tasks.values():
-        task.coro.close()
+    kernel.close()
     return bool(ran) and (len(offered) < 4 or "waker#1" not in offered[3])
 
 

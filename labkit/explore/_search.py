@@ -398,9 +398,4 @@ class Search:
 
 def discard(lab: Any) -> None:
     """Close the coroutines of tasks a run left unfinished (cut short or deadlocked)."""
-    for task in lab.kernel.tasks.values():
-        if not task.done:
-            try:
-                task.coro.close()
-            except BaseException:
-                pass
+    lab.kernel.close()

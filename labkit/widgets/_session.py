@@ -143,12 +143,7 @@ class Session:
 
 def discard(lab: Lab) -> None:
     """Close the coroutines of a lab's unfinished tasks (a lab replaced by a rebuild)."""
-    for task in lab.kernel.tasks.values():
-        if not task.done:
-            try:
-                task.coro.close()
-            except Exception:  # a coroutine that refuses to close: nothing to keep
-                pass
+    lab.kernel.close()
 
 
 def describe_event(e: Event) -> str:
