@@ -7,9 +7,9 @@ Two figures, on the six shipped race scenarios (``canonical``, ``straddle``,
 * the whole race comparison (:func:`labkit.qemu.compare_races` on each: every
   forceable order on the simulator and on a fresh QEMU with blkdebug), wall
   time — target under 60 s on the 2-core machine;
-* orders per second on QEMU alone: every forceable order played with
-  :func:`labkit.qemu._races.run_on_qemu` (QEMU start, prefix, the forced
-  order — a blocked request costs ``BLOCK_WAIT`` — suffix, dumps, stop).
+* orders per second on QEMU alone: the QEMU side of the same comparison
+  (``OrderResult.qemu.seconds``: QEMU start, prefix, the forced order — a
+  blocked request costs ``BLOCK_WAIT`` — suffix, dumps, stop).
 
 ``python -m benchmarks.qemu_races`` prints the figures and a JSON line.
 """
@@ -29,11 +29,7 @@ _KEYS = ("size", "block", "hidden_cluster", "active_cluster", "fill")
 
 def run(log: Callable[[str], None] = print) -> dict[str, Any]:
     from labkit import scenarios
-    from labkit.qemu import compare_races, qemu_available
-    from labkit.qemu._pause import reachable, split
-    from labkit.qemu._races import BLOCK_WAIT, run_on_qemu
-    from labkit.qemu._run import qemu_config
-    from labkit.scenario import parse
+    from labkit.qemu import BLOCK_WAIT, compare_races, qemu_available
 
     reason = qemu_available()
     if reason is not None:
@@ -42,6 +38,8 @@ def run(log: Callable[[str], None] = print) -> dict[str, Any]:
     per: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     orders = disagreeing = 0
+    qemu_s = 0.0
+    blocked = 0
     for name in SHIPPED:
         text = scenarios.load(name)
         cfg = {k: v for k, v in scenarios.config(text).items() if k in _KEYS}
@@ -52,21 +50,13 @@ def run(log: Callable[[str], None] = print) -> dict[str, Any]:
                     "seconds": round(time.perf_counter() - s0, 2)})
         orders += len(c.results)
         disagreeing += len(c.disagreeing)
+        # QEMU's side alone: each order's fresh QEMU, its I/O and its blocked waits
+        qemu_s += sum(r.qemu.seconds for r in c.results)
+        blocked += sum(len(r.qemu.blocked) for r in c.results)
         log(f"  {name}: {len(c.results)} orders, {len(c.disagreeing)} disagreeing, "
             f"{per[-1]['seconds']:.1f} s")
     whole = time.perf_counter() - t0
-    qemu_s = 0.0
-    qemu_orders = blocked = 0
-    for name in SHIPPED:
-        text = scenarios.load(name)
-        cfg = qemu_config(**{k: v for k, v in scenarios.config(text).items() if k in _KEYS})
-        rs = split(parse(text, block=cfg["block"], size=cfg["size"]))
-        for o in reachable(rs, cfg):
-            s0 = time.perf_counter()
-            side = run_on_qemu(rs, o, cfg)
-            qemu_s += time.perf_counter() - s0
-            qemu_orders += 1
-            blocked += len(side.blocked)
+    qemu_orders = orders
     result = {
         "available": True,
         "scenarios": per,

@@ -48,6 +48,7 @@ from labkit.qemu._cleanup import (
 from labkit.qemu._pause import PLACES, Place, RaceOrder, SimulatorHold
 from labkit.qemu._races import (
     BLKDEBUG_NOTE,
+    BLOCK_WAIT,
     OrderResult,
     RaceComparison,
     compare_races,
@@ -57,6 +58,7 @@ from labkit.qemu._races import (
 
 __all__ += [
     "BLKDEBUG_NOTE",
+    "BLOCK_WAIT",
     "PLACES",
     "OrderResult",
     "Place",

@@ -131,6 +131,9 @@ class SideResult:
     waits_at: dict[str, str] = field(default_factory=dict)
     witness: dict[str, str] = field(default_factory=dict)  # the same, in words
     version: str = ""  # QEMU's version (QEMU side only)
+    #: wall-clock seconds this side took (for benchmarks; never in to_json(), whose
+    #: output is compared byte for byte)
+    seconds: float = 0.0
 
     def to_json(self, original: bytes | None = None) -> dict[str, Any]:
         return {

@@ -524,8 +524,11 @@ def compare_races(text: str | Scenario, *, size: int | str | None = None,
         raise QemuNotAvailable(reason)
     result = RaceComparison(scenario, dict(config, design=design, era="7.2"))
     for o in orders:
+        t0 = time.perf_counter()
         sim = run_on_simulator(rs, o, config, design)
+        t1 = time.perf_counter()
         qem = run_on_qemu(rs, o, config, timeout=timeout, qemu=qemu)
+        sim.seconds, qem.seconds = t1 - t0, time.perf_counter() - t1
         result.results.append(OrderResult(o, sim, qem, compare_sides(o, sim, qem,
                                                                      config["block"])))
         result.qemu_version = result.qemu_version or qem.version
