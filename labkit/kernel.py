@@ -662,7 +662,8 @@ class Kernel:
 
     # Recording -----------------------------------------------------------
     def record(self, task: str, kind: str, node: str = "", offset: int = -1, length: int = -1,
-               detail: str = "", op: str = "") -> None:
+               detail: str = "", op: str = "") -> int:
+        """Record an event (if tracing) and hand it to the instruments; its seq, or -1."""
         seq = self.trace.record(task, kind, node, offset, length, detail, op) \
             if self.tracing else -1
         if self.instruments:
@@ -672,6 +673,7 @@ class Kernel:
                     if event is None:
                         event = Event(seq, task, kind, node, offset, length, detail, op)
                     instrument.on_event(event)
+        return seq
 
     # Tasks -----------------------------------------------------------------
     def spawn(self, name: str, coro: Coroutine[Any, Any, Any]
@@ -801,8 +803,7 @@ class Kernel:
             task = chosen
             self._ready.remove(task)
         self.schedule.append(task.name)
-        self.record(task.name, "run")
-        decision = Event(len(self.trace) - 1 if self.tracing else -1, task.name, "run")
+        decision = Event(self.record(task.name, "run"), task.name, "run")
         self._resume(task)
         return decision
 
