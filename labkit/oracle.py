@@ -11,6 +11,13 @@ and never looks at the engine's layers to compute it.
   and the write are concurrent; either order is correct).
 * After failover, the secondary disk must equal that view: the primary's
   un-checkpointed writes reverted, the VM's writes kept.
+* Two VM writes that overlap in space and in time race each other: the disk
+  keeps the bytes of whichever *lands* last, which need not be the one that
+  *completes* last (QEMU does not order a guest's overlapping writes; qcow2
+  may put one write's data down, then another's, then finish the first).  The
+  view takes the last to complete, and a later read, or the failover check,
+  may see the other's bytes there too — until a VM write that raced with
+  neither covers them, or a checkpoint resets the view.
 * A primary write that lands *while* the failover commit runs races the
   commit (COLO never sends one: it fails over when the primary is gone), so
   COLO promises nothing for its bytes: either the VM's view or the written
@@ -92,6 +99,11 @@ class Oracle:
         self.violations: list[Violation] = []
         self._reads: dict[str, _ReadWatch] = {}
         self._vm_writes: dict[str, tuple[int, int, int]] = {}
+        # For each VM write in flight, the overlapping VM writes it raced with so far
+        # (in flight with it, done or not); and the bytes such races left ambiguous:
+        # (offset, length, byte) that a read may also return (see the docstring).
+        self._vm_races: dict[str, list[tuple[int, int, int]]] = {}
+        self._vm_ambiguous: list[tuple[int, int, int]] = []
         self._primary_log: list[tuple[str, int, int, int]] = []  # name, off, len, byte
 
     # --- history --------------------------------------------------------------
@@ -102,6 +114,7 @@ class Oracle:
     def checkpoint(self) -> None:
         self.view = self.secondary.copy()
         self._primary_log.clear()
+        self._vm_ambiguous.clear()  # the VM's writes are gone from its view
 
     def stopped(self) -> None:
         """A stop without failover: replication no longer promises anything."""
@@ -132,6 +145,12 @@ class Oracle:
 
     def vm_write_started(self, name: str, offset: int, length: int, byte: int) -> None:
         touch(VIEW, offset, offset + length, True)
+        mine: list[tuple[int, int, int]] = []
+        for other, (o_off, o_len, o_byte) in self._vm_writes.items():
+            if offset < o_off + o_len and o_off < offset + length:  # they race
+                mine.append((o_off, o_len, o_byte))
+                self._vm_races[other].append((offset, length, byte))
+        self._vm_races[name] = mine
         self._vm_writes[name] = (offset, length, byte)
         for watch in self._reads.values():
             if offset < watch.offset + watch.length and watch.offset < offset + length:
@@ -139,9 +158,17 @@ class Oracle:
 
     def vm_write_done(self, name: str, ok: bool) -> None:
         offset, length, byte = self._vm_writes.pop(name)
+        raced = self._vm_races.pop(name)
         touch(VIEW, offset, offset + length, True)
         if ok:
             self.view.fill(offset, length, byte)
+            # its bytes replace what earlier races left open, except where it raced too
+            self._vm_ambiguous = [p for a in self._vm_ambiguous
+                                  for p in _minus(a, offset, length)]
+            for r_off, r_len, r_byte in raced:
+                lo, hi = max(offset, r_off), min(offset + length, r_off + r_len)
+                if lo < hi and r_byte != byte:
+                    self._vm_ambiguous.append((lo, hi - lo, r_byte))
             if self.failed_over:
                 touch(PRIMARY, offset, offset + length, True)
                 self.secondary.fill(offset, length, byte)
@@ -149,7 +176,8 @@ class Oracle:
     def vm_read_started(self, name: str, offset: int, length: int) -> None:
         touch(VIEW, offset, offset + length, False)
         watch = _ReadWatch(offset, length, self.view.read(offset, length))
-        for w_off, w_len, byte in [*self._vm_writes.values(), *self._racing]:
+        for w_off, w_len, byte in [*self._vm_writes.values(), *self._racing,
+                                   *self._vm_ambiguous]:
             if w_off < offset + length and offset < w_off + w_len:
                 watch.alternatives.append((w_off, w_len, byte))
         self._reads[name] = watch
@@ -192,12 +220,15 @@ class Oracle:
         got = np.frombuffer(secondary_disk, dtype=np.uint8)
         view = self.view.to_array()
         bad = got != view
-        for off, length, byte in self._racing:  # either value is correct: keep the disk's
+        # either value is correct where a write raced (the commit, or another VM write):
+        # keep the disk's
+        for off, length, byte in [*self._racing, *self._vm_ambiguous]:
             span = slice(off, off + length)
             ok = got[span] == byte
             bad[span] &= ~ok
             self.view.write(off, np.where(ok, got[span], view[span]).astype(np.uint8))
         self._racing.clear()
+        self._vm_ambiguous.clear()
         idx = np.flatnonzero(bad)
         self.secondary = self.view.copy()  # from now on the VM and the primary share this disk
         self._primary_log.clear()
@@ -217,3 +248,16 @@ class Oracle:
             if off <= offset < off + length and b == byte:
                 return f" (primary data from {name}, written after the checkpoint)"
         return ""
+
+
+def _minus(piece: tuple[int, int, int], offset: int, length: int) -> list[tuple[int, int, int]]:
+    """``piece`` (offset, length, byte) without the bytes ``[offset, offset + length)``."""
+    p_off, p_len, byte = piece
+    out = []
+    if p_off < offset:
+        out.append((p_off, min(p_len, offset - p_off), byte))
+    end = offset + length
+    if p_off + p_len > end:
+        start = max(p_off, end)
+        out.append((start, p_off + p_len - start, byte))
+    return out
