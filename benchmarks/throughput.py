@@ -125,7 +125,7 @@ def run(seed: int = SEED, log: Callable[[str], None] = print) -> dict[str, Any]:
                 run_child("benchmarks.throughput", mode, str(seed)))
     ratios = [a["ops_per_s"] / b["ops_per_s"] for a, b in zip(offs, ons, strict=True)]
     tracing_cost = statistics.median(ratios)
-    traced = ons[ratios.index(sorted(ratios)[len(ratios) // 2])]
+    traced = ons[sorted(range(len(ratios)), key=ratios.__getitem__)[len(ratios) // 2]]
     log(f"  simulator (tracing on): {traced['ops_per_s']:,.0f} ops/s in the median pair; "
         f"tracing off / on: {tracing_cost:.2f}×, the median of {TRACING_ROUNDS} pairs "
         f"(target ≤ {TARGET_TRACING}×; the pairs: {', '.join(f'{x:.2f}' for x in ratios)})")

@@ -239,14 +239,17 @@ class EventLog(Sequence[Event]):
         j = i * _STRIDE
         return Event(*self._flat[j:j + _STRIDE])
 
-    def __getitem__(self, index):
+    def _index(self, index: int) -> int:
         n = len(self._flat) // _STRIDE
-        if isinstance(index, slice):
-            return [self._at(i) for i in range(*index.indices(n))]
         i = index + n if index < 0 else index
         if not 0 <= i < n:
             raise IndexError(f"trace index {index} out of range ({n} events)")
-        return self._at(i)
+        return i
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(len(self)))]
+        return self._at(self._index(index))
 
     def __iter__(self):
         flat = self._flat
@@ -254,10 +257,7 @@ class EventLog(Sequence[Event]):
             yield Event(*flat[j:j + _STRIDE])
 
     def __setitem__(self, index: int, event: Event) -> None:
-        n = len(self._flat) // _STRIDE
-        i = index + n if index < 0 else index
-        if not 0 <= i < n:
-            raise IndexError(f"trace index {index} out of range ({n} events)")
+        i = self._index(index)
         self._flat[i * _STRIDE:(i + 1) * _STRIDE] = _row(event)
 
     def __eq__(self, other: object) -> bool:

@@ -152,9 +152,7 @@ class Oracle:
                 self._vm_races[other].append((offset, length, byte))
         self._vm_races[name] = mine
         self._vm_writes[name] = (offset, length, byte)
-        for watch in self._reads.values():
-            if offset < watch.offset + watch.length and watch.offset < offset + length:
-                watch.alternatives.append((offset, length, byte))
+        self._overlaps_reads(offset, length, byte)
 
     def vm_write_done(self, name: str, ok: bool) -> None:
         offset, length, byte = self._vm_writes.pop(name)

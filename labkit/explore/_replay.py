@@ -24,7 +24,7 @@ from ..interpret import task_names
 from ..kernel import Policy, Task
 from ..lab import Lab, build_secondary
 from ..scenario import Scenario, parse
-from ._search import NondeterminismError, count_preemptions, discard
+from ._search import NondeterminismError, count_preemptions
 
 #: The task names a scenario can create, in spawn order (the interpreter's, one place).
 scenario_tasks = task_names
@@ -144,12 +144,12 @@ def replay_lab(scenario: Scenario, names: list[str], cfg: dict[str, Any],
     try:
         lab.play(scenario)
     except Deadlock:
-        discard(lab)
+        lab.kernel.close()
         if not allow_deadlock:
             raise
         return lab, policy
     except BaseException:
-        discard(lab)
+        lab.kernel.close()
         raise
     done = len(lab.kernel.schedule)
     if done < len(names) and not allow_deadlock:

@@ -258,7 +258,7 @@ class Search:
         except _Abort as abort:
             record.aborted = abort.why
         finally:
-            discard(lab)
+            lab.kernel.close()
         record.schedule = list(lab.kernel.schedule)
         # What was runnable at each schedule position: a node's tasks where a decision
         # was made, only the task that ran where the kernel made none.
@@ -395,7 +395,3 @@ class Search:
         pick = want if want in awake else (awake[0] if awake else initials[0])
         node.backtrack.append(pick)
 
-
-def discard(lab: Any) -> None:
-    """Close the coroutines of tasks a run left unfinished (cut short or deadlocked)."""
-    lab.kernel.close()

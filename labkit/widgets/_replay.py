@@ -14,7 +14,7 @@ from ..lab import Lab
 from ..plot import plot_layers, plot_timeline
 from ..replication import DESIGNS
 from ..trace import format_schedule
-from ._session import Session, describe_event, discard
+from ._session import Session, describe_event
 from ._view import FONT, App, FigureImage, banner_html, button, pre, spaced, table
 from ._whereabouts import read_results, span, whereabouts
 
@@ -72,7 +72,7 @@ class RaceReplay(App):
         self.plot = plot_layers(idle.lab, cols=cols, title="no counterexample loaded")
         self.timeline = plot_timeline(idle.lab, title="timeline",
                                       width=max(816, int(self.plot.fig.bbox.width)))
-        discard(idle.lab)
+        idle.lab.kernel.close()
         self.figure = FigureImage(self.plot)
         self.timeline_figure = FigureImage(self.timeline)
         self.verdicts = w.HTML(self._verdict_html())
@@ -132,7 +132,7 @@ class RaceReplay(App):
         self.schedule = list(v.schedule)
         self.full = self._replay(self.scenario, self.schedule, design=design, **self.config)
         if self.session is not None:
-            discard(self.session.lab)
+            self.session.lab.kernel.close()
         self.session = Session(self.scenario, {**self.config, "design": design})
         self.position = 0
         if self.picker.value != (design, index):

@@ -77,7 +77,7 @@ class Session:
                                "pass the scenario text (or a lab factory) to undo and reset")
         prefix = list(prefix)
         if getattr(self, "lab", None) is not None:
-            discard(self.lab)
+            self.lab.kernel.close()
         if self.scenario is not None:
             self.lab = build_secondary(policy=Scripted(prefix), **self.config)
             self.run = ScenarioRun(self.lab, self.scenario)
@@ -139,11 +139,6 @@ class Session:
             inside = "; ".join(c.text for c in cur.commands)
             return f"scenario line {cur.line}: par {{ {inside} }}"
         return f"scenario line {cur.line}: {cur.text}"
-
-
-def discard(lab: Lab) -> None:
-    """Close the coroutines of a lab's unfinished tasks (a lab replaced by a rebuild)."""
-    lab.kernel.close()
 
 
 def describe_event(e: Event) -> str:
