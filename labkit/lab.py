@@ -115,7 +115,7 @@ class Lab:
             initial = ConstantFill(int(fill))
         self._original: bytes | None = None
         self.kernel = Kernel(policy)
-        self.graph = BlockGraph()
+        self.graph = BlockGraph(era)
         self.secondary = self.graph.add(RawNode("secondary-disk", size, fill=initial))
         self.hidden = self.graph.add(Qcow2Node("hidden", size, hidden_cluster,
                                                backing=self.secondary))
@@ -123,7 +123,7 @@ class Lab:
                                                backing=self.hidden))
         self.top = ReplicationNode(
             "colo-top", self.active, self.graph, mode="secondary", top_id="colo-top",
-            design=design, era=era, backup_cluster_override=backup_cluster)
+            design=design, backup_cluster_override=backup_cluster)
         self.graph.add(self.top)
         self.nbd = NBDServer()
         self.export = self.nbd.add(self.secondary, "secondary", writable=True)
@@ -295,7 +295,10 @@ class Lab:
                     if after is not None:
                         after(name)
                 finally:
-                    bdrv_drained_end(nodes, name)
+                    # with any node the command added (the copy-before-write filter
+                    # inserted by start joins the section drained)
+                    bdrv_drained_end(nodes + [n for n in self.graph.nodes.values()
+                                              if n not in nodes], name)
             finally:
                 self.monitor.unlock()
 

@@ -175,6 +175,10 @@ class ChunkStore:
         """How many chunks are held (the memory used is about ``chunks * CHUNK``)."""
         return len(self._chunks)
 
+    def holds(self, chunk: int) -> bool:
+        """Whether chunk number ``chunk`` was written (else it reads as the base)."""
+        return chunk in self._chunks
+
     # --- reading -----------------------------------------------------------------
     def read(self, offset: int, nbytes: int) -> np.ndarray:
         """A fresh array of the bytes at ``[offset, offset + nbytes)``."""
