@@ -28,7 +28,6 @@ import pytest
 import labkit as lk
 from labkit.cli import main
 from labkit.errors import LabkitError, ScenarioError
-from labkit.jobs import BackupJob
 from labkit.qemu import (
     BackendError,
     Comparison,
