@@ -118,6 +118,40 @@ class Deadlock(LabkitError):
         super().__init__(f"deadlock: no task can run, {len(blocked)} blocked: {lines}")
 
 
+class ForeignAwaitError(StateError, TypeError):
+    """A labkit task awaited something that is not a labkit scheduling point.
+
+    labkit's kernel is its own loop (never asyncio's): a task may await only
+    ``sched_point()``, a ``CoQueue`` or a ``CoMutex``.  As trio does, the kernel
+    throws this error into the task at the foreign ``await``; the task fails
+    with it and ``Kernel.step()`` / ``run()`` raise it.  Also a ``TypeError``.
+    """
+
+    def __init__(self, task: str, awaited: object) -> None:
+        self.task = task
+        self.awaited = awaited
+        super().__init__(
+            f"task {task} awaited {awaited!r}, which is not a labkit scheduling point: "
+            f"labkit tasks run on labkit's own kernel (not asyncio's or trio's loop) and may "
+            f"only await sched_point(), a CoQueue or a CoMutex")
+
+
+class InstrumentWarning(RuntimeWarning):
+    """A kernel instrument raised: the kernel removed it and ran on without it.
+
+    ``instrument``, ``hook`` (``before_step``...) and ``exception`` say which
+    and why; the task that was running keeps its own outcome.
+    """
+
+    def __init__(self, instrument: object, hook: str, exception: BaseException) -> None:
+        self.instrument = instrument
+        self.hook = hook
+        self.exception = exception
+        super().__init__(f"instrument {instrument!r} raised {type(exception).__name__}: "
+                         f"{exception} in {hook}(); it was removed from the kernel (the run "
+                         f"goes on without it)")
+
+
 class TaskFailed(LabkitError):
     """Reading the result of a task that ended with an error; ``__cause__`` is it."""
 

@@ -554,7 +554,7 @@ def test_an_instrument_sees_every_declared_access_and_step() -> None:
 
     lab = lk.build_secondary(size="128K", design="2.8")
     log = Log()
-    lab.kernel.instruments.append(log)
+    lab.kernel.add_instrument(log)
     lab.kernel.tracing = False
     lab.play(CANONICAL)
     assert log.steps == len(lab.schedule) and not lab.trace

@@ -122,7 +122,7 @@ class _Policy(Policy):
     def attach(self, lab: Any) -> None:
         if self.search.reduction != "none":
             self.recorder = StepRecorder(self.search.interner, lab.kernel)
-            lab.kernel.instruments.append(self.recorder)
+            lab.kernel.add_instrument(self.recorder)
 
     def finish_previous(self) -> None:
         """Close the step that ran last (its footprint, its node's done set)."""
