@@ -45,7 +45,6 @@ from .errors import (
     ArgumentError,
     BlockError,
     ConfigError,
-    LabkitError,
     ReplicationError,
     StateError,
 )
@@ -633,14 +632,13 @@ def build_secondary(size: int | str = "1M", block: int | str = "4K",
 
 def build_lab(config: LabConfig, policy: str | Policy | None = "fifo") -> Lab:
     """The secondary a checked :class:`~labkit.config.LabConfig` describes."""
-    chosen = _policy(policy)
-    try:
-        return Lab(size=config.size, block=config.block, hidden_cluster=config.hidden_cluster,
-                   active_cluster=config.active_cluster, design=config.design,
-                   fill=config.fill, policy=chosen, era=config.era,
-                   backup_cluster=config.backup_cluster)
-    except LabkitError as exc:
-        raise ConfigError(str(exc)) from None
+    # No catch-all re-labelling here: the config is checked already, so an error from
+    # building the graph is the engine's own (a GraphError, a StateError...) and keeps its
+    # class and traceback.
+    return Lab(size=config.size, block=config.block, hidden_cluster=config.hidden_cluster,
+               active_cluster=config.active_cluster, design=config.design,
+               fill=config.fill, policy=_policy(policy), era=config.era,
+               backup_cluster=config.backup_cluster)
 
 
 def run_scenario(text: str | Scenario, **config: Any) -> Lab:
