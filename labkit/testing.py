@@ -14,8 +14,12 @@ from .block import BlockNode
 from .kernel import Kernel, Policy
 from .lab import index_fill as index_pattern
 
-__all__ = ["ProcessInfo", "child_processes", "index_pattern", "need", "process_state", "run",
-           "snapshot"]
+__all__ = ["CI_EXAMPLES", "ProcessInfo", "child_processes", "examples", "index_pattern", "need",
+           "process_state", "run", "snapshot"]
+
+#: ``max_examples`` of the "ci" hypothesis profile (tests/conftest.py): a property's
+#: size is written for it and scales with the profile loaded.
+CI_EXAMPLES = 100
 
 
 def run(coro: Coroutine[Any, Any, Any], name: str = "test#1",
@@ -27,6 +31,14 @@ def run(coro: Coroutine[Any, Any, Any], name: str = "test#1",
     if task.exception is not None:
         raise task.exception
     return task.result
+
+
+def examples(at_ci: int) -> int:
+    """A property's ``max_examples``: ``at_ci`` under the "ci" hypothesis profile, scaled
+    by the loaded profile (``pytest --hypothesis-profile=thorough`` runs ~67× more)."""
+    from hypothesis import settings  # a test dependency: imported only by tests
+
+    return max(1, at_ci * settings.default.max_examples // CI_EXAMPLES)
 
 
 def snapshot(*nodes: BlockNode) -> list[tuple[str, bytes, bytes, int, int]]:
