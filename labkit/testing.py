@@ -38,7 +38,8 @@ def examples(at_ci: int) -> int:
     by the loaded profile (``pytest --hypothesis-profile=thorough`` runs ~67× more)."""
     from hypothesis import settings  # a test dependency: imported only by tests
 
-    return max(1, at_ci * settings.default.max_examples // CI_EXAMPLES)
+    loaded = settings()  # the loaded profile's values
+    return max(1, at_ci * loaded.max_examples // CI_EXAMPLES)
 
 
 def snapshot(*nodes: BlockNode) -> list[tuple[str, bytes, bytes, int, int]]:
