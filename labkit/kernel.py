@@ -14,16 +14,18 @@ interleave only where a coroutine *yields* (an I/O it waits for, a lock or a
   list, so they become runnable only when the waker next yields or ends.
 * :class:`CoMutex` is the 2.8 ``CoMutex`` built on a CoQueue.
 
-**The wake rule** (``qemu_coroutine_enter`` → ``qemu_co_queue_run_restart``,
-facts §1.7 and §8.6): as soon as the waker yields or ends, every task it woke
-is entered at once, in FIFO order, each running to its own next scheduling
-point — and the tasks *it* woke run in turn, depth first — before anything
-else runs.  labkit gives each of these *forced* steps its own position in the
-schedule (so a schedule still names every step), but at that position the
-policy is offered exactly one task, the woken one: no policy, playground
-button or explorer branch can pick another task there, and a script that
-names another task gets a :class:`~labkit.errors.ScheduleError` saying why
-(:meth:`Kernel.why_not_runnable`).  A forced step is never a preemption and
+**The wake rule** (util/qemu-coroutine.c, ``qemu_coroutine_enter``: when the
+entered coroutine yields or ends, ``qemu_co_queue_run_restart`` in
+util/qemu-coroutine-lock.c enters its ``co_queue_wakeup`` list): as soon as
+the waker yields or ends, every task it woke is entered at once, in FIFO
+order, each running to its own next scheduling point — and the tasks *it* woke
+run in turn, depth first — before anything else runs. labkit gives each of
+these *forced* steps its own position in the schedule (so a schedule still
+names every step), but at that position the policy is offered exactly one
+task, the woken one: no policy, playground button or explorer branch can pick
+another task there, and a script that names another task gets a
+:class:`~labkit.errors.ScheduleError` saying why
+(:meth:`Kernel.why_not_runnable`). A forced step is never a preemption and
 never a branching point.
 
 Every decision is recorded (``kernel.schedule``) and every step produces

@@ -1,7 +1,7 @@
 """The lab: the standard COLO secondary graph, the guest device, scenarios and the oracle.
 
 :func:`build_secondary` wires what QEMU's ``docs/block-replication.txt``
-secondary runs (and ``qemu-7.2-observed.md`` builds with ``blockdev-add``)::
+secondary runs (and :mod:`labkit.qemu` builds in QEMU 7.2 with ``blockdev-add``)::
 
     nbd-write#N ─▶ NBD export "secondary" ─▶ secondary-disk (raw) ◀─backing─ hidden (qcow2)
                                                                   ◀─backing─ active (qcow2)
@@ -280,7 +280,7 @@ class Lab:
         (``bdrv_drained_begin``, :mod:`labkit.block._drain`): requests in flight
         end first, new guest and NBD requests wait until the command is done —
         what COLO guarantees by stopping both VMs around a checkpoint
-        (``vm_stop`` → ``bdrv_drain_all``, facts §2.7).  ``after`` (telling the
+        (cpus.c, ``do_vm_stop`` → ``bdrv_drain_all``).  ``after`` (telling the
         oracle) runs inside the section, before any new request starts.
         """
         async def run(name: str) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from labkit.testing import CI_EXAMPLES, child_processes
+from labkit.testing import CI_EXAMPLES, child_processes, need
 
 settings.register_profile(
     "ci", max_examples=CI_EXAMPLES, deadline=None, database=None, derandomize=True,
@@ -64,6 +64,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for mark in markers_for(Path(str(item.path))):
             item.add_marker(getattr(pytest.mark, mark))
+
+
+@pytest.fixture
+def qemu() -> None:
+    """Skip a test without a QEMU 7.2 that has block replication (fail under CI=true)."""
+    from labkit.qemu import qemu_available
+
+    reason = qemu_available()
+    need(reason is None, f"QEMU 7.2 with block replication ({reason})",
+         "apt-get install qemu-system-x86 qemu-utils")
 
 
 def _qemu_children() -> list[str]:

@@ -1,7 +1,7 @@
 """One real QEMU 7.2 acting as the COLO block-replication secondary.
 
 :class:`QemuSecondary` builds, in a private temporary directory, the graph of
-``qemu-7.2-observed.md``::
+QEMU's ``docs/block-replication.txt`` (its secondary, with ``blockdev-add``)::
 
     secondary.raw (node secondary-disk, NBD export "secondary": the primary's writes)
       ^ backing
@@ -70,7 +70,7 @@ _SPACE_MARGIN = 16 << 20
 _LOG_LINES = 20
 _QUIT_WAIT = 5.0
 
-# No guest, no devices, no display: QEMU only hosts the block graph (7.2-observed.md).
+# No guest, no devices, no display: QEMU only hosts the block graph.
 _QUIET_MACHINE = ("-machine", "none", "-nodefaults", "-nographic", "-display", "none")
 
 #: With ``blkdebug=True``: the blkdebug node under each image file, and the named
@@ -644,7 +644,7 @@ class QemuSecondary:
 
     def _build_graph(self, exe: str, wd: Path) -> None:
         """``blockdev-add`` the secondary's graph and export it over NBD (as
-        ``qemu-7.2-observed.md`` builds it)."""
+        QEMU's ``docs/block-replication.txt`` describes the secondary's)."""
         d = str(wd)
         self._qmp(
             "blockdev-add",
@@ -711,8 +711,8 @@ class QemuSecondary:
             },
         )
         if self.blkdebug:
-            # qemu-7.2-races-observed.md: HMP qemu-io on a node name makes a temporary
-            # BlockBackend and drains the graph when deleting it, which hangs the
+            # block/monitor/block-hmp-cmds.c, hmp_qemu_io: on a node name it makes a
+            # temporary BlockBackend (local_blk) and blk_unref() drains it, which hangs the
             # monitor for good while a request is suspended.  A named read-only
             # BlockBackend per blkdebug node, made before any breakpoint, does not.
             for node, drive in BLKDEBUG_DRIVES.items():
