@@ -791,7 +791,11 @@ class Kernel:
                             if i.access_sink is not None)
         # Whether anyone wants the events / the accesses: emit() and touch() check one
         # attribute and skip building text or tuples nobody reads.
-        self.events_wanted = self._tracing or bool(self._hooks["on_event"])
+        # the hot paths read these attributes, not the dict
+        self._on_event = self._hooks["on_event"]
+        self._before_step = self._hooks["before_step"]
+        self._after_step = self._hooks["after_step"]
+        self.events_wanted = self._tracing or bool(self._on_event)
         self.accesses_wanted = bool(self._sinks or self._hooks["on_access"])
 
     def _call(self, hook: str, *args: Any) -> None:
@@ -825,7 +829,7 @@ class Kernel:
         """Record an event (if tracing) and hand it to the instruments; its seq, or -1."""
         seq = self.trace.record(task, kind, node, offset, length, detail, op) \
             if self._tracing else -1
-        if self._hooks["on_event"]:  # the Event is made only if someone listens
+        if self._on_event:  # the Event is made only if someone listens
             self._call("on_event", Event(seq, task, kind, node, offset, length, detail, op))
         return seq
 
@@ -990,7 +994,7 @@ class Kernel:
 
     def _resume(self, task: Task) -> None:
         global _running
-        if self._hooks["before_step"]:
+        if self._before_step:
             self._call("before_step", task)
         coro = task.coro or task.make_coroutine()
         outer, self.current = self.current, task
@@ -1043,7 +1047,7 @@ class Kernel:
                 woken = [(t, task.name) for t in wakeups if self._make_runnable(t, task.name,
                                                                                  forced=True)]
                 self._forced.extendleft(reversed(woken))
-            if self._hooks["after_step"]:
+            if self._after_step:
                 self._call("after_step", task)
 
 
