@@ -50,6 +50,7 @@ solutions: $(VENV)/.test-installed
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check labkit tests tools benchmarks
 	$(BIN)/python -m mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis artifacts

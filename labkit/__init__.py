@@ -36,11 +36,13 @@ from .kernel import (
     CoMutex,
     CoQueue,
     Event,
+    EventKind,
     Instrument,
     Kernel,
     Random,
     Scripted,
     Task,
+    TaskState,
 )
 from .lab import Lab, build_secondary, run_scenario
 from .layers import Layer
@@ -60,6 +62,7 @@ __all__ = [
     "Counterexample",
     "Deadlock",
     "Event",
+    "EventKind",
     "Exploration",
     "Instrument",
     "Kernel",
@@ -78,6 +81,7 @@ __all__ = [
     "StateError",
     "Task",
     "TaskFailed",
+    "TaskState",
     "Violation",
     "__version__",
     "build_secondary",

@@ -28,7 +28,8 @@ Bounds (checked before anything is allocated):
 ``*_cluster``          a power of two from 512 bytes to 2 MiB (qcow2's ``cluster_size``
                        rule, ``qcow2_update_options``/``validate_cluster_size``)
 ``backup_cluster``     the same rule: QEMU's backup cluster is
-                       ``MAX(64 KiB, target cluster)`` (facts §1.2), a qcow2
+                       ``MAX(64 KiB, target cluster)`` (block/block-copy.c,
+                       ``block_copy_calculate_cluster_size``), a qcow2
                        cluster size, so a power of two; the override only lets a
                        teaching disk go below 64 KiB
 =====================  =============================================================

@@ -27,15 +27,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, LabkitError
+from .errors import ConfigError, EditionError
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 SOURCE_DIR = "src"
 BACKUP_DIR = "backups"
-
-
-class EditionError(LabkitError, OSError):
-    """A pristine copy that cannot be found or written: says where it looked."""
 
 
 def notebook_from_source(source: str | Path) -> Any:

@@ -10,7 +10,15 @@ a trainee:
 * :class:`ReplicationError` models QEMU's ``Error **errp``: the exact message
   string that QEMU's replication driver or backup job would report.
 
-Everything else is a usage error (bad argument, bad scenario, bad trace file).
+Everything else is a usage error (bad argument, bad scenario, bad trace file),
+a state that does not allow the call, or an error of the real-QEMU backend.
+
+Every exception class of labkit is defined here (a test walks labkit's source
+for classes and bare built-in raises elsewhere); a module may re-export the
+ones it raises.  Where callers may catch a built-in, the class is also that
+built-in (``ConfigError`` is a ``ValueError``, ``ArgumentError`` a
+``TypeError``, ``StateError`` a ``RuntimeError``, ``UnknownName`` a
+``KeyError``).
 """
 
 from __future__ import annotations
@@ -102,8 +110,11 @@ class ReplicationError(LabkitError):
         self.message = message
 
 
-class StateError(LabkitError):
-    """The lab or a task is not in a state that allows this call."""
+class StateError(LabkitError, RuntimeError):
+    """The lab or a task is not in a state that allows this call.
+
+    Also a ``RuntimeError``, so ``except RuntimeError`` code keeps working.
+    """
 
 
 # --- kernel ----------------------------------------------------------------
@@ -116,6 +127,40 @@ class Deadlock(LabkitError):
         self.blocked = blocked
         lines = "; ".join(f"{name} waits for {what}" for name, what in blocked)
         super().__init__(f"deadlock: no task can run, {len(blocked)} blocked: {lines}")
+
+
+class ForeignAwaitError(StateError, TypeError):
+    """A labkit task awaited something that is not a labkit scheduling point.
+
+    labkit's kernel is its own loop (never asyncio's): a task may await only
+    ``sched_point()``, a ``CoQueue`` or a ``CoMutex``.  As trio does, the kernel
+    throws this error into the task at the foreign ``await``; the task fails
+    with it and ``Kernel.step()`` / ``run()`` raise it.  Also a ``TypeError``.
+    """
+
+    def __init__(self, task: str, awaited: object) -> None:
+        self.task = task
+        self.awaited = awaited
+        super().__init__(
+            f"task {task} awaited {awaited!r}, which is not a labkit scheduling point: "
+            f"labkit tasks run on labkit's own kernel (not asyncio's or trio's loop) and may "
+            f"only await sched_point(), a CoQueue or a CoMutex")
+
+
+class InstrumentWarning(RuntimeWarning):
+    """A kernel instrument raised: the kernel removed it and ran on without it.
+
+    ``instrument``, ``hook`` (``before_step``...) and ``exception`` say which
+    and why; the task that was running keeps its own outcome.
+    """
+
+    def __init__(self, instrument: object, hook: str, exception: BaseException) -> None:
+        self.instrument = instrument
+        self.hook = hook
+        self.exception = exception
+        super().__init__(f"instrument {instrument!r} raised {type(exception).__name__}: "
+                         f"{exception} in {hook}(); it was removed from the kernel (the run "
+                         f"goes on without it)")
 
 
 class TaskFailed(LabkitError):
@@ -157,12 +202,120 @@ class ScenarioLimitError(ScenarioError, LimitError):
     """
 
 
-class UnknownScenario(ConfigError, KeyError):
-    """No shipped scenario has this name (also a ``KeyError``, as a failed lookup)."""
+class UnknownName(ConfigError, KeyError):
+    """A lookup by name that found nothing (also a ``KeyError``, as a failed lookup)."""
 
     def __str__(self) -> str:  # KeyError would show the message quoted
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownScenario(UnknownName):
+    """No shipped scenario has this name."""
+
+
 class TraceFormatError(LabkitError, ValueError):
     """A trace or schedule file that is malformed or from a newer labkit."""
+
+
+# --- the explorer, the editions --------------------------------------------
+
+
+class NondeterminismError(LabkitError):
+    """The same scenario and the same choices gave two different runs (a bug in a model).
+
+    ``index`` is where they first differ (a trace event or a decision),
+    ``first`` and ``second`` what each run had there (None where one ended).
+    """
+
+    def __init__(self, message: str, index: int = -1, first: object = None,
+                 second: object = None) -> None:
+        self.index = index
+        self.first = first
+        self.second = second
+        super().__init__(message)
+
+
+class EditionError(LabkitError, OSError):
+    """A pristine copy that cannot be found or written: says where it looked."""
+
+
+class RunAborted(Exception):
+    """The explorer stops one run early (sleep-set blocked or over the preemption bound).
+
+    Control flow inside :mod:`labkit.explore`, never seen by a caller: not a
+    :class:`LabkitError`, so that nothing that catches labkit errors (the
+    kernel keeps them as a task's outcome) takes it for one.  ``why`` is
+    ``"sleep"`` or ``"bound"``.
+    """
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+# --- the real-QEMU backend (labkit.qemu) --------------------------------------
+
+DEBIAN_PACKAGES = "qemu-system-x86 and qemu-utils"
+
+
+class BackendError(LabkitError):
+    """Base class of the real-QEMU backend's errors."""
+
+
+class QemuNotAvailable(BackendError):
+    """No usable QEMU: the binary is missing or lacks block replication."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"{reason}. The real-QEMU backend needs qemu-system-x86_64 with the "
+            f"'replication' block driver and the QMP command xen-set-replication, "
+            f"plus qemu-img: install the Debian packages {DEBIAN_PACKAGES} "
+            f"(apt-get install qemu-system-x86 qemu-utils; on Binder, list them "
+            f"in binder/apt.txt)."
+        )
+
+
+class QemuError(BackendError):
+    """QEMU refused a command, died, or did not answer in time.
+
+    ``desc`` is QMP's error description when QEMU answered with an error,
+    else None; ``command`` is the QMP command (or operation) that failed;
+    ``log_tail`` holds the last lines of QEMU's log (stdout and stderr); the
+    message ends with them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        desc: str | None = None,
+        command: str | None = None,
+        log_tail: str | None = None,
+    ) -> None:
+        self.desc = desc
+        self.command = command
+        self.log_tail = log_tail or ""
+        text = message
+        if log_tail is not None:
+            if log_tail.strip():
+                text += "\n--- last lines of qemu.log ---\n" + log_tail.rstrip("\n")
+            elif desc is None:
+                text += "\n--- qemu.log is empty ---"
+        super().__init__(text)
+
+
+class QemuTimeout(QemuError, TimeoutError):
+    """QEMU (or its QMP monitor) did not answer within the time allowed."""
+
+
+class ScratchDirError(BackendError, OSError):
+    """The scratch directory for QEMU's images and sockets is unsafe or unusable."""
+
+
+class NbdError(OSError, BackendError):
+    """An NBD command or option failed; ``errno`` is the server's error."""
+
+
+class NbdDisconnected(NbdError):
+    """The server closed the connection or broke the protocol."""

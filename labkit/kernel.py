@@ -15,16 +15,18 @@ interleave only where a coroutine *yields* (an I/O it waits for, a lock or a
 * :class:`CoMutex` is ``CoMutex``: 2.8's (built on a CoQueue) or, with
   ``handoff=True``, 2.9+'s, which hands the mutex over to the woken waiter.
 
-**The wake rule** (``qemu_coroutine_enter`` → ``qemu_co_queue_run_restart``,
-facts §1.7 and §8.6): as soon as the waker yields or ends, every task it woke
-is entered at once, in FIFO order, each running to its own next scheduling
-point — and the tasks *it* woke run in turn, depth first — before anything
-else runs.  labkit gives each of these *forced* steps its own position in the
-schedule (so a schedule still names every step), but at that position the
-policy is offered exactly one task, the woken one: no policy, playground
-button or explorer branch can pick another task there, and a script that
-names another task gets a :class:`~labkit.errors.ScheduleError` saying why
-(:meth:`Kernel.why_not_runnable`).  A forced step is never a preemption and
+**The wake rule** (util/qemu-coroutine.c, ``qemu_coroutine_enter``: when the
+entered coroutine yields or ends, ``qemu_co_queue_run_restart`` in
+util/qemu-coroutine-lock.c enters its ``co_queue_wakeup`` list): as soon as
+the waker yields or ends, every task it woke is entered at once, in FIFO
+order, each running to its own next scheduling point — and the tasks *it* woke
+run in turn, depth first — before anything else runs. labkit gives each of
+these *forced* steps its own position in the schedule (so a schedule still
+names every step), but at that position the policy is offered exactly one
+task, the woken one: no policy, playground button or explorer branch can pick
+another task there, and a script that names another task gets a
+:class:`~labkit.errors.ScheduleError` saying why
+(:meth:`Kernel.why_not_runnable`). A forced step is never a preemption and
 never a branching point.
 
 Every decision is recorded (``kernel.schedule``) and every step produces
@@ -35,23 +37,28 @@ The engine also *declares what it touches*: every scheduling point carries
 the :class:`Access` es its I/O makes when the task resumes, and the code of
 the block layer, the backup job and the oracle calls :func:`touch` where it
 reads or writes shared state (a request table, an L2 map, ``s->lock``...).
-Observers get them through :class:`Instrument` s (``kernel.instruments``,
-modelled on trio's ``trio.abc.Instrument``): the explorer computes its
-footprints from them, never from event text.  Trainees should notice that nothing happens
+Observers get them, and every event, through one channel: :class:`Instrument` s
+(``kernel.add_instrument``, modelled on trio's ``trio.abc.Instrument``); the
+trace is the kernel's own record of the events.  The explorer computes its
+footprints from the accesses, never from event text.  Trainees should notice that nothing happens
 "between" two events: a race is only ever a choice at a scheduling point.
 """
 
 from __future__ import annotations
 
 import random
+import warnings
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, ClassVar, NamedTuple
 
 from .errors import (
     ArgumentError,
     Deadlock,
+    ForeignAwaitError,
+    InstrumentWarning,
     LabkitError,
     ScheduleError,
     StateError,
@@ -59,10 +66,65 @@ from .errors import (
     TaskNotDone,
 )
 
-RUNNABLE = "runnable"
-BLOCKED = "blocked"
-DONE = "done"
-FAILED = "failed"
+
+class TaskState(StrEnum):
+    """Where a :class:`Task` is: runnable, blocked on a waitable, done or failed.
+
+    A ``str`` (``TaskState.DONE == "done"``), so code and files that spell the
+    state as text keep working.
+    """
+
+    RUNNABLE = "runnable"
+    BLOCKED = "blocked"
+    DONE = "done"
+    FAILED = "failed"
+
+
+RUNNABLE = TaskState.RUNNABLE
+BLOCKED = TaskState.BLOCKED
+DONE = TaskState.DONE
+FAILED = TaskState.FAILED
+
+
+class EventKind(StrEnum):
+    """What an :class:`Event` records (its ``kind``).
+
+    The kernel's own: ``spawn``, ``run`` (a decision), ``point`` (a scheduling
+    point), ``wait`` / ``wake`` (a block on a CoQueue and its end), ``done`` /
+    ``failed``.  The block layer's, named after the QEMU functions they mark:
+    ``req-start`` / ``req-end`` (``tracked_request_begin`` / ``_end``),
+    ``read-zero``, ``qcow2-cow``, ``cow-begin`` / ``cow-copy`` / ``cow-end``
+    (``cow_request_begin``, ``backup_do_cow``, ``cow_request_end``),
+    ``drained-begin`` / ``drained-end``, the jobs' and the replication
+    driver's.  A ``str``: a trace file spells the kind as this text, byte for
+    byte, and ``event.kind == "run"`` keeps working.
+    """
+
+    SPAWN = "spawn"
+    RUN = "run"
+    POINT = "point"
+    WAIT = "wait"
+    WAKE = "wake"
+    DONE = "done"
+    FAILED = "failed"
+    REQ_START = "req-start"
+    REQ_END = "req-end"
+    READ_ZERO = "read-zero"
+    QCOW2_COW = "qcow2-cow"
+    COW_BEGIN = "cow-begin"
+    COW_COPY = "cow-copy"
+    COW_END = "cow-end"
+    DRAINED_BEGIN = "drained-begin"
+    DRAINED_END = "drained-end"
+    BACKUP_CHECKPOINT = "backup-checkpoint"
+    JOB_CANCELLED = "job-cancelled"
+    COMMIT_START = "commit-start"
+    COMMIT_DONE = "commit-done"
+    REPLICATION_START = "replication-start"
+    REPLICATION_CHECKPOINT = "replication-checkpoint"
+    REPLICATION_FAILOVER = "replication-failover"
+    REPLICATION_ERROR = "replication-error"
+
 
 GLOBAL = ("global", "")  # the resource of a step that may depend on everything
 
@@ -108,14 +170,26 @@ class Access(NamedTuple):
 class Instrument:
     """An observer of a kernel (trio's ``Instrument``): override what you need.
 
-    Add one to ``kernel.instruments``.  ``before_step(task)`` runs as the kernel
-    resumes ``task`` (``task.suspended`` still says where it was parked, and
-    its :meth:`_Suspend.accesses` take effect now); ``after_step(task)`` once
-    it yielded or ended and the tasks it woke were made runnable;
-    ``on_access(task, access)`` for each :class:`Access` the running code
-    declares (:func:`touch`); ``on_event(event)`` for every event, traced or
-    not.  Every method is a no-op by default.
+    Add one with :meth:`Kernel.add_instrument`.  ``before_step(task)`` runs as
+    the kernel resumes ``task`` (``task.suspended`` still says where it was
+    parked, and its :meth:`_Suspend.accesses` take effect now);
+    ``after_step(task)`` once it yielded or ended and the tasks it woke were
+    made runnable; ``on_access(task, access)`` for each :class:`Access` the
+    running code declares (:func:`touch`); ``on_event(event)`` for every
+    event, traced or not.  Every method is a no-op by default, and the kernel
+    calls only the ones a class overrides (decided when it is added).
+
+    ``access_sink``: a list instead of ``on_access`` — the kernel appends
+    ``(resource, lo, hi, write, waits)`` to it for each declared access, with
+    no :class:`Access` made and no call (the explorer's recorder, which sees
+    hundreds of thousands of them).
+
+    An instrument that raises is removed from the kernel with an
+    :class:`~labkit.errors.InstrumentWarning` (as trio does): the run, and the
+    outcome of the task that was running, stay what they would have been.
     """
+
+    access_sink: list[tuple[tuple[str, str], int, int, bool, bool]] | None = None
 
     def before_step(self, task: Task) -> None:
         """``task`` is about to run."""
@@ -209,7 +283,7 @@ _set_op = _slots["op"].__set__
 del _slots
 
 
-_NO_EVENTS = Instrument.on_event
+_HOOKS = ("before_step", "after_step", "on_access", "on_event")
 _new_tuple = tuple.__new__  # an Access without the named tuple's keyword-handling __new__
 
 
@@ -574,12 +648,26 @@ def _spawn_order(task: Task) -> int:
     return task.tid
 
 
-_current: Task | None = None
+# The kernel stepping right now (None between steps), as trio's run context: the
+# block layer's code finds the current task through it (current_task(), emit(),
+# touch()) without a kernel handed down every call.  The task itself is the
+# kernel's (Kernel.current).
+_running: Kernel | None = None
+
+_SPAWN, _RUN, _POINT, _WAIT, _WAKE, _DONE, _FAILED = (
+    EventKind.SPAWN, EventKind.RUN, EventKind.POINT, EventKind.WAIT, EventKind.WAKE,
+    EventKind.DONE, EventKind.FAILED)
 
 
 def current_task() -> Task | None:
     """The task whose coroutine is executing right now (None outside the kernel)."""
-    return _current
+    kernel = _running
+    return kernel.current if kernel is not None else None
+
+
+def _waker_name() -> str:
+    task = current_task()
+    return task.name if task is not None else ""
 
 
 def emit(kind: str, node: str = "", offset: int = -1, length: int = -1, detail: str = "",
@@ -587,17 +675,15 @@ def emit(kind: str, node: str = "", offset: int = -1, length: int = -1, detail: 
     """Record a trace event for the current task (no-op outside the kernel).
 
     ``detail`` may be a ``str.format`` template filled with ``args`` only when
-    the event is recorded: a run with tracing off builds no text.
+    the event is recorded: a run with tracing off and no instrument listening
+    builds no text.
     """
-    task = _current
-    if task is not None:
-        kernel = task.kernel
-        if kernel.instruments:
-            kernel.record(task.name, kind, node, offset, length,
-                          detail.format(*args) if args else detail, op)
-        elif kernel.tracing:  # the common case, without Kernel.record's call
-            kernel.trace.record(task.name, kind, node, offset, length,
-                                detail.format(*args) if args else detail, op)
+    kernel = _running
+    if kernel is not None and kernel.events_wanted:
+        task = kernel.current
+        assert task is not None  # the kernel sets it before it resumes a coroutine
+        kernel.record(task.name, kind, node, offset, length,
+                      detail.format(*args) if args else detail, op)
 
 
 def touch(resource: tuple[str, str], lo: int, hi: int, write: bool, *,
@@ -605,21 +691,13 @@ def touch(resource: tuple[str, str], lo: int, hi: int, write: bool, *,
     """Declare that the running task reads (or writes) ``resource`` over ``[lo, hi)``.
 
     Called where the engine's code touches state shared between requests; a
-    no-op outside a task or when no :class:`Instrument` listens (one list
-    check: cheap on the hot path).  ``waits=True`` says the task is about to
-    block until someone changes that resource (see :class:`Access`).
+    no-op outside a task or when no :class:`Instrument` listens (one check:
+    cheap on the hot path).  ``waits=True`` says the task is about to block
+    until someone changes that resource (see :class:`Access`).
     """
-    task = _current
-    if task is not None:
-        kernel = task.kernel
-        sink = kernel.access_sink
-        if sink is not None:
-            sink.append((resource, lo, hi, write, waits))
-        instruments = kernel.instruments
-        if instruments:
-            access = _new_tuple(Access, (resource, lo, hi, write, task.name, waits))
-            for instrument in instruments:
-                instrument.on_access(task, access)
+    kernel = _running
+    if kernel is not None and kernel.accesses_wanted:
+        kernel.declare_access(resource, lo, hi, write, waits)
 
 
 def declare_control() -> None:
@@ -635,16 +713,22 @@ def declare_control() -> None:
 class Kernel:
     """The scheduler: spawns tasks, makes one decision per :meth:`step`, records all.
 
-    ``record_points=False`` keeps only decisions and block events out of the
-    trace's scheduling-point entries (for long benchmark runs); the schedule is
-    always recorded.
+    Observing it is one channel: :attr:`trace` (the events, while
+    :attr:`tracing` is on) and the :class:`Instrument` s added with
+    :meth:`add_instrument`.  ``current`` is the task whose coroutine runs right
+    now (None between steps).
     """
 
     def __init__(self, policy: Policy | None = None) -> None:
+        if policy is not None and not isinstance(policy, Policy):
+            raise ArgumentError(f"Kernel(policy): policy must be a labkit policy (lk.FIFO(), "
+                                f"lk.Random(seed), lk.Scripted([...]), lk.Chooser(fn)) or "
+                                f"None, got {policy!r}")
         self.policy: Policy = policy or FIFO()
         self.tasks: dict[str, Task] = {}
         self.trace = EventLog()
         self.schedule: list[str] = []
+        self.current: Task | None = None
         self._ready: deque[Task] = deque()
         # Woken tasks that must run at once (qemu_co_queue_run_restart), each with the
         # name of its waker, in the order they run: the head is the only task the
@@ -654,26 +738,100 @@ class Kernel:
         # spawned made blocked() — called at the end of every run() — O(n²) over a
         # long run.  blocked() sorts them by spawn order, as that scan listed them.
         self._blocked: set[Task] = set()
-        self.tracing = True
-        self.instruments: list[Instrument] = []
-        # A list that touch() appends ``(resource, lo, hi, write, waits)`` to, or None:
-        # the cheap channel for an observer that wants every access of every step (the
-        # explorer) without an Access object and a call per access.
-        self.access_sink: list[tuple[tuple[str, str], int, int, bool, bool]] | None = None
+        self._tracing = True
+        self._instruments: list[Instrument] = []
+        # Per hook, the (instrument, bound method) pairs that override it, decided when
+        # an instrument is added or removed (trio's Instruments): the hot paths check
+        # one tuple, never the instruments' classes.
+        self._hooks: dict[str, tuple[tuple[Instrument, Callable[..., None]], ...]] = {
+            hook: () for hook in _HOOKS}
+        self._sinks: tuple[list[tuple[tuple[str, str], int, int, bool, bool]], ...] = ()
+        self._configure()
 
-    # Recording -----------------------------------------------------------
+    # Observation ---------------------------------------------------------
+    @property
+    def tracing(self) -> bool:
+        """Whether :attr:`trace` records the events (instruments see them either way)."""
+        return self._tracing
+
+    @tracing.setter
+    def tracing(self, on: bool) -> None:
+        if not isinstance(on, bool):
+            raise ArgumentError(f"kernel.tracing must be True or False, got {on!r}")
+        self._tracing = on
+        self._configure()
+
+    @property
+    def instruments(self) -> tuple[Instrument, ...]:
+        """The instruments observing this kernel, in the order they were added."""
+        return tuple(self._instruments)
+
+    def add_instrument(self, instrument: Instrument) -> None:
+        """Start calling ``instrument``'s hooks (trio's ``add_instrument``)."""
+        if not isinstance(instrument, Instrument):
+            raise ArgumentError(f"add_instrument(instrument): an instance of "
+                                f"labkit.kernel.Instrument, got {instrument!r}")
+        if instrument in self._instruments:
+            raise StateError(f"{instrument!r} is already an instrument of this kernel")
+        self._instruments.append(instrument)
+        self._configure()
+
+    def remove_instrument(self, instrument: Instrument) -> None:
+        """Stop calling ``instrument``'s hooks (trio's ``remove_instrument``)."""
+        if instrument not in self._instruments:
+            raise StateError(f"{instrument!r} is not an instrument of this kernel")
+        self._instruments.remove(instrument)
+        self._configure()
+
+    def _configure(self) -> None:
+        for hook in _HOOKS:
+            base = getattr(Instrument, hook)
+            self._hooks[hook] = tuple((i, getattr(i, hook)) for i in self._instruments
+                                      if getattr(type(i), hook) is not base)
+        self._sinks = tuple(i.access_sink for i in self._instruments
+                            if i.access_sink is not None)
+        # Whether anyone wants the events / the accesses: emit() and touch() check one
+        # attribute and skip building text or tuples nobody reads.
+        # the hot paths read these attributes, not the dict
+        self._on_event = self._hooks["on_event"]
+        self._before_step = self._hooks["before_step"]
+        self._after_step = self._hooks["after_step"]
+        self.events_wanted = self._tracing or bool(self._on_event)
+        self.accesses_wanted = bool(self._sinks or self._hooks["on_access"])
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for instrument, method in self._hooks[hook]:
+            try:
+                method(*args)
+            except Exception as exc:
+                self._instrument_failed(instrument, hook, exc)
+
+    def _instrument_failed(self, instrument: Instrument, hook: str, exc: Exception) -> None:
+        # trio's Instruments.call: the instrument goes, the run (and the running task's
+        # own outcome) stays as it would have been without it.
+        if instrument in self._instruments:
+            self._instruments.remove(instrument)
+            self._configure()
+        warnings.warn(InstrumentWarning(instrument, hook, exc), stacklevel=3)
+
+    def declare_access(self, resource: tuple[str, str], lo: int, hi: int, write: bool,
+                       waits: bool) -> None:
+        """Hand an access of the running task to the instruments (see :func:`touch`)."""
+        for sink in self._sinks:
+            sink.append((resource, lo, hi, write, waits))
+        if self._hooks["on_access"]:
+            task = self.current
+            assert task is not None
+            self._call("on_access", task,
+                       _new_tuple(Access, (resource, lo, hi, write, task.name, waits)))
+
     def record(self, task: str, kind: str, node: str = "", offset: int = -1, length: int = -1,
                detail: str = "", op: str = "") -> int:
         """Record an event (if tracing) and hand it to the instruments; its seq, or -1."""
         seq = self.trace.record(task, kind, node, offset, length, detail, op) \
-            if self.tracing else -1
-        if self.instruments:
-            event = None
-            for instrument in self.instruments:
-                if type(instrument).on_event is not _NO_EVENTS:  # made only if someone listens
-                    if event is None:
-                        event = Event(seq, task, kind, node, offset, length, detail, op)
-                    instrument.on_event(event)
+            if self._tracing else -1
+        if self._on_event:  # the Event is made only if someone listens
+            self._call("on_event", Event(seq, task, kind, node, offset, length, detail, op))
         return seq
 
     # Tasks -----------------------------------------------------------------
@@ -683,14 +841,25 @@ class Kernel:
 
         ``coro`` is a coroutine, or a function that makes it when the task first runs.
         """
-        if name in self.tasks:
-            if not callable(coro):
-                coro.close()
-            raise StateError(f"a task named {name!r} exists already; task names must be unique")
+        if not isinstance(coro, Coroutine) and not callable(coro):
+            raise ArgumentError(f"spawn({name!r}, coro): coro must be a coroutine (an "
+                                f"``async def`` function called) or a function making one, "
+                                f"got {coro!r}")
+        error: LabkitError | None = None
+        if not isinstance(name, str) or not name:
+            error = ArgumentError(f"spawn(name, coro): name must be a non-empty str like "
+                                  f"'vm-read#1', got {name!r}")
+        elif name in self.tasks:
+            error = StateError(f"a task named {name!r} exists already; task names must be "
+                               f"unique")
+        if error is not None:
+            if isinstance(coro, Coroutine):
+                coro.close()  # never to run: no "was never awaited" warning
+            raise error
         task = Task(self, len(self.tasks), name, coro)
         self.tasks[name] = task
         self._ready.append(task)
-        self.record(name, "spawn")
+        self.record(name, _SPAWN)
         return task
 
     def runnable(self) -> list[Task]:
@@ -748,15 +917,13 @@ class Kernel:
 
         ``qemu_co_queue_restart_all`` / ``_next`` put the waiters on the current
         coroutine's wake-up list; ``qemu_coroutine_enter`` enters them right after
-        it yields or ends (``qemu_co_queue_run_restart``).  Outside a task (a lab
-        call between steps) they only become runnable.
+        it yields or ends (``qemu_co_queue_run_restart``).  Outside a task of this
+        kernel (a lab call between steps, or a coroutine of another lab being
+        garbage-collected while this one steps) they only become runnable.
         """
-        cur = _current
+        cur = self.current
         for task in tasks:
-            # Only a task of this kernel defers the wake-up: a coroutine of another
-            # lab (e.g. one being garbage-collected, its ``finally`` waking its own
-            # waiters) must not hand its tasks to whichever kernel is stepping now.
-            if cur is not None and cur is not task and cur.kernel is self:
+            if cur is not None and cur is not task:
                 cur.co_queue_wakeup.append(task)
             else:
                 self._make_runnable(task, waker)
@@ -769,7 +936,7 @@ class Kernel:
         self._blocked.discard(task)
         if not forced:
             self._ready.append(task)
-        self.record(task.name, "wake", detail=f"by {waker}" if waker else "")
+        self.record(task.name, _WAKE, detail=f"by {waker}" if waker else "")
         return True
 
     # Scheduling -----------------------------------------------------------
@@ -778,7 +945,9 @@ class Kernel:
 
         After a wake-up the decision has one candidate, the woken task (the
         policy is still asked, so that a script is checked and a schedule
-        names every step).
+        names every step).  A task that awaits something other than a labkit
+        scheduling point fails with :class:`~labkit.errors.ForeignAwaitError`,
+        which this call raises (the task is then ``failed``, not lost).
         """
         runnable: Sequence[Task]
         if self._forced:
@@ -804,12 +973,16 @@ class Kernel:
             task = chosen
             self._ready.remove(task)
         self.schedule.append(task.name)
-        decision = Event(self.record(task.name, "run"), task.name, "run")
+        decision = Event(self.record(task.name, _RUN), task.name, _RUN)
         self._resume(task)
         return decision
 
     def run(self, max_steps: int | None = None) -> None:
-        """Step until nothing is runnable; raise :class:`Deadlock` if tasks stay blocked."""
+        """Step until nothing is runnable; raise :class:`Deadlock` if tasks stay blocked.
+
+        Like :meth:`step`, raises the :class:`~labkit.errors.ForeignAwaitError` of a
+        task that awaited something foreign (a later call runs the other tasks on).
+        """
         steps = 0
         while self._ready or self._forced:
             if max_steps is not None and steps >= max_steps:
@@ -821,44 +994,51 @@ class Kernel:
             raise Deadlock([(t.name, t.why_blocked) for t in blocked])
 
     def _resume(self, task: Task) -> None:
-        global _current
-        if self.instruments:
-            for instrument in self.instruments:
-                instrument.before_step(task)
+        global _running
+        if self._before_step:
+            self._call("before_step", task)
         coro = task.coro or task.make_coroutine()
-        prev = _current
-        _current = task
+        outer, self.current = self.current, task
+        prev, _running = _running, self
         task.suspended = None
         try:
             request = coro.send(None)
+            while type(request) is not _Suspend:
+                # trio's way: a foreign yield (an asyncio future, a bare ``yield``...) is
+                # thrown back into the task as an error; the task may handle it, or it
+                # fails with it — never left runnable but in no queue.
+                request = coro.throw(ForeignAwaitError(task.name, request))
         except StopIteration as stop:
             task.end(result=stop.value)
-            self.record(task.name, "done")
+            self.record(task.name, _DONE)
+        except ForeignAwaitError as exc:
+            # A bug in the model or a test, not an outcome of the run: the task fails and
+            # step() raises it.
+            task.end(exception=exc)
+            self.record(task.name, _FAILED, detail=str(exc))
+            raise
         except LabkitError as exc:
             # An I/O or QEMU error is an outcome of the run, kept on the task.
             task.end(exception=exc)
-            self.record(task.name, "failed", detail=str(exc))
+            self.record(task.name, _FAILED, detail=str(exc))
         except BaseException as exc:
             # Anything else is a bug in a model or a test: never swallow it.
             task.end(exception=exc)
-            self.record(task.name, "failed", detail=f"{type(exc).__name__}: {exc}")
+            self.record(task.name, _FAILED, detail=f"{type(exc).__name__}: {exc}")
             raise
         else:
-            if not isinstance(request, _Suspend):
-                raise TypeError(f"task {task.name} awaited {request!r}; labkit tasks may only "
-                                f"await labkit scheduling points, CoQueues and CoMutexes")
             task.suspended = request
             if request.kind == "point":
                 self._ready.append(task)
-                self.record(task.name, "point", request.node, request.offset, request.length,
+                self.record(task.name, _POINT, request.node, request.offset, request.length,
                             request.detail, request.op)
             else:
                 task.state = BLOCKED
                 task.blocked_on = request.blocker
                 self._blocked.add(task)
-                self.record(task.name, "wait", detail=task.why_blocked)
+                self.record(task.name, _WAIT, detail=task.why_blocked)
         finally:
-            _current = prev
+            _running, self.current = prev, outer
             wakeups, task.co_queue_wakeup = task.co_queue_wakeup, []
             if wakeups:
                 # qemu_co_queue_run_restart: the woken tasks run next, FIFO, ahead of
@@ -868,9 +1048,8 @@ class Kernel:
                 woken = [(t, task.name) for t in wakeups if self._make_runnable(t, task.name,
                                                                                  forced=True)]
                 self._forced.extendleft(reversed(woken))
-            if self.instruments:
-                for instrument in self.instruments:
-                    instrument.after_step(task)
+            if self._after_step:
+                self._call("after_step", task)
 
 
 # --- synchronisation ---------------------------------------------------------
@@ -906,7 +1085,7 @@ class CoQueue:
 
     async def wait(self) -> None:
         """``qemu_co_queue_wait``: block the current task until restarted."""
-        task = _current
+        task = current_task()
         if task is None:
             raise StateError("CoQueue.wait() called outside a labkit task")
         self._waiters.append(task)
@@ -920,7 +1099,7 @@ class CoQueue:
         waiters = list(self._waiters)
         self._waiters.clear()
         kernel = waiters[0].kernel
-        kernel.wake(waiters, _current.name if _current else "")
+        kernel.wake(waiters, _waker_name())
 
     def next(self) -> bool:
         """``qemu_co_queue_next``: wake the first waiter (it runs right after the current
@@ -928,7 +1107,7 @@ class CoQueue:
         if not self._waiters:
             return False
         task = self._waiters.popleft()
-        task.kernel.wake([task], _current.name if _current else "")
+        task.kernel.wake([task], _waker_name())
         return True
 
 
@@ -967,7 +1146,7 @@ class CoMutex:
             await self._queue.wait()
             if self.handoff:  # qemu_co_mutex_wake made this task the holder
                 return
-        self.holder = _current
+        self.holder = current_task()
 
     def unlock(self) -> None:
         """``qemu_co_mutex_unlock``: release and wake the first waiter (2.8), or hand the

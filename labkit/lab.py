@@ -1,7 +1,7 @@
 """The lab: the standard COLO secondary graph, the guest device, scenarios and the oracle.
 
 :func:`build_secondary` wires what QEMU's ``docs/block-replication.txt``
-secondary runs (and ``qemu-7.2-observed.md`` builds with ``blockdev-add``)::
+secondary runs (and :mod:`labkit.qemu` builds in QEMU 7.2 with ``blockdev-add``)::
 
     nbd-write#N ─▶ NBD export "secondary" ─▶ secondary-disk (raw) ◀─backing─ hidden (qcow2)
                                                                   ◀─backing─ active (qcow2)
@@ -45,7 +45,6 @@ from .errors import (
     ArgumentError,
     BlockError,
     ConfigError,
-    LabkitError,
     ReplicationError,
     StateError,
 )
@@ -289,7 +288,7 @@ class Lab:
         (``bdrv_drained_begin``, :mod:`labkit.block._drain`): requests in flight
         end first, new guest and NBD requests wait until the command is done —
         what COLO guarantees by stopping both VMs around a checkpoint
-        (``vm_stop`` → ``bdrv_drain_all``, facts §2.7).  ``after`` (telling the
+        (cpus.c, ``do_vm_stop`` → ``bdrv_drain_all``).  ``after`` (telling the
         oracle) runs inside the section, before any new request starts.
         """
         async def run(name: str) -> None:
@@ -644,14 +643,13 @@ def build_secondary(size: int | str = "1M", block: int | str = "4K",
 
 def build_lab(config: LabConfig, policy: str | Policy | None = "fifo") -> Lab:
     """The secondary a checked :class:`~labkit.config.LabConfig` describes."""
-    chosen = _policy(policy)
-    try:
-        return Lab(size=config.size, block=config.block, hidden_cluster=config.hidden_cluster,
-                   active_cluster=config.active_cluster, design=config.design,
-                   fill=config.fill, policy=chosen, era=config.era,
-                   backup_cluster=config.backup_cluster)
-    except LabkitError as exc:
-        raise ConfigError(str(exc)) from None
+    # No catch-all re-labelling here: the config is checked already, so an error from
+    # building the graph is the engine's own (a GraphError, a StateError...) and keeps its
+    # class and traceback.
+    return Lab(size=config.size, block=config.block, hidden_cluster=config.hidden_cluster,
+               active_cluster=config.active_cluster, design=config.design,
+               fill=config.fill, policy=_policy(policy), era=config.era,
+               backup_cluster=config.backup_cluster)
 
 
 def run_scenario(text: str | Scenario, **config: Any) -> Lab:

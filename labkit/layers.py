@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ConfigError, TraceFormatError
+
 SECTOR = 512
 LAYER_NAMES = ("secondary", "hidden", "active", "vm-view")
 
@@ -42,7 +44,7 @@ class Layer:
         # while the field is always an array; the fields stay read-only copies.
         alloc = np.asarray(alloc, dtype=bool)
         if len(data) != alloc.size * SECTOR:
-            raise ValueError(
+            raise ConfigError(
                 f"Layer data is {len(data)} bytes but alloc has {alloc.size} "
                 f"sectors; data must be exactly {SECTOR} bytes per sector"
             )
@@ -100,9 +102,9 @@ class Layer:
             alloc = np.unpackbits(np.frombuffer(bytes.fromhex(doc["alloc"]), np.uint8))[:nsec]
             zero = np.unpackbits(np.frombuffer(bytes.fromhex(doc["zero"]), np.uint8))[:nsec]
         except (KeyError, TypeError, ValueError, zlib.error) as exc:
-            raise ValueError(f"malformed layer in JSON: {exc}; expected the fields size, data, "
-                             f"alloc and zero written by Layer.to_json") from None
+            raise TraceFormatError(f"malformed layer in JSON: {exc}; expected the fields size, "
+                                   f"data, alloc and zero written by Layer.to_json") from None
         if len(data) != size or alloc.size != nsec or zero.size != nsec:
-            raise ValueError(f"malformed layer in JSON: size {size} does not match its data "
-                             f"({len(data)} bytes) or bitmaps")
+            raise TraceFormatError(f"malformed layer in JSON: size {size} does not match its "
+                                   f"data ({len(data)} bytes) or bitmaps")
         return cls(data, alloc.astype(bool), zero.astype(bool))

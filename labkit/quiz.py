@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from .errors import ConfigError, UnknownName
 from .lab import Lab, run_scenario
 
 QUIZ_CONFIG = dict(size="256K", block="4K", hidden_cluster="4K", active_cluster="4K")
@@ -36,7 +37,7 @@ class Quiz:
 
     def __init__(self, seed: int) -> None:
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ValueError(f"quiz seed must be a non-negative integer, got {seed!r}")
+            raise ConfigError(f"quiz seed must be a non-negative integer, got {seed!r}")
         self.seed = seed
         rng = random.Random(seed)
         lines = ["start"]
@@ -91,7 +92,7 @@ class Quiz:
         """Compare an answer with the engine's; a message that helps either way."""
         questions = {q.key: q for q in self.questions}
         if key not in questions:
-            raise KeyError(f"no question {key!r}; questions: {', '.join(questions)}")
+            raise UnknownName(f"no question {key!r}; questions: {', '.join(questions)}")
         q = questions[key]
         want = self.answers()[key]
         if q.kind == "blocks":

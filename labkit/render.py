@@ -6,7 +6,7 @@ One column per block (``block`` bytes), two characters a cell:
 * ``..`` — not allocated in this layer (reads fall through to the backing node);
 * ``**`` — partly allocated; ``zz`` — a qcow2 zero cluster; ``~~`` — mixed bytes.
 
-The format is the one of the real-QEMU reference run (``qemu-7.2-observed.md``),
+The format is the one :mod:`labkit.qemu` prints for a real QEMU 7.2's layers,
 so that a trainee can put the simulator's table beside QEMU's.
 """
 

@@ -37,7 +37,7 @@ import numpy as np
 
 from .block import BlockGraph, BlockNode
 from .config import DESIGNS  # the configuration words, defined once
-from .errors import BlockError, ReplicationError
+from .errors import BlockError, ConfigError, ReplicationError
 from .jobs import (
     BackupJob,
     CommitJob,
@@ -91,7 +91,7 @@ class ReplicationNode(BlockNode):
         if mode == "primary" and top_id is not None:
             raise ReplicationError("The primary side does not support option top-id")
         if design not in DESIGNS:
-            raise ValueError(f"design {design!r} is not one of {', '.join(map(repr, DESIGNS))}")
+            raise ConfigError(f"design {design!r} is not one of {', '.join(map(repr, DESIGNS))}")
         super().__init__(name, file.size)
         self.set_file(file)
         self.graph = graph  # where top-id is looked up; its era is this node's

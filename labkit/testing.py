@@ -5,17 +5,23 @@ Used by labkit's own tests and meant for trainers who write exercises.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+import psutil
 
 from .block import BlockNode
 from .kernel import Kernel, Policy
 from .lab import index_fill as index_pattern
 
-__all__ = ["ProcessInfo", "child_processes", "index_pattern", "need", "process_state", "run",
-           "snapshot"]
+__all__ = ["CI_EXAMPLES", "ProcessInfo", "child_processes", "examples", "index_pattern", "need",
+           "process_state", "run", "snapshot"]
+
+#: ``max_examples`` of the "ci" hypothesis profile (tests/conftest.py): a property's
+#: size is written for it and scales with the profile loaded.
+CI_EXAMPLES = 100
 
 
 def run(coro: Coroutine[Any, Any, Any], name: str = "test#1",
@@ -27,6 +33,15 @@ def run(coro: Coroutine[Any, Any, Any], name: str = "test#1",
     if task.exception is not None:
         raise task.exception
     return task.result
+
+
+def examples(at_ci: int) -> int:
+    """A property's ``max_examples``: ``at_ci`` under the "ci" hypothesis profile, scaled
+    by the loaded profile (``pytest --hypothesis-profile=thorough`` runs ~67× more)."""
+    from hypothesis import settings  # a test dependency: imported only by tests
+
+    loaded = settings()  # the loaded profile's values
+    return max(1, at_ci * loaded.max_examples // CI_EXAMPLES)
 
 
 def snapshot(*nodes: BlockNode) -> list[tuple[str, bytes, bytes, int, int]]:
@@ -46,8 +61,6 @@ def need(available: object, what: str, install: str = "") -> None:
     CI installs every tool the suite needs, so a missing one there is a broken
     CI script, not a reason to stop testing silently.
     """
-    import os
-
     import pytest
 
     if available:
@@ -60,27 +73,27 @@ def need(available: object, what: str, install: str = "") -> None:
 
 @dataclass(frozen=True)
 class ProcessInfo:
-    """One process as Linux's ``/proc/PID/stat`` and ``cmdline`` show it."""
+    """One process: its pid, name, state letter (as ``ps`` shows it) and command line."""
 
     pid: int
     name: str
     state: str  # "R", "S", ... "Z" for a zombie
-    cmdline: bytes
+    cmdline: bytes  # the arguments, NUL-separated (empty for a zombie)
 
 
-def _stat(pid: int | str) -> tuple[str, list[str]] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # pid (comm) state ppid ...: comm may contain spaces, so split after the last ')'
-    return stat[stat.find("(") + 1:stat.rfind(")")], stat[stat.rfind(")") + 2:].split()
+# psutil's status names → the state letters of ps(1) / /proc/PID/stat
+_STATE_LETTERS = {psutil.STATUS_RUNNING: "R", psutil.STATUS_SLEEPING: "S",
+                  psutil.STATUS_DISK_SLEEP: "D", psutil.STATUS_STOPPED: "T",
+                  psutil.STATUS_TRACING_STOP: "t", psutil.STATUS_ZOMBIE: "Z",
+                  psutil.STATUS_DEAD: "X", psutil.STATUS_IDLE: "I"}
 
 
 def process_state(pid: int) -> str | None:
     """The process's state letter (``"Z"``: a zombie), or None when it is gone."""
-    found = _stat(pid)
-    return found[1][0] if found and found[1] else None
+    try:
+        return _STATE_LETTERS.get(psutil.Process(pid).status(), "?")
+    except psutil.NoSuchProcess:
+        return None
 
 
 def child_processes(ppid: int, prefix: str = "qemu-system") -> list[ProcessInfo]:
@@ -89,17 +102,22 @@ def child_processes(ppid: int, prefix: str = "qemu-system") -> list[ProcessInfo]
     Zombies are included (``state == "Z"``); the callers decide.  The test suite
     uses it to check that no QEMU outlives labkit.
     """
+    try:
+        children = psutil.Process(ppid).children()
+    except psutil.NoSuchProcess:
+        return []
     out = []
-    for entry in Path("/proc").glob("[0-9]*"):
-        found = _stat(entry.name)
-        if found is None or len(found[1]) < 2:
-            continue
-        name, fields = found
-        if not name.startswith(prefix) or int(fields[1]) != ppid:
-            continue
+    for child in children:
         try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        out.append(ProcessInfo(int(entry.name), name, fields[0], cmdline))
+            with child.oneshot():
+                name, status = child.name(), child.status()
+                if not name.startswith(prefix):
+                    continue
+                try:
+                    cmdline = os.fsencode("\0".join(child.cmdline()))
+                except psutil.ZombieProcess:
+                    cmdline = b""
+        except psutil.NoSuchProcess:
+            continue  # gone meanwhile
+        out.append(ProcessInfo(child.pid, name, _STATE_LETTERS.get(status, "?"), cmdline))
     return sorted(out, key=lambda p: p.pid)

@@ -6,6 +6,12 @@ of a module is marked by the module's name, so test files need no edits —
 ``slow`` and ``network``, ``test_notebooks`` and the nbval notebook cells →
 ``slow``.  ``make check`` runs ``-m "not qemu and not browser and not slow"``.
 
+Hypothesis: every property's settings come from one profile.  "ci" (loaded
+here: derandomized, no example database, no deadline — the same examples on
+every run) or "thorough" (``pytest --hypothesis-profile=thorough``: random,
+~67× the examples, for a long run by hand).  A property sizes itself with
+:func:`labkit.testing.examples` (its ``max_examples`` under "ci").
+
 The real-QEMU backend (``labkit.qemu``) records every QEMU it launches and
 its private directory (:func:`labkit.qemu.leftover_sessions`).  At the end of
 the session, every one of them must be gone.  Only what *this* test process
@@ -24,8 +30,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
-from labkit.testing import child_processes
+from labkit.testing import CI_EXAMPLES, child_processes, need
+
+settings.register_profile(
+    "ci", max_examples=CI_EXAMPLES, deadline=None, database=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("thorough", settings.get_profile("ci"), max_examples=6_667,
+                          derandomize=False)
+settings.load_profile("ci")  # pytest --hypothesis-profile=thorough loads the other after
 
 #: module name (prefix) → markers its tests get
 MODULE_MARKERS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -50,6 +64,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for mark in markers_for(Path(str(item.path))):
             item.add_marker(getattr(pytest.mark, mark))
+
+
+@pytest.fixture
+def qemu() -> None:
+    """Skip a test without a QEMU 7.2 that has block replication (fail under CI=true)."""
+    from labkit.qemu import qemu_available
+
+    reason = qemu_available()
+    need(reason is None, f"QEMU 7.2 with block replication ({reason})",
+         "apt-get install qemu-system-x86 qemu-utils")
 
 
 def _qemu_children() -> list[str]:

@@ -6,7 +6,6 @@ line and 130; anything else is a bug (a traceback, exit 1).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -140,10 +139,6 @@ def test_bad_scenario_files_are_one_line_and_exit_2(text, needles, tmp_path, cap
 
 
 def test_a_huge_run_length_is_one_line(capsys) -> None:
-    from labkit import trace
-
-    if not hasattr(trace, "MAX_SCHEDULE"):
-        pytest.skip("the schedule bound comes with helper engine-access's labkit/trace.py")
     rc, _, err = run(["replay", "canonical", "--schedule", "start#1*99999999999"], capsys)
     one_line_refusal(rc, err, "schedule item 1")
 
@@ -222,9 +217,6 @@ def test_cli_is_a_package_and_keeps_its_entry_points() -> None:
 # --- reset ----------------------------------------------------------------------------------
 
 def test_reset_calls_labkit_editions(monkeypatch, capsys, tmp_path) -> None:
-    if importlib.util.find_spec("labkit.editions") is None:
-        pytest.skip("labkit.editions (helper 'notebooks') is not in this branch; the lead "
-                    "checks 'labkit reset' after merging")
     import labkit.editions as editions
 
     seen = []

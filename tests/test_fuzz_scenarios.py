@@ -10,21 +10,22 @@ a failover that overlapped I/O: COLO never lets them overlap (facts §2.7,
 the races QEMU really has — the conflicting read of design ``"none"`` and the
 partial-cluster VM write of design ``"2.8"`` (facts §9.3 (a)).
 
-CI runs a few hundred examples, derandomized (the same ones every time).
-``LABKIT_FUZZ_EXAMPLES=20000`` runs more, by hand.
+CI runs a few hundred examples, derandomized (the same ones every time: the
+"ci" hypothesis profile of ``tests/conftest.py``); ``pytest
+--hypothesis-profile=thorough tests/test_fuzz_scenarios.py`` runs ~20,000, by hand.
+Whether the partial-order reduction loses an outcome (also with the forced
+steps of the wake rule) is one property, in ``tests/test_properties.py``.
 """
 
 from __future__ import annotations
 
-import os
-
-from hypothesis import HealthCheck, given, note, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import labkit as lk
 from labkit.errors import Deadlock, LabkitError
+from labkit.testing import examples
 
-EXAMPLES = int(os.environ.get("LABKIT_FUZZ_EXAMPLES", "300"))
 SIZE = 128 * 1024
 BLOCK = 4096
 CONTROL = ("start", "checkpoint", "failover", "stop")
@@ -73,8 +74,7 @@ def _real_races(text: str, design: str) -> bool:
     return False
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=examples(300))
 @given(text=scenario(), design=st.sampled_from(["none", "2.8", "4.0"]),
        era=st.sampled_from(["2.8", "7.2"]), active_cluster=st.sampled_from(["4K", "64K"]),
        seed=st.one_of(st.none(), st.integers(0, 2**16)))
@@ -99,8 +99,7 @@ def test_random_scenarios_end_as_qemu_would(text, design, era, active_cluster, s
     assert not lab.monitor.locked
 
 
-@settings(max_examples=max(20, EXAMPLES // 15), deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=examples(20))
 @given(commands=st.lists(st.one_of(io_command(), st.sampled_from(CONTROL)), min_size=2,
                          max_size=3),
        design=st.sampled_from(["none", "2.8", "4.0"]), era=st.sampled_from(["2.8", "7.2"]))
@@ -112,33 +111,3 @@ def test_every_interleaving_of_control_and_io_in_par(commands, design, era):
                         max_runs=400, shrink=False)
     if not _real_races(text, design):
         assert result.verdict != "violation", result.summary()
-
-
-near = st.sampled_from([0, 4096, 5 * BLOCK, 6 * BLOCK])  # one backup cluster: many wake-ups
-
-
-@st.composite
-def near_io(draw: st.DrawFn) -> str:
-    op = draw(st.sampled_from(["pwrite", "vwrite", "vread"]))
-    where, length = draw(near), draw(st.sampled_from([2048, BLOCK]))
-    return f"vread {where} {length}" if op == "vread" else f"{op} {where} {length} " \
-                                                           f"{draw(byte_values):#04x}"
-
-
-@settings(max_examples=max(10, EXAMPLES // 30), deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(commands=st.lists(near_io(), min_size=2, max_size=3),
-       design=st.sampled_from(["none", "2.8", "4.0"]), active_cluster=st.sampled_from(["4K",
-                                                                                       "64K"]))
-def test_reduction_and_naive_agree_with_forced_steps(commands, design, active_cluster):
-    """Requests on one backup cluster wake each other all the time: the forced steps of
-    the wake rule must not make the reduction miss an outcome."""
-    text = "start\npar { " + "; ".join(commands) + " }\nvread 0 32K\ndump"
-    note(f"design={design} active_cluster={active_cluster}\n{text}")
-    cfg = dict(size=SIZE, design=design, active_cluster=active_cluster, outcomes=True,
-               shrink=False, max_runs=2000)
-    naive = lk.explore(text, reduction="none", **cfg)
-    reduced = lk.explore(text, reduction="dpor", **cfg)
-    if naive.complete:
-        assert reduced.complete and reduced.verdict == naive.verdict
-        assert reduced.outcomes == naive.outcomes

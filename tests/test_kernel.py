@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import errno
+import json
+
 import pytest
 
 from labkit import trace as tr
 from labkit.errors import (
     ArgumentError,
+    BlockError,
     Deadlock,
+    ForeignAwaitError,
+    InstrumentWarning,
     ScheduleError,
     StateError,
     TaskFailed,
     TaskNotDone,
 )
-from labkit.kernel import FIFO, Chooser, CoMutex, CoQueue, Kernel, Random, Scripted, sched_point
+from labkit.kernel import (
+    DONE,
+    FAILED,
+    FIFO,
+    Access,
+    Chooser,
+    CoMutex,
+    CoQueue,
+    Event,
+    EventKind,
+    Instrument,
+    Kernel,
+    Random,
+    Scripted,
+    Task,
+    TaskState,
+    current_task,
+    sched_point,
+    touch,
+)
 
 
 def worker(log: list[str], name: str, steps: int):
@@ -534,3 +559,198 @@ def test_comutex_unlock_of_a_free_mutex_is_refused_in_both_modes():
     for handoff in (False, True):
         with pytest.raises(StateError, match="unlocked while not locked"):
             CoMutex("m", handoff=handoff).unlock()
+
+
+# --- observation: one channel, instruments that fail --------------------------
+
+
+class _Raises(Instrument):
+    def __init__(self, hook: str) -> None:
+        self.hook = hook
+        self.calls = 0
+
+    def _maybe(self, hook: str) -> None:
+        self.calls += 1
+        if hook == self.hook:
+            raise RuntimeError(f"broken {hook}")
+
+    def before_step(self, task: Task) -> None:
+        self._maybe("before_step")
+
+    def after_step(self, task: Task) -> None:
+        self._maybe("after_step")
+
+    def on_event(self, event: Event) -> None:
+        self._maybe("on_event")
+
+    def on_access(self, task: Task, access: Access) -> None:
+        self._maybe("on_access")
+
+
+@pytest.mark.parametrize("hook", ["before_step", "after_step", "on_event", "on_access"])
+def test_a_failing_instrument_is_removed_with_a_warning_and_the_task_keeps_its_outcome(hook):
+    async def body():
+        touch(("data", "n"), 0, 1, True)
+        await sched_point("io")
+        raise BlockError(errno.EIO, "Input/output error")
+
+    k = Kernel()
+    task = k.spawn("t#1", body())
+    bad, good = _Raises(hook), Instrument()
+    k.add_instrument(bad)
+    k.add_instrument(good)
+    with pytest.warns(InstrumentWarning, match=f"RuntimeError: broken {hook} in {hook}") as w:
+        k.run()
+    assert len(w) == 1 and w[0].message.instrument is bad and w[0].message.hook == hook
+    assert k.instruments == (good,)
+    # the task's own exception, not the instrument's, in the task and in the trace
+    assert isinstance(task.exception, BlockError) and task.exception.__context__ is None
+    assert task.state == TaskState.FAILED == "failed"
+    assert k.trace[-1].kind == EventKind.FAILED and "Input/output error" in k.trace[-1].detail
+
+
+def test_an_instrument_failing_while_a_task_raises_a_bug_leaves_that_bug_to_propagate():
+    async def body():
+        raise ZeroDivisionError("model bug")
+        await sched_point("io")  # pragma: no cover
+
+    k = Kernel()
+    k.add_instrument(_Raises("after_step"))
+    task = k.spawn("t#1", body())
+    with pytest.warns(InstrumentWarning), pytest.raises(ZeroDivisionError, match="model bug"):
+        k.step()
+    assert isinstance(task.exception, ZeroDivisionError) and k.instruments == ()
+
+
+def test_instrument_hooks_are_chosen_when_added():
+    class Events(Instrument):
+        def __init__(self) -> None:
+            self.kinds: list[str] = []
+
+        def on_event(self, event: Event) -> None:
+            self.kinds.append(event.kind)
+
+    k = Kernel()
+    k.tracing = False
+    events = Events()
+    k.add_instrument(events)
+    with pytest.raises(StateError, match="already an instrument"):
+        k.add_instrument(events)
+    with pytest.raises(ArgumentError, match="labkit.kernel.Instrument"):
+        k.add_instrument(object())  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="True or False"):
+        k.tracing = 1  # type: ignore[assignment]
+    k.spawn("a#1", worker([], "a", 1))
+    k.run()
+    assert events.kinds == ["spawn", "run", "point", "run", "done"] and not k.trace
+    k.remove_instrument(events)
+    with pytest.raises(StateError, match="not an instrument"):
+        k.remove_instrument(events)
+
+
+def test_access_sink_instrument_gets_tuples():
+    class Sink(Instrument):
+        def __init__(self) -> None:
+            self.access_sink = []
+
+    async def body():
+        touch(("map", "hidden"), 0, 4, False, waits=True)
+
+    k = Kernel()
+    sink = Sink()
+    k.add_instrument(sink)
+    k.spawn("t#1", body())
+    k.run()
+    assert sink.access_sink == [(("map", "hidden"), 0, 4, False, True)]
+
+
+# --- the yield protocol: a foreign await ----------------------------------------
+
+
+class _Foreign:
+    def __await__(self):
+        yield "an asyncio future"
+
+
+def test_a_foreign_await_fails_that_task_and_run_reports_it():
+    async def foreign():
+        await sched_point("io")
+        await _Foreign()
+        return "never"
+
+    k = Kernel()
+    bad = k.spawn("bad#1", foreign())
+    ok = k.spawn("ok#1", worker([], "ok", 3))
+    with pytest.raises(ForeignAwaitError, match="bad#1 awaited 'an asyncio future'") as exc:
+        k.run()
+    assert isinstance(exc.value, TypeError) and exc.value.task == "bad#1"
+    assert bad.state == FAILED and bad.exception is exc.value
+    assert k.trace[-1].kind == "failed" and k.trace[-1].task == "bad#1"
+    with pytest.raises(TaskFailed):
+        _ = bad.result
+    k.run()  # no task lost: the others run on and the kernel ends cleanly
+    assert ok.result == "ok" and not k.has_runnable() and k.blocked() == []
+
+
+def test_a_task_may_handle_a_foreign_await_error():
+    async def careful():
+        try:
+            await _Foreign()
+        except ForeignAwaitError:
+            await sched_point("io")
+            return "recovered"
+
+    k = Kernel()
+    task = k.spawn("t#1", careful())
+    k.run()
+    assert task.result == "recovered"
+
+
+def test_an_asyncio_future_is_a_foreign_await():
+    import asyncio
+
+    async def body():
+        await asyncio.sleep(0)
+
+    k = Kernel()
+    task = k.spawn("t#1", body())
+    with pytest.raises(ForeignAwaitError, match="t#1 awaited None"):
+        k.step()
+    assert task.state == FAILED
+
+
+def test_kernel_and_spawn_refuse_wrong_types_at_the_call():
+    with pytest.raises(ArgumentError, match=r"Kernel\(policy\).*got 'fifo'"):
+        Kernel("fifo")  # type: ignore[arg-type]
+    k = Kernel()
+    with pytest.raises(ArgumentError, match=r"spawn\('a#1', coro\).*got 5"):
+        k.spawn("a#1", 5)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="non-empty str"):
+        k.spawn("", worker([], "a", 1))
+    assert k.tasks == {} and not k.trace
+
+
+def test_the_current_task_belongs_to_the_kernel_stepping():
+    seen = []
+
+    async def body():
+        seen.append((current_task(), k.current))
+        await sched_point("io")
+
+    k = Kernel()
+    task = k.spawn("t#1", body())
+    assert current_task() is None and k.current is None
+    k.step()
+    assert seen == [(task, task)] and k.current is None and current_task() is None
+
+
+def test_states_and_kinds_are_str_enums_and_the_trace_json_is_text():
+    k = Kernel()
+    task = k.spawn("a#1", worker([], "a", 1))
+    k.run()
+    assert task.state is TaskState.DONE and task.state == "done" and DONE is TaskState.DONE
+    kinds = [e.kind for e in k.trace]
+    assert kinds == ["spawn", "run", "point", "run", "done"]
+    assert json.dumps([e.as_dict()["kind"] for e in k.trace]) == \
+        '["spawn", "run", "point", "run", "done"]'
+    assert f"{EventKind.REQ_START}" == "req-start" and str(TaskState.BLOCKED) == "blocked"

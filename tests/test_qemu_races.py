@@ -25,10 +25,9 @@ from labkit.qemu import (
     RaceComparison,
     compare_races,
     leftover_sessions,
-    qemu_available,
     race_orders,
 )
-from labkit.testing import child_processes, need, process_state
+from labkit.testing import child_processes, process_state
 
 SHIPPED = ("canonical", "straddle", "partial-overlap", "same-cluster-disjoint",
            "partial-cluster-vm-write", "vm-write-race")
@@ -42,13 +41,6 @@ S3 = ("vm-write#1 held at its fill-in read of secondary-disk, then nbd-write#1, 
       "then vm-write#1 released")
 S4 = ("vm-write#1 held at its fill-in read, in active before hidden, then nbd-write#1, "
       "then vm-write#1 released")
-
-
-@pytest.fixture
-def qemu() -> None:
-    reason = qemu_available()
-    need(reason is None, f"a usable QEMU 7.2 ({reason})",
-         "apt-get install qemu-system-x86 qemu-utils")
 
 
 def _text(name: str) -> str:

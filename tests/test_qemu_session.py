@@ -37,22 +37,6 @@ M = K * K
 B = 4096  # the table's block size
 
 
-def require_qemu() -> None:
-    """Skip without a usable QEMU; under CI=true, fail instead."""
-    reason = qemu_available()
-    if reason is None:
-        return
-    message = f"QEMU with block replication is not usable here: {reason}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture
-def qemu() -> None:
-    require_qemu()
-
-
 def row(layer: Layer | None, block: int = B) -> str:
     """One dump row as in qemu-7.2-observed.md: ``xx``, ``..``, ``zz``, ``**``, ``~~``."""
     if layer is None:

@@ -21,17 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit.qemu import qemu_available
-from labkit.testing import child_processes, need, process_state
+from labkit.testing import child_processes, process_state
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def qemu() -> None:
-    reason = qemu_available()
-    need(reason is None, f"a usable QEMU 7.2 ({reason})",
-         "apt-get install qemu-system-x86 qemu-utils")
 
 
 @pytest.fixture

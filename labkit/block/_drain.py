@@ -17,8 +17,8 @@ A drained section is how QEMU makes the block graph hold still:
 
 labkit drains the whole graph of the secondary in every section: one
 AioContext, so ``aio_disable_external`` stops every external request source
-at once.  COLO relies on this (facts §2.7, §2.9): the checkpoint runs with the
-VM stopped (``vm_stop`` → ``bdrv_drain_all``), and the failover commit drains
+at once.  COLO relies on this: the checkpoint runs with the VM stopped
+(cpus.c, ``do_vm_stop`` → ``bdrv_drain_all``), and the failover commit drains
 before it switches the graph (``mirror_run``'s ``bdrv_co_drain``).
 
 What a trainee should notice: a request that arrives during a checkpoint

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import AlignmentError, BlockError, GraphError, NotSupported, RangeError
+from ..errors import AlignmentError, BlockError, ConfigError, GraphError, NotSupported, RangeError
 from ..kernel import CoQueue, Task, current_task, emit, touch
 from ..layers import SECTOR, Layer
 
@@ -446,7 +446,7 @@ class BlockNode:
                      length: int = 1, once: bool = True) -> InjectedError:
         """Make the next matching leaf ``op`` on this node fail with ``errno`` (blkdebug)."""
         if op not in ("read", "write", "any"):
-            raise ValueError(f"inject_error op must be 'read', 'write' or 'any', got {op!r}")
+            raise ConfigError(f"inject_error op must be 'read', 'write' or 'any', got {op!r}")
         rule = InjectedError(op, errno, offset, length, once)
         self.injected.append(rule)
         return rule

@@ -30,6 +30,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..errors import ConfigError
+
 CHUNK = 4096  # bytes per chunk: the I/O size of most requests, so a 4 KiB write makes one
 
 Base = Callable[[int, int], np.ndarray]  # (offset, nbytes) -> a fresh, writable uint8 array
@@ -364,5 +366,5 @@ class ChunkStore:
         buf = np.frombuffer(value, dtype=np.uint8) if not isinstance(value, np.ndarray) \
             else value.astype(np.uint8, copy=False)
         if buf.size != n:
-            raise ValueError(f"cannot store {buf.size} bytes into a range of {n}")
+            raise ConfigError(f"cannot store {buf.size} bytes into a range of {n}")
         self.write(start, buf)

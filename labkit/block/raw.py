@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..kernel import sched_point
 from ._node import BlockNode
 from ._store import CHUNK, Base, BufferBase, ChunkStore
@@ -34,12 +35,12 @@ class RawNode(BlockNode):
         base = fill
         if data is not None:
             if fill is not None:
-                raise ValueError(f"raw node {name}: give the initial data or a fill, not both")
+                raise ConfigError(f"raw node {name}: give the initial data or a fill, not both")
             arr = np.frombuffer(bytes(data), dtype=np.uint8) if not isinstance(data, np.ndarray) \
                 else data.astype(np.uint8, copy=True)
             if arr.size != size:
-                raise ValueError(f"raw node {name}: initial data is {arr.size} bytes, "
-                                 f"expected {size}")
+                raise ConfigError(f"raw node {name}: initial data is {arr.size} bytes, "
+                                  f"expected {size}")
             base = BufferBase(arr)
         self._data = ChunkStore(size, base)
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import trace as _trace
-from ..errors import ArgumentError, ConfigError
+from ..errors import ArgumentError, ConfigError, NondeterminismError
 from ..kernel import Event
 from ..lab import Lab, build_secondary
 from ..scenario import Scenario
@@ -56,7 +56,7 @@ from ._replay import (
     replay_lab,
     scenario_tasks,
 )
-from ._search import REDUCTIONS, NondeterminismError, RunRecord, Search, count_preemptions
+from ._search import REDUCTIONS, RunRecord, Search, count_preemptions
 from ._shrink import SHRINK_BUDGET, shrink, signature
 
 DEFAULT_MAX_RUNS = 20_000

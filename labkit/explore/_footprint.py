@@ -214,7 +214,7 @@ class StepRecorder(Instrument):
         self.kernel = kernel
         self._known = len(kernel.tasks)  # tasks seen so far (kernel.tasks keeps spawn order)
         self._sink: list[tuple[tuple[str, str], int, int, bool, bool]] = []
-        kernel.access_sink = self._sink  # touch() appends every declared access here
+        self.access_sink = self._sink  # the kernel appends every declared access here
         self._blocked: set[Task] = set()
         self.fifo_waits = woken_run_at_once()
         self.decisions = 0

@@ -19,12 +19,19 @@ from typing import Any
 from .. import scenarios as _scenarios
 from .. import trace as _trace
 from ..config import CONFIG_KEYS
-from ..errors import ArgumentError, ConfigError, Deadlock, ScheduleError, TraceFormatError
+from ..errors import (
+    ArgumentError,
+    ConfigError,
+    Deadlock,
+    NondeterminismError,
+    ScheduleError,
+    TraceFormatError,
+)
 from ..interpret import task_names
 from ..kernel import Policy, Task
 from ..lab import Lab, build_secondary
 from ..scenario import Scenario, parse
-from ._search import NondeterminismError, count_preemptions
+from ._search import count_preemptions
 
 #: The task names a scenario can create, in spawn order (the interpreter's, one place).
 scenario_tasks = task_names

@@ -38,35 +38,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import Deadlock, LabkitError
+from ..errors import Deadlock, NondeterminismError, RunAborted
 from ..kernel import Policy, Task
 from ..scenario import Scenario
 from ._footprint import Footprint, Interner, StepInfo, StepRecorder
 
 REDUCTIONS = ("dpor", "sleep", "none")
-
-
-class _Abort(Exception):
-    """Stop the current run early (sleep-set blocked or over the preemption bound)."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__(why)
-        self.why = why
-
-
-class NondeterminismError(LabkitError):
-    """The same scenario and the same choices gave two different runs (a bug in a model).
-
-    ``index`` is where they first differ (a trace event or a decision),
-    ``first`` and ``second`` what each run had there (None where one ended).
-    """
-
-    def __init__(self, message: str, index: int = -1, first: Any = None,
-                 second: Any = None) -> None:
-        self.index = index
-        self.first = first
-        self.second = second
-        super().__init__(message)
 
 
 @dataclass(slots=True)
@@ -122,7 +99,7 @@ class _Policy(Policy):
     def attach(self, lab: Any) -> None:
         if self.search.reduction != "none":
             self.recorder = StepRecorder(self.search.interner, lab.kernel)
-            lab.kernel.instruments.append(self.recorder)
+            lab.kernel.add_instrument(self.recorder)
 
     def finish_previous(self) -> None:
         """Close the step that ran last (its footprint, its node's done set)."""
@@ -232,7 +209,7 @@ class Search:
             node = _Node(enabled, "", prev, preempts, sleep, [])
             node.skipped_bound = set(awake)
             nodes.append(node)
-            raise _Abort("bound" if awake else "sleep")
+            raise RunAborted("bound" if awake else "sleep")
         chosen = allowed[0]
         if self.reduction == "dpor":
             backtrack = [chosen]
@@ -255,7 +232,7 @@ class Search:
             except Deadlock as exc:
                 record.deadlock = exc
             policy.finish_previous()
-        except _Abort as abort:
+        except RunAborted as abort:
             record.aborted = abort.why
         finally:
             lab.kernel.close()

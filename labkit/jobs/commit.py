@@ -10,7 +10,7 @@ base in the graph (``bdrv_replace_in_backing_chain``): the replication node's
 ``file`` now points at the secondary disk; active and hidden drop out of the
 graph with their contents untouched.
 
-It drains before it switches (``mirror_run``, facts §2.9): once nothing is
+It drains before it switches (block/mirror.c, ``mirror_run``): once nothing is
 dirty it opens a drained section over the graph (``bdrv_co_drain``, then
 ``mirror_exit`` under ``bdrv_drained_begin``), so every request still in flight
 — a VM write on the active disk above all — ends first and, if it dirtied

@@ -40,6 +40,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..errors import ScratchDirError
+
 #: sun_path is 108 bytes including the terminating NUL.
 SUN_PATH_MAX = 107
 #: The signals that close every open session before they take effect.
@@ -228,8 +230,8 @@ def runs_dir() -> Path:
     except FileExistsError:
         st = d.lstat()
         if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-            raise OSError(f"{d} is not a directory of this user; remove it or set TMPDIR "
-                          f"elsewhere") from None
+            raise ScratchDirError(f"{d} is not a directory of this user; remove it or set TMPDIR "
+                                  f"elsewhere") from None
     return d
 
 

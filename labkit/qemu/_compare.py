@@ -250,8 +250,8 @@ def compare(text: str | Scenario, *, size: int | str | None = None,
     if era is None:
         era = header_config(source).get("era", "7.2") if isinstance(source, str) else "7.2"
     if era != "7.2":
-        raise ValueError(f"era must be '7.2' for a comparison with QEMU 7.2, got {era!r}; "
-                         f"docs/qemu-eras.md lists where the 2.8 era differs")
+        raise ConfigError(f"era must be '7.2' for a comparison with QEMU 7.2, got {era!r}; "
+                          f"docs/qemu-eras.md lists where the 2.8 era differs")
     config, scenario = configured_scenario(text, size, block, hidden_cluster, active_cluster,
                                            fill)
     if scenario.has_par:

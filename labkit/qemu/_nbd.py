@@ -31,7 +31,7 @@ import socket
 import struct
 from collections.abc import Callable, Iterable
 
-from labkit.qemu._errors import BackendError
+from labkit.errors import NbdDisconnected, NbdError
 
 # Handshake.
 NBDMAGIC = 0x4E42444D41474943  # "NBDMAGIC"
@@ -131,14 +131,6 @@ _MAX_PAYLOAD = 32 * 1024 * 1024
 _MAX_STATUS_LEN = 0xFFFFFE00  # largest 32-bit length, 512-aligned
 
 _REQ = struct.Struct(">IHHQQI")
-
-
-class NbdError(OSError, BackendError):
-    """An NBD command or option failed; ``errno`` is the server's error."""
-
-
-class NbdDisconnected(NbdError):
-    """The server closed the connection or broke the protocol."""
 
 
 class NbdClient:

@@ -1,7 +1,7 @@
 """One real QEMU 7.2 acting as the COLO block-replication secondary.
 
 :class:`QemuSecondary` builds, in a private temporary directory, the graph of
-``qemu-7.2-observed.md``::
+QEMU's ``docs/block-replication.txt`` (its secondary, with ``blockdev-add``)::
 
     secondary.raw (node secondary-disk, NBD export "secondary": the primary's writes)
       ^ backing
@@ -48,7 +48,7 @@ from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 
-from labkit.errors import LimitError
+from labkit.errors import ConfigError, LimitError, QemuTimeout
 from labkit.layers import SECTOR, Layer
 from labkit.qemu import _cleanup
 from labkit.qemu._errors import QemuError, QemuNotAvailable
@@ -70,7 +70,7 @@ _SPACE_MARGIN = 16 << 20
 _LOG_LINES = 20
 _QUIT_WAIT = 5.0
 
-# No guest, no devices, no display: QEMU only hosts the block graph (7.2-observed.md).
+# No guest, no devices, no display: QEMU only hosts the block graph.
 _QUIET_MACHINE = ("-machine", "none", "-nodefaults", "-nographic", "-display", "none")
 
 #: With ``blkdebug=True``: the blkdebug node under each image file, and the named
@@ -111,7 +111,7 @@ def _check_fill(fill: object) -> str | int:
         return fill
     if isinstance(fill, int) and not isinstance(fill, bool) and 0 <= fill <= 255:
         return fill
-    raise ValueError(f"fill must be 'index', 'zero' or a byte 0-255, got {fill!r}")
+    raise ConfigError(f"fill must be 'index', 'zero' or a byte 0-255, got {fill!r}")
 
 
 class _Record:
@@ -269,7 +269,7 @@ class _LoopThread:
             return fut.result(timeout)
         except concurrent.futures.TimeoutError:
             fut.cancel()
-            raise TimeoutError from None
+            raise QemuTimeout(f"no answer from QEMU within {timeout} s") from None
 
     def stop(self) -> None:
         if self.loop.is_closed():
@@ -407,16 +407,16 @@ class QemuSecondary:
         blkdebug: bool = False,
     ) -> None:
         if size <= 0 or size % SECTOR:
-            raise ValueError(f"size must be a positive multiple of {SECTOR} bytes, got {size}")
+            raise ConfigError(f"size must be a positive multiple of {SECTOR} bytes, got {size}")
         if block <= 0:
-            raise ValueError(f"block must be a positive number of bytes, got {block}")
+            raise ConfigError(f"block must be a positive number of bytes, got {block}")
         for name, cl in (("hidden_cluster", hidden_cluster), ("active_cluster", active_cluster)):
             if cl < 512 or cl > 2 * 1024 * 1024 or cl & (cl - 1):
-                raise ValueError(
+                raise ConfigError(
                     f"{name} must be a power of two from 512 to 2M (qcow2's limits), got {cl}"
                 )
         if timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout}")
+            raise ConfigError(f"timeout must be positive, got {timeout}")
         self.fill = _check_fill(fill)
         self.blkdebug = bool(blkdebug)
         self.size = size
@@ -644,7 +644,7 @@ class QemuSecondary:
 
     def _build_graph(self, exe: str, wd: Path) -> None:
         """``blockdev-add`` the secondary's graph and export it over NBD (as
-        ``qemu-7.2-observed.md`` builds it)."""
+        QEMU's ``docs/block-replication.txt`` describes the secondary's)."""
         d = str(wd)
         self._qmp(
             "blockdev-add",
@@ -711,8 +711,8 @@ class QemuSecondary:
             },
         )
         if self.blkdebug:
-            # qemu-7.2-races-observed.md: HMP qemu-io on a node name makes a temporary
-            # BlockBackend and drains the graph when deleting it, which hangs the
+            # block/monitor/block-hmp-cmds.c, hmp_qemu_io: on a node name it makes a
+            # temporary BlockBackend (local_blk) and blk_unref() drains it, which hangs the
             # monitor for good while a request is suspended.  A named read-only
             # BlockBackend per blkdebug node, made before any breakpoint, does not.
             for node, drive in BLKDEBUG_DRIVES.items():
@@ -910,7 +910,7 @@ class QemuSecondary:
 
     def _check_range(self, off: int, length: int) -> None:
         if off < 0 or length < 0 or off + length > self.size:
-            raise ValueError(f"range [{off}, {off + length}) is outside the disk [0, {self.size})")
+            raise ConfigError(f"range [{off}, {off + length}) is outside the disk [0, {self.size})")
 
     def pwrite(self, off: int, length: int, byte: int, *, zeroes: bool | None = None) -> None:
         """The primary's write: ``length`` bytes of ``byte`` at ``off`` on export ``secondary``.
@@ -924,11 +924,11 @@ class QemuSecondary:
         """
         self._check_range(off, length)
         if not 0 <= byte <= 255:
-            raise ValueError(f"byte must be 0..255, got {byte}")
+            raise ConfigError(f"byte must be 0..255, got {byte}")
         if zeroes is None:
             zeroes = byte == 0
         elif zeroes and byte != 0:
-            raise ValueError(f"zeroes=True writes zeros, but byte is {byte:#04x}")
+            raise ConfigError(f"zeroes=True writes zeros, but byte is {byte:#04x}")
         if zeroes:
             self._nbd_io(
                 "secondary",
@@ -947,7 +947,7 @@ class QemuSecondary:
         """The secondary VM's write: ``length`` bytes of ``byte`` at ``off`` on export ``top``."""
         self._check_range(off, length)
         if not 0 <= byte <= 255:
-            raise ValueError(f"byte must be 0..255, got {byte}")
+            raise ConfigError(f"byte must be 0..255, got {byte}")
         data = bytes([byte]) * length
         self._nbd_io("top", f"vm write on export 'top' at {off}", lambda c: c.pwrite(data, off))
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from ..errors import Deadlock
+from ..errors import ConfigError, Deadlock, ScheduleError
 from ..kernel import Chooser, Event, Task
 from ..lab import Lab
 from ..layers import Layer
@@ -61,8 +61,8 @@ class SchedulerPlayground(App):
                  designs: Sequence[str] = DESIGNS, cols: int | None = None,
                  timeline: bool = False, **config: Any) -> None:
         if design not in designs:
-            raise ValueError(f"design must be one of {', '.join(map(repr, designs))}, "
-                             f"got {design!r}")
+            raise ConfigError(f"design must be one of {', '.join(map(repr, designs))}, "
+                              f"got {design!r}")
         self._pick: str | None = None
         self._pool: list[tuple[w.Button, w.HTML, w.HBox]] = []
         self._slot_names: list[str] = []
@@ -170,7 +170,7 @@ class SchedulerPlayground(App):
             blocked = {t.name: t.why_blocked for t in self.session.blocked()}
             why = f"it waits for {blocked[task]}" if task in blocked else (
                 f"runnable now: {', '.join(runnable) or 'none'}")
-            raise ValueError(f"{task} cannot run now: {why}")
+            raise ScheduleError(len(self.lab.schedule), f"{task} cannot run now: {why}")
         self.mark = len(self.lab.trace)
         self.note = ""
         self.error = ""

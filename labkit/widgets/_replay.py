@@ -9,6 +9,7 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..errors import ConfigError, StateError
 from ..kernel import Scripted
 from ..lab import Lab
 from ..plot import plot_layers, plot_timeline
@@ -20,11 +21,8 @@ from ._whereabouts import read_results, span, whereabouts
 
 
 def _explorer() -> Any:
-    try:
-        return importlib.import_module("labkit.explore")
-    except ImportError as exc:
-        raise ImportError("RaceReplay needs the explorer (labkit.explore: explore() and "
-                          "replay()), which this labkit does not have") from exc
+    # imported when a RaceReplay is made: importing the widgets stays cheap
+    return importlib.import_module("labkit.explore")
 
 
 class RaceReplay(App):
@@ -50,8 +48,8 @@ class RaceReplay(App):
                  cols: int | None = None, explore_options: dict[str, Any] | None = None,
                  **config: Any) -> None:
         if "design" in config or "policy" in config:
-            raise ValueError("RaceReplay explores every design with its own policy; leave "
-                             "design and policy out of the configuration (use designs=...)")
+            raise ConfigError("RaceReplay explores every design with its own policy; leave "
+                              "design and policy out of the configuration (use designs=...)")
         mod = _explorer()
         self.scenario = scenario
         self.config = dict(config)
@@ -145,7 +143,7 @@ class RaceReplay(App):
     def seek(self, position: int) -> None:
         """Show the state after ``position`` decisions of the loaded counterexample."""
         if self.session is None:
-            raise RuntimeError("no counterexample loaded")
+            raise StateError("no counterexample loaded")
         position = max(0, min(position, len(self.schedule)))
         lab = self.session.lab
         since = None

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import ScheduleError
+from ..errors import ArgumentError, ConfigError, ScheduleError, StateError
 from ..kernel import FIFO, Event, Policy, Scripted, Task
 from ..lab import Lab, ScenarioRun, build_secondary
 from ..layers import Layer
@@ -34,16 +34,16 @@ class Session:
 
     def __init__(self, source: Source, config: dict[str, Any]) -> None:
         if "policy" in config:
-            raise ValueError("the widget chooses the policy (its buttons, or FIFO); leave "
-                             "policy out of the configuration")
+            raise ConfigError("the widget chooses the policy (its buttons, or FIFO); leave "
+                              "policy out of the configuration")
         self.config = dict(config)
         self.scenario: Scenario | None = None
         self.factory: Callable[[], Lab] | None = None
         self.run: ScenarioRun | None = None
         if isinstance(source, Lab):
             if config:
-                raise ValueError("configuration keywords apply to a scenario; this lab is "
-                                 "already built")
+                raise ConfigError("configuration keywords apply to a scenario; this lab is "
+                                  "already built")
             self.lab = source
             return
         if isinstance(source, str | Scenario):
@@ -55,11 +55,11 @@ class Session:
                 source, block=probe.block, size=probe.size)
         elif callable(source):
             if config:
-                raise ValueError("configuration keywords apply to a scenario, not a factory")
+                raise ConfigError("configuration keywords apply to a scenario, not a factory")
             self.factory = source
         else:
-            raise TypeError(f"expected scenario text, a Scenario, a Lab or a factory "
-                            f"returning a Lab, got {type(source).__name__}")
+            raise ArgumentError(f"expected scenario text, a Scenario, a Lab or a factory "
+                                f"returning a Lab, got {type(source).__name__}")
         self.rebuild([])
 
     @property
@@ -73,8 +73,8 @@ class Session:
         were replayed (fewer than asked when a name is not runnable at its position, as
         after a design switch) and the layers after ``capture_at`` choices, if asked."""
         if not self.can_rebuild:
-            raise RuntimeError("this widget was given a built lab, which cannot be rebuilt; "
-                               "pass the scenario text (or a lab factory) to undo and reset")
+            raise StateError("this widget was given a built lab, which cannot be rebuilt; "
+                             "pass the scenario text (or a lab factory) to undo and reset")
         prefix = list(prefix)
         if getattr(self, "lab", None) is not None:
             self.lab.kernel.close()
