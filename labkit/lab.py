@@ -57,7 +57,7 @@ from .interpret import (
     vread_failure,
 )
 from .kernel import FIFO, CoMutex, Event, EventLog, Kernel, Policy, Task, declare_control
-from .layers import SECTOR, Layer
+from .layers import LAYER_NAMES, SECTOR, Layer, Pieces
 from .oracle import Oracle, Violation
 from .replication import ReplicationNode, ReplicationStage
 from .scenario import Command, Par, Scenario, parse, safe_title
@@ -405,21 +405,38 @@ class Lab:
     # --- what is on the disks ---------------------------------------------------------
     def layers(self) -> dict[str, Layer | None]:
         """Each layer's own contents, and the VM's view (None while the VM gets EIO)."""
-        view = None
-        if self.top.get_io_status() >= 0:
-            # The replication node reads through its ``file`` child, so the view changes
-            # exactly when that chain does: an unchanged chain reuses the last view (a
-            # widget dumps the layers after every decision; most decisions change none).
-            file = self.top.file
-            key = file.peek_key() if file is not None else None
-            if key is not None and self._view_cache is not None and self._view_cache[0] == key:
-                view = self._view_cache[1]
-            else:
-                view = Layer.full(self.top.peek(0, self.size))
-                if key is not None and self.size <= LAYER_CACHE_MAX:
-                    self._view_cache = (key, view)
         return {"secondary": self.secondary.layer(), "hidden": self.hidden.layer(),
-                "active": self.active.layer(), "vm-view": view}
+                "active": self.active.layer(), "vm-view": self._view()}
+
+    def layer(self, name: str) -> Layer | None:
+        """One of :meth:`layers` (``secondary``, ``hidden``, ``active`` or ``vm-view``),
+        without dumping the others: what an ``expect`` reads."""
+        if name == "vm-view":
+            return self._view()
+        node = {"secondary": self.secondary, "hidden": self.hidden,
+                "active": self.active}.get(name) if isinstance(name, str) else None
+        if node is None:
+            raise ArgumentError(f"no layer named {name!r}; layers: {', '.join(LAYER_NAMES)}")
+        return node.layer()
+
+    def _view(self) -> Layer | None:
+        if self.top.get_io_status() < 0:
+            return None
+        # The replication node reads through its ``file`` child, so the view changes
+        # exactly when that chain does: an unchanged chain reuses the last view (a
+        # widget dumps the layers after every decision; most decisions change none).
+        file = self.top.file
+        key = file.peek_key() if file is not None else None
+        if key is not None and self._view_cache is not None and self._view_cache[0] == key:
+            return self._view_cache[1]
+        # Frozen buffers shared with the disks (copy-on-write): the view costs what
+        # the chain holds beyond its bases, not the disk's size.
+        frozen = self.top.frozen()
+        view = Layer.full(Pieces.lazy(self.size, frozen.peek_pieces) if frozen is not None
+                          else self.top.frozen_peek_pieces(0, self.size))
+        if key is not None and self.size <= LAYER_CACHE_MAX:
+            self._view_cache = (key, view)
+        return view
 
     def drop_layer_caches(self) -> None:
         """Forget every reused dump (each layer's and the VM view's): the next
@@ -544,7 +561,7 @@ class SimBackend:
         return self.lab.layers()
 
     def layer(self, name: str) -> Layer | None:
-        return self.lab.layers()[name]
+        return self.lab.layer(name)
 
     def state(self) -> str:
         return self.lab.state

@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .errors import LimitError, TraceFormatError
 from .kernel import Event
 
@@ -117,24 +119,36 @@ def dumps(trace: Sequence[Event], schedule: Sequence[str], meta: dict[str, Any] 
 
 _FIELD_TYPES = {name: (int if name in ("seq", "offset", "length") else str)
                 for name in Event.FIELDS}
-_OPEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]')
+_BLOCK = 1 << 20  # characters scanned at a time by _check_depth (bounded memory)
+_BYTE = {c: ord(c) for c in '"[]{}'}
 
 
 def _check_depth(text: str, what: str) -> None:
     """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` before parsing it (Python's
-    parser recurses once per level: 200,000 ``[`` would be a RecursionError)."""
+    parser recurses once per level: 200,000 ``[`` would be a RecursionError).
+
+    Linear in time and bounded in memory: escapes are dropped first (``\\\\`` then
+    ``\\"``, left to right as JSON reads them), so that every remaining quote opens
+    or closes a string; then, a block at a time with numpy, a bracket counts only
+    where an even number of quotes precedes it.  (A regex scan of strings went back
+    to each quote of an unterminated string: quadratic.)
+    """
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
         return
-    depth = 0
-    for m in _OPEN.finditer(text):
-        c = m.group()
-        if c in "[{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise TraceFormatError(f"{what} nests arrays or objects more than "
-                                       f"{MAX_JSON_DEPTH} levels deep; a labkit trace file has 3")
-        elif c in "]}":
-            depth -= 1
+    plain = text.replace("\\\\", "").replace('\\"', "").encode("utf-8", "replace")
+    depth, inside = 0, 0
+    for pos in range(0, len(plain), _BLOCK):
+        a = np.frombuffer(plain, dtype=np.uint8, count=min(_BLOCK, len(plain) - pos),
+                          offset=pos)
+        parity = (np.cumsum(a == _BYTE['"'], dtype=np.uint8) + inside) & 1
+        step = ((a == _BYTE["["]) | (a == _BYTE["{"])).astype(np.int8)
+        step -= ((a == _BYTE["]"]) | (a == _BYTE["}"])).astype(np.int8)
+        step[parity == 1] = 0
+        levels = np.cumsum(step, dtype=np.int64) + depth
+        if int(levels.max()) > MAX_JSON_DEPTH:
+            raise TraceFormatError(f"{what} nests arrays or objects more than "
+                                   f"{MAX_JSON_DEPTH} levels deep; a labkit trace file has 3")
+        depth, inside = int(levels[-1]), int(parity[-1])
 
 
 def load_json(text: str, what: str = "trace file") -> Any:
@@ -147,6 +161,8 @@ def load_json(text: str, what: str = "trace file") -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise TraceFormatError(f"{what} is not valid JSON: {exc}") from None
+    except ValueError as exc:  # an integer literal past Python's 4,300-digit limit
+        raise TraceFormatError(f"{what} holds a number labkit cannot read: {exc}") from None
     except RecursionError:  # cannot happen after _check_depth; never a traceback
         raise TraceFormatError(f"{what} nests too deeply") from None
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 import errno as _errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import AlignmentError, BlockError, GraphError, NotSupported, RangeError
 from ..kernel import CoQueue, Task, current_task, emit, touch
-from ..layers import SECTOR, Layer
+from ..layers import SECTOR, Layer, Pieces
 
 # Request flags (BdrvRequestFlags)
 REQ_NO_SERIALISING = 0x1  # BDRV_REQ_NO_SERIALISING (2.5-4.2): skip wait_serialising_requests
@@ -438,6 +439,10 @@ class BlockNode:
     def _zero_map(self) -> np.ndarray:
         return np.zeros(self.size // SECTOR, dtype=bool)
 
+    def _dump_allocation(self) -> np.ndarray:
+        """:meth:`_allocation` for a dump (a driver may return a shared read-only array)."""
+        return self._allocation()
+
     def allocation(self) -> np.ndarray:
         """Per 512-byte sector: allocated in this node's own layer (the driver's answer)."""
         return self._allocation()
@@ -448,6 +453,31 @@ class BlockNode:
 
     def _own_data(self) -> np.ndarray:
         raise NotImplementedError
+
+    def freeze_storage(self) -> None:
+        """Make buffers taken from this node's storage immutable (copy-on-write from now
+        on, :meth:`labkit.block.ChunkStore.freeze`); a node without storage has none."""
+
+    def frozen(self) -> Any | None:
+        """What :meth:`peek` reads now, as an object whose ``peek_pieces(offset, nbytes)``
+        never changes (a dump of the VM's view shares the disks' chunks, copy-on-write,
+        instead of copying them); None for a driver that cannot freeze its contents."""
+        return None
+
+    def frozen_peek_pieces(self, offset: int, nbytes: int) -> list:
+        """:meth:`peek` as buffers that never change, for a driver without
+        :meth:`frozen`: every node below is frozen first."""
+        self.check_request(offset, nbytes, "peek")
+        seen: set[int] = set()
+        todo: list[BlockNode] = [self]
+        while todo:
+            node = todo.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            node.freeze_storage()
+            todo.extend(node.children.values())
+        return self._peek_pieces(offset, nbytes)
 
     @property
     def stored_chunks(self) -> int:
@@ -461,7 +491,7 @@ class BlockNode:
         cached = self._layer_cache
         if key is not None and cached is not None and cached[0] == key:
             return cached[1]  # nothing changed since: the same (immutable) Layer
-        alloc = self._allocation()
+        alloc = self._dump_allocation()
         layer = Layer(self._layer_bytes(alloc), alloc, self._zero_map())
         if key is not None and self.size <= LAYER_CACHE_MAX:
             self._layer_cache = (key, layer)
@@ -491,7 +521,7 @@ class BlockNode:
             children.append((role, key))
         return own, tuple(children)
 
-    def _layer_bytes(self, alloc: np.ndarray) -> bytes:
+    def _layer_bytes(self, alloc: np.ndarray) -> bytes | list | Pieces:
         """This node's own bytes with the sectors not in ``alloc`` zeroed."""
         data = self._own_data().reshape(-1, SECTOR).copy()
         data[~alloc] = 0

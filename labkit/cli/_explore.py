@@ -23,6 +23,7 @@ from ._common import (
     given_config,
     natural_int,
     positive_int,
+    read_json_text,
     resolve_config,
     scenario_input,
 )
@@ -154,8 +155,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def _read_schedule(value: str) -> list[str]:
     """The schedule's task names (the string, or the file @PATH names), parsed."""
     if value.startswith("@"):
-        with open(value[1:], encoding="utf-8") as f:
-            value = f.read()
+        value = read_json_text(value[1:], "a schedule file")
     try:
         return parse_schedule(value)
     except RecursionError:  # json.loads on a very deeply nested file
