@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import AlignmentError, BlockError, GraphError, NotSupported, RangeError
 from ..kernel import CoQueue, Task, current_task, emit, touch
-from ..layers import SECTOR, Layer, Pieces
+from ..layers import SECTOR, Layer, Pieces, constant_bits
 
 # Request flags (BdrvRequestFlags)
 REQ_NO_SERIALISING = 0x1  # BDRV_REQ_NO_SERIALISING (2.5-4.2): skip wait_serialising_requests
@@ -437,7 +437,8 @@ class BlockNode:
         raise NotImplementedError
 
     def _zero_map(self) -> np.ndarray:
-        return np.zeros(self.size // SECTOR, dtype=bool)
+        """Per sector: a qcow2 zero cluster? (for a dump: read-only, may be shared)"""
+        return constant_bits(self.size // SECTOR, False)
 
     def _dump_allocation(self) -> np.ndarray:
         """:meth:`_allocation` for a dump (a driver may return a shared read-only array)."""

@@ -119,7 +119,7 @@ class Qcow2Node(BlockNode):
         self._map_version = 0  # bumped by every change of _map (see _content_key)
         # The map and allocation a dump shares while the map does not change
         self._map_snap: tuple[int, np.ndarray] | None = None
-        self._alloc_snap: tuple[int, np.ndarray] | None = None
+        self._bits_snap: tuple[int, np.ndarray, np.ndarray] | None = None
         # Data of allocated clusters, at their guest offsets.  Sparse (chunks made
         # on first write) instead of a zeroed array as large as the disk: only
         # allocated clusters are ever read, and a dump zeroes unallocated sectors.
@@ -400,13 +400,20 @@ class Qcow2Node(BlockNode):
             cached = self._map_snap = (self._map_version, frozen)
         return cached[1]
 
-    def _dump_allocation(self) -> np.ndarray:
-        cached = self._alloc_snap
+    def _dump_bits(self) -> tuple[np.ndarray, np.ndarray]:
+        """The allocation and zero bitmaps of a dump, read-only, shared by the dumps
+        taken while the map does not change."""
+        cached = self._bits_snap
         if cached is None or cached[0] != self._map_version:
-            alloc = self._allocation()
+            states = self._sector_states()
+            alloc, zero = states != UNALLOCATED, states == ZERO
             alloc.flags.writeable = False
-            cached = self._alloc_snap = (self._map_version, alloc)
-        return cached[1]
+            zero.flags.writeable = False
+            cached = self._bits_snap = (self._map_version, alloc, zero)
+        return cached[1], cached[2]
+
+    def _dump_allocation(self) -> np.ndarray:
+        return self._dump_bits()[0]
 
     def freeze_storage(self) -> None:
         self._data.freeze()
@@ -429,7 +436,7 @@ class Qcow2Node(BlockNode):
         return self._sector_states() != UNALLOCATED
 
     def _zero_map(self) -> np.ndarray:
-        return self._sector_states() == ZERO
+        return self._dump_bits()[1]
 
     @property
     def stored_chunks(self) -> int:
