@@ -45,6 +45,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, cast, get_args
 
+import numpy as np
+
 from .errors import ArgumentError, ConfigError, LimitError
 from .layers import SECTOR
 
@@ -116,8 +118,10 @@ def _bad(key: str, source: str, allowed: str, value: object,
 
 
 def _as_size(key: str, value: object, source: str, block: int = 4096) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | str):
         raise _bad(key, source, f"a size like {SIZE_FORMS}", value, ArgumentError)
+    if isinstance(value, np.integer):
+        value = int(value)  # checked as the Python integer it holds
     if isinstance(value, str):
         parsed = size_token(value.strip(), block)
         if parsed is None:
@@ -151,8 +155,10 @@ def _as_choice(key: str, value: object, source: str, allowed: tuple[str, ...]) -
 
 def _as_fill(value: object, source: str) -> Fill:
     allowed = "'index', 'zero' or a byte 0-255"
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | str):
         raise _bad("fill", source, allowed, value, ArgumentError)
+    if isinstance(value, np.integer):
+        value = int(value)
     if isinstance(value, str):
         if value in FILLS:
             return cast(FillName, value)
@@ -197,11 +203,18 @@ class LabConfig:
         or ``"header"``.  An unknown key is an :class:`ArgumentError` listing
         the allowed ones.
         """
+        if not isinstance(values, Mapping):
+            raise ArgumentError(f"LabConfig.parse needs a mapping of configuration keys to "
+                                f"values, got {type(values).__name__}")
+        if base is not None and not isinstance(base, LabConfig):
+            raise ArgumentError(f"LabConfig.parse: base must be a LabConfig or None, got "
+                                f"{type(base).__name__}")
         merged = asdict(base or cls())
         for key, value in values.items():
-            if key not in CONFIG_KEYS:
+            if not isinstance(key, str) or key not in CONFIG_KEYS:
                 allowed = ", ".join(key_name(k, source) for k in CONFIG_KEYS)
-                raise ArgumentError(f"unknown configuration key {key_name(key, source)}; "
+                shown = key_name(key, source) if isinstance(key, str) else repr(key)
+                raise ArgumentError(f"unknown configuration key {shown}; "
                                     f"allowed: {allowed}")
             merged[key] = value
         return cls(**_checked(merged, source))
@@ -234,7 +247,7 @@ def _checked(values: dict[str, Any], source: str) -> dict[str, Any]:
         if key == "backup_cluster" and (raw is None or raw == "none"):
             out[key] = None
             continue
-        value = _as_size(key, raw, source)
+        value = _as_size(key, raw, source, block)  # ``b`` is the configured block
         _check_cluster(key, value, source, raw)
         out[key] = value
     out["design"] = _as_choice("design", values["design"], source, DESIGNS)

@@ -216,17 +216,22 @@ class Lab:
         self._names.take(kind)  # counted only once the task exists
         return task
 
-    def _check_io(self, what: str, offset: int, length: int, byte: int | None = None) -> None:
+    def _check_io(self, what: str, offset: int, length: int,
+                  byte: int | None = None) -> tuple[int, int, int]:
+        """The request checked, as plain Python integers (a numpy integer is read as the
+        integer it holds: the trace and the tasks never see numpy types)."""
         self.top.check_request(offset, length, what)
         if length == 0:
             raise BlockError(_errno.EINVAL, f"{what}: length must be at least one 512-byte "
                                             f"sector")
+        value = 0
         if what in _WRITES:  # a write's byte is refused at the call, None included
-            check_byte(byte, f"{what}: byte")
+            value = check_byte(byte, f"{what}: byte")
+        return int(offset), int(length), value
 
     def primary_write(self, offset: int, length: int, byte: int) -> Task:
         """An NBD write from the primary to the secondary disk (task ``nbd-write#N``)."""
-        self._check_io("primary write", offset, length, byte)
+        offset, length, byte = self._check_io("primary write", offset, length, byte)
 
         async def body(name: str) -> None:
             await self.export.co_write(offset, bytes([byte]) * length)
@@ -238,7 +243,7 @@ class Lab:
 
     def vm_write(self, offset: int, length: int, byte: int) -> Task:
         """A write by the secondary VM through the replication node (``vm-write#N``)."""
-        self._check_io("VM write", offset, length, byte)
+        offset, length, byte = self._check_io("VM write", offset, length, byte)
 
         async def body(name: str) -> None:
             await blk_wait_while_drained(self.top)  # the guest device is quiesced
@@ -256,7 +261,7 @@ class Lab:
 
     def vm_read(self, offset: int, length: int) -> Task:
         """A read by the secondary VM through the replication node (``vm-read#N``)."""
-        self._check_io("VM read", offset, length)
+        offset, length, _ = self._check_io("VM read", offset, length)
 
         async def body(name: str) -> bytes:
             await blk_wait_while_drained(self.top)  # the guest device is quiesced
@@ -492,12 +497,23 @@ class Lab:
         """Run a scenario (text or parsed) on this lab; returns the lab.
 
         The lab is already built: a ``# config:`` header in ``scenario`` is not
-        applied here (:func:`run_scenario` applies it).
+        applied here (:func:`run_scenario` applies it).  A parsed scenario is parsed
+        again from its text against this lab (its ``block`` units and its size).
         """
-        if isinstance(scenario, str):
-            scenario = parse(scenario, block=self.block, size=self.size)
+        scenario = self.parsed(scenario)
         Interpreter(SimBackend(self), scenario, self).play()
         return self
+
+
+    def parsed(self, scenario: object) -> Scenario:
+        """``scenario`` (text, or a parsed one parsed again from its text) for this lab:
+        every command checked against its size and its ``b`` unit before any runs."""
+        if isinstance(scenario, Scenario):
+            scenario = scenario.text
+        if not isinstance(scenario, str):
+            raise ArgumentError(f"a scenario is its text (str) or a parsed Scenario, got "
+                                f"{type(scenario).__name__}")
+        return parse(scenario, block=self.block, size=self.size)
 
 
 def check_byte(byte: object, what: str = "byte") -> int:
@@ -583,8 +599,9 @@ class ScenarioRun:
     """
 
     def __init__(self, lab: Lab, scenario: str | Scenario) -> None:
-        if isinstance(scenario, str):
-            scenario = parse(scenario, block=lab.block, size=lab.size)
+        if not isinstance(lab, Lab):
+            raise ArgumentError(f"ScenarioRun needs a Lab, got {type(lab).__name__}")
+        scenario = lab.parsed(scenario)
         self.lab = lab
         self.scenario = scenario
         self.started_at = 0  # len(lab.schedule) when the current step's tasks started
@@ -674,9 +691,7 @@ def run_scenario(text: str | Scenario, **config: Any) -> Lab:
     policy = config.pop("policy", "fifo")
     cfg = resolve(source, config)
     lab = build_lab(cfg, policy)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=lab.block,
-                                                              size=lab.size)
-    return lab.play(scenario)
+    return lab.play(source)  # parsed against the lab built: its size and block
 
 
 __all__ = ["DESIGNS", "ERAS", "FILLS", "Lab", "ScenarioRun", "SimBackend", "build_lab",

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import LimitError, TraceFormatError
+from .errors import ArgumentError, LimitError, TraceFormatError
 from .kernel import Event
 
 # 2: events carry ``op`` (the typed I/O op of a point, the type of a tracked
@@ -47,9 +47,15 @@ _ITEM = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_.:-]*#\d+)(?:\*(?P<count>\d+))
 
 def format_schedule(names: Iterable[str]) -> str:
     """The compact string of a schedule: consecutive repeats folded as ``name*N``."""
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise ArgumentError(f"format_schedule needs a list of task names, got "
+                            f"{type(names).__name__}")
     out: list[str] = []
     last, count = None, 0
     for name in names:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ArgumentError(f"format_schedule: {name!r} is not a task name like "
+                                f"'vm-read#1'")
         if name == last:
             count += 1
             continue

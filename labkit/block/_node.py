@@ -224,6 +224,8 @@ class BlockNode:
         for what, value in (("offset", offset), ("length", nbytes)):
             if not isinstance(value, int | np.integer) or isinstance(value, bool):
                 raise RangeError(f"{op} on {self.name}: {what} must be an integer, got {value!r}")
+        # As Python integers: numpy's fixed-width sums wrap (uint32 0xFFFFFE00 + 0x400 is 0x200)
+        offset, nbytes = int(offset), int(nbytes)
         if offset < 0 or nbytes < 0:
             raise RangeError(f"{op} on {self.name}: offset {offset} and length {nbytes} must not "
                              f"be negative")
