@@ -113,3 +113,113 @@ def test_every_refusal_is_a_labkit_error():
                  lambda: trace.format_schedule(7)):
         with pytest.raises(LabkitError):
             call()
+
+
+# --- the CLI's inputs: one policy, one line, exit 2 -------------------------------------
+
+
+def _cli(argv, capsys):
+    from labkit.cli import main
+
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _refused(rc, out, err, *words):
+    assert rc == 2 and out == "" and err.count("\n") == 1, (rc, out, err)
+    for word in words:
+        assert word in err, err
+
+
+def test_devices_and_huge_files_are_refused_before_they_are_read(capsys, tmp_path):
+    _refused(*_cli(["run", "/dev/zero"], capsys), "/dev/zero", "NUL")
+    _refused(*_cli(["replay", "canonical", "--schedule", "@/dev/zero"], capsys), "NUL")
+    big = tmp_path / "big.scn"
+    with open(big, "wb") as f:  # sparse: refused by its size, never read
+        f.truncate((64 << 20) + 100)
+    _refused(*_cli(["run", str(big)], capsys), "larger than")
+    sched = tmp_path / "big.json"
+    with open(sched, "wb") as f:
+        f.truncate((512 << 20) + 1)
+    _refused(*_cli(["replay", "canonical", "--schedule", f"@{sched}"], capsys), "larger")
+
+
+class _EndlessStdin:
+    """Standard input that never ends: counts what labkit reads of it."""
+
+    def __init__(self) -> None:
+        self.read_bytes = 0
+        self.buffer = self
+
+    def read(self, n: int = -1) -> bytes:
+        assert n > 0, "stdin must be read in bounded pieces"
+        self.read_bytes += n
+        return b"a" * n
+
+
+def test_stdin_is_read_in_bounded_pieces(capsys, monkeypatch):
+    from labkit.cli._common import READ_PIECE
+    from labkit.scenario import MAX_TEXT
+
+    stdin = _EndlessStdin()
+    monkeypatch.setattr("sys.stdin", stdin)
+    _refused(*_cli(["run", "-"], capsys), "<stdin>", "larger than")
+    assert stdin.read_bytes <= MAX_TEXT + 3 + READ_PIECE
+
+
+def test_schedule_files_that_are_not_utf8_or_hold_huge_numbers_are_refused(capsys, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b'{"format": "labkit-trace",\n "x": "\xff"}')
+    _refused(*_cli(["replay", "canonical", "--schedule", f"@{bad}"], capsys),
+             str(bad), "line 2", "UTF-8")
+    digits = tmp_path / "digits.json"
+    digits.write_text('{"format": "labkit-trace", "version": ' + "9" * 5000 + "}")
+    _refused(*_cli(["replay", "canonical", "--schedule", f"@{digits}"], capsys), "digits")
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a": "\\\\", "b": ' + "[" * 70 + "]" * 70 + "}")
+    _refused(*_cli(["replay", "canonical", "--schedule", f"@{deep}"], capsys), "levels")
+
+
+def test_the_depth_check_reads_strings_and_escapes_as_json_does():
+    from labkit.errors import TraceFormatError
+
+    inside = '{"s": "' + "[" * 100 + '\\" ' + "{" * 100 + '"}'  # brackets in one string
+    with pytest.raises(TraceFormatError, match="labkit trace"):
+        trace.loads(inside)  # parsed (not too deep), then not a labkit trace
+    with pytest.raises(TraceFormatError, match="levels"):
+        trace.loads('{"s": "\\\\"' + ", " + '"t": ' + "[" * 65 + "]" * 65 + "}")
+    adversarial = '{"' + '\\"' * 40000 + "[" * 65
+    with pytest.raises(TraceFormatError, match="not valid JSON"):
+        trace.loads(adversarial)
+
+
+def test_replay_of_a_trace_file_applies_what_it_stores(capsys, tmp_path):
+    cx = tmp_path / "cx"
+    _cli(["explore", "canonical", "--design", "none", "--stop-at-first", "--json", str(cx)],
+         capsys)
+    path = tmp_path / "cx-none.json"
+    assert path.exists()
+    rc, out, err = _cli(["replay", "canonical", "--schedule", f"@{path}", "--no-trace"], capsys)
+    assert rc == 1 and "VIOLATION" in out, (out, err)  # design none, from the file
+    doc = json.loads(path.read_text())
+    doc["events"][3]["detail"] = "edited"
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(doc))
+    _refused(*_cli(["replay", "canonical", "--schedule", f"@{edited}"], capsys), "event")
+    _refused(*_cli(["replay", "canonical", "--design", "2.8", "--schedule", f"@{path}"],
+                   capsys), "contradicts")
+    other = next(n for n in scenarios.names() if n != "canonical")
+    _refused(*_cli(["replay", other, "--schedule", f"@{path}"], capsys), "another scenario")
+
+
+def test_json_dash_writes_only_json_to_stdout(capsys):
+    rc, out, err = _cli(["run", "canonical", "--json", "-"], capsys)
+    assert rc in (0, 1) and "dumps" in json.loads(out)
+    assert "legend" in err
+    schedule = trace.format_schedule(lk.run_scenario(scenarios.load("canonical")).schedule)
+    rc, out, err = _cli(["replay", "canonical", "--schedule", schedule, "--json", "-"], capsys)
+    assert rc in (0, 1) and json.loads(out)["format"] == "labkit-trace" and "-- trace of" in err

@@ -13,11 +13,13 @@ read a scenario alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import stat
 import sys
-from typing import Any, NoReturn
+from collections.abc import Iterator
+from typing import Any, NoReturn, TextIO
 
 from .. import scenarios
 from ..config import LabConfig, resolve
@@ -117,6 +119,18 @@ def _read_pieces(f: Any, limit: int, what: str, label: str) -> bytes:
         if total > limit:
             raise LimitError(f"{label}: {what} is larger than the {limit:,} bytes allowed")
         pieces.append(piece)
+
+
+@contextlib.contextmanager
+def json_only_stdout(target: str | None) -> Iterator[TextIO]:
+    """Yields the standard output for the JSON; with ``--json -`` every other line a
+    command prints goes to standard error, so that stdout holds the JSON only."""
+    stdout = sys.stdout
+    if target != "-":
+        yield stdout
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield stdout
 
 
 def read_scenario(path: str) -> str:
