@@ -223,3 +223,63 @@ def test_json_dash_writes_only_json_to_stdout(capsys):
     schedule = trace.format_schedule(lk.run_scenario(scenarios.load("canonical")).schedule)
     rc, out, err = _cli(["replay", "canonical", "--schedule", schedule, "--json", "-"], capsys)
     assert rc in (0, 1) and json.loads(out)["format"] == "labkit-trace" and "-- trace of" in err
+
+
+# --- Ctrl-C from the first instruction ------------------------------------------------------
+
+_INTERRUPT_AT_IMPORT = """
+import sys
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            raise KeyboardInterrupt  # what Ctrl-C raises while the module loads
+        return None
+sys.meta_path.insert(0, Interrupt())
+import labkit_entry
+sys.argv = ["labkit", "run", "canonical"]
+raise SystemExit(labkit_entry.main())
+"""
+
+
+@pytest.mark.parametrize("module", ["numpy", "labkit.cli._explore", "labkit.kernel"])
+def test_ctrl_c_during_the_imports_is_one_line_and_exit_130(module):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-c", _INTERRUPT_AT_IMPORT.format(module=module)],
+                          capture_output=True, text=True, env=env, timeout=120, cwd=root)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "labkit: interrupted (Ctrl-C)\n" and proc.stdout == ""
+
+
+_SIGINT_AT_IMPORT = """
+import os, signal, sys, time
+sys.orig_argv[1:] = ["-m", "labkit", "run", "canonical"]  # as ``python -m labkit`` sets it
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy":
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while labkit imports numpy
+            time.sleep(5)
+        return None
+sys.meta_path.insert(0, Interrupt())
+import labkit
+print("not interrupted")
+"""
+
+
+def test_ctrl_c_while_python_m_labkit_imports_is_one_line_and_exit_130():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-c", _SIGINT_AT_IMPORT], capture_output=True,
+                          text=True, env=env, timeout=120, cwd=root)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (130, "",
+                                                           "labkit: interrupted (Ctrl-C)\n")
