@@ -283,3 +283,94 @@ def test_ctrl_c_while_python_m_labkit_imports_is_one_line_and_exit_130():
                           text=True, env=env, timeout=120, cwd=root)
     assert (proc.returncode, proc.stdout, proc.stderr) == (130, "",
                                                            "labkit: interrupted (Ctrl-C)\n")
+
+
+# --- the QEMU probe and the session directory -----------------------------------------------
+
+def _fake_qemu(tmp_path, body: str):
+    exe = tmp_path / "fake-qemu"
+    exe.write_text("#!/bin/sh\n" + body)
+    exe.chmod(0o755)
+    return exe
+
+
+def _gone(pid: int) -> bool:
+    import os
+    import time
+
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_probe_honours_its_timeout_and_leaves_no_process(tmp_path):
+    from labkit.qemu._session import qemu_available
+
+    pidfile = tmp_path / "pid"
+    exe = _fake_qemu(tmp_path, f"echo $$ > {pidfile}\nexec sleep 600\n")
+    reason = qemu_available(str(exe), timeout=0.5)
+    assert reason is not None and "within 0.5 s" in reason
+    assert _gone(int(pidfile.read_text()))
+
+
+def test_the_probe_reads_output_that_is_not_utf8(tmp_path):
+    from labkit.qemu._session import qemu_available
+
+    exe = _fake_qemu(tmp_path, "printf '\\377\\376{\"return\": [\\377]}\\n'\n"
+                               "printf '\\377 bad\\n' >&2\n")
+    reason = qemu_available(str(exe), timeout=5)
+    assert reason is not None and "has no QMP command xen-set-replication" in reason
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP", "SIGKILL"])
+def test_a_signal_during_the_probe_kills_its_qemu(tmp_path, signame):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    pidfile = tmp_path / "pid"
+    exe = _fake_qemu(tmp_path, f"echo $$ > {pidfile}\nexec sleep 600\n")
+    root = Path(__file__).resolve().parent.parent
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from labkit.qemu._session import qemu_available; "
+                               f"qemu_available({str(exe)!r}, timeout=300)"],
+        env=dict(os.environ, PYTHONPATH=str(root)), cwd=root)
+    try:
+        for _ in range(600):
+            if pidfile.exists() and pidfile.read_text().strip():
+                break
+            time.sleep(0.05)
+        qemu_pid = int(pidfile.read_text())
+        child.send_signal(getattr(signal, signame))
+        assert child.wait(60) == -getattr(signal, signame)
+        assert _gone(qemu_pid)
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_session_directory_whose_owner_file_fails_is_removed(tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from labkit.qemu import _cleanup
+
+    monkeypatch.setattr(_cleanup, "runs_dir", lambda: tmp_path)
+    real = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name == "owner":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match="No space"):
+        _cleanup.make_session_dir()
+    assert list(tmp_path.iterdir()) == []
