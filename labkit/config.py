@@ -262,10 +262,17 @@ _HEADER = re.compile(r"\s*#\s*(?P<what>config|verdict)\s*:(?P<rest>.*)")
 _PAIR = re.compile(r"(?P<key>[A-Za-z0-9_.]+)=(?P<value>\S+)", re.ASCII)
 
 
+def split_lines(text: str) -> list[str]:
+    """A scenario's lines: split at ``\\n`` only (a ``\\r`` before it dropped), as an
+    editor counts them.  ``str.splitlines`` also splits at ``\\x0b``, ``\\x0c``,
+    ``\\x1c``-``\\x1e``, ``\\x85``, U+2028 and U+2029, which put error line numbers off."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def header_lines(text: str) -> list[tuple[int, str, str]]:
     """(line number, 'config'|'verdict', rest) in the scenario's leading comment block."""
     out = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(split_lines(text), start=1):
         stripped = raw.strip().lstrip("\ufeff")
         if not stripped:
             continue

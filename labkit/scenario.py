@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .config import BYTE_FORMS, MAX_SIZE, SIZE_FORMS, byte_token, size_token
+from .config import BYTE_FORMS, MAX_SIZE, SIZE_FORMS, byte_token, size_token, split_lines
 from .errors import ScenarioError, ScenarioLimitError
 from .layers import LAYER_NAMES, SECTOR
 
@@ -148,7 +148,7 @@ def _split_commands(text: str) -> list[tuple[int, str]]:
     A ``dump`` takes the rest of its line as its title, delimiters included.
     """
     out: list[tuple[int, str]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(split_lines(text), start=1):
         line = _strip_comment(raw)
         pos = 0
         while pos < len(line):

@@ -81,7 +81,7 @@ def parse_schedule(text: str) -> list[str]:
             raise TraceFormatError(
                 f"schedule item {position + 1} {item!r} is not a task name with an optional "
                 f"run-length; expected e.g. 'vm-read#1' or 'nbd-write#1*3'")
-        digits = m["count"] or "1"
+        digits = (m["count"] or "1").lstrip("0") or "0"  # the value, not its digits: 0001 is 1
         count = int(digits) if len(digits) <= 9 else MAX_SCHEDULE + 1
         if count < 1:
             raise TraceFormatError(f"schedule item {position + 1} {item!r}: run-length must be ≥ 1")
@@ -90,6 +90,19 @@ def parse_schedule(text: str) -> list[str]:
                              f"have more than {MAX_SCHEDULE:,} choices, the most labkit replays")
         names.extend([m["name"]] * count)
     return names
+
+
+def check_names(names: Sequence[object], what: str = "schedule") -> list[str]:
+    """A list of task names (a JSON schedule's items), each one name — ``"vm-read#1*3"``
+    is not read as a run-length here (only the compact string has run-lengths)."""
+    if len(names) > MAX_SCHEDULE:
+        raise LimitError(f"a {what} has at most {MAX_SCHEDULE:,} choices, got {len(names):,}")
+    for position, name in enumerate(names):
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise TraceFormatError(f"{what} item {position + 1} {name!r} is not a task name "
+                                   f"like 'vm-read#1' (a list holds one name per choice; "
+                                   f"run-lengths such as '*3' belong to the compact string)")
+    return list(names)  # type: ignore[arg-type]
 
 
 def digest(trace: Sequence[Event]) -> str:

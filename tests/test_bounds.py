@@ -374,3 +374,30 @@ def test_a_session_directory_whose_owner_file_fails_is_removed(tmp_path, monkeyp
     with pytest.raises(OSError, match="No space"):
         _cleanup.make_session_dir()
     assert list(tmp_path.iterdir()) == []
+
+
+# --- quiet surprises: lines, run-lengths, JSON schedule items ------------------------------
+
+@pytest.mark.parametrize("sep", ["\x85", "\u2028", "\x0b", "\x0c", "\x1c", "\u2029"])
+def test_only_newlines_split_scenario_lines(sep):
+    with pytest.raises(ScenarioError) as info:
+        parse(f"start {sep} # a comment\nvread 0 4K\nbogus\n")
+    assert info.value.line == 3  # the editor's line, not one more per separator
+    assert len(parse(f"start\r\nvread 0 4K{sep}\r\n").steps) == 2
+
+
+def test_run_lengths_count_their_value_not_their_digits():
+    assert trace.parse_schedule("a#1*0000000001 b#2*000003") == ["a#1", "b#2", "b#2", "b#2"]
+    with pytest.raises(LabkitError, match="run-length must be"):
+        trace.parse_schedule("a#1*0000")
+
+
+def test_a_json_schedule_item_is_one_task_name():
+    from labkit.errors import TraceFormatError
+    from labkit.explore import parse_schedule
+
+    assert parse_schedule('["start#1", "start#1"]') == ["start#1", "start#1"]
+    with pytest.raises(TraceFormatError, match="item 1 'start#1\\*3'"):
+        parse_schedule('["start#1*3"]')
+    with pytest.raises(TraceFormatError, match="item 2"):
+        parse_schedule(["start#1", "a#1 b#2"])
