@@ -401,3 +401,18 @@ def test_a_json_schedule_item_is_one_task_name():
         parse_schedule('["start#1*3"]')
     with pytest.raises(TraceFormatError, match="item 2"):
         parse_schedule(["start#1", "a#1 b#2"])
+
+
+def test_the_cost_of_par_blocks_is_bounded_before_anything_runs():
+    from labkit import scenario as sc
+    from labkit.errors import ScenarioLimitError
+
+    block = "par {\n" + "vread 0 512\n" * 1000 + "}\n"
+    parse("start\n" + block * (sc.MAX_PAR_WORK // 1000 ** 2))  # exactly the bound
+    with pytest.raises(ScenarioLimitError, match="cost") as info:
+        parse("start\n" + block * (sc.MAX_PAR_WORK // 1000 ** 2 + 1))
+    assert info.value.line == 2 + 1002 * (sc.MAX_PAR_WORK // 1000 ** 2)
+    lab = lk.build_secondary(size="128K")
+    with pytest.raises(ScenarioLimitError):
+        lab.play("start\n" + block * 5)
+    assert lab.state == "none" and not lab.schedule
