@@ -18,7 +18,6 @@ import functools
 import hashlib
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -156,7 +155,6 @@ class Pieces:
         return None
 
 
-@dataclass(frozen=True, eq=False)
 class Layer:
     """One layer's own contents: ``data`` (bytes) and ``alloc`` (bool per sector).
 
@@ -165,12 +163,17 @@ class Layer:
     tell a zero cluster from written zeros.
 
     The bytes are kept as :class:`Pieces` (``data`` joins them on each access):
-    use :meth:`read` for a range and :meth:`blocks` to walk a large layer.
+    use :meth:`read` for a range and :meth:`blocks` to walk a large layer.  A
+    qcow2 layer keeps its cluster map, not two bools per sector
+    (:meth:`from_map`): ``alloc`` and ``zero`` are made from it when read.
+    Immutable: every field is read-only.
     """
 
+    __slots__ = ("_alloc", "_map", "_zero", "pieces")
     pieces: Pieces
-    alloc: np.ndarray
-    zero: np.ndarray
+    _alloc: np.ndarray | None
+    _zero: np.ndarray | None
+    _map: tuple[np.ndarray, int, int, int] | None
 
     def __init__(self, data: bytes | Pieces | Sequence[Any], alloc: np.ndarray,
                  zero: np.ndarray | None = None) -> None:
@@ -193,8 +196,49 @@ class Layer:
         alloc = frozen_bits(alloc)
         zero = constant_bits(alloc.size, False) if zero is None else frozen_bits(zero)
         object.__setattr__(self, "pieces", pieces)
-        object.__setattr__(self, "alloc", alloc)
-        object.__setattr__(self, "zero", zero)
+        object.__setattr__(self, "_alloc", alloc)
+        object.__setattr__(self, "_zero", zero)
+        object.__setattr__(self, "_map", None)
+
+    @classmethod
+    def from_map(cls, pieces: Pieces, states: np.ndarray, per: int, unallocated: int,
+                 zero_state: int) -> Layer:
+        """A layer whose sector bitmaps come from a cluster map (``per`` sectors per
+        cluster; read-only, shared by the dumps taken while it does not change)."""
+        nsec = pieces.size // SECTOR
+        if pieces.size != nsec * SECTOR or states.size * per < nsec:
+            raise ValueError(f"Layer of {pieces.size} bytes does not match its map of "
+                             f"{states.size} clusters of {per} sectors")
+        self = cls.__new__(cls)
+        object.__setattr__(self, "pieces", pieces)
+        object.__setattr__(self, "_alloc", None)
+        object.__setattr__(self, "_zero", None)
+        object.__setattr__(self, "_map", (states, per, unallocated, zero_state))
+        return self
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Layer is immutable (cannot set {name!r})")
+
+    def _bits(self, zero: bool) -> np.ndarray:
+        assert self._map is not None
+        states, per, unallocated, zero_state = self._map
+        bits = (states == zero_state) if zero else (states != unallocated)
+        out = np.repeat(bits, per)[:self.pieces.size // SECTOR]
+        out.flags.writeable = False
+        return out
+
+    @property
+    def alloc(self) -> np.ndarray:
+        """Per 512-byte sector: allocated in this layer (read-only)."""
+        return self._alloc if self._alloc is not None else self._bits(False)
+
+    @property
+    def zero(self) -> np.ndarray:
+        """Per 512-byte sector: a qcow2 zero cluster (read-only)."""
+        return self._zero if self._zero is not None else self._bits(True)
+
+    def __repr__(self) -> str:
+        return f"<Layer {self.size} bytes, {int(self.alloc.sum())} sectors allocated>"
 
     @property
     def data(self) -> bytes:

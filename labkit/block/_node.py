@@ -494,11 +494,15 @@ class BlockNode:
         cached = self._layer_cache
         if key is not None and cached is not None and cached[0] == key:
             return cached[1]  # nothing changed since: the same (immutable) Layer
-        alloc = self._dump_allocation()
-        layer = Layer(self._layer_bytes(alloc), alloc, self._zero_map())
+        layer = self._make_layer()
         if key is not None and self.size <= LAYER_CACHE_MAX:
             self._layer_cache = (key, layer)
         return layer
+
+    def _make_layer(self) -> Layer:
+        """A new dump of this node's own contents (see :meth:`layer`)."""
+        alloc = self._dump_allocation()
+        return Layer(self._layer_bytes(alloc), alloc, self._zero_map())
 
     def drop_layer_cache(self) -> None:
         """Forget the last dump: the next :meth:`layer` is computed from scratch (for

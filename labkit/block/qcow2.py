@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import GraphError
 from ..kernel import CoMutex, CoQueue, current_task, emit, sched_point, touch
-from ..layers import SECTOR, Pieces
+from ..layers import SECTOR, Layer, Pieces
 from ._node import REQ_MAY_UNMAP, BlockNode
 from ._store import ChunkStore, zero_pieces
 
@@ -390,6 +390,21 @@ class Qcow2Node(BlockNode):
         # (copy-on-write) instead of copying the disk.
         snap = self._data.snapshot()
         return Pieces.lazy(self.size, functools.partial(snap.kept_pieces, alloc, SECTOR))
+
+    def _make_layer(self) -> Layer:
+        # The store's snapshot and the cluster map, both shared while they do not
+        # change: a dump costs what changed since the last one, not two bools per
+        # sector of the disk.
+        snap, states, cs = self._data.snapshot(), self._frozen_map(), self._cluster_size
+
+        def pieces(offset: int, nbytes: int) -> list:
+            out: list = []
+            for state, pos, cur in _state_runs(states, cs, offset, offset + nbytes):
+                out += snap.pieces(pos, cur) if state != UNALLOCATED else zero_pieces(cur)
+            return out
+
+        return Layer.from_map(Pieces.lazy(self.size, pieces), states, cs // SECTOR,
+                              UNALLOCATED, ZERO)
 
     def _frozen_map(self) -> np.ndarray:
         """A read-only copy of the cluster map, shared while it does not change."""
