@@ -33,6 +33,11 @@ Bounds (checked before anything is allocated):
                        teaching disk go below 64 KiB
 =====================  =============================================================
 
+Sizes take the units of :data:`SIZE_FORMS`; ``b`` is one ``block`` — the
+configured one for every key (``block="1K", size="8b", hidden_cluster="4b"`` is
+an 8 KiB disk with 4 KiB hidden clusters), the default 4 KiB for ``block``
+itself.  A numpy integer is read as the Python integer it holds.
+
 What a trainee should notice: none of these is labkit's invention except
 ``backup_cluster`` and ``fill``; they are the knobs QEMU's own
 ``blockdev-add`` and ``qemu-img create -o cluster_size=`` turn.
