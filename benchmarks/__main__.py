@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``make bench``): run the sections, print a table, write JSON.
 
-Options: ``--only throughput,exploration,interactivity,notebooks,setup,length`` runs
+Options: ``--only throughput,exploration,interactivity,notebooks,setup,length,races,bounds`` runs
 some sections; ``--full-naive`` runs the 4-task naive explorations to the end
 (minutes each) instead of within a budget; ``--tests`` also runs ``make test`` in
 the clean clone (6-7 minutes more: past the 10-minute budget of the default
@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from . import (
+    bounds,
     exploration,
     interactivity,
     notebooks,
@@ -26,7 +27,8 @@ from . import (
 )
 from ._common import ROOT, MiB, cores_busy, machine
 
-SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup", "length", "races")
+SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup", "length", "races",
+            "bounds")
 BUSY_CORES = 0.3  # CPU used by other processes above which the figures are suspect
 
 
@@ -45,7 +47,8 @@ def table(results: dict[str, Any]) -> list[Row]:
             *_notebook_rows(results.get("notebooks")),
             *_setup_rows(results.get("setup")),
             *_length_rows(results.get("length")),
-            *qemu_races.rows(results.get("races"))]
+            *qemu_races.rows(results.get("races")),
+            *bounds.rows(results.get("bounds"))]
 
 
 def _throughput_rows(t: dict[str, Any] | None) -> list[Row]:
@@ -209,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "setup": lambda: setup_time.run(tests=args.tests, log=log),
         "length": lambda: scenario_length.run(log=log),
         "races": lambda: qemu_races.run(log=log),
+        "bounds": lambda: bounds.run(log=log),
     }
     for n, name in enumerate(SECTIONS, 1):
         if name not in wanted:

@@ -5,7 +5,14 @@ without matplotlib, ipywidgets or Jupyter; ``labkit.plot`` and
 ``labkit.widgets`` are the presentation layer on top.
 """
 
-from . import errors
+import sys as _sys
+
+if _sys.orig_argv[1:3] == ["-m", "labkit"]:  # ``python -m labkit``: see labkit/_interrupt.py
+    from ._interrupt import exit_on_interrupt as _exit_on_interrupt
+
+    _exit_on_interrupt()
+
+from . import errors  # after the interrupt policy: these imports are heavy
 from .config import LabConfig
 from .errors import (
     ArgumentError,

@@ -34,6 +34,11 @@ Bounds (checked before anything is allocated):
                        teaching disk go below 64 KiB
 =====================  =============================================================
 
+Sizes take the units of :data:`SIZE_FORMS`; ``b`` is one ``block`` — the
+configured one for every key (``block="1K", size="8b", hidden_cluster="4b"`` is
+an 8 KiB disk with 4 KiB hidden clusters), the default 4 KiB for ``block``
+itself.  A numpy integer is read as the Python integer it holds.
+
 What a trainee should notice: none of these is labkit's invention except
 ``backup_cluster`` and ``fill``; they are the knobs QEMU's own
 ``blockdev-add`` and ``qemu-img create -o cluster_size=`` turn.
@@ -45,6 +50,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, cast, get_args
+
+import numpy as np
 
 from .errors import ArgumentError, ConfigError, LimitError
 from .layers import SECTOR
@@ -117,8 +124,10 @@ def _bad(key: str, source: str, allowed: str, value: object,
 
 
 def _as_size(key: str, value: object, source: str, block: int = 4096) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | str):
         raise _bad(key, source, f"a size like {SIZE_FORMS}", value, ArgumentError)
+    if isinstance(value, np.integer):
+        value = int(value)  # checked as the Python integer it holds
     if isinstance(value, str):
         parsed = size_token(value.strip(), block)
         if parsed is None:
@@ -152,8 +161,10 @@ def _as_choice(key: str, value: object, source: str, allowed: tuple[str, ...]) -
 
 def _as_fill(value: object, source: str) -> Fill:
     allowed = "'index', 'zero' or a byte 0-255"
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | str):
         raise _bad("fill", source, allowed, value, ArgumentError)
+    if isinstance(value, np.integer):
+        value = int(value)
     if isinstance(value, str):
         if value in FILLS:
             return cast(FillName, value)
@@ -198,11 +209,18 @@ class LabConfig:
         or ``"header"``.  An unknown key is an :class:`ArgumentError` listing
         the allowed ones.
         """
+        if not isinstance(values, Mapping):
+            raise ArgumentError(f"LabConfig.parse needs a mapping of configuration keys to "
+                                f"values, got {type(values).__name__}")
+        if base is not None and not isinstance(base, LabConfig):
+            raise ArgumentError(f"LabConfig.parse: base must be a LabConfig or None, got "
+                                f"{type(base).__name__}")
         merged = asdict(base or cls())
         for key, value in values.items():
-            if key not in CONFIG_KEYS:
+            if not isinstance(key, str) or key not in CONFIG_KEYS:
                 allowed = ", ".join(key_name(k, source) for k in CONFIG_KEYS)
-                raise ArgumentError(f"unknown configuration key {key_name(key, source)}; "
+                shown = key_name(key, source) if isinstance(key, str) else repr(key)
+                raise ArgumentError(f"unknown configuration key {shown}; "
                                     f"allowed: {allowed}")
             merged[key] = value
         return cls(**_checked(merged, source))
@@ -235,7 +253,7 @@ def _checked(values: dict[str, Any], source: str) -> dict[str, Any]:
         if key == "backup_cluster" and (raw is None or raw == "none"):
             out[key] = None
             continue
-        value = _as_size(key, raw, source)
+        value = _as_size(key, raw, source, block)  # ``b`` is the configured block
         _check_cluster(key, value, source, raw)
         out[key] = value
     out["design"] = _as_choice("design", values["design"], source, DESIGNS)
@@ -250,10 +268,17 @@ _HEADER = re.compile(r"\s*#\s*(?P<what>config|verdict)\s*:(?P<rest>.*)")
 _PAIR = re.compile(r"(?P<key>[A-Za-z0-9_.]+)=(?P<value>\S+)", re.ASCII)
 
 
+def split_lines(text: str) -> list[str]:
+    """A scenario's lines: split at ``\\n`` only (a ``\\r`` before it dropped), as an
+    editor counts them.  ``str.splitlines`` also splits at ``\\x0b``, ``\\x0c``,
+    ``\\x1c``-``\\x1e``, ``\\x85``, U+2028 and U+2029, which put error line numbers off."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
 def header_lines(text: str) -> list[tuple[int, str, str]]:
     """(line number, 'config'|'verdict', rest) in the scenario's leading comment block."""
     out = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(split_lines(text), start=1):
         stripped = raw.strip().lstrip("\ufeff")
         if not stripped:
             continue

@@ -56,7 +56,7 @@ from .interpret import (
     vread_failure,
 )
 from .kernel import FIFO, CoMutex, Event, EventLog, Kernel, Policy, Task, declare_control
-from .layers import SECTOR, Layer
+from .layers import LAYER_NAMES, SECTOR, Layer, Pieces
 from .oracle import Oracle, Violation
 from .replication import ReplicationNode, ReplicationStage
 from .scenario import Command, Par, Scenario, parse, safe_title
@@ -215,17 +215,22 @@ class Lab:
         self._names.take(kind)  # counted only once the task exists
         return task
 
-    def _check_io(self, what: str, offset: int, length: int, byte: int | None = None) -> None:
+    def _check_io(self, what: str, offset: int, length: int,
+                  byte: int | None = None) -> tuple[int, int, int]:
+        """The request checked, as plain Python integers (a numpy integer is read as the
+        integer it holds: the trace and the tasks never see numpy types)."""
         self.top.check_request(offset, length, what)
         if length == 0:
             raise BlockError(_errno.EINVAL, f"{what}: length must be at least one 512-byte "
                                             f"sector")
+        value = 0
         if what in _WRITES:  # a write's byte is refused at the call, None included
-            check_byte(byte, f"{what}: byte")
+            value = check_byte(byte, f"{what}: byte")
+        return int(offset), int(length), value
 
     def primary_write(self, offset: int, length: int, byte: int) -> Task:
         """An NBD write from the primary to the secondary disk (task ``nbd-write#N``)."""
-        self._check_io("primary write", offset, length, byte)
+        offset, length, byte = self._check_io("primary write", offset, length, byte)
 
         zeroes = byte == 0 and self.graph.era != "2.8"
 
@@ -245,7 +250,7 @@ class Lab:
 
     def vm_write(self, offset: int, length: int, byte: int) -> Task:
         """A write by the secondary VM through the replication node (``vm-write#N``)."""
-        self._check_io("VM write", offset, length, byte)
+        offset, length, byte = self._check_io("VM write", offset, length, byte)
 
         async def body(name: str) -> None:
             await blk_wait_while_drained(self.top)  # the guest device is quiesced
@@ -263,7 +268,7 @@ class Lab:
 
     def vm_read(self, offset: int, length: int) -> Task:
         """A read by the secondary VM through the replication node (``vm-read#N``)."""
-        self._check_io("VM read", offset, length)
+        offset, length, _ = self._check_io("VM read", offset, length)
 
         async def body(name: str) -> bytes:
             await blk_wait_while_drained(self.top)  # the guest device is quiesced
@@ -415,21 +420,38 @@ class Lab:
     # --- what is on the disks ---------------------------------------------------------
     def layers(self) -> dict[str, Layer | None]:
         """Each layer's own contents, and the VM's view (None while the VM gets EIO)."""
-        view = None
-        if self.top.get_io_status() >= 0:
-            # The replication node reads through its ``file`` child, so the view changes
-            # exactly when that chain does: an unchanged chain reuses the last view (a
-            # widget dumps the layers after every decision; most decisions change none).
-            file = self.top.file
-            key = file.peek_key() if file is not None else None
-            if key is not None and self._view_cache is not None and self._view_cache[0] == key:
-                view = self._view_cache[1]
-            else:
-                view = Layer.full(self.top.peek(0, self.size))
-                if key is not None and self.size <= LAYER_CACHE_MAX:
-                    self._view_cache = (key, view)
         return {"secondary": self.secondary.layer(), "hidden": self.hidden.layer(),
-                "active": self.active.layer(), "vm-view": view}
+                "active": self.active.layer(), "vm-view": self._view()}
+
+    def layer(self, name: str) -> Layer | None:
+        """One of :meth:`layers` (``secondary``, ``hidden``, ``active`` or ``vm-view``),
+        without dumping the others: what an ``expect`` reads."""
+        if name == "vm-view":
+            return self._view()
+        node = {"secondary": self.secondary, "hidden": self.hidden,
+                "active": self.active}.get(name) if isinstance(name, str) else None
+        if node is None:
+            raise ArgumentError(f"no layer named {name!r}; layers: {', '.join(LAYER_NAMES)}")
+        return node.layer()
+
+    def _view(self) -> Layer | None:
+        if self.top.get_io_status() < 0:
+            return None
+        # The replication node reads through its ``file`` child, so the view changes
+        # exactly when that chain does: an unchanged chain reuses the last view (a
+        # widget dumps the layers after every decision; most decisions change none).
+        file = self.top.file
+        key = file.peek_key() if file is not None else None
+        if key is not None and self._view_cache is not None and self._view_cache[0] == key:
+            return self._view_cache[1]
+        # Frozen buffers shared with the disks (copy-on-write): the view costs what
+        # the chain holds beyond its bases, not the disk's size.
+        frozen = self.top.frozen()
+        view = Layer.full(Pieces.lazy(self.size, frozen.peek_pieces) if frozen is not None
+                          else self.top.frozen_peek_pieces(0, self.size))
+        if key is not None and self.size <= LAYER_CACHE_MAX:
+            self._view_cache = (key, view)
+        return view
 
     def drop_layer_caches(self) -> None:
         """Forget every reused dump (each layer's and the VM view's): the next
@@ -485,12 +507,23 @@ class Lab:
         """Run a scenario (text or parsed) on this lab; returns the lab.
 
         The lab is already built: a ``# config:`` header in ``scenario`` is not
-        applied here (:func:`run_scenario` applies it).
+        applied here (:func:`run_scenario` applies it).  A parsed scenario is parsed
+        again from its text against this lab (its ``block`` units and its size).
         """
-        if isinstance(scenario, str):
-            scenario = parse(scenario, block=self.block, size=self.size)
+        scenario = self.parsed(scenario)
         Interpreter(SimBackend(self), scenario, self).play()
         return self
+
+
+    def parsed(self, scenario: object) -> Scenario:
+        """``scenario`` (text, or a parsed one parsed again from its text) for this lab:
+        every command checked against its size and its ``b`` unit before any runs."""
+        if isinstance(scenario, Scenario):
+            scenario = scenario.text
+        if not isinstance(scenario, str):
+            raise ArgumentError(f"a scenario is its text (str) or a parsed Scenario, got "
+                                f"{type(scenario).__name__}")
+        return parse(scenario, block=self.block, size=self.size)
 
 
 def check_byte(byte: object, what: str = "byte") -> int:
@@ -554,7 +587,7 @@ class SimBackend:
         return self.lab.layers()
 
     def layer(self, name: str) -> Layer | None:
-        return self.lab.layers()[name]
+        return self.lab.layer(name)
 
     def state(self) -> str:
         return self.lab.state
@@ -576,8 +609,9 @@ class ScenarioRun:
     """
 
     def __init__(self, lab: Lab, scenario: str | Scenario) -> None:
-        if isinstance(scenario, str):
-            scenario = parse(scenario, block=lab.block, size=lab.size)
+        if not isinstance(lab, Lab):
+            raise ArgumentError(f"ScenarioRun needs a Lab, got {type(lab).__name__}")
+        scenario = lab.parsed(scenario)
         self.lab = lab
         self.scenario = scenario
         self.started_at = 0  # len(lab.schedule) when the current step's tasks started
@@ -666,9 +700,7 @@ def run_scenario(text: str | Scenario, **config: Any) -> Lab:
     policy = config.pop("policy", "fifo")
     cfg = resolve(source, config)
     lab = build_lab(cfg, policy)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=lab.block,
-                                                              size=lab.size)
-    return lab.play(scenario)
+    return lab.play(source)  # parsed against the lab built: its size and block
 
 
 __all__ = ["DESIGNS", "ERAS", "FILLS", "Lab", "ScenarioRun", "SimBackend", "build_lab",

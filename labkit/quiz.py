@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from .errors import ConfigError, UnknownName
+import numpy as np
+
+from .errors import ArgumentError, ConfigError, UnknownName
 from .lab import Lab, run_scenario
 
 QUIZ_CONFIG = dict(size="256K", block="4K", hidden_cluster="4K", active_cluster="4K")
@@ -36,8 +38,11 @@ class Quiz:
     """A generated scenario, its questions, and the engine's answers."""
 
     def __init__(self, seed: int) -> None:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        if not isinstance(seed, int | np.integer) or isinstance(seed, bool):
+            raise ArgumentError(f"quiz seed must be a non-negative integer, got {seed!r}")
+        if seed < 0:
             raise ConfigError(f"quiz seed must be a non-negative integer, got {seed!r}")
+        seed = int(seed)  # a numpy integer is read as the Python integer it holds
         self.seed = seed
         rng = random.Random(seed)
         lines = ["start"]

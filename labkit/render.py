@@ -25,19 +25,26 @@ LEGEND = ("legend: xx = every byte of the block is 0xXX; .. = not allocated in t
 def block_cells(layer: Layer, block: int) -> list[str]:
     """The two-character cell of each block of ``layer``."""
     nblocks = -(-layer.size // block)
-    data = np.frombuffer(layer.data, dtype=np.uint8)
-    pad = nblocks * block - data.size
-    if pad:
-        data = np.concatenate([data, np.repeat(data[-1:], pad)])
+    # Whole blocks a window at a time: a 1 GiB layer is never joined in memory.
+    step = max(1, (1 << 24) // block) * block
+    uniform_parts, first_parts = [], []
+    for window in layer.blocks(step):
+        pad = -window.size % block
+        if pad:
+            window = np.concatenate([window, np.repeat(window[-1:], pad)])
+        rows = window.reshape(-1, block)
+        uniform_parts.append((rows == rows[:, :1]).all(axis=1))
+        first_parts.append(rows[:, 0].copy())
+    uniform = np.concatenate(uniform_parts) if uniform_parts else np.zeros(0, dtype=bool)
+    firsts = np.concatenate(first_parts) if first_parts else np.zeros(0, dtype=np.uint8)
     per = block // SECTOR
     alloc = layer.alloc
     zero = layer.zero
+    pad = nblocks * block - layer.size
     if pad:
         extra = pad // SECTOR
         alloc = np.concatenate([alloc, np.repeat(alloc[-1:], extra)])
         zero = np.concatenate([zero, np.repeat(zero[-1:], extra)])
-    blocks = data.reshape(nblocks, block)
-    uniform = (blocks == blocks[:, :1]).all(axis=1)
     a = alloc.reshape(nblocks, per)
     z = zero.reshape(nblocks, per)
     cells = []
@@ -49,7 +56,7 @@ def block_cells(layer: Layer, block: int) -> list[str]:
         elif z[i].all():
             cells.append("zz")
         elif uniform[i]:
-            cells.append(f"{int(blocks[i, 0]):02x}")
+            cells.append(f"{int(firsts[i]):02x}")
         else:
             cells.append("~~")
     return cells

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import errno as _errno
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
@@ -213,6 +214,14 @@ class ReplicationNode(BlockNode):
     def _peek(self, offset: int, nbytes: int) -> bytes:
         assert self.file is not None
         return self.file.peek(offset, nbytes)
+
+    def _peek_pieces(self, offset: int, nbytes: int) -> list:
+        assert self.file is not None
+        return self.file.peek_pieces(offset, nbytes)
+
+    def frozen(self) -> Any | None:
+        # A filter reads its file child: its frozen view is the child's.
+        return self.file.frozen() if self.file is not None else None
 
     # --- control: start, checkpoint, get_error, stop -------------------------------
     def _ignored_after_failover(self) -> bool:

@@ -26,7 +26,9 @@ bytes into text and names the file and line of any invalid UTF-8.
 
 Bounds, checked before the scenario is split: at most :data:`MAX_TEXT`
 characters, :data:`MAX_COMMANDS` commands and :data:`MAX_PAR` commands in one
-``par`` block (:class:`~labkit.errors.ScenarioLimitError`).
+``par`` block, and the par blocks' cost (:data:`MAX_PAR_WORK`: the sum of each
+block's commands squared) before anything runs
+(:class:`~labkit.errors.ScenarioLimitError`).
 
 :func:`parse` checks everything before anything runs — syntax, alignment to
 512 bytes, the disk's bounds when the size is known — and reports the line
@@ -38,7 +40,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .config import BYTE_FORMS, MAX_SIZE, SIZE_FORMS, byte_token, size_token
+from .config import BYTE_FORMS, MAX_SIZE, SIZE_FORMS, byte_token, size_token, split_lines
 from .errors import ScenarioError, ScenarioLimitError
 from .layers import LAYER_NAMES, SECTOR
 
@@ -49,7 +51,15 @@ EXPECT_WHATS = ("unalloc", "alloc", "orig", "zero")
 
 MAX_TEXT = 64 << 20       # characters of scenario text
 MAX_COMMANDS = 1_000_000  # commands in a scenario
-MAX_PAR = 10_000          # commands in one par block
+MAX_PAR = 2_000           # commands in one par block
+# The cost bound of par blocks, checked before anything runs: the sum over a scenario's
+# par blocks of (commands in the block)², at most MAX_PAR_WORK.  A par of n reads under
+# design "2.8" costs O(n²), faithfully: every read waits on the CowRequests in flight and
+# is woken by each (block/backup.c, wait_for_overlapping_requests; qemu_co_queue_restart_all).
+# One par of 2,000 reads (the most this allows) ran in 5.5 s and 74 MB on the 2-core
+# machine of benchmarks/README.md; with MAX_COMMANDS sequential commands (linear: 100,000
+# in 37 s, 411 MB) any accepted scenario stays within about 10 minutes and 6 GB.
+MAX_PAR_WORK = MAX_PAR ** 2
 MAX_TITLE = 200           # characters of a dump title (longer ones are cut, marked "...")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -148,7 +158,7 @@ def _split_commands(text: str) -> list[tuple[int, str]]:
     A ``dump`` takes the rest of its line as its title, delimiters included.
     """
     out: list[tuple[int, str]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(split_lines(text), start=1):
         line = _strip_comment(raw)
         pos = 0
         while pos < len(line):
@@ -233,8 +243,19 @@ def check(scenario: Scenario) -> None:
     :func:`parse` calls it last, so every command (run, explore, replay,
     compare, the widgets) refuses the same scenarios.  A check raises
     :class:`ScenarioError` naming the line and why.  (Rules about control
-    commands inside ``par`` belong here.)
+    commands inside ``par`` belong here.)  The cost bound of ``par`` blocks
+    (:data:`MAX_PAR_WORK`) is checked here.
     """
+    work = 0
+    for step in scenario.steps:
+        if isinstance(step, Par):
+            work += len(step.commands) ** 2
+            if work > MAX_PAR_WORK:
+                raise ScenarioLimitError(
+                    step.line, "par {", f"the par blocks up to here cost {work:,} (the sum of "
+                    f"each block's commands squared), more than the {MAX_PAR_WORK:,} allowed: "
+                    f"a par of n reads costs n² (each waits on the others' copies); use "
+                    f"fewer or smaller par blocks")
 
 
 def _command(line: int, text: str, block: int, size: int | None) -> Command:

@@ -28,7 +28,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import LimitError, TraceFormatError
+import numpy as np
+
+from .errors import ArgumentError, LimitError, TraceFormatError
 from .kernel import Event
 
 # 2: events carry ``op`` (the typed I/O op of a point, the type of a tracked
@@ -45,9 +47,15 @@ _ITEM = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9_.:-]*#\d+)(?:\*(?P<count>\d+))
 
 def format_schedule(names: Iterable[str]) -> str:
     """The compact string of a schedule: consecutive repeats folded as ``name*N``."""
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise ArgumentError(f"format_schedule needs a list of task names, got "
+                            f"{type(names).__name__}")
     out: list[str] = []
     last, count = None, 0
     for name in names:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ArgumentError(f"format_schedule: {name!r} is not a task name like "
+                                f"'vm-read#1'")
         if name == last:
             count += 1
             continue
@@ -73,7 +81,7 @@ def parse_schedule(text: str) -> list[str]:
             raise TraceFormatError(
                 f"schedule item {position + 1} {item!r} is not a task name with an optional "
                 f"run-length; expected e.g. 'vm-read#1' or 'nbd-write#1*3'")
-        digits = m["count"] or "1"
+        digits = (m["count"] or "1").lstrip("0") or "0"  # the value, not its digits: 0001 is 1
         count = int(digits) if len(digits) <= 9 else MAX_SCHEDULE + 1
         if count < 1:
             raise TraceFormatError(f"schedule item {position + 1} {item!r}: run-length must be ≥ 1")
@@ -82,6 +90,19 @@ def parse_schedule(text: str) -> list[str]:
                              f"have more than {MAX_SCHEDULE:,} choices, the most labkit replays")
         names.extend([m["name"]] * count)
     return names
+
+
+def check_names(names: Sequence[object], what: str = "schedule") -> list[str]:
+    """A list of task names (a JSON schedule's items), each one name — ``"vm-read#1*3"``
+    is not read as a run-length here (only the compact string has run-lengths)."""
+    if len(names) > MAX_SCHEDULE:
+        raise LimitError(f"a {what} has at most {MAX_SCHEDULE:,} choices, got {len(names):,}")
+    for position, name in enumerate(names):
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise TraceFormatError(f"{what} item {position + 1} {name!r} is not a task name "
+                                   f"like 'vm-read#1' (a list holds one name per choice; "
+                                   f"run-lengths such as '*3' belong to the compact string)")
+    return list(names)  # type: ignore[arg-type]
 
 
 def digest(trace: Sequence[Event]) -> str:
@@ -117,24 +138,36 @@ def dumps(trace: Sequence[Event], schedule: Sequence[str], meta: dict[str, Any] 
 
 _FIELD_TYPES = {name: (int if name in ("seq", "offset", "length") else str)
                 for name in Event.FIELDS}
-_OPEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]')
+_BLOCK = 1 << 20  # characters scanned at a time by _check_depth (bounded memory)
+_BYTE = {c: ord(c) for c in '"[]{}'}
 
 
 def _check_depth(text: str, what: str) -> None:
     """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` before parsing it (Python's
-    parser recurses once per level: 200,000 ``[`` would be a RecursionError)."""
+    parser recurses once per level: 200,000 ``[`` would be a RecursionError).
+
+    Linear in time and bounded in memory: escapes are dropped first (``\\\\`` then
+    ``\\"``, left to right as JSON reads them), so that every remaining quote opens
+    or closes a string; then, a block at a time with numpy, a bracket counts only
+    where an even number of quotes precedes it.  (A regex scan of strings went back
+    to each quote of an unterminated string: quadratic.)
+    """
     if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
         return
-    depth = 0
-    for m in _OPEN.finditer(text):
-        c = m.group()
-        if c in "[{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise TraceFormatError(f"{what} nests arrays or objects more than "
-                                       f"{MAX_JSON_DEPTH} levels deep; a labkit trace file has 3")
-        elif c in "]}":
-            depth -= 1
+    plain = text.replace("\\\\", "").replace('\\"', "").encode("utf-8", "replace")
+    depth, inside = 0, 0
+    for pos in range(0, len(plain), _BLOCK):
+        a = np.frombuffer(plain, dtype=np.uint8, count=min(_BLOCK, len(plain) - pos),
+                          offset=pos)
+        parity = (np.cumsum(a == _BYTE['"'], dtype=np.uint8) + inside) & 1
+        step = ((a == _BYTE["["]) | (a == _BYTE["{"])).astype(np.int8)
+        step -= ((a == _BYTE["]"]) | (a == _BYTE["}"])).astype(np.int8)
+        step[parity == 1] = 0
+        levels = np.cumsum(step, dtype=np.int64) + depth
+        if int(levels.max()) > MAX_JSON_DEPTH:
+            raise TraceFormatError(f"{what} nests arrays or objects more than "
+                                   f"{MAX_JSON_DEPTH} levels deep; a labkit trace file has 3")
+        depth, inside = int(levels[-1]), int(parity[-1])
 
 
 def load_json(text: str, what: str = "trace file") -> Any:
@@ -147,6 +180,8 @@ def load_json(text: str, what: str = "trace file") -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise TraceFormatError(f"{what} is not valid JSON: {exc}") from None
+    except ValueError as exc:  # an integer literal past Python's 4,300-digit limit
+        raise TraceFormatError(f"{what} holds a number labkit cannot read: {exc}") from None
     except RecursionError:  # cannot happen after _check_depth; never a traceback
         raise TraceFormatError(f"{what} nests too deeply") from None
 

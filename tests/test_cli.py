@@ -211,7 +211,9 @@ def test_cli_is_a_package_and_keeps_its_entry_points() -> None:
     assert not list((ROOT / "labkit").glob("_cli_*.py")) and not (ROOT / "labkit/cli.py").exists()
     p = labkit("--version")
     assert p.stdout.decode().strip() == f"labkit {lk.__version__}"
-    assert 'labkit = "labkit.cli:main"' in (ROOT / "pyproject.toml").read_text()
+    # the console script wraps labkit.cli.main: Ctrl-C during its imports is handled too
+    assert 'labkit = "labkit_entry:main"' in (ROOT / "pyproject.toml").read_text()
+    assert "from labkit.cli import main" in (ROOT / "labkit_entry/__init__.py").read_text()
 
 
 # --- reset ----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ steps of the wake rule) is one property, in ``tests/test_properties.py``.
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
@@ -50,18 +51,31 @@ command = st.one_of(io_command(), io_command(), st.sampled_from(CONTROL))
 
 
 @st.composite
+def expectation(draw: st.DrawFn) -> str:
+    layer = draw(st.sampled_from(["secondary", "hidden", "active", "vm-view"]))
+    offset = draw(offsets)
+    length = min(draw(lengths), SIZE - offset)
+    what = draw(st.one_of(st.sampled_from(["alloc", "unalloc", "zero", "orig"]),
+                          byte_values.map(lambda b: f"{b:#04x}")))
+    return f"expect {layer} {offset} {length} {what}"
+
+
+@st.composite
 def scenario(draw: st.DrawFn) -> str:
     lines = ["start"] if draw(st.booleans()) or draw(st.booleans()) else []
     for _ in range(draw(st.integers(1, 4))):
-        kind = draw(st.sampled_from(["one", "par", "par", "dump"]))
+        kind = draw(st.sampled_from(["one", "par", "par", "dump", "expect"]))
         if kind == "one":
             lines.append(draw(command))
         elif kind == "dump":
             lines.append("dump")
+        elif kind == "expect":
+            lines.append(draw(expectation()))
         else:
             lines.append("par { " + "; ".join(draw(st.lists(command, min_size=2, max_size=4)))
                          + " }")
     lines.append(f"vread 0 {SIZE}")
+    lines.append("dump")  # checked against layers computed from scratch at the end
     return "\n".join(lines)
 
 
@@ -97,6 +111,62 @@ def test_random_scenarios_end_as_qemu_would(text, design, era, active_cluster, s
     stuck = [n for n in lab.graph.nodes.values() if n.quiesce_counter or n.tracked_requests]
     assert not stuck, f"drained or busy after the run: {stuck}"
     assert not lab.monitor.locked
+    _check_dumps(lab)
+
+
+def _check_dumps(lab: lk.Lab) -> None:
+    """Every dump reads alike whole and by range, and the last one (copy-on-write
+    snapshots shared with the disks) equals the layers computed from scratch now."""
+    for _, layers in lab.dumps:
+        for layer in layers.values():
+            if layer is not None:
+                data = layer.data
+                assert layer.read(4096, 8192) == data[4096:12288]
+                assert layer == lk.Layer(data, layer.alloc, layer.zero)
+    lab.drop_layer_caches()
+    fresh = lab.layers()
+    for name, layer in lab.dumps[-1][1].items():
+        now = fresh[name]
+        assert (layer is None) == (now is None), name
+        if layer is not None and now is not None:
+            assert layer == now and layer.data == now.data, name
+            assert np.array_equal(layer.zero, now.zero), name
+
+
+@settings(max_examples=examples(60))
+@given(calls=st.lists(st.tuples(
+    st.sampled_from(["vm_read", "vm_write", "primary_write"]),
+    st.sampled_from([np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64,
+                     np.uint64, int]),
+    st.integers(-(1 << 33), 1 << 33) | st.sampled_from([0, 4096, SIZE - 4096, 0xFFFFFE00]),
+    st.integers(-512, 1 << 33) | st.sampled_from([512, 4096, 0x400]),
+    st.integers(-1, 300)), min_size=1, max_size=6))
+def test_numpy_typed_api_calls_are_checked_as_python_integers(calls):
+    """Numpy integers of every width (wrapping included) reach the checks as the Python
+    integers they hold: refused with a labkit error and nothing changed, or run with
+    plain integers in the trace."""
+    lab = lk.build_secondary(size=SIZE)
+    lab.start()
+    for op, dtype, offset, length, byte in calls:
+        try:
+            args = [dtype(offset), dtype(length)] + ([] if op == "vm_read" else [dtype(byte)])
+        except OverflowError:  # numpy refuses to build a value its type cannot hold
+            continue
+        note(f"{op}{tuple(args)!r}")
+        before = (len(lab.kernel.tasks), len(lab.trace))
+        held = [int(a) for a in args]
+        ok = (0 <= held[0] and 0 < held[1] and held[0] + held[1] <= SIZE
+              and held[0] % 512 == 0 and held[1] % 512 == 0
+              and (op == "vm_read" or 0 <= held[2] <= 255))
+        try:
+            getattr(lab, op)(*args)
+        except LabkitError:
+            assert not ok and (len(lab.kernel.tasks), len(lab.trace)) == before
+            continue
+        assert ok, f"accepted {op}{tuple(held)}"
+        lab.run()
+    for event in lab.trace:
+        assert all(type(v) in (int, str) for v in event.as_dict().values()), event
 
 
 @settings(max_examples=examples(20))

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import AlignmentError, BlockError, ConfigError, GraphError, NotSupported, RangeError
 from ..kernel import CoQueue, Task, current_task, emit, touch
-from ..layers import SECTOR, Layer
+from ..layers import SECTOR, Layer, Pieces, constant_bits
 
 if TYPE_CHECKING:
     from ._graph import BlockGraph
@@ -241,6 +241,8 @@ class BlockNode:
         for what, value in (("offset", offset), ("length", nbytes)):
             if not isinstance(value, int | np.integer) or isinstance(value, bool):
                 raise RangeError(f"{op} on {self.name}: {what} must be an integer, got {value!r}")
+        # As Python integers: numpy's fixed-width sums wrap (uint32 0xFFFFFE00 + 0x400 is 0x200)
+        offset, nbytes = int(offset), int(nbytes)
         if offset < 0 or nbytes < 0:
             raise RangeError(f"{op} on {self.name}: offset {offset} and length {nbytes} must not "
                              f"be negative")
@@ -474,7 +476,12 @@ class BlockNode:
         raise NotImplementedError
 
     def _zero_map(self) -> np.ndarray:
-        return np.zeros(self.size // SECTOR, dtype=bool)
+        """Per sector: a qcow2 zero cluster? (for a dump: read-only, may be shared)"""
+        return constant_bits(self.size // SECTOR, False)
+
+    def _dump_allocation(self) -> np.ndarray:
+        """:meth:`_allocation` for a dump (a driver may return a shared read-only array)."""
+        return self._allocation()
 
     def allocation(self) -> np.ndarray:
         """Per 512-byte sector: allocated in this node's own layer (the driver's answer)."""
@@ -486,6 +493,31 @@ class BlockNode:
 
     def _own_data(self) -> np.ndarray:
         raise NotImplementedError
+
+    def freeze_storage(self) -> None:
+        """Make buffers taken from this node's storage immutable (copy-on-write from now
+        on, :meth:`labkit.block.ChunkStore.freeze`); a node without storage has none."""
+
+    def frozen(self) -> Any | None:
+        """What :meth:`peek` reads now, as an object whose ``peek_pieces(offset, nbytes)``
+        never changes (a dump of the VM's view shares the disks' chunks, copy-on-write,
+        instead of copying them); None for a driver that cannot freeze its contents."""
+        return None
+
+    def frozen_peek_pieces(self, offset: int, nbytes: int) -> list:
+        """:meth:`peek` as buffers that never change, for a driver without
+        :meth:`frozen`: every node below is frozen first."""
+        self.check_request(offset, nbytes, "peek")
+        seen: set[int] = set()
+        todo: list[BlockNode] = [self]
+        while todo:
+            node = todo.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            node.freeze_storage()
+            todo.extend(node.children.values())
+        return self._peek_pieces(offset, nbytes)
 
     @property
     def stored_chunks(self) -> int:
@@ -499,11 +531,15 @@ class BlockNode:
         cached = self._layer_cache
         if key is not None and cached is not None and cached[0] == key:
             return cached[1]  # nothing changed since: the same (immutable) Layer
-        alloc = self._allocation()
-        layer = Layer(self._layer_bytes(alloc), alloc, self._zero_map())
+        layer = self._make_layer()
         if key is not None and self.size <= LAYER_CACHE_MAX:
             self._layer_cache = (key, layer)
         return layer
+
+    def _make_layer(self) -> Layer:
+        """A new dump of this node's own contents (see :meth:`layer`)."""
+        alloc = self._dump_allocation()
+        return Layer(self._layer_bytes(alloc), alloc, self._zero_map())
 
     def drop_layer_cache(self) -> None:
         """Forget the last dump: the next :meth:`layer` is computed from scratch (for
@@ -529,7 +565,7 @@ class BlockNode:
             children.append((role, key))
         return own, tuple(children)
 
-    def _layer_bytes(self, alloc: np.ndarray) -> bytes:
+    def _layer_bytes(self, alloc: np.ndarray) -> bytes | list | Pieces:
         """This node's own bytes with the sectors not in ``alloc`` zeroed."""
         data = self._own_data().reshape(-1, SECTOR).copy()
         data[~alloc] = 0

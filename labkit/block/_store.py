@@ -17,6 +17,10 @@ puts every byte back to the base (for a zero base that is the old
 ``data[:] = 0``), :meth:`to_array` is the whole array.  :meth:`copy` is a
 copy-on-write snapshot: the two stores share their chunks until either one
 writes to a shared chunk (the oracle takes one at every checkpoint).
+:meth:`copy` is also a dump's snapshot: the buffers it returns never change
+afterwards, because the store copies a chunk before its next write to it — a
+dump costs what changes after it, not the disk (:class:`labkit.layers.Layer`
+keeps the buffers, not a joined copy).
 
 Nothing here schedules or traces: it is storage only, below the block layer's
 semantics.
@@ -24,7 +28,6 @@ semantics.
 
 from __future__ import annotations
 
-import bisect
 import functools
 from collections.abc import Callable
 
@@ -150,24 +153,41 @@ def base_pieces(base: Base, offset: int, nbytes: int) -> list:
     return pieces(offset, nbytes) if pieces is not None else [base(offset, nbytes)]
 
 
+LEAF_BITS = 4  # chunks per leaf of the chunk map: 16 (64 KiB of disk)
+
+
 class ChunkStore:
     """``size`` bytes stored as ``CHUNK``-byte chunks made on first write (see the module).
 
     ``base`` gives the bytes of chunks never written (zeros by default).  A
     chunk covers ``CHUNK`` bytes even past ``size``; callers never read there.
+
+    The chunks are held in a two-level map: a list of leaves, each a dict of up
+    to ``2**LEAF_BITS`` chunks.  :meth:`copy` copies only the list; a leaf or a
+    chunk shared with a copy is copied by the first write to it.  A dump taken
+    after every write thus costs one leaf and the chunks written, not the disk.
     """
 
-    __slots__ = ("_chunks", "_shared", "base", "size", "version")
+    __slots__ = ("_count", "_fresh", "_fresh_leaves", "_leaves", "_snap", "base", "size",
+                 "version")
 
     def __init__(self, size: int, base: Base | None = None) -> None:
         self.size = size
         self.base: Base = base or zeros_base
-        self._chunks: dict[int, np.ndarray | int] = {}  # int: every byte of the chunk
-        self._shared: set[int] = set()  # chunks shared with a copy: copy before writing
+        nleaves = -(-size // (CHUNK << LEAF_BITS)) or 1
+        # dict values: an array (the chunk's bytes) or an int (every byte of the chunk)
+        self._leaves: list[dict[int, np.ndarray | int] | None] = [None] * nleaves
+        self._count = 0
+        # Chunks (and leaves) made since the last copy()/freeze(): only those may be
+        # changed in place; any other may be seen by a copy or a dump, so a write
+        # copies it first.  freeze() is O(1): new, empty sets.
+        self._fresh: set[int] = set()
+        self._fresh_leaves: set[int] = set()
         self.version = 0  # bumped by every change: a dump of an unchanged store is reused
+        self._snap: ChunkStore | None = None  # the last snapshot(), while it is current
 
     def __repr__(self) -> str:
-        return f"<ChunkStore {self.size} bytes, {len(self._chunks)} chunks of {CHUNK}>"
+        return f"<ChunkStore {self.size} bytes, {self._count} chunks of {CHUNK}>"
 
     def __len__(self) -> int:
         return self.size
@@ -175,7 +195,43 @@ class ChunkStore:
     @property
     def chunks(self) -> int:
         """How many chunks are held (the memory used is about ``chunks * CHUNK``)."""
-        return len(self._chunks)
+        return self._count
+
+    # --- the chunk map -------------------------------------------------------------
+    def _get(self, c: int) -> np.ndarray | int | None:
+        leaf = self._leaves[c >> LEAF_BITS]
+        return None if leaf is None else leaf.get(c)
+
+    def _leaf_for_write(self, c: int) -> dict[int, np.ndarray | int]:
+        li = c >> LEAF_BITS
+        leaf = self._leaves[li]
+        if li not in self._fresh_leaves:
+            leaf = {} if leaf is None else dict(leaf)
+            self._leaves[li] = leaf
+            self._fresh_leaves.add(li)
+        assert leaf is not None
+        return leaf
+
+    def _set(self, c: int, chunk: np.ndarray | int) -> None:
+        leaf = self._leaf_for_write(c)
+        if c not in leaf:
+            self._count += 1
+        leaf[c] = chunk
+
+    def _pop(self, c: int) -> None:
+        leaf = self._leaves[c >> LEAF_BITS]
+        if leaf is not None and c in leaf:
+            del self._leaf_for_write(c)[c]
+            self._count -= 1
+
+    def _present(self, c0: int, c1: int) -> list[int]:
+        """The chunks held in ``[c0, c1]``, in order."""
+        out: list[int] = []
+        for li in range(c0 >> LEAF_BITS, (c1 >> LEAF_BITS) + 1):
+            leaf = self._leaves[li]
+            if leaf:
+                out += sorted(c for c in leaf if c0 <= c <= c1)
+        return out
 
     def is_hole(self, chunk: int) -> bool:
         """Whether chunk number ``chunk`` holds no data, as a hole of a sparse file: never
@@ -190,23 +246,17 @@ class ChunkStore:
     def read(self, offset: int, nbytes: int) -> np.ndarray:
         """A fresh array of the bytes at ``[offset, offset + nbytes)``."""
         out = self.base(offset, nbytes)
-        chunks = self._chunks
-        if not chunks or nbytes <= 0:
+        if not self._count or nbytes <= 0:
             return out
         end = offset + nbytes
-        c0, c1 = offset // CHUNK, (end - 1) // CHUNK
-        if c1 - c0 < len(chunks):
-            found = ((c, chunks.get(c)) for c in range(c0, c1 + 1))
-        else:  # a long range over few chunks (a dump): visit the chunks, not the range
-            found = ((c, a) for c, a in chunks.items() if c0 <= c <= c1)
-        for c, chunk in found:
-            if chunk is None:
-                continue
+        for c in self._present(offset // CHUNK, (end - 1) // CHUNK):
+            chunk = self._get(c)
             lo = max(offset, c * CHUNK)
             hi = min(end, (c + 1) * CHUNK)
             if isinstance(chunk, int):
                 out[lo - offset:hi - offset] = chunk
             else:
+                assert chunk is not None
                 out[lo - offset:hi - offset] = chunk[lo - c * CHUNK:hi - c * CHUNK]
         return out
 
@@ -216,29 +266,24 @@ class ChunkStore:
 
     def pieces(self, offset: int, nbytes: int) -> list:
         """The bytes at ``[offset, offset + nbytes)`` as buffers for ``b"".join`` (views of
-        the chunks and of the base: join them before the store changes)."""
+        the chunks and of the base: join them before the store changes, or
+        :meth:`freeze` first)."""
         end = offset + nbytes
         if nbytes <= 0:
             return []
-        chunks = self._chunks
-        if not chunks:
+        if not self._count:
             return base_pieces(self.base, offset, nbytes)
-        c0, c1 = offset // CHUNK, (end - 1) // CHUNK
-        if c1 - c0 < len(chunks):
-            present = [c for c in range(c0, c1 + 1) if c in chunks]
-        else:
-            keys = sorted(chunks)
-            present = keys[bisect.bisect_left(keys, c0):bisect.bisect_right(keys, c1)]
         out: list = []
         pos = offset
-        for c in present:
+        for c in self._present(offset // CHUNK, (end - 1) // CHUNK):
             lo, hi = max(offset, c * CHUNK), min(end, (c + 1) * CHUNK)
             if lo > pos:
                 out += base_pieces(self.base, pos, lo - pos)
-            chunk = chunks[c]
+            chunk = self._get(c)
             if isinstance(chunk, int):
                 out += ConstantFill(chunk).pieces(lo, hi - lo)
             else:
+                assert chunk is not None
                 out.append(chunk.data[lo - c * CHUNK:hi - c * CHUNK])
             pos = hi
         if end > pos:
@@ -250,32 +295,39 @@ class ChunkStore:
         of sectors not kept read as zero (a layer dump's unallocated sectors)."""
         if keep is None:
             return b"".join(self.pieces(0, self.size))
-        keep = np.asarray(keep, dtype=bool)
-        if not keep.size:
-            return b""
+        return b"".join(self.kept_pieces(keep, sector))
+
+    def kept_pieces(self, keep: np.ndarray, sector: int = 512, offset: int = 0,
+                    nbytes: int | None = None) -> list:
+        """:meth:`to_bytes` with ``keep`` as buffers (see :meth:`pieces`), of the range
+        ``[offset, offset + nbytes)`` only (the whole store by default)."""
+        end = self.size if nbytes is None else min(self.size, offset + nbytes)
+        s0, s1 = offset // sector, -(-end // sector)
+        keep = np.asarray(keep, dtype=bool)[s0:s1]
+        if not keep.size or end <= offset:
+            return []
         edges = np.flatnonzero(np.diff(keep.view(np.int8))) + 1
         starts = np.concatenate(([0], edges)).tolist()
         stops = np.concatenate((edges, [keep.size])).tolist()
         out: list = []
         for a, b in zip(starts, stops, strict=True):
-            lo, hi = a * sector, min(b * sector, self.size)
+            lo, hi = max(offset, (s0 + a) * sector), min(end, (s0 + b) * sector)
             out += self.pieces(lo, hi - lo) if keep[a] else zero_pieces(hi - lo)
-        return b"".join(out)
+        return out
 
     # --- writing -----------------------------------------------------------------
     def _chunk_for_write(self, c: int) -> np.ndarray:
-        chunk = self._chunks.get(c)
+        chunk = self._get(c)
         if chunk is None:
             chunk = self.base(c * CHUNK, CHUNK)
-            self._chunks[c] = chunk
         elif isinstance(chunk, int):
             chunk = np.full(CHUNK, chunk, dtype=np.uint8)
-            self._chunks[c] = chunk
-            self._shared.discard(c)
-        elif c in self._shared:
+        elif c in self._fresh:
+            return chunk
+        else:
             chunk = chunk.copy()
-            self._chunks[c] = chunk
-            self._shared.discard(c)
+        self._set(c, chunk)
+        self._fresh.add(c)
         return chunk
 
     def write(self, offset: int, data: np.ndarray | bytes) -> None:
@@ -285,7 +337,6 @@ class ChunkStore:
         if end <= offset:
             return
         self.version += 1
-        chunks = self._chunks
         c0, c1 = offset // CHUNK, (end - 1) // CHUNK
         # Whole chunks become slices of one private copy of the data: one copy for a
         # 64 KiB cluster, not sixteen (each slice owns its 4 KiB; a partial write
@@ -295,9 +346,9 @@ class ChunkStore:
             start = c * CHUNK
             lo, hi = max(offset, start), min(end, start + CHUNK)
             if hi - lo == CHUNK:
-                chunks[c] = (own[lo - offset:hi - offset] if own is not None
-                             else buf[lo - offset:hi - offset].copy())
-                self._shared.discard(c)
+                self._set(c, own[lo - offset:hi - offset] if own is not None
+                          else buf[lo - offset:hi - offset].copy())
+                self._fresh.add(c)
             else:
                 self._chunk_for_write(c)[lo - start:hi - start] = buf[lo - offset:hi - offset]
 
@@ -307,33 +358,48 @@ class ChunkStore:
         if end <= offset:
             return
         self.version += 1
-        chunks = self._chunks
         drop_zero = self.base is zeros_base and byte == 0  # whole zero chunks read as the base
         for c in range(offset // CHUNK, (end - 1) // CHUNK + 1):
             start = c * CHUNK
             lo, hi = max(offset, start), min(end, start + CHUNK)
             if hi - lo == CHUNK:
-                self._shared.discard(c)
                 if drop_zero:
-                    chunks.pop(c, None)
+                    self._pop(c)
                 else:
-                    chunks[c] = int(byte)
+                    self._set(c, int(byte))
             else:
                 self._chunk_for_write(c)[lo - start:hi - start] = byte
 
     def clear(self) -> None:
         """Every byte back to the base, every chunk dropped."""
         self.version += 1
-        self._chunks.clear()
-        self._shared.clear()
+        self._leaves = [None] * len(self._leaves)
+        self._count = 0
+        self.freeze()
 
     def copy(self) -> ChunkStore:
-        """A copy-on-write snapshot: same bytes, chunks shared until either side writes."""
+        """A copy-on-write snapshot: same bytes, leaves and chunks shared until either
+        side writes to them (O(leaves), not O(chunks))."""
         other = ChunkStore(self.size, self.base)
-        other._chunks = dict(self._chunks)
-        self._shared = set(self._chunks)
-        other._shared = set(self._chunks)
+        other._leaves = list(self._leaves)
+        other._count = self._count
+        other.version = self.version
+        self.freeze()
         return other
+
+    def snapshot(self) -> ChunkStore:
+        """A copy (:meth:`copy`) for a dump, never written: the same one again while
+        nothing changed, so the dumps of an unchanged store share it."""
+        snap = self._snap
+        if snap is None or snap.version != self.version:
+            snap = self._snap = self.copy()
+        return snap
+
+    def freeze(self) -> None:
+        """From now on, every chunk and leaf held is copied before it is written: buffers
+        taken from the store (:meth:`pieces`) keep today's bytes.  O(1)."""
+        self._fresh = set()
+        self._fresh_leaves = set()
 
     # --- array-like access (a few callers and tests index the oracle's arrays) ----------
     def __getitem__(self, key: int | slice) -> int | np.ndarray:
@@ -368,3 +434,15 @@ class ChunkStore:
         if buf.size != n:
             raise ConfigError(f"cannot store {buf.size} bytes into a range of {n}")
         self.write(start, buf)
+
+
+class FrozenStore:
+    """What a raw node's :meth:`~labkit.block.BlockNode.peek` reads, frozen at a dump."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: ChunkStore) -> None:
+        self.store = store
+
+    def peek_pieces(self, offset: int, nbytes: int) -> list:
+        return self.store.pieces(offset, nbytes)

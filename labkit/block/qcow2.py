@@ -31,14 +31,15 @@ offset.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import GraphError
 from ..kernel import CoMutex, CoQueue, current_task, emit, sched_point, touch
-from ..layers import SECTOR
+from ..layers import SECTOR, Layer, Pieces
 from ._node import REQ_MAY_UNMAP, BlockNode
 from ._store import ChunkStore, zero_pieces
 
@@ -52,6 +53,52 @@ _STATE_NAMES = {UNALLOCATED: "unallocated", NORMAL: "data", ZERO: "zero"}
 # block/qcow2-cluster.c perform_cow (2.10+): head and tail are read with one request
 # when the guest data between them is at most this long (merge_reads)
 MERGE_READS_MAX = 16384
+
+
+def _state_runs(states_map: np.ndarray, cs: int, pos: int,
+                end: int) -> list[tuple[int, int, int]]:
+    """``(state, offset, length)`` per run of clusters in the same state over
+    ``[pos, end)`` — what a loop of ``_run`` gives, found with numpy (a dump spans
+    every cluster)."""
+    first, last = pos // cs, (end - 1) // cs
+    states = states_map[first:last + 1]
+    edges = (np.flatnonzero(np.diff(states)) + 1).tolist()
+    out = []
+    for a, b in zip([0, *edges], [*edges, states.size], strict=True):
+        lo, hi = max(pos, (first + a) * cs), min(end, (first + b) * cs)
+        out.append((int(states[a]), lo, hi - lo))
+    return out
+
+
+def _chain_pieces(states_map: np.ndarray, cs: int, data: ChunkStore, backing: Any,
+                  offset: int, nbytes: int) -> list:
+    """What a qcow2 read of ``[offset, offset + nbytes)`` returns, as buffers: per run
+    of clusters in one state, the data, zeros, or the backing node's bytes."""
+    out: list = []
+    for state, pos, cur in _state_runs(states_map, cs, offset, offset + nbytes):
+        if state == NORMAL:
+            out += data.pieces(pos, cur)
+        elif state == UNALLOCATED and backing is not None:
+            out += backing.peek_pieces(pos, cur)
+        else:
+            out += zero_pieces(cur)
+    return out
+
+
+class FrozenQcow2:
+    """What a qcow2 node's ``peek`` reads, frozen at a dump: its map, a snapshot of its
+    store and its backing node's frozen view (all shared while they do not change)."""
+
+    __slots__ = ("backing", "cluster_size", "data", "map")
+
+    def __init__(self, states_map: np.ndarray, cluster_size: int, data: ChunkStore,
+                 backing: Any) -> None:
+        self.map, self.cluster_size, self.data, self.backing = (states_map, cluster_size,
+                                                                 data, backing)
+
+    def peek_pieces(self, offset: int, nbytes: int) -> list:
+        return _chain_pieces(self.map, self.cluster_size, self.data, self.backing,
+                             offset, nbytes)
 
 
 class _InflightAlloc:
@@ -82,6 +129,9 @@ class Qcow2Node(BlockNode):
         self.nb_clusters = -(-size // cluster_size)
         self._map = np.zeros(self.nb_clusters, dtype=np.int8)
         self._map_version = 0  # bumped by every change of _map (see _content_key)
+        # The map and allocation a dump shares while the map does not change
+        self._map_snap: tuple[int, np.ndarray] | None = None
+        self._bits_snap: tuple[int, np.ndarray, np.ndarray] | None = None
         # Data of allocated clusters, at their guest offsets.  Sparse (chunks made
         # on first write) instead of a zeroed array as large as the disk: only
         # allocated clusters are ever read, and a dump zeroes unallocated sectors.
@@ -390,35 +440,71 @@ class Qcow2Node(BlockNode):
 
     def _peek_pieces(self, offset: int, nbytes: int) -> list:
         """Per run of clusters in one state: data, zeros, or the backing node's bytes."""
-        out: list = []
-        for state, pos, cur in self._state_runs(offset, offset + nbytes):
-            if state == NORMAL:
-                out += self._data.pieces(pos, cur)
-            elif state == UNALLOCATED and self.backing is not None:
-                out += self.backing.peek_pieces(pos, cur)
-            else:
-                out += zero_pieces(cur)
-        return out
+        return _chain_pieces(self._map, self._cluster_size, self._data, self.backing,
+                             offset, nbytes)
 
     def _state_runs(self, pos: int, end: int) -> list[tuple[int, int, int]]:
-        """``(state, offset, length)`` per run of clusters in the same state over
-        ``[pos, end)`` — what a loop of :meth:`_run` gives, found with numpy (a dump
-        spans every cluster)."""
-        cs = self._cluster_size
-        first, last = pos // cs, (end - 1) // cs
-        states = self._map[first:last + 1]
-        edges = (np.flatnonzero(np.diff(states)) + 1).tolist()
-        out = []
-        for a, b in zip([0, *edges], [*edges, states.size], strict=True):
-            lo, hi = max(pos, (first + a) * cs), min(end, (first + b) * cs)
-            out.append((int(states[a]), lo, hi - lo))
-        return out
+        return _state_runs(self._map, self._cluster_size, pos, end)
 
     def _content_key(self) -> tuple:
         return self._data, self._data.version, self._map_version
 
-    def _layer_bytes(self, alloc: np.ndarray) -> bytes:
-        return self._data.to_bytes(keep=alloc, sector=SECTOR)
+    def _layer_bytes(self, alloc: np.ndarray) -> Pieces:
+        # A snapshot of the store, read on demand: the dump shares the chunks
+        # (copy-on-write) instead of copying the disk.
+        snap = self._data.snapshot()
+        return Pieces.lazy(self.size, functools.partial(snap.kept_pieces, alloc, SECTOR))
+
+    def _make_layer(self) -> Layer:
+        # The store's snapshot and the cluster map, both shared while they do not
+        # change: a dump costs what changed since the last one, not two bools per
+        # sector of the disk.
+        snap, states, cs = self._data.snapshot(), self._frozen_map(), self._cluster_size
+
+        def pieces(offset: int, nbytes: int) -> list:
+            out: list = []
+            for state, pos, cur in _state_runs(states, cs, offset, offset + nbytes):
+                out += snap.pieces(pos, cur) if state != UNALLOCATED else zero_pieces(cur)
+            return out
+
+        return Layer.from_map(Pieces.lazy(self.size, pieces), states, cs // SECTOR,
+                              UNALLOCATED, ZERO)
+
+    def _frozen_map(self) -> np.ndarray:
+        """A read-only copy of the cluster map, shared while it does not change."""
+        cached = self._map_snap
+        if cached is None or cached[0] != self._map_version:
+            frozen = self._map.copy()
+            frozen.flags.writeable = False
+            cached = self._map_snap = (self._map_version, frozen)
+        return cached[1]
+
+    def _dump_bits(self) -> tuple[np.ndarray, np.ndarray]:
+        """The allocation and zero bitmaps of a dump, read-only, shared by the dumps
+        taken while the map does not change."""
+        cached = self._bits_snap
+        if cached is None or cached[0] != self._map_version:
+            states = self._sector_states()
+            alloc, zero = states != UNALLOCATED, states == ZERO
+            alloc.flags.writeable = False
+            zero.flags.writeable = False
+            cached = self._bits_snap = (self._map_version, alloc, zero)
+        return cached[1], cached[2]
+
+    def _dump_allocation(self) -> np.ndarray:
+        return self._dump_bits()[0]
+
+    def freeze_storage(self) -> None:
+        self._data.freeze()
+
+    def frozen(self) -> FrozenQcow2 | None:
+        backing = None
+        if self.backing is not None:
+            backing = self.backing.frozen()
+            if backing is None:
+                return None
+        return FrozenQcow2(self._frozen_map(), self._cluster_size, self._data.snapshot(),
+                           backing)
 
     # --- dumps ----------------------------------------------------------------
     def _sector_states(self) -> np.ndarray:
@@ -429,7 +515,7 @@ class Qcow2Node(BlockNode):
         return self._sector_states() != UNALLOCATED
 
     def _zero_map(self) -> np.ndarray:
-        return self._sector_states() == ZERO
+        return self._dump_bits()[1]
 
     @property
     def stored_chunks(self) -> int:

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..kernel import sched_point
+from ..layers import Pieces, constant_bits
 from ._node import BlockNode
-from ._store import CHUNK, Base, BufferBase, ChunkStore
+from ._store import CHUNK, Base, BufferBase, ChunkStore, FrozenStore
 
 
 class RawNode(BlockNode):
@@ -97,5 +98,17 @@ class RawNode(BlockNode):
     def _content_key(self) -> tuple:
         return self._data, self._data.version
 
-    def _layer_bytes(self, alloc: np.ndarray) -> bytes:
-        return self._data.to_bytes()  # every sector is allocated
+    def _layer_bytes(self, alloc: np.ndarray) -> Pieces:
+        # Every sector is allocated.  A snapshot of the store, read on demand: the
+        # dump shares the chunks (copy-on-write) instead of copying the disk.
+        snap = self._data.snapshot()
+        return Pieces.lazy(self.size, snap.pieces)
+
+    def _dump_allocation(self) -> np.ndarray:
+        return constant_bits(self.size // 512, True)
+
+    def freeze_storage(self) -> None:
+        self._data.freeze()
+
+    def frozen(self) -> FrozenStore:
+        return FrozenStore(self._data.snapshot())

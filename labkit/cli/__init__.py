@@ -54,9 +54,9 @@ def build_parser() -> OneLineParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``labkit`` command; returns its exit status (see the module docstring)."""
-    parser = build_parser()
     command = "labkit"
     try:
+        parser = build_parser()  # imports the subcommands: a Ctrl-C there is handled too
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help()

@@ -13,15 +13,19 @@ read a scenario alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import stat
 import sys
-from typing import Any, NoReturn
+from collections.abc import Iterator
+from typing import Any, NoReturn, TextIO
 
 from .. import scenarios
 from ..config import LabConfig, resolve
-from ..errors import ConfigError, UnknownScenario
-from ..scenario import decode
+from ..errors import ConfigError, LimitError, TraceFormatError, UnknownScenario
+from ..scenario import MAX_TEXT, decode
+from ..trace import MAX_TRACE_CHARS
 
 CONFIG_HELP = {
     "size": "disk size (default 1M)",
@@ -73,12 +77,79 @@ def resolve_config(text: str, args: argparse.Namespace,
     return resolve(text, given_config(args, keys), source="cli")
 
 
-def read_scenario(path: str) -> str:
-    """A scenario file's text, or standard input for ``-`` (decoded, BOM dropped)."""
+READ_PIECE = 1 << 20  # standard input and devices are read this much at a time
+
+
+def read_bounded(path: str, limit: int, what: str) -> bytes:
+    """The bytes of ``path`` (``-``: standard input), refused before they are allocated
+    when there are more than ``limit`` of them — the one policy of every CLI input.
+
+    A regular file's size is checked before reading; standard input, a pipe or a
+    device is read ``READ_PIECE`` bytes at a time and refused at the first byte past
+    ``limit`` or at a NUL byte (text has none: ``/dev/zero`` is refused at once).
+    """
+    label = "<stdin>" if path == "-" else path
     if path == "-":
-        return decode(sys.stdin.buffer.read(), "<stdin>")
+        return _read_pieces(sys.stdin.buffer, limit, what, label)
     with open(path, "rb") as f:
-        return decode(f.read(), path)
+        st = os.fstat(f.fileno())
+        if stat.S_ISREG(st.st_mode):
+            if st.st_size > limit:
+                raise LimitError(f"{label}: {what} of {st.st_size:,} bytes is larger than the "
+                                 f"{limit:,} allowed")
+            data = f.read(limit + 1)
+            if len(data) > limit:  # grew while being read
+                raise LimitError(f"{label}: {what} is larger than the {limit:,} bytes allowed")
+            return data
+        return _read_pieces(f, limit, what, label)
+
+
+def _read_pieces(f: Any, limit: int, what: str, label: str) -> bytes:
+    pieces: list[bytes] = []
+    total = 0
+    while True:
+        piece = f.read(min(READ_PIECE, limit + 1 - total))
+        if not piece:
+            return b"".join(pieces)
+        if b"\0" in piece:
+            line = sum(p.count(b"\n") for p in pieces) + piece.count(b"\n", 0,
+                                                                    piece.index(b"\0")) + 1
+            raise LimitError(f"{label}: line {line}: a NUL byte; {what} is text")
+        total += len(piece)
+        if total > limit:
+            raise LimitError(f"{label}: {what} is larger than the {limit:,} bytes allowed")
+        pieces.append(piece)
+
+
+@contextlib.contextmanager
+def json_only_stdout(target: str | None) -> Iterator[TextIO]:
+    """Yields the standard output for the JSON; with ``--json -`` every other line a
+    command prints goes to standard error, so that stdout holds the JSON only."""
+    stdout = sys.stdout
+    if target != "-":
+        yield stdout
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield stdout
+
+
+def read_scenario(path: str) -> str:
+    """A scenario file's text, or standard input for ``-`` (decoded, BOM dropped; at
+    most :data:`labkit.scenario.MAX_TEXT` bytes, see :func:`read_bounded`)."""
+    label = "<stdin>" if path == "-" else path
+    return decode(read_bounded(path, MAX_TEXT + 3, "a scenario"), label)
+
+
+def read_json_text(path: str, what: str) -> str:
+    """A schedule or trace file's text (UTF-8, at most
+    :data:`labkit.trace.MAX_TRACE_CHARS` bytes); bad bytes named by file and line."""
+    data = read_bounded(path, MAX_TRACE_CHARS, what)
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TraceFormatError(f"{path}: line {line}: not UTF-8 ({exc.reason}); {what} is "
+                               f"UTF-8 text") from None
 
 
 def scenario_input(arg: str) -> tuple[str, str]:

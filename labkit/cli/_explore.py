@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Any
+from typing import Any, TextIO
 
 from .. import scenarios
 from .. import trace as _trace
@@ -21,8 +20,10 @@ from ..explore import DEFAULT_MAX_RUNS, Exploration, explore, parse_schedule, re
 from ._common import (
     add_config_arguments,
     given_config,
+    json_only_stdout,
     natural_int,
     positive_int,
+    read_json_text,
     resolve_config,
     scenario_input,
 )
@@ -67,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("file", help="scenario file, - for standard input, or a shipped scenario name")
     r.add_argument("--schedule", required=True, metavar="SCHEDULE",
                    help="the schedule string, or @PATH for a file holding it (text or JSON)")
-    r.add_argument("--json", metavar="OUT", help="also write the trace file (- for stdout)")
+    r.add_argument("--json", metavar="OUT",
+                   help="also write the trace file (- for stdout: then only the JSON there)")
     r.add_argument("--no-trace", action="store_true", help="print only the dumps and outcomes")
     add_config_arguments(r)
     r.set_defaults(func=cmd_replay)
@@ -94,6 +96,11 @@ def _line(label: str, ex: Exploration) -> str:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
+    with json_only_stdout(args.json) as stdout:
+        return _explore(args, stdout)
+
+
+def _explore(args: argparse.Namespace, stdout: TextIO) -> int:
     text, label = scenario_input(args.file)
     config, chosen = _config(text, args)
     designs = [config.pop("design")] if chosen else list(DESIGNS)
@@ -141,7 +148,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
             docs = [json.loads(cx.to_json()) for cx in ex.violations]
             out = json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, sort_keys=True)
             if args.json == "-":
-                sys.stdout.write(out + "\n")
+                stdout.write(out + "\n")
             else:
                 stem = args.json.removesuffix(".json")
                 path = f"{stem}-{design}.json"
@@ -151,19 +158,28 @@ def cmd_explore(args: argparse.Namespace) -> int:
     return 1 if mismatches else 0
 
 
-def _read_schedule(value: str) -> list[str]:
-    """The schedule's task names (the string, or the file @PATH names), parsed."""
+def _read_schedule(value: str) -> str:
+    """The schedule as given (the string, or the text of the file @PATH names), checked.
+
+    It goes to :func:`labkit.explore.replay` as it is: a trace file then brings its
+    scenario, its configuration and its events, exactly as ``lk.replay`` applies them.
+    """
     if value.startswith("@"):
-        with open(value[1:], encoding="utf-8") as f:
-            value = f.read()
+        value = read_json_text(value[1:], "a schedule file")
     try:
-        return parse_schedule(value)
+        parse_schedule(value)  # refused here, before the scenario is built
     except RecursionError:  # json.loads on a very deeply nested file
         raise TraceFormatError("the schedule file nests too deeply to be a schedule or a "
                                "labkit trace") from None
+    return value
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    with json_only_stdout(args.json) as stdout:
+        return _replay(args, stdout)
+
+
+def _replay(args: argparse.Namespace, stdout: TextIO) -> int:
     text, label = scenario_input(args.file)
     config, _ = _config(text, args)
     schedule = _read_schedule(args.schedule)
@@ -182,7 +198,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         doc = _trace.dumps(lab.trace, lab.schedule, {"config": lab.config, "scenario": text})
         if args.json == "-":
-            sys.stdout.write(doc + "\n")
+            stdout.write(doc + "\n")
         else:
             with open(args.json, "w", encoding="utf-8") as f:
                 f.write(doc + "\n")

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Any
+from typing import Any, TextIO
 
 from ..lab import Lab, build_lab, build_secondary
 from ..layers import Layer
 from ..render import LEGEND, block_map, dumps_text
 from ..scenario import parse
 from ..steps import STEP_TITLES, workflow_step
-from ._common import add_config_arguments, resolve_config, scenario_input, seconds
+from ._common import (
+    add_config_arguments,
+    json_only_stdout,
+    resolve_config,
+    scenario_input,
+    seconds,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "applies; options given here win over it.")
     p.add_argument("file", help="scenario file, - for standard input, or a shipped scenario "
                                 "name")
-    p.add_argument("--json", metavar="OUT", help="also write the dumps as JSON (- for stdout)")
+    p.add_argument("--json", metavar="OUT",
+                   help="also write the dumps as JSON (- for stdout: then only the JSON there)")
     p.add_argument("--backend", choices=("sim", "qemu"), default="sim",
                    help="sim: the simulator (default); qemu: a real QEMU 7.2 (Debian packages "
                         "qemu-system-x86 and qemu-utils; --design and --era are simulator-only)")
@@ -71,6 +77,11 @@ def report(lab: Any) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    with json_only_stdout(args.json) as stdout:
+        return _run(args, stdout)
+
+
+def _run(args: argparse.Namespace, stdout: TextIO) -> int:
     text, _ = scenario_input(args.file)
     if args.backend == "qemu":
         from ._qemu import run_on_qemu
@@ -83,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         text = json.dumps(dumps_json(lab), indent=1, sort_keys=True)
         if args.json == "-":
-            sys.stdout.write(text + "\n")
+            stdout.write(text + "\n")
         else:
             with open(args.json, "w", encoding="utf-8") as f:
                 f.write(text + "\n")

@@ -18,7 +18,7 @@ from typing import Any
 
 from .. import scenarios as _scenarios
 from .. import trace as _trace
-from ..config import CONFIG_KEYS
+from ..config import CONFIG_KEYS, split_lines
 from ..errors import (
     ArgumentError,
     ConfigError,
@@ -90,10 +90,10 @@ def parse_schedule(schedule: ScheduleLike) -> list[str]:
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise TraceFormatError("a JSON schedule is a list of task names like "
                                        "[\"vm-read#1\", \"nbd-write#1\"]")
-            return _trace.parse_schedule(" ".join(names)) if names else []
+            return _trace.check_names(names, "JSON schedule")
         return _trace.parse_schedule(stripped)
     if isinstance(schedule, Sequence) and all(isinstance(n, str) for n in schedule):
-        return _trace.parse_schedule(" ".join(schedule)) if schedule else []
+        return _trace.check_names(schedule)
     raise ArgumentError(f"a schedule is a string, a list of task names or a trace recording, "
                         f"got {type(schedule).__name__}")
 
@@ -214,7 +214,7 @@ def _commands(text: str) -> list[str]:
     if not isinstance(text, str):
         raise ArgumentError(f"a scenario is its text (str), got {type(text).__name__}")
     out = []
-    for raw in text.splitlines():
+    for raw in split_lines(text):
         m = _COMMENT.search(raw)  # the scenario language's rule: '#' at a start or after a space
         line = " ".join((raw[:m.start()] if m else raw).split())
         if line:

@@ -238,7 +238,11 @@ def runs_dir() -> Path:
 def make_session_dir() -> Path:
     """A new private directory named after this process, with its ``owner`` file."""
     wd = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=runs_dir()))
-    (wd / _OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid()) or ''}\n")
+    try:
+        (wd / _OWNER).write_text(f"{os.getpid()} {_start_time(os.getpid()) or ''}\n")
+    except BaseException:  # e.g. ENOSPC: no directory is left without its owner file
+        shutil.rmtree(wd, ignore_errors=True)
+        raise
     return wd
 
 

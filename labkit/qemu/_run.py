@@ -299,7 +299,7 @@ def run_scenario(text: str | Scenario, *, size: int | str | None = None,
                                            fill)
     refuse_par(scenario)
     check_timeout(timeout)
-    reason = qemu_available(qemu)
+    reason = qemu_available(qemu, timeout)
     if reason is not None:
         raise QemuNotAvailable(reason)
     run = QemuRun(scenario, config)

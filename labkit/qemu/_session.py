@@ -183,7 +183,22 @@ _USABLE: set[str] = set()
 _cleanup.sweep_stale()
 
 
-def _probe(qemu: str) -> str | None:
+class _ProbeProcess:
+    """The probe's QEMU as an open session of :mod:`labkit.qemu._cleanup`: SIGTERM,
+    SIGHUP or SIGINT kill it first, and it is launched with the death signal."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    def close(self, kill: bool = False) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(Exception):
+            self.proc.wait(5)
+
+
+def _probe(qemu: str, timeout: float = 30.0) -> str | None:
+    """Why ``qemu`` cannot run the secondary (None: it can), asked within ``timeout`` s."""
     exe = shutil.which(qemu)
     if exe is None:
         return f"QEMU binary {qemu!r} not found"
@@ -196,18 +211,24 @@ def _probe(qemu: str) -> str | None:
         {"execute": "quit"},
     ]
     try:
-        proc = subprocess.run(
-            [exe, *_QUIET_MACHINE, "-qmp", "stdio"],
-            input="".join(json.dumps(c) + "\n" for c in cmds),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        proc = _cleanup.launch([exe, *_QUIET_MACHINE, "-qmp", "stdio"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    except OSError as exc:
         return f"{exe} could not be run: {exc}"
+    res = _ProbeProcess(proc)
+    _cleanup.session_opened(res)  # within the cleanup's reach until it is reaped
+    try:
+        out, err = proc.communicate("".join(json.dumps(c) + "\n" for c in cmds).encode(),
+                                    timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"{exe} did not answer the QMP probe within {timeout:g} s (--timeout)"
+    finally:
+        res.close(kill=True)
+        _cleanup.session_closed(res)
+    # QEMU's output as text whatever bytes it printed (a binary may print anything)
+    stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     has_cmd = has_driver = False
-    for line in proc.stdout.splitlines():
+    for line in stdout.splitlines():
         try:
             ret = json.loads(line).get("return")
         except (ValueError, AttributeError):
@@ -223,7 +244,7 @@ def _probe(qemu: str) -> str | None:
             if item.get("meta-type") == "enum" and "qcow2" in values and "replication" in values:
                 has_driver = True
     if not has_cmd:
-        tail = (proc.stderr or "").strip().splitlines()[-3:]
+        tail = stderr.strip().splitlines()[-3:]
         return f"{exe} has no QMP command xen-set-replication" + (
             f" ({' '.join(tail)})" if tail else ""
         )
@@ -232,19 +253,21 @@ def _probe(qemu: str) -> str | None:
     return None
 
 
-def qemu_available(qemu: str = "qemu-system-x86_64") -> str | None:
+def qemu_available(qemu: str = "qemu-system-x86_64", timeout: float = 30.0) -> str | None:
     """None if ``qemu`` can run the replication secondary, else the reason.
 
     Runs the binary once (``-machine none -qmp stdio``) to check for the QMP
     command ``xen-set-replication`` and the ``replication`` block driver
-    (about 0.1 s); a positive answer is cached per binary.
+    (about 0.1 s), for at most ``timeout`` seconds; a positive answer is cached per
+    binary.  The probe's QEMU is within the session cleanup's reach (signals, the
+    death signal), like a session's.
     """
     exe = shutil.which(qemu)
     if exe is not None and exe in _USABLE:
         return None
-    reason = _probe(qemu)
+    reason = _probe(qemu, timeout)
     if reason is not None and exe is not None and "has no" in reason:
-        reason = _probe(qemu)  # once more: a loaded machine has been seen to cut the answer
+        reason = _probe(qemu, timeout)  # once more: a loaded machine was seen to cut the answer
     if reason is None and exe is not None:
         _USABLE.add(exe)  # only success is cached: a missing QEMU may be installed later
     return reason

@@ -62,6 +62,9 @@ def config(text: str) -> dict[str, str | int]:
     checked there; sizes stay strings (``"64K"``), as written, and ``fill``
     becomes an int when it is a byte (``fill=0x00``).
     """
+    if not isinstance(text, str):
+        raise ArgumentError(f"scenarios.config needs a scenario's text (str), got "
+                            f"{type(text).__name__}")
     raw = header_config(text)
     out: dict[str, str | int] = dict(raw)
     if raw:
