@@ -209,7 +209,7 @@ class Layer:
         cluster; read-only, shared by the dumps taken while it does not change)."""
         nsec = pieces.size // SECTOR
         if pieces.size != nsec * SECTOR or states.size * per < nsec:
-            raise ValueError(f"Layer of {pieces.size} bytes does not match its map of "
+            raise ConfigError(f"Layer of {pieces.size} bytes does not match its map of "
                              f"{states.size} clusters of {per} sectors")
         self = cls.__new__(cls)
         object.__setattr__(self, "pieces", pieces)

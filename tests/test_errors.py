@@ -25,6 +25,8 @@ BUILTIN_EXCEPTIONS = {name for name, obj in vars(builtins).items()
 # internal invariant (assert's own exception).
 ALLOWED = {"SystemExit", "NotImplementedError", "AssertionError"}
 SEQUENCE_PROTOCOL = {"__getitem__", "__setitem__", "__delitem__", "_index"}
+# the attribute protocol: an immutable object refuses assignment as Python's own do
+ATTRIBUTE_PROTOCOL = {"__setattr__", "__delattr__"}
 
 
 def _raised_name(node: ast.Raise) -> str | None:
@@ -46,7 +48,8 @@ def _offences(path: Path, root: Path = LABKIT) -> list[str]:
             if isinstance(child, ast.Raise) and child.exc is not None:
                 raised = _raised_name(child)
                 if (raised in BUILTIN_EXCEPTIONS and raised not in ALLOWED
-                        and not (raised == "IndexError" and function in SEQUENCE_PROTOCOL)):
+                        and not (raised == "IndexError" and function in SEQUENCE_PROTOCOL)
+                        and not (raised == "AttributeError" and function in ATTRIBUTE_PROTOCOL)):
                     out.append(f"{where}:{child.lineno}: raise {raised} (use a class of "
                                f"labkit/errors.py)")
             if isinstance(child, ast.ClassDef) and path.name != "errors.py":

@@ -237,7 +237,7 @@ class ChunkStore:
         """Whether chunk number ``chunk`` holds no data, as a hole of a sparse file: never
         written over a zero base, or last set whole to zero by :meth:`fill` (a
         write-zeroes, which punches a hole) — not by writing zero bytes."""
-        held = self._chunks.get(chunk)
+        held = self._get(chunk)
         if held is None:
             return self.base is zeros_base
         return isinstance(held, int) and held == 0
