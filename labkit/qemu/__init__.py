@@ -15,7 +15,8 @@ Needs the Debian packages ``qemu-system-x86`` and ``qemu-utils``;
 never imports this package: import it where QEMU is wanted.
 """
 
-from labkit.qemu._compare import Comparison, Difference, compare
+from labkit.qemu._compare import Comparison, compare
+from labkit.qemu._diff import Difference
 from labkit.qemu._errors import BackendError, QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
 from labkit.qemu._run import Outcome, QemuRun, run_scenario

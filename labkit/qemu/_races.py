@@ -44,7 +44,7 @@ from typing import Any
 
 from labkit.lab import vread_failure
 from labkit.layers import Layer
-from labkit.qemu._compare import LAYERS, Difference, compare_layers
+from labkit.qemu._diff import Difference, compare_dumps
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
 from labkit.qemu._pause import (
@@ -361,7 +361,7 @@ def compare_sides(order: RaceOrder, sim: SideResult, qem: SideResult,
     if sim.errors.keys() != qem.errors.keys():
         diffs.append(Difference("outcome", "failed requests", ", ".join(sim.errors) or "none",
                                 ", ".join(qem.errors) or "none"))
-    diffs += _dump_differences(sim, qem, block)
+    diffs += compare_dumps(sim.dumps, qem.dumps, block)
     if sim.expect_lines != qem.expect_lines:
         diffs.append(Difference("expect", "failed checks (lines)",
                                 str(sim.expect_lines), str(qem.expect_lines)))
@@ -380,20 +380,6 @@ def _read_differences(sim: SideResult, qem: SideResult) -> list[Difference]:
                 first = f" (first at byte {off:#x}: simulator {s[off]:#04x}, QEMU {qb[off]:#04x})"
             diffs.append(Difference("read", name,
                                     f"{_digest(s)}{first}", _digest(qb)))
-    return diffs
-
-
-def _dump_differences(sim: SideResult, qem: SideResult, block: int) -> list[Difference]:
-    """How many dumps each side took, and each layer of each dump that differs."""
-    diffs = []
-    if len(sim.dumps) != len(qem.dumps):
-        diffs.append(Difference("dumps", "number of dumps", str(len(sim.dumps)),
-                                str(len(qem.dumps))))
-    for i, ((title, sl), (_, ql)) in enumerate(zip(sim.dumps, qem.dumps, strict=False), 1):
-        for name in LAYERS:
-            d = compare_layers(i, title, name, sl.get(name), ql.get(name), block)
-            if d is not None:
-                diffs.append(d)
     return diffs
 
 
