@@ -74,7 +74,8 @@ def test_every_forceable_order_agrees(qemu: None, name: str) -> None:
     c = _compared(name)
     assert len(c.results) >= 5
     assert c.agree, c.text()
-    assert c.text().splitlines()[-1] == f"{len(c.results)} orders, 0 disagreeing"
+    n = len(c.results)
+    assert c.text().splitlines()[-1] == f"{n} orders: {n} agreeing, 0 disagreeing, 0 unknown"
     assert not leftover_sessions()
 
 
@@ -138,7 +139,7 @@ def test_injected_disagreement_is_reported(qemu: None, capsys: pytest.CaptureFix
     assert "DIFFERENT" in line and "simulator nothing; QEMU nbd-write#1" in line
     assert "at hidden" not in line  # nothing blocked on the simulator: no place to compare
     assert "vm-read#1: simulator" in line  # design none reads the primary's 0xbb
-    assert text.splitlines()[-1] == "1 orders, 1 disagreeing"
+    assert text.splitlines()[-1] == "1 orders: 0 agreeing, 1 disagreeing, 0 unknown"
     data = json.loads(out.read_text())
     (o,) = data["orders"]
     assert o["order"] == S1 and not o["agree"]
@@ -155,7 +156,7 @@ def test_cli_every_order_and_blkdebug_note(qemu: None, capsys: pytest.CaptureFix
     assert main(["compare", str(path), "--size", "128K"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any("copy_file_range" in x for x in lines)  # blkdebug changes QEMU's path
-    assert lines[-1] == "7 orders, 0 disagreeing"
+    assert lines[-1] == "7 orders: 7 agreeing, 0 disagreeing, 0 unknown"
 
 
 def test_unknown_order_is_one_line_exit_2(capsys: pytest.CaptureFixture[str],

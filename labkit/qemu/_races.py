@@ -33,17 +33,20 @@ and a signal kills everything (:mod:`labkit.qemu._cleanup`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labkit.lab import vread_failure
 from labkit.layers import Layer
+from labkit.qemu._conformance import Conformance, conformance
 from labkit.qemu._diff import Difference, compare_dumps
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
@@ -113,18 +116,42 @@ class InflightRequest:
             pass
 
 
-_TRACE_EVENTS = ("bdrv_co_preadv_part", "bdrv_co_pwritev_part")
+_TRACE_EVENTS = ("bdrv_co_preadv_part", "bdrv_co_pwritev_part", "block_copy_skip_range",
+                 "block_copy_process")
 _TRACE_LINE = re.compile(r"^(bdrv_co_preadv_part|bdrv_co_pwritev_part) bs (0x[0-9a-f]+) "
-                         r"offset (\d+) (?:bytes|bytes_) ?(\d+) flags (0x[0-9a-f]+)", re.M)
+                         r"offset (\d+) (?:bytes|bytes_) ?(\d+) flags (0x[0-9a-f]+)"
+                         r"|^(block_copy_skip_range|block_copy_process) bcs (0x[0-9a-f]+) "
+                         r"start (\d+)(?: bytes (\d+))?", re.M)
+#: The name the comparison gives QEMU 7.2's copy-before-write filter node (QEMU
+#: names it ``#blockNNN``: replication's ``backup_job_create`` passes no
+#: ``filter_node_name``); the simulator's filter node is reported by its driver too.
+CBW_NODE = "copy-before-write"
+
+
+@dataclass(frozen=True)
+class WaitPlace:
+    """Where a blocked request waits: the node its last tracked request entered."""
+
+    node: str
+    words: str
 
 
 class _Tracer:
     """QEMU's block-layer trace events, with the BDS pointers mapped to node names.
 
-    The reference's witness of "blocked": the request entered a node's block
-    layer (``bdrv_co_p*v_part``) and got no further.  The pointers are mapped
-    by one calibration read per node (a dump: its first trace line is the
-    node's own).
+    The witness of "blocked": the request entered a node's block layer
+    (``bdrv_co_preadv_part`` / ``bdrv_co_pwritev_part`` in ``block/io.c``) and
+    got no further.  The pointers are mapped by one calibration read per node
+    (its first trace line is the node's own): a dump of ``secondary-disk``,
+    ``hidden`` and ``active``; after ``start``, a read of the primary's export
+    (it enters the copy-before-write filter that ``bdrv_cbw_append`` put above
+    the secondary disk) and of the VM's export (``colo-top``).
+
+    Inside the filter, ``block/block-copy.c`` says how far a primary write got:
+    ``block_copy_process`` (``block_copy_dirty_clusters`` made a task of its
+    own: it copies) or ``block_copy_skip_range`` with nothing after it (no
+    dirty cluster left for it: ``block_copy_common`` then waits in
+    ``reqlist_wait_one`` for another request's in-flight copy task).
     """
 
     def __init__(self, q: QemuSecondary) -> None:
@@ -133,26 +160,48 @@ class _Tracer:
         for event in _TRACE_EVENTS:
             q.qmp("trace-event-set-state", {"name": event, "enable": True})
         for node in ("secondary-disk", "hidden", "active"):
-            mark = self.mark()
-            q.dump_node(node)
-            m = _TRACE_LINE.search(q.log_text(), mark)
-            if m is not None and m.group(1) == "bdrv_co_preadv_part":
-                self.names.setdefault(m.group(2), node)
+            self._calibrate(node, functools.partial(q.dump_node, node))
+        drivers = {n.get("drv") for n in q.qmp("query-named-block-nodes", {"flat": True})}
+        if CBW_NODE in drivers:
+            self._calibrate(CBW_NODE, lambda: q.pread(0, 512))
+        self._calibrate("colo-top", lambda: q.vread(0, 512))
+
+    def _calibrate(self, name: str, read: Callable[[], object]) -> None:
+        mark = self.mark()
+        try:
+            read()
+        except (QemuError, NbdError, OSError):
+            pass  # e.g. the VM's export answers EIO before start: the trace line came first
+        m = _TRACE_LINE.search(self.q.log_text(), mark)
+        if m is not None and m.group(1) == "bdrv_co_preadv_part":
+            self.names.setdefault(m.group(2), name)
 
     def mark(self) -> int:
         return len(self.q.log_text())
 
-    def last_node(self, start: int, end: int) -> tuple[str, str] | None:
-        """The last named node entered in the log between two marks, and in words."""
-        found = None
+    def last_node(self, start: int, end: int) -> WaitPlace | None:
+        """Where the request sent between two marks stopped, or None if no line says."""
+        found: WaitPlace | None = None
         for m in _TRACE_LINE.finditer(self.q.log_text()[:end], start):
+            if m.group(6) is not None:  # block-copy, inside the filter
+                if found is None or found.node != CBW_NODE:
+                    continue
+                off = int(m.group(8))
+                if m.group(6) == "block_copy_skip_range":
+                    found = WaitPlace(CBW_NODE, f"{CBW_NODE}: block_copy has no dirty cluster "
+                                      f"of its own at [{off:#x}+{int(m.group(9)):#x}]; waits "
+                                      f"for an in-flight copy task (reqlist_wait_one)")
+                else:
+                    found = WaitPlace(CBW_NODE, f"{CBW_NODE}: block_copy copies from "
+                                                f"{off:#x}")
+                continue
             node = self.names.get(m.group(2))
             if node is None:
                 continue
             op = "read" if m.group(1) == "bdrv_co_preadv_part" else "write"
             serialising = " serialising" if int(m.group(5), 16) & 0x80 else ""
-            found = (node, f"{node} [{int(m.group(3)):#x}+{int(m.group(4)):#x}] "
-                           f"{op}{serialising}")
+            found = WaitPlace(node, f"{node} [{int(m.group(3)):#x}+{int(m.group(4)):#x}] "
+                                    f"{op}{serialising}")
         return found
 
 
@@ -279,7 +328,7 @@ def _send_while_held(q: QemuSecondary, tracer: _Tracer, name: str, by_name: dict
         out.blocked.append(name)
         last = tracer.last_node(mark, end)
         if last is not None:
-            out.waits_at[name], out.witness[name] = last
+            out.waits_at[name], out.witness[name] = last.node, last.words
 
 
 def _collect(rs: RaceScenario, run: QemuRun, inflight: dict[str, InflightRequest],
@@ -354,9 +403,16 @@ def compare_sides(order: RaceOrder, sim: SideResult, qem: SideResult,
         diffs.append(Difference("blocked", "while held", said(sim.blocked),
                                 said(qem.blocked)))
     for name in sorted(set(sim.blocked) & set(qem.blocked)):
-        if sim.waits_at.get(name) != qem.waits_at.get(name):
-            diffs.append(Difference("waits-at", name, sim.witness.get(name, "?"),
-                                    qem.witness.get(name, "?")))
+        s_at, q_at = sim.waits_at.get(name), qem.waits_at.get(name)
+        if s_at is None or q_at is None:
+            # Blocked on both, but one side cannot say where: the order is *unknown*
+            # (OrderResult.status), never counted as agreeing.
+            diffs.append(Difference("unlocated", name,
+                                    sim.witness.get(name, "wait not located"),
+                                    qem.witness.get(name, "wait not located")))
+        elif s_at != q_at:
+            diffs.append(Difference("waits-at", name, sim.witness.get(name, s_at),
+                                    qem.witness.get(name, q_at)))
     diffs += _read_differences(sim, qem)
     if sim.errors.keys() != qem.errors.keys():
         diffs.append(Difference("outcome", "failed requests", ", ".join(sim.errors) or "none",
@@ -393,11 +449,26 @@ class OrderResult:
     differences: list[Difference]
 
     @property
+    def status(self) -> str:
+        """``agree``; ``disagree`` (a difference); ``unknown`` (the only gap: a request
+        blocked on both sides whose wait one side could not locate)."""
+        if not self.differences:
+            return "agree"
+        if all(d.kind == "unlocated" for d in self.differences):
+            return "unknown"
+        return "disagree"
+
+    @property
     def agree(self) -> bool:
-        return not self.differences
+        return self.status == "agree"
 
     def line(self) -> str:
-        """The order in words, then ``same`` (with what blocked) or what differs."""
+        """The order in words, then ``same`` (with what blocked), ``UNKNOWN`` (where a
+        blocked request waits was not located) or what differs."""
+        if self.status == "unknown":
+            gaps = [f"{d.where} blocked on both; simulator {d.sim}; QEMU {d.qemu}"
+                    for d in self.differences]
+            return f"{self.order.words()}: UNKNOWN: " + "; ".join(gaps)
         if self.agree:
             if self.sim.not_reached:
                 return f"{self.order.words()}: same (not reached on either)"
@@ -422,21 +493,34 @@ class RaceComparison:
     config: dict[str, Any]
     results: list[OrderResult] = field(default_factory=list)
     qemu_version: str = ""
+    #: the explorer's era-7.2 outcomes against the ones QEMU reached (every order run;
+    #: None when only one order ran or conformance was not asked for)
+    conformance: Conformance | None = None
 
     @property
     def agree(self) -> bool:
+        """True when every order agrees (an unknown order is not agreeing)."""
         return all(r.agree for r in self.results)
 
     @property
     def disagreeing(self) -> list[OrderResult]:
-        return [r for r in self.results if not r.agree]
+        return [r for r in self.results if r.status == "disagree"]
+
+    @property
+    def unknown(self) -> list[OrderResult]:
+        return [r for r in self.results if r.status == "unknown"]
+
+    def counts(self) -> str:
+        """``N orders: A agreeing, D disagreeing, U unknown``."""
+        n = len(self.results)
+        d, u = len(self.disagreeing), len(self.unknown)
+        return f"{n} orders: {n - d - u} agreeing, {d} disagreeing, {u} unknown"
 
     def __repr__(self) -> str:
-        return (f"<RaceComparison simulator vs QEMU {self.qemu_version}: "
-                f"{len(self.results)} orders, {len(self.disagreeing)} disagreeing>")
+        return f"<RaceComparison simulator vs QEMU {self.qemu_version}: {self.counts()}>"
 
     def text(self) -> str:
-        """One line per order, then ``N orders, K disagreeing`` (deterministic text)."""
+        """One line per order, the conformance, then :meth:`counts` (deterministic text)."""
         cfg = self.config
         out = [f"simulator (era 7.2, design {cfg['design']}) vs QEMU {self.qemu_version}: "
                f"orders forced on the par block",
@@ -445,7 +529,9 @@ class RaceComparison:
                f"fill {cfg['fill']}",
                f"note: {BLKDEBUG_NOTE}"]
         out += [r.line() for r in self.results]
-        out.append(f"{len(self.results)} orders, {len(self.disagreeing)} disagreeing")
+        if self.conformance is not None:
+            out += self.conformance.lines()
+        out.append(self.counts())
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
@@ -459,12 +545,14 @@ class RaceComparison:
                 first[name] = (None if s == qb or s is None or qb is None else
                                next(i for i, (a, b) in enumerate(zip(s, qb, strict=True))
                                     if a != b))
-            orders.append({"order": r.order.words(), "agree": r.agree,
+            orders.append({"order": r.order.words(), "agree": r.agree, "status": r.status,
                            "simulator": r.sim.to_json(), "qemu": r.qemu.to_json(),
                            "first_differing_read_offset": first,
                            "differences": [str(d) for d in r.differences]})
         return {"qemu_version": self.qemu_version, "config": cfg, "note": BLKDEBUG_NOTE,
-                "orders": orders, "disagreeing": len(self.disagreeing)}
+                "orders": orders, "disagreeing": len(self.disagreeing),
+                "unknown": len(self.unknown),
+                "conformance": None if self.conformance is None else self.conformance.to_json()}
 
     def write_json(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -487,14 +575,18 @@ def compare_races(text: str | Scenario, *, size: int | str | None = None,
                   block: int | str | None = None, hidden_cluster: int | str | None = None,
                   active_cluster: int | str | None = None, fill: str | int | None = None,
                   design: str = "4.0", order: str | None = None,
-                  timeout: float = 10.0, qemu: str = "qemu-system-x86_64") -> RaceComparison:
+                  timeout: float = 10.0, qemu: str = "qemu-system-x86_64",
+                  with_conformance: bool = True) -> RaceComparison:
     """Every forceable order of the scenario's par block, on QEMU 7.2 and the simulator.
 
     The configuration keywords are :func:`labkit.qemu.compare`'s (the scenario's
     ``# config:`` header applies under them).
     ``design`` is the simulator's read protection ("4.0" is QEMU 7.2's;
     another one shows what the comparison catches); ``order`` runs only the
-    order with those words (see :meth:`RaceOrder.words`).  Raises
+    order with those words (see :meth:`RaceOrder.words`).  With every order run
+    and ``with_conformance``, :attr:`RaceComparison.conformance` sets the
+    outcomes QEMU reached beside the explorer's (:mod:`labkit.qemu._conformance`).
+    Raises
     :class:`ScenarioError` for a scenario without exactly one par block of
     pwrite / vwrite / vread, :class:`~labkit.errors.ConfigError` for an
     unknown order, :class:`QemuNotAvailable` and :class:`QemuError`.
@@ -518,6 +610,9 @@ def compare_races(text: str | Scenario, *, size: int | str | None = None,
         result.results.append(OrderResult(o, sim, qem, compare_sides(o, sim, qem,
                                                                      config["block"])))
         result.qemu_version = result.qemu_version or qem.version
+    if order is None and with_conformance:
+        result.conformance = conformance(rs, config, [(r.order.words(), r.sim, r.qemu)
+                                                      for r in result.results], design)
     return result
 
 
