@@ -142,8 +142,8 @@ class _Tracer:
     The witness of "blocked": the request entered a node's block layer
     (``bdrv_co_preadv_part`` / ``bdrv_co_pwritev_part`` in ``block/io.c``) and
     got no further.  The pointers are mapped by one calibration read per node
-    (its first trace line is the node's own): a dump of ``secondary-disk``,
-    ``hidden`` and ``active``; after ``start``, a read of the primary's export
+    (its first trace line is the node's own): an HMP ``qemu-io`` read of
+    ``secondary-disk``, ``hidden`` and ``active``; after ``start``, a read of the primary's export
     (it enters the copy-before-write filter that ``bdrv_cbw_append`` put above
     the secondary disk) and of the VM's export (``colo-top``).
 
@@ -160,7 +160,10 @@ class _Tracer:
         for event in _TRACE_EVENTS:
             q.qmp("trace-event-set-state", {"name": event, "enable": True})
         for node in ("secondary-disk", "hidden", "active"):
-            self._calibrate(node, functools.partial(q.dump_node, node))
+            # A read on the node itself (HMP qemu-io makes a BlockBackend on it that
+            # takes no permission): unlike a dump, it reads even where nothing is
+            # allocated.  Nothing is suspended yet, so its drain returns.
+            self._calibrate(node, functools.partial(q.hmp, f'qemu-io {node} "read 0 512"'))
         drivers = {n.get("drv") for n in q.qmp("query-named-block-nodes", {"flat": True})}
         if CBW_NODE in drivers:
             self._calibrate(CBW_NODE, lambda: q.pread(0, 512))
@@ -199,7 +202,10 @@ class _Tracer:
             if node is None:
                 continue
             op = "read" if m.group(1) == "bdrv_co_preadv_part" else "write"
-            serialising = " serialising" if int(m.group(5), 16) & 0x80 else ""
+            flags = int(m.group(5), 16)
+            if op == "write" and flags & 0x2:  # BDRV_REQ_ZERO_WRITE
+                op = "write-zeroes"
+            serialising = " serialising" if flags & 0x80 else ""  # BDRV_REQ_SERIALISING
             found = WaitPlace(node, f"{node} [{int(m.group(3)):#x}+{int(m.group(4)):#x}] "
                                     f"{op}{serialising}")
         return found
