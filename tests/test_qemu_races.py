@@ -32,8 +32,8 @@ from labkit.qemu import (
 from labkit.qemu._random_races import CI_COUNT, random_race
 from labkit.testing import child_processes, need, process_state
 
-SHIPPED = ("canonical", "straddle", "partial-overlap", "same-cluster-disjoint",
-           "partial-cluster-vm-write", "vm-write-race")
+SHIPPED = ("canonical", "canonical3", "checkpoint", "failover", "straddle", "partial-overlap",
+           "same-cluster-disjoint", "partial-cluster-vm-write", "vm-write-race")
 RACES = Path(__file__).parent / "qemu_scenarios" / "races"
 FILES = sorted(RACES.glob("*.scn"))
 KEYS = ("size", "block", "hidden_cluster", "active_cluster", "fill")
@@ -78,6 +78,10 @@ def test_every_forceable_order_agrees(qemu: None, name: str) -> None:
     assert c.agree, c.text()
     n = len(c.results)
     assert c.text().splitlines()[-1] == f"{n} orders: {n} agreeing, 0 disagreeing, 0 unknown"
+    # conformance: every explorer outcome reached, none QEMU-only (failover found the
+    # ctl-* drives blocking the commit: _drop_breakpoint_drives)
+    assert c.conformance is not None and not c.conformance.impossible
+    assert len(c.conformance.reached) == len(c.conformance.explorer)
     assert not leftover_sessions()
 
 

@@ -62,8 +62,8 @@ from labkit.qemu._pause import (
     split,
 )
 from labkit.qemu._run import QemuRun, configured_scenario
-from labkit.qemu._session import QemuSecondary, qemu_available
-from labkit.scenario import Scenario
+from labkit.qemu._session import BLKDEBUG_DRIVES, QemuSecondary, qemu_available
+from labkit.scenario import Command, Scenario
 
 #: How long a request may stay pending before it counts as blocked (seconds).  An
 #: unblocked request completes in 1-10 ms on a 2-core machine (the reference).
@@ -265,6 +265,8 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
         else:
             _play_held(q, order, by_name, inflight, bps, out, timeout)
         _collect(rs, run, inflight, out)
+        if any(isinstance(c, Command) and c.op == "failover" for c in rs.suffix.steps):
+            _drop_breakpoint_drives(q, bps)
         run.scenario = rs.suffix
         run.play(q)
         out.dumps = [*run.dumps, _dump_or_none(q, "final layers")]
@@ -274,6 +276,22 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
     finally:
         _shut_down(q, bps, inflight, clean)
     return out
+
+
+def _drop_breakpoint_drives(q: QemuSecondary, bps: _Breakpoints) -> None:
+    """Delete the read-only ``ctl-*`` BlockBackends before a failover.
+
+    Observed on QEMU 7.2: with them attached the failover commit does not
+    start (``query-xen-replication-status`` says "I/O error occurred",
+    ``colo-top``'s ``file`` stays ``active``, the secondary disk keeps the
+    primary's writes); with them deleted it completes.  The conformance check
+    found it (every order of ``failover`` reached an outcome the explorer says
+    is impossible).  Every breakpoint is resumed by then, so nothing needs
+    them any more.
+    """
+    bps.release_all()
+    for drive in BLKDEBUG_DRIVES.values():
+        q.hmp(f"drive_del {drive}")
 
 
 def _play_sequence(q: QemuSecondary, order: RaceOrder, by_name: dict[str, Request],
