@@ -358,3 +358,24 @@ def test_random_race_every_forced_order_agrees(qemu: None, seed: int) -> None:
     c = compare_races(text, with_conformance=False)
     assert c.agree, f"{text}\n{c.text()}"
     assert not leftover_sessions()
+
+
+def test_conformance_says_why_an_outcome_is_not_reached() -> None:
+    from labkit.qemu._conformance import ExplorerOutcome, conformance
+    from labkit.qemu._pause import split
+    from labkit.qemu._run import configured_scenario
+
+    def outcome(pre: list[str], pausable: list[bool]) -> ExplorerOutcome:
+        return ExplorerOutcome("k", "s", "summary", pre, pausable)
+
+    assert "needs no preemption" in outcome([], []).why()
+    assert "no pause point exists there" in outcome(["a", "b"], [True, False]).why()
+    assert "needs 2 preemptions" in outcome(["a", "b"], [True, True]).why()
+    assert "interleaved otherwise" in outcome(["a"], [True]).why()
+    # No forced order at all: the explorer's one outcome of canonical is not reached,
+    # and its line names the run that shows it.
+    config, scenario = configured_scenario(scenarios.load("canonical"), size="128K")
+    c = conformance(split(scenario), config, [])
+    assert c.lines()[0].startswith("conformance: 0 of 1 explorer outcome(s)")
+    line = c.lines()[1]
+    assert line.startswith("  not reached [") and "explorer schedule start#1" in line

@@ -79,6 +79,24 @@ class ExplorerOutcome:
     schedule: str
     summary: str  # the par reads and the final layers, in words
     preemptions: list[str]  # where each preempted request was parked, in words
+    #: per preemption: does QEMU 7.2 have a blkdebug event at that place (a data read or
+    #: write of the secondary disk's or hidden's image file)?
+    pausable: list[bool] = field(default_factory=list)
+
+    def why(self) -> str:
+        """Why no forced order reaches this outcome, in words."""
+        if not self.preemptions:
+            return ("its run needs no preemption, yet no forced order produced it on QEMU "
+                    "(the orders disagree: see them above)")
+        where = "; ".join(self.preemptions)
+        if not all(self.pausable):
+            return (f"needs {where}: no pause point exists there (no blkdebug event fires "
+                    f"at a qcow2 metadata step or inside active / colo-top)")
+        if len(self.preemptions) > 1:
+            return (f"needs {len(self.preemptions)} preemptions ({where}): a forced order "
+                    f"holds one request at a time")
+        return (f"needs {where}, then the others interleaved otherwise than one by one to "
+                f"their end or block (how a forced order sends them)")
 
 
 @dataclass
@@ -109,21 +127,14 @@ class Conformance:
             out.append(f"  forced simulator outcome outside the explorer's set [{key}] by: "
                        + "; ".join(orders))
         for o in self.missing:
-            why = ("; ".join(o.preemptions) if o.preemptions
-                   else "no preemption (a sequential order; not forced?)")
-            n = len(o.preemptions)
-            reason = ("a forced order holds one request at one blkdebug event and runs the "
-                      "others to completion or to a block; this run needs "
-                      + (f"{n} preemptions" if n > 1 else "a preemption")
-                      + " where no forced order parks a request")
-            out.append(f"  not reached [{o.key}] {o.summary}: needs {why} ({reason}); "
+            out.append(f"  not reached [{o.key}] {o.summary}: {o.why()}; "
                        f"explorer schedule {o.schedule}")
         return out
 
     def to_json(self) -> dict[str, Any]:
         return {"explorer_outcomes": len(self.explorer), "complete": self.complete,
                 "reached": len(self.reached), "impossible": sorted(self.impossible),
-                "not_reached": [{"key": o.key, "summary": o.summary,
+                "not_reached": [{"key": o.key, "summary": o.summary, "why": o.why(),
                                  "preemptions": o.preemptions, "schedule": o.schedule}
                                 for o in self.missing]}
 
@@ -151,8 +162,10 @@ def _bytes(b: bytes) -> str:
     return f"[{shown}{' ...' if len(values) > 4 else ''}]"
 
 
-def _preemptions(lab: Any) -> list[str]:
-    """Where the run switched away from a request that could have gone on."""
+def _preemptions(lab: Any) -> list[tuple[str, bool]]:
+    """Where the run switched away from a request that could have gone on, and whether
+    QEMU has a blkdebug event there (``labkit.qemu._pause.PLACES``: the data I/O of
+    the secondary disk and of hidden; active's are caught before hidden only)."""
     out = []
     segments: list[tuple[str, Any]] = []  # (task, last event of its run segment)
     current: str | None = None
@@ -169,8 +182,10 @@ def _preemptions(lab: Any) -> list[str]:
     for (task, e), (nxt, _) in itertools.pairwise(segments):
         if nxt != task and e is not None and e.kind == "point":
             where = f"{e.node} {e.op}" + (f" [{e.offset:#x}+{e.length:#x}]" if e.length else "")
-            out.append(f"{task} preempted at {where} ({e.detail})" if e.detail
-                       else f"{task} preempted at {where}")
+            words = (f"{task} preempted at {where} ({e.detail})" if e.detail
+                     else f"{task} preempted at {where}")
+            pausable = e.node in ("secondary-disk", "hidden") and e.op in ("io-read", "io-write")
+            out.append((words, pausable))
     return out
 
 
@@ -206,8 +221,9 @@ def explorer_outcomes(rs: RaceScenario, config: dict[str, Any], design: str = "4
         dumps = list(lab.dumps)
         key = outcome_key(reads, errors, dumps)
         if key not in seen:
+            pre = _preemptions(lab)
             seen[key] = ExplorerOutcome(key, " ".join(schedule), _summary(rs, reads, dumps),
-                                        _preemptions(lab))
+                                        [w for w, _ in pre], [p for _, p in pre])
         lab.kernel.close()
     return seen, ex.complete
 
