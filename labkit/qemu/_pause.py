@@ -247,13 +247,17 @@ class _Where:
         s = task.suspended
         if s is None or s.kind != "point":
             return False
+        # blkdebug's read_aio / write_aio fire on data I/O of the image file only: a copy
+        # that writes zeroes (block-copy's COPY_WRITE_ZEROES: a zero write to hidden is
+        # qcow2 metadata, io-zero here) or a metadata step has no breakpoint on QEMU.
         if place.name == "copy-read":
-            return s.node == "secondary-disk" and self.copying and not self.hidden_in_copy
+            return (s.node == "secondary-disk" and s.op == "io-read" and self.copying
+                    and not self.hidden_in_copy)
         if place.name == "copy-write":
-            return s.node == "hidden" and self.copying
+            return s.node == "hidden" and s.op == "io-write" and self.copying
         if place.name == "data-write":
-            return s.node == "secondary-disk" and not self.copying
-        return s.node == place.name
+            return s.node == "secondary-disk" and s.op == "io-write" and not self.copying
+        return s.node == place.name and s.op == "io-read"
 
 
 def _spawn(lab: Lab, c: Command) -> Task:
