@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._races import RaceComparison, compare_races
 
 K = 1024
@@ -83,6 +84,9 @@ class SweepResult:
     unknown: int = 0
     #: (seed, scenario text, order line) of every order not agreeing
     failures: list[tuple[int, str, str]] = field(default_factory=list)
+    #: (seed, error) of every scenario QEMU could not run twice in a row (e.g. it did
+    #: not answer within the timeout on a loaded machine): not counted as orders
+    errors: list[tuple[int, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     def add(self, seed: int, text: str, c: RaceComparison) -> None:
@@ -96,9 +100,10 @@ class SweepResult:
                 self.failures.append((seed, text, r.line()))
 
     def summary(self) -> str:
+        failed = f", {len(self.errors)} scenario(s) QEMU could not run" if self.errors else ""
         return (f"{self.scenarios} random races, {self.orders} forced orders: "
                 f"{self.agreeing} agreeing, {self.disagreeing} disagreeing, "
-                f"{self.unknown} unknown")
+                f"{self.unknown} unknown{failed}")
 
 
 def race_sweep(count: int, first: int = 0, *, timeout: float = 10.0,
@@ -106,14 +111,26 @@ def race_sweep(count: int, first: int = 0, *, timeout: float = 10.0,
                progress: Callable[[int, RaceComparison], None] | None = None) -> SweepResult:
     """Every forced order of ``count`` random races (seeds ``first``...), on both backends.
 
-    Raises what :func:`labkit.qemu.compare_races` raises (no QEMU:
-    :class:`~labkit.qemu.QemuNotAvailable`).
+    A scenario whose QEMU fails (:class:`~labkit.qemu.QemuError`: it died or did
+    not answer within ``timeout``) is run once more, then listed in
+    :attr:`SweepResult.errors`.  Raises :class:`~labkit.qemu.QemuNotAvailable`
+    when there is no usable QEMU.
     """
     out = SweepResult()
     t0 = time.perf_counter()
     for seed in range(first, first + count):
         text = random_race(seed)
-        c = compare_races(text, timeout=timeout, qemu=qemu, with_conformance=False)
+        for attempt in (1, 2):
+            try:
+                c = compare_races(text, timeout=timeout, qemu=qemu, with_conformance=False)
+                break
+            except QemuNotAvailable:
+                raise
+            except QemuError as exc:
+                if attempt == 2:
+                    out.errors.append((seed, str(exc).splitlines()[0]))
+        else:
+            continue
         out.add(seed, text, c)
         if progress is not None:
             progress(seed, c)
