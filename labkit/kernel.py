@@ -12,7 +12,8 @@ interleave only where a coroutine *yields* (an I/O it waits for, a lock or a
 * :class:`CoQueue` is ``CoQueue`` from ``util/qemu-coroutine-lock.c`` (2.8):
   waiters queue FIFO and ``restart_all`` moves them onto the *waker's* wake-up
   list, so they become runnable only when the waker next yields or ends.
-* :class:`CoMutex` is the 2.8 ``CoMutex`` built on a CoQueue.
+* :class:`CoMutex` is ``CoMutex``: 2.8's (built on a CoQueue) or, with
+  ``handoff=True``, 2.9+'s, which hands the mutex over to the woken waiter.
 
 **The wake rule** (``qemu_coroutine_enter`` → ``qemu_co_queue_run_restart``,
 facts §1.7 and §8.6): as soon as the waker yields or ends, every task it woke
@@ -932,20 +933,27 @@ class CoQueue:
 
 
 class CoMutex:
-    """QEMU 2.8's ``CoMutex``: lock waits on a CoQueue while locked; unlock wakes one.
+    """QEMU's ``CoMutex`` (``util/qemu-coroutine-lock.c``), 2.8's or 2.9+'s unlock.
 
-    ``qemu_co_mutex_unlock`` clears ``locked`` and calls ``qemu_co_queue_next``:
-    the first waiter runs right after the unlocking task yields, before any other
-    task can take the mutex.  (The unlocking task itself may lock it again
-    before it yields; the waiter then finds it held and waits again — 2.8's
-    CoMutex is not a hand-over.)
+    ``handoff=False`` is 2.8: ``qemu_co_mutex_unlock`` clears ``locked`` and calls
+    ``qemu_co_queue_next``: the first waiter runs right after the unlocking task
+    yields, before any other task — but the unlocking task itself may lock it
+    again before it yields; the waiter then finds it held and waits again.
+
+    ``handoff=True`` is 2.9 and later (the thread-safe, lock-free CoMutex):
+    ``qemu_co_mutex_unlock`` pops the first waiter and calls ``qemu_co_mutex_wake`` on
+    it *without* releasing ``locked``: the waiter owns the mutex from that
+    moment, and the unlocking task, should it lock again before yielding, queues
+    behind it.  The owner of the mutex (a qcow2 node, the lab) sets ``handoff``
+    from its block graph's era.
     """
 
-    __slots__ = ("_queue", "holder", "name")
+    __slots__ = ("_queue", "handoff", "holder", "name")
 
-    def __init__(self, name: str = "CoMutex") -> None:
+    def __init__(self, name: str = "CoMutex", *, handoff: bool = False) -> None:
         self.name = name
         self.holder: Task | None = None
+        self.handoff = handoff
         self._queue = CoQueue(f"{name} held")
 
     @property
@@ -953,13 +961,21 @@ class CoMutex:
         return self.holder is not None
 
     async def lock(self) -> None:
+        """``qemu_co_mutex_lock``: take it, or wait (FIFO) until it is free or handed over."""
         while self.holder is not None:
             self._queue.label = f"{self.name} held by {self.holder.name}"
             await self._queue.wait()
+            if self.handoff:  # qemu_co_mutex_wake made this task the holder
+                return
         self.holder = _current
 
     def unlock(self) -> None:
+        """``qemu_co_mutex_unlock``: release and wake the first waiter (2.8), or hand the
+        mutex over to it (2.9+: ``qemu_co_mutex_wake``, ``locked`` stays set)."""
         if self.holder is None:
             raise StateError(f"{self.name} unlocked while not locked")
-        self.holder = None
+        if self.handoff and len(self._queue):
+            self.holder = self._queue.waiters[0]
+        else:
+            self.holder = None
         self._queue.next()

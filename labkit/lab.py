@@ -115,7 +115,7 @@ class Lab:
             initial = ConstantFill(int(fill))
         self._original: bytes | None = None
         self.kernel = Kernel(policy)
-        self.graph = BlockGraph()
+        self.graph = BlockGraph(era)
         self.secondary = self.graph.add(RawNode("secondary-disk", size, fill=initial))
         self.hidden = self.graph.add(Qcow2Node("hidden", size, hidden_cluster,
                                                backing=self.secondary))
@@ -123,7 +123,7 @@ class Lab:
                                                backing=self.hidden))
         self.top = ReplicationNode(
             "colo-top", self.active, self.graph, mode="secondary", top_id="colo-top",
-            design=design, era=era, backup_cluster_override=backup_cluster)
+            design=design, backup_cluster_override=backup_cluster)
         self.graph.add(self.top)
         self.nbd = NBDServer()
         self.export = self.nbd.add(self.secondary, "secondary", writable=True)
@@ -228,8 +228,16 @@ class Lab:
         """An NBD write from the primary to the secondary disk (task ``nbd-write#N``)."""
         self._check_io("primary write", offset, length, byte)
 
+        zeroes = byte == 0 and self.graph.era != "2.8"
+
         async def body(name: str) -> None:
-            await self.export.co_write(offset, bytes([byte]) * length)
+            if zeroes:
+                # era 7.2: zeros go as NBD_CMD_WRITE_ZEROES, as labkit's QEMU 7.2 backend
+                # sends them (labkit.qemu), punching holes that 7.2's block-copy sees in
+                # the secondary disk's block status (block_copy_block_status)
+                await self.export.co_write_zeroes(offset, length)
+            else:
+                await self.export.co_write(offset, bytes([byte]) * length)
             self.oracle.primary_write_done(name, offset, length, byte)
 
         task = self._spawn("nbd-write", body)
@@ -295,7 +303,10 @@ class Lab:
                     if after is not None:
                         after(name)
                 finally:
-                    bdrv_drained_end(nodes, name)
+                    # with any node the command added (the copy-before-write filter
+                    # inserted by start joins the section drained)
+                    bdrv_drained_end(nodes + [n for n in self.graph.nodes.values()
+                                              if n not in nodes], name)
             finally:
                 self.monitor.unlock()
 

@@ -11,17 +11,21 @@ Read protection (``design``), what a trainee compares:
 
 * ``"2.8"`` — ``replication_co_readv`` waits for overlapping CowRequests and
   registers its own over the whole chain read (commit ``a8bbee0edf``), so a
-  primary write's COW waits for the read and vice versa;
+  primary write's COW waits for the read and vice versa; under era 7.2 (no
+  CowRequests) the read registers a frozen read of the copy-before-write
+  filter instead, which a primary write waits for after its copy and before
+  it overwrites the secondary disk (not QEMU's replication: a teaching design);
 * ``"4.0"`` — no read-side CowRequest (``e4f9752c4a``); instead the backup's
   writes to the hidden disk are *serialising* requests (``f8d59dfb40``, 3.0):
   they wait for, and make wait, overlapping tracked requests on hidden,
   including reads nested inside a VM write's qcow2 copy-on-write;
 * ``"none"`` — neither: the conflicting read is reachable.
 
-``era`` selects the control-plane behaviour: ``"2.8"`` (default) or ``"7.2"``
-(from ``08ddb4eb6d``, QEMU 5.0: start / checkpoint / stop are ignored after
-failover and ``get_error`` errors only before start).  Data-path behaviour
-is the same in both.  See ``docs/qemu-eras.md``.
+The graph's ``era`` selects the QEMU: ``"2.8"`` (default) or ``"7.2"`` — for
+the control plane (from ``08ddb4eb6d``, QEMU 5.0: start / checkpoint / stop
+are ignored after failover and ``get_error`` errors only before start) and for
+the machinery below (the backup job's copy-before-write filter and
+block-copy, qcow2's CoMutex and COW order).  See ``docs/qemu-eras.md``.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from enum import Enum
 import numpy as np
 
 from .block import BlockGraph, BlockNode
-from .config import DESIGNS, ERAS  # the configuration words, defined once
+from .config import DESIGNS  # the configuration words, defined once
 from .errors import BlockError, ReplicationError
 from .jobs import (
     BackupJob,
@@ -77,7 +81,7 @@ class ReplicationNode(BlockNode):
 
     def __init__(self, name: str, file: BlockNode, graph: BlockGraph, *,
                  mode: str | None, top_id: str | None = None, design: str = "2.8",
-                 era: str = "2.8", backup_cluster_override: int | None = None) -> None:
+                 backup_cluster_override: int | None = None) -> None:
         if mode is None:
             raise ReplicationError("Missing the option mode")
         if mode not in MODES:
@@ -88,15 +92,13 @@ class ReplicationNode(BlockNode):
             raise ReplicationError("The primary side does not support option top-id")
         if design not in DESIGNS:
             raise ValueError(f"design {design!r} is not one of {', '.join(map(repr, DESIGNS))}")
-        if era not in ERAS:
-            raise ValueError(f"era {era!r} is not one of {', '.join(map(repr, ERAS))}")
         super().__init__(name, file.size)
         self.set_file(file)
-        self.graph = graph
+        self.graph = graph  # where top-id is looked up; its era is this node's
+        self._graph = graph  # the same, never None (BlockNode.graph is optional)
         self.mode = ReplicationMode.PRIMARY if mode == "primary" else ReplicationMode.SECONDARY
         self.top_id = top_id
         self.design = design
-        self.era = era
         self.backup_cluster_override = backup_cluster_override
         self.stage = ReplicationStage.NONE
         self.error = 0
@@ -148,6 +150,15 @@ class ReplicationNode(BlockNode):
         file = self.file
         assert file is not None
         job = self.secondary_disk.job if self.secondary_disk is not None else None
+        if self.design == "2.8" and isinstance(job, BackupJob) and job.cbw is not None:
+            # era 7.2 has no CowRequest interface: the read is registered as a frozen
+            # read of the copy-before-write filter (cbw_snapshot_read_lock's list),
+            # which a guest write waits for after its copy (cbw_do_copy_before_write)
+            frozen = job.cbw.frozen_read_begin(offset, nbytes)
+            try:
+                return await file.co_preadv(offset, nbytes)
+            finally:
+                job.cbw.frozen_read_end(frozen)
         if self.design == "2.8" and isinstance(job, BackupJob):
             sector_num, nb = offset // SECTOR, nbytes // SECTOR
             await backup_wait_for_overlapping_requests(job, sector_num, nb)
@@ -237,13 +248,12 @@ class ReplicationNode(BlockNode):
                                    "the same")
         if not (active.supports_make_empty and hidden.supports_make_empty):
             raise ReplicationError("Active disk or hidden disk doesn't support make_empty")
-        top = self.graph.lookup(self.top_id or "")
-        if top is None or not self.graph.is_root(top) or self not in top.chain_nodes():
+        top = self._graph.lookup(self.top_id or "")
+        if top is None or not self._graph.is_root(top) or self not in top.chain_nodes():
             raise ReplicationError("No top_bs or it is invalid")
         job = BackupJob(secondary, hidden, "none", job_id="replication-backup",
                         cluster_size_override=self.backup_cluster_override,
                         serialising_target_writes=self.design == "4.0",
-                        copy_runs=self.era == "7.2",
                         on_complete=self._backup_job_completed)
         self.active_disk, self.hidden_disk, self.secondary_disk = active, hidden, secondary
         self.backup_job = job
@@ -317,7 +327,7 @@ class ReplicationNode(BlockNode):
             return
         self.stage = ReplicationStage.FAILOVER
         assert self.active_disk is not None and self.secondary_disk is not None
-        self.commit_job = CommitJob(self.graph, self.active_disk, self.secondary_disk,
+        self.commit_job = CommitJob(self._graph, self.active_disk, self.secondary_disk,
                                     on_complete=self._replication_done)
         task = current_task()
         assert task is not None, "replication_stop runs inside a labkit task"

@@ -498,3 +498,39 @@ def test_a_task_spawned_with_a_function_makes_its_coroutine_when_it_first_runs()
     k2.close()
     with pytest.raises(StateError, match="t#1 was closed before it ran"):
         k2.step()
+
+
+@pytest.mark.parametrize("handoff", [False, True])
+def test_comutex_relock_before_yield_2_8_takes_it_again_2_9_queues_behind(handoff):
+    """qemu_co_mutex_unlock: 2.8 releases then wakes (the unlocker may lock again before
+    it yields; the woken waiter waits again); 2.9+ hands the mutex to the waiter."""
+    k = Kernel()
+    m = CoMutex("m", handoff=handoff)
+    log: list[str] = []
+
+    async def a():
+        await m.lock()
+        await sched_point("io")
+        m.unlock()
+        await m.lock()  # no yield between the unlock and this lock
+        log.append("a again")
+        await sched_point("io")
+        m.unlock()
+
+    async def b():
+        await m.lock()
+        log.append("b in")
+        await sched_point("io")
+        m.unlock()
+
+    k.spawn("a#1", a())
+    k.spawn("b#1", b())
+    k.run()
+    assert log == (["b in", "a again"] if handoff else ["a again", "b in"])
+    assert m.holder is None
+
+
+def test_comutex_unlock_of_a_free_mutex_is_refused_in_both_modes():
+    for handoff in (False, True):
+        with pytest.raises(StateError, match="unlocked while not locked"):
+            CoMutex("m", handoff=handoff).unlock()

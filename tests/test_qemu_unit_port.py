@@ -23,32 +23,42 @@ M = 1 << 20
 IMG_SIZE = 64 * M
 
 
+class _Backend:
+    """The test's BlockBackend on the secondary local disk (``blk_new`` + ``blk_insert_bs``):
+    its writes go to its root, which in 7.2 is the copy-before-write filter once the
+    backup job has inserted it above the disk."""
+
+    def __init__(self, name: str, node) -> None:
+        self.backend_name = name
+        self.node = node
+        node.backends.append(name)
+        node.blk_parents.append(self)
+
+
 class Fixture:
     """The images of ``prepare_imgs`` and the registry of one QEMU process."""
 
     def __init__(self, era: str = "2.8") -> None:
-        self.graph = BlockGraph()
+        self.graph = BlockGraph(era)
         self.registry = ReplicationRegistry()
         self.era = era
 
     def start_primary(self) -> ReplicationNode:
         """``start_primary``: replication mode=primary over a local qcow2 (the 'NBD' child)."""
         local = self.graph.add(Qcow2Node("p_local_disk", IMG_SIZE))
-        node = self.graph.add(ReplicationNode("xxx", local, self.graph, mode="primary",
-                                              era=self.era))
+        node = self.graph.add(ReplicationNode("xxx", local, self.graph, mode="primary"))
         node.backends.append("primary-id")
         return self.registry.add(node)
 
     def start_secondary(self) -> ReplicationNode:
         """``start_secondary``: 0x11 over the secondary disk, active → hidden → it."""
         s_local = self.graph.add(Qcow2Node("s_local_disk", IMG_SIZE))
-        s_local.backends.append("secondary-local-disk-id")
+        self.secondary_blk = _Backend("secondary-local-disk-id", s_local)
         run(s_local.co_pwritev(0, b"\x11" * IMG_SIZE))
         hidden = self.graph.add(Qcow2Node("s_hidden_disk", IMG_SIZE, backing=s_local))
         active = self.graph.add(Qcow2Node("s_active_disk", IMG_SIZE, backing=hidden))
         node = self.graph.add(ReplicationNode("secondary-node", active, self.graph,
-                                              mode="secondary", top_id="secondary-id",
-                                              era=self.era))
+                                              mode="secondary", top_id="secondary-id"))
         node.backends.append("secondary-id")
         self.secondary_disk = s_local
         return self.registry.add(node)
@@ -136,7 +146,7 @@ def secondary_running(era: str = "2.8") -> tuple[Fixture, ReplicationNode]:
 def test_secondary_start():  # 9
     fx, top = secondary_running()
     assert read(top, 0, IMG_SIZE) == b"\x11" * IMG_SIZE  # (a)
-    write(fx.secondary_disk, 0x22, IMG_SIZE // 2, IMG_SIZE // 2)  # (b) the NBD server's write
+    write(fx.secondary_blk.node, 0x22, IMG_SIZE // 2, IMG_SIZE // 2)  # (b) the NBD server's write
     assert top.hidden_disk is not None
     assert top.hidden_disk.layer().alloc.sum() == IMG_SIZE // 2 // 512  # 512 clusters COWed
     assert read(top, 0, IMG_SIZE) == b"\x11" * IMG_SIZE  # (c) old data via hidden
@@ -147,7 +157,7 @@ def test_secondary_start():  # 9
 
 def stopped_after_failover(era: str = "2.8") -> tuple[Fixture, ReplicationNode]:
     fx, top = secondary_running(era)
-    write(fx.secondary_disk, 0x22, IMG_SIZE // 2, IMG_SIZE // 2)
+    write(fx.secondary_blk.node, 0x22, IMG_SIZE // 2, IMG_SIZE // 2)
     write(top, 0x33, 0, IMG_SIZE // 2)
     run(fx.registry.stop_all(failover=True))  # runs the commit job to completion too
     return fx, top
@@ -180,7 +190,7 @@ def test_secondary_continuous_replication_is_refused_in_era_2_8():
 
 def test_secondary_do_checkpoint():  # 12
     fx, top = secondary_running()
-    write(fx.secondary_disk, 0x22, IMG_SIZE // 2, IMG_SIZE // 2)
+    write(fx.secondary_blk.node, 0x22, IMG_SIZE // 2, IMG_SIZE // 2)
     assert read(top, 0, IMG_SIZE)[IMG_SIZE // 2:] == b"\x11" * (IMG_SIZE // 2)
     run(fx.registry.do_checkpoint_all())
     assert read(top, 0, IMG_SIZE)[IMG_SIZE // 2:] == b"\x22" * (IMG_SIZE // 2)

@@ -80,8 +80,9 @@ def bdrv_drained_end(nodes: Iterable[BlockNode], who: str | None = None) -> None
     """End the section ``who`` opened: requests waiting for it go on when no section is left."""
     who = who or _who()
     for node in nodes:
-        if who in node.quiesced_by:
-            node.quiesced_by.remove(who)
+        if who not in node.quiesced_by:  # not in this section (e.g. a filter dropped in it)
+            continue
+        node.quiesced_by.remove(who)
         node.quiesce_counter = max(0, node.quiesce_counter - 1)
         if not node.quiesce_counter and node.drained_queue is not None:
             node.drained_queue.restart_all()

@@ -24,12 +24,16 @@ from __future__ import annotations
 import errno as _errno
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import AlignmentError, BlockError, GraphError, NotSupported, RangeError
 from ..kernel import CoQueue, Task, current_task, emit, touch
 from ..layers import SECTOR, Layer
+
+if TYPE_CHECKING:
+    from ._graph import BlockGraph
 
 # Request flags (BdrvRequestFlags)
 REQ_NO_SERIALISING = 0x1  # BDRV_REQ_NO_SERIALISING (2.5-4.2): skip wait_serialising_requests
@@ -142,6 +146,10 @@ class BlockNode:
         self.serialising_in_flight = 0
         self.before_write_notifiers: list[WriteNotifier] = []
         self.backends: list[str] = []  # names of BlockBackends attached (bdrv_has_blk)
+        # The BlockBackends themselves (an NBD export...): objects with a ``node``
+        # attribute, which bdrv_replace_node moves to a node inserted above this one.
+        self.blk_parents: list[Any] = []
+        self.graph: BlockGraph | None = None  # set by BlockGraph.add
         # the block job using this node as its source (bs->job in 2.8): an object of the
         # jobs layer above, which the block layer does not know (users check its type)
         self.job: object | None = None
@@ -162,6 +170,16 @@ class BlockNode:
         return f"<{type(self).__name__} {self.name} {self.size} bytes>"
 
     # --- graph ------------------------------------------------------------
+    @property
+    def era(self) -> str:
+        """The QEMU this node behaves as: its graph's era ("2.8" outside a graph)."""
+        graph = self.graph
+        return graph.era if graph is not None else "2.8"
+
+    def attached(self, graph: BlockGraph) -> None:
+        """Called when the node joins ``graph`` (``blockdev-add``): a driver reads the
+        graph's era here for what it sets up once (a qcow2 node's CoMutex)."""
+
     @property
     def file(self) -> BlockNode | None:
         return self.children.get("file")
@@ -279,7 +297,10 @@ class BlockNode:
         retry = True
         while retry:
             retry = False
-            for req in self.tracked_requests:
+            # bdrv_find_conflicting_request walks bs->tracked_requests from its head,
+            # and tracked_request_begin inserts at the head (QLIST_INSERT_HEAD, block/io.c,
+            # 2.8 and 7.2): newest first.
+            for req in reversed(self.tracked_requests):
                 if req is me or (not req.serialising and not me.serialising):
                     continue
                 if not req.overlaps(me.overlap_offset, me.overlap_bytes):
@@ -340,6 +361,23 @@ class BlockNode:
                 bitmap[offset // SECTOR:(offset + nbytes) // SECTOR] = True
         finally:
             self._tracked_end(req)
+
+    def co_block_status(self, offset: int, nbytes: int) -> tuple[bool, int]:
+        """``bdrv_co_block_status_above(bs, NULL, ...)`` with ``want_zero``: is
+        ``[offset, offset + n)`` known to read as zeros, and ``n`` (bytes in that state).
+
+        The default answer is "data" for the whole range; a driver that can tell
+        holes (raw over a sparse file) overrides :meth:`_block_status`.  Reads the
+        node's data map (a write there can change the answer).  No yield: the
+        answer comes from the node's own metadata (``lseek(SEEK_HOLE)``).
+        """
+        self.check_request(offset, nbytes, "block_status")
+        zero, n = self._block_status(offset, nbytes)
+        touch(("data", self.name), offset, offset + n, False)
+        return zero, n
+
+    def _block_status(self, offset: int, nbytes: int) -> tuple[bool, int]:
+        return False, nbytes
 
     async def co_is_allocated(self, offset: int, nbytes: int) -> tuple[bool, int]:
         """``bdrv_is_allocated`` for this layer only: (allocated?, bytes in that state)."""

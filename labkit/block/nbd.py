@@ -22,8 +22,12 @@ class NBDExport:
 
     def __init__(self, name: str, node: BlockNode, writable: bool) -> None:
         self.name = name
-        self.node = node
+        self.node = node  # the BlockBackend's root: moves to a filter inserted above it
         self.writable = writable
+
+    @property
+    def backend_name(self) -> str:
+        return f"nbd:{self.name}"
 
     def __repr__(self) -> str:
         return f"<NBDExport {self.name} -> {self.node.name}{' rw' if self.writable else ''}>"
@@ -60,11 +64,13 @@ class NBDServer:
             raise GraphError(f"NBD export {name!r} already exists; export names are unique")
         export = NBDExport(name, node, writable)
         self.exports[name] = export
-        node.backends.append(f"nbd:{name}")
+        node.backends.append(export.backend_name)
+        node.blk_parents.append(export)
         return export
 
     def remove(self, name: str) -> None:
         if name not in self.exports:
             raise GraphError(f"no NBD export named {name!r}; exports: {sorted(self.exports)}")
         export = self.exports.pop(name)
-        export.node.backends.remove(f"nbd:{name}")
+        export.node.backends.remove(export.backend_name)
+        export.node.blk_parents.remove(export)

@@ -5,10 +5,10 @@ What a trainee should notice:
 * A cluster is *unallocated* (reads fall through to the backing node, or read
   as zeros without one), *allocated* with data, or a *zero cluster*
   (allocated, reads as zeros and hides the backing node).
-* An allocating write that covers only part of a cluster first reads the
+* An allocating write that covers only part of a cluster also reads the
   rest of that cluster from the backing chain — qcow2's *own* copy-on-write,
-  not the backup job's — then writes the whole cluster, then links it in the
-  L2 table (a metadata update under ``s->lock``).  That read holds no backup
+  not the backup job's — and writes it, then links the cluster in the L2
+  table (a metadata update under ``s->lock``).  That read holds no backup
   ``CowRequest``: it is the 9.3 (a) hazard of the 2.8 read-side design.
 * ``make_empty`` (``qcow2_make_empty``) drops every allocation: the
   replication checkpoint uses it to empty active and hidden.
@@ -16,16 +16,23 @@ What a trainee should notice:
 Modelled after ``block/qcow2.c`` / ``qcow2-cluster.c``: ``qcow2_co_preadv``
 releases ``s->lock`` around data and backing reads; ``qcow2_co_pwritev``
 allocates with ``handle_dependencies`` (a write to a cluster whose allocation
-is in flight waits for it), and the order COW-read → data write → L2 link is
-the one QEMU uses since 2.10 (2.8 wrote the guest data first and the COW
-regions after; both orders give the same data since the cluster is linked
-only at the end).  Host cluster offsets and refcounts are not modelled: the
-data of a guest cluster is stored at its guest offset.
+is in flight waits for it).  The order of a partial-cluster allocation is the
+era's (the graph's ``era``): 2.8 writes the guest data first and then, in
+``qcow2_alloc_cluster_link_l2`` → ``perform_cow``, reads and writes the head
+and the tail; since 2.10 (era 7.2) ``perform_cow`` reads head and tail first
+(merged into one read when the data between is ≤ 16 KiB) and writes head,
+data and tail in one request.  Both give the same data since the cluster is
+linked only at the end; what differs is when (and over which range) the COW
+reads of the backing chain are in flight.  ``s->lock`` is handed over on
+unlock in era 7.2 (``qemu_co_mutex_unlock``, 2.9+).  Host cluster offsets and
+refcounts are not modelled: the data of a guest cluster is stored at its guest
+offset.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,10 +42,16 @@ from ..layers import SECTOR
 from ._node import REQ_MAY_UNMAP, BlockNode
 from ._store import ChunkStore, zero_pieces
 
+if TYPE_CHECKING:
+    from ._graph import BlockGraph
+
 UNALLOCATED = 0
 NORMAL = 1
 ZERO = 2
 _STATE_NAMES = {UNALLOCATED: "unallocated", NORMAL: "data", ZERO: "zero"}
+# block/qcow2-cluster.c perform_cow (2.10+): head and tail are read with one request
+# when the guest data between them is at most this long (merge_reads)
+MERGE_READS_MAX = 16384
 
 
 class _InflightAlloc:
@@ -86,6 +99,10 @@ class Qcow2Node(BlockNode):
     @property
     def cluster_size(self) -> int:
         return self._cluster_size
+
+    def attached(self, graph: BlockGraph) -> None:
+        """``s->lock`` is a CoMutex: handed over on unlock since 2.9."""
+        self.lock.handoff = graph.era != "2.8"
 
     def cluster_state(self, index: int) -> str:
         """'unallocated', 'data' or 'zero' for cluster ``index``."""
@@ -241,7 +258,8 @@ class Qcow2Node(BlockNode):
         return cur
 
     async def _allocating_write(self, pos: int, chunk: np.ndarray) -> None:
-        """Allocate the clusters under ``chunk``: COW head and tail, write, link L2.
+        """Allocate the clusters under ``chunk``: write the guest data and the COW
+        regions (head, tail) in the era's order, then link them in the L2 table.
 
         Called with ``s->lock`` held; returns with it held (or raises).
         """
@@ -257,21 +275,14 @@ class Qcow2Node(BlockNode):
         touch(self._alloc_key, start, c1 * cs, True)
         self._unlock()
         try:
-            head = tail = b""
             if pos > start or pos + nbytes < stop:
                 emit("qcow2-cow", self.name, start, stop - start,
                      "fill clusters {}-{} around [{:#x}+{:#x}] from backing",
                      args=(c0, c1 - 1, pos, nbytes))
-            if pos > start:
-                head = await self._co_preadv(start, pos - start)
-            if pos + nbytes < stop:
-                tail = await self._co_preadv(pos + nbytes, stop - pos - nbytes)
-            await sched_point("io-write", self.name, start, stop - start)
-            self._check_injected("write", start, stop - start)
-            self._data.write(start, head)
-            self._data.write(pos, chunk)
-            self._data.write(pos + nbytes, tail)
-            await self._lock()
+            if self.era == "2.8":
+                await self._write_then_cow(pos, chunk, start, stop)
+            else:
+                await self._cow_merged(pos, chunk, start, stop)
             await self._meta_point(start, stop - start, "L2 update: clusters {}-{} allocated",
                                    (c0, c1 - 1))
             self._map[c0:c1] = NORMAL
@@ -280,6 +291,60 @@ class Qcow2Node(BlockNode):
             self._allocs.remove(alloc)
             touch(self._alloc_key, start, c1 * cs, True)
             alloc.queue.restart_all()
+
+    async def _write_then_cow(self, pos: int, chunk: np.ndarray, start: int, stop: int) -> None:
+        """2.8 (``qcow2_co_pwritev``): the guest data goes to the new cluster first;
+        ``qcow2_alloc_cluster_link_l2`` then calls ``perform_cow`` for the head and
+        for the tail — each a read of the region from this node (through the
+        backing chain: the cluster is not linked yet) and a write of it — and only
+        then updates L2.  Returns holding ``s->lock``."""
+        nbytes = chunk.size
+        await sched_point("io-write", self.name, pos, nbytes)
+        self._check_injected("write", pos, nbytes)
+        self._data.write(pos, chunk)
+        await self._lock()
+        for lo, hi in ((start, pos), (pos + nbytes, stop)):
+            if hi > lo:  # perform_cow: unlock, read, write, lock
+                self._unlock()
+                data = await self._co_preadv(lo, hi - lo)
+                await sched_point("io-write", self.name, lo, hi - lo)
+                self._check_injected("write", lo, hi - lo)
+                self._data.write(lo, data)
+                await self._lock()
+
+    async def _cow_merged(self, pos: int, chunk: np.ndarray, start: int, stop: int) -> None:
+        """2.10+ (7.2's ``qcow2_co_pwritev_task``): with COW regions, ``merge_cow``
+        hands the guest data to ``perform_cow``, which (under ``s->lock`` taken by
+        ``qcow2_handle_l2meta``, released around the I/O) reads head and tail —
+        as **one** read of ``[head, tail)`` when both exist and the data between
+        is at most 16 KiB (``merge_reads``), else head then tail — and writes
+        head, data and tail in one request.  Without COW regions the data is
+        written first, then L2 is linked.  Returns holding ``s->lock``."""
+        nbytes = chunk.size
+        end = pos + nbytes
+        if pos == start and end == stop:  # no COW region: bdrv_co_pwritev_part, then link
+            await sched_point("io-write", self.name, pos, nbytes)
+            self._check_injected("write", pos, nbytes)
+            self._data.write(pos, chunk)
+            await self._lock()
+            return
+        await self._lock()  # qcow2_handle_l2meta → qcow2_alloc_cluster_link_l2 → perform_cow
+        self._unlock()
+        head = tail = b""
+        if pos > start and end < stop and nbytes <= MERGE_READS_MAX:  # merge_reads
+            whole = await self._co_preadv(start, stop - start)
+            head, tail = whole[:pos - start], whole[end - start:]
+        else:
+            if pos > start:
+                head = await self._co_preadv(start, pos - start)
+            if end < stop:
+                tail = await self._co_preadv(end, stop - end)
+        await sched_point("io-write", self.name, start, stop - start)
+        self._check_injected("write", start, stop - start)
+        self._data.write(start, head)
+        self._data.write(pos, chunk)
+        self._data.write(end, tail)
+        await self._lock()
 
     async def _co_pwrite_zeroes(self, offset: int, nbytes: int, flags: int) -> None:
         """``qcow2_co_pwrite_zeroes``: whole clusters become zero clusters; partial ones

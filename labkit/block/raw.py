@@ -15,7 +15,7 @@ import numpy as np
 
 from ..kernel import sched_point
 from ._node import BlockNode
-from ._store import Base, BufferBase, ChunkStore
+from ._store import CHUNK, Base, BufferBase, ChunkStore
 
 
 class RawNode(BlockNode):
@@ -57,6 +57,25 @@ class RawNode(BlockNode):
         await sched_point("io-zero", self.name, offset, nbytes)
         self._check_injected("write", offset, nbytes)
         self._data.fill(offset, nbytes, 0)
+
+    def _block_status(self, offset: int, nbytes: int) -> tuple[bool, int]:
+        """``raw_co_block_status`` → file-posix ``find_allocation``: a hole of the
+        image file (a ``CHUNK`` never written over a zero fill, as a sparse
+        ``secondary.raw`` of ``fill=zero``, or one a write-zeroes punched) reads
+        as zeros; the rest is data."""
+        store = self._data
+        end = offset + nbytes
+        pos = offset
+        first: bool | None = None
+        while pos < end:
+            c = pos // CHUNK
+            hole = store.is_hole(c)
+            if first is None:
+                first = hole
+            elif hole != first:
+                break
+            pos = (c + 1) * CHUNK
+        return bool(first), min(pos, end) - offset
 
     def _allocation(self) -> np.ndarray:
         return np.ones(self.size // 512, dtype=bool)

@@ -1,8 +1,18 @@
-"""The backup job in ``sync=none`` mode (``block/backup.c``, 2.8 era): steps 1–3.
+"""The backup job in ``sync=none`` mode (``block/backup.c``): steps 1–3.
 
 Replication starts a backup job from the secondary disk (source) to the hidden
-disk (target) with ``sync=none``: no copy loop, only the *before-write
-notifier*.  Every write that reaches the secondary disk — the primary's NBD
+disk (target) with ``sync=none``: no copy loop, only the copy before each
+write.  How the copy is hooked in is the graph's era:
+
+* **7.2**: ``backup_job_create`` → ``bdrv_cbw_append`` inserts a
+  copy-before-write filter node above the source
+  (:mod:`labkit.block.copy_before_write`), whose writes copy with
+  ``block_copy`` (:mod:`labkit.block.block_copy`) and then go on to the
+  source.  The job itself only waits (``backup_run``) and, at a checkpoint,
+  sets the copy bitmap again.
+* **2.8**, below: a *before-write notifier* on the source.
+
+In 2.8 every write that reaches the secondary disk — the primary's NBD
 writes — first calls :meth:`BackupJob.backup_do_cow`, which
 
 1. waits for overlapping ``CowRequest`` s and registers its own
@@ -34,12 +44,13 @@ from collections.abc import Callable
 import numpy as np
 
 from ..block import REQ_MAY_UNMAP, REQ_NO_SERIALISING, REQ_SERIALISING, BlockNode, TrackedRequest
+from ..block.block_copy import BlockReq
+from ..block.copy_before_write import CopyBeforeWriteNode, bdrv_cbw_append, bdrv_cbw_drop
 from ..errors import JobError
 from ..kernel import CoQueue, current_task, emit, touch
 from ..layers import SECTOR
 
 BACKUP_CLUSTER_SIZE_DEFAULT = 1 << 16
-BLOCK_COPY_MAX_BUFFER = 1 << 20  # block/block-copy.c: the largest bounce-buffer copy (7.2)
 
 
 class CowRequest:
@@ -68,14 +79,15 @@ class BackupJob:
     ``cluster_size_override`` is **not QEMU**: it lets a small teaching disk use
     smaller backup clusters.  ``serialising_target_writes`` is the 3.0 change
     (``f8d59dfb40``): target writes carry ``BDRV_REQ_SERIALISING``, which QEMU
-    sets when the source is in the target's backing chain.
+    sets when the source is in the target's backing chain (in 7.2:
+    ``block_copy_state_new``'s ``is_fleecing``).  The era of the source's
+    graph decides the mechanism (see the module docstring).
     """
 
     def __init__(self, source: BlockNode, target: BlockNode, sync: str = "none", *,
                  job_id: str = "replication-backup",
                  cluster_size_override: int | None = None,
                  serialising_target_writes: bool = False,
-                 copy_runs: bool = False,
                  on_complete: Callable[[int], None] | None = None) -> None:
         if sync != "none":
             raise JobError(f"sync mode {sync!r} is not modelled: labkit's backup job models "
@@ -98,19 +110,14 @@ class BackupJob:
         self.cluster_size = cluster
         self.len = source.size
         self.nb_clusters = -(-self.len // cluster)
-        self.done_bitmap = np.zeros(self.nb_clusters, dtype=bool)
+        self._done_bitmap = np.zeros(self.nb_clusters, dtype=bool)
         # QEMU's QLIST inflight_reqs, kept oldest first in an insertion-ordered dict
         # (O(1) removal); read head first, as QEMU inserts at the head
         self._inflight: dict[CowRequest, None] = {}
         self.serialising_target_writes = serialising_target_writes
-        # QEMU 7.2's block-copy (block_copy_dirty_clusters) copies each run of
-        # consecutive not-yet-copied clusters with one read and one write, up to
-        # BLOCK_COPY_MAX_BUFFER (1 MiB); 2.8's backup_do_cow loops cluster by cluster.
-        # Seen on QEMU 7.2 (docs/qemu-eras.md): a primary write straddling two
-        # chunks writes hidden [0, 128K) in one serialising request.
-        self.copy_runs = copy_runs
+        self.cbw: CopyBeforeWriteNode | None = None  # 7.2: the filter node, once started
         self.on_complete = on_complete
-        self.offset = 0  # progress: bytes copied (common.offset)
+        self._offset = 0  # progress: bytes copied (common.offset)
         self.cancelled = False
         self.running = False
         self._cows_in_flight = 0
@@ -123,26 +130,63 @@ class BackupJob:
         return f"<BackupJob {self.job_id} {self.source.name}->{self.target.name} " \
                f"cluster={self.cluster_size}>"
 
+    @property
+    def era(self) -> str:
+        return self.source.era
+
+    @property
+    def done_bitmap(self) -> np.ndarray:
+        """Per backup cluster: copied this epoch?  (2.8's ``done_bitmap``; in 7.2 the
+        inverse of block-copy's ``copy_bitmap``, a copy.)"""
+        if self.cbw is not None:
+            return ~self.cbw.bcs.copy_bitmap
+        return self._done_bitmap
+
+    @property
+    def offset(self) -> int:
+        """Progress: bytes copied (``common.offset``; 7.2: block-copy's progress meter)."""
+        return self.cbw.bcs.progress if self.cbw is not None else self._offset
+
+    def reset_done_bitmap(self) -> None:
+        """2.8: clear the whole ``done_bitmap`` (every cluster to be copied again)."""
+        self._done_bitmap[:] = False
+
     # --- life cycle ----------------------------------------------------------
     def start(self) -> None:
-        """``backup_run`` for sync=none: register the notifier on the source, then wait."""
-        self.source.before_write_notifiers.append(self.before_write_notify)
+        """``backup_run`` for sync=none: 2.8 registers the notifier on the source; 7.2's
+        ``backup_job_create`` has inserted the copy-before-write filter
+        (``bdrv_cbw_append``) first.  Then the job only waits."""
+        if self.era == "2.8":
+            self.source.before_write_notifiers.append(self.before_write_notify)
+        else:
+            self.cbw = bdrv_cbw_append(self.source, self.target,
+                                       serialising=self.serialising_target_writes,
+                                       cluster_size=self.cluster_size)
         self.source.job = self
         self.running = True
 
     async def cancel(self) -> None:
-        """``block_job_cancel_sync``: remove the notifier, wait for in-flight COWs, complete.
+        """``block_job_cancel_sync``: stop copying, wait for copies in flight, complete.
 
-        The completion callback gets ``-ECANCELED`` (what ``block_job_completed``
-        passes for a cancelled job).
+        2.8 removes the notifier and waits for in-flight COWs (``flush_rwlock``);
+        7.2 waits for the ``block_copy`` calls in flight and drops the filter
+        (``backup_clean`` → ``bdrv_cbw_drop``).  The completion callback gets
+        ``-ECANCELED`` (what ``block_job_completed`` passes for a cancelled job).
         """
         if not self.running:
             return
         self.cancelled = True
         self.running = False
-        self.source.before_write_notifiers.remove(self.before_write_notify)
-        while self._cows_in_flight:  # flush_rwlock taken for writing
-            await self._drained.wait()
+        if self.cbw is not None:
+            await self.cbw.bcs.wait_for_calls()
+            self._offset = self.cbw.bcs.progress
+            self._done_bitmap = ~self.cbw.bcs.copy_bitmap
+            bdrv_cbw_drop(self.cbw)
+            self.cbw = None
+        else:
+            self.source.before_write_notifiers.remove(self.before_write_notify)
+            while self._cows_in_flight:  # flush_rwlock taken for writing
+                await self._drained.wait()
         self.source.job = None
         emit("job-cancelled", self.source.name, detail=self.job_id)
         if self.on_complete is not None:
@@ -175,15 +219,8 @@ class BackupJob:
                     if self.done_bitmap[c]:
                         c += 1
                         continue
-                    n = 1
-                    if self.copy_runs:
-                        limit = max(1, BLOCK_COPY_MAX_BUFFER // self.cluster_size)
-                        while c + n < end and n < limit and not self.done_bitmap[c + n]:
-                            n += 1
-                        # the bits that made (and ended) the run were read in this step too
-                        touch(self._done, (c + 1) * cs, min(c + n + 1, end) * cs, False)
-                    await self._copy_clusters(c, n, is_write_notifier)
-                    c += n
+                    await self._copy_clusters(c, 1, is_write_notifier)
+                    c += 1
             finally:
                 self.cow_request_end(cow_request)
         finally:
@@ -220,14 +257,17 @@ class BackupJob:
                 await self.target.co_pwritev(start + lo, data[lo:hi], flags)
             i = j
         touch(self._done, start, (c + count) * cs, True)
-        self.done_bitmap[c:c + count] = True
-        self.offset += n
+        self._done_bitmap[c:c + count] = True
+        self._offset += n
 
     # --- the CowRequest table ----------------------------------------------------
     @property
-    def inflight_reqs(self) -> list[CowRequest]:
-        """``inflight_reqs``: the CowRequests in flight, head first (newest first)."""
-        return list(reversed(self._inflight))
+    def inflight_reqs(self) -> list[CowRequest | BlockReq]:
+        """``inflight_reqs``: the CowRequests in flight, head first (newest first); in
+        7.2 block-copy's tasks in flight (``s->reqs``), head first."""
+        out: list[CowRequest | BlockReq] = []
+        out += self.cbw.bcs.reqs if self.cbw is not None else reversed(self._inflight)
+        return out
 
     async def wait_for_overlapping_requests(self, start: int, end: int) -> None:
         """Wait on any overlapping CowRequest's queue, then rescan from the start."""
@@ -294,9 +334,14 @@ def backup_cow_request_end(req: CowRequest) -> None:
 
 
 def backup_do_checkpoint(job: BackupJob) -> None:
-    """Clear the whole ``done_bitmap``: every cluster is copied again on its next overwrite."""
+    """Clear the whole ``done_bitmap`` (2.8) / set the whole ``copy_bitmap`` (7.2): every
+    cluster is copied again on its next overwrite."""
     assert isinstance(job, BackupJob)
     if job.sync_mode != "none":
         raise JobError("The backup job only supports block checkpoint in sync=none mode")
-    job.done_bitmap[:] = False
+    if job.cbw is not None:  # 7.2: bdrv_set_dirty_bitmap(block_copy_dirty_bitmap(bcs), 0, len)
+        job.cbw.bcs.block_copy_set_all()
+        emit("backup-checkpoint", job.source.name, detail="copy_bitmap set")
+        return
+    job.reset_done_bitmap()
     emit("backup-checkpoint", job.source.name, detail="done_bitmap cleared")
