@@ -24,10 +24,17 @@ vm-write    ``active``            before its first step             ``cow_read``
 
 The two ``active`` places hold a request in active, *before it reaches
 hidden*.  The simulator has no scheduling point there (active's part of the
-request yields nowhere), so it holds the task before its first step: nothing
-the request does before hidden is seen by another request (design "4.0": the
-only overlap checks are on hidden), so "not started yet" and "held in active"
-force the same order.
+request yields nowhere), so it holds the task before its first step.  Against
+a primary write that forces the same order (the write's only overlap checks
+are on hidden), but not against another VM request in active: on QEMU the held
+read has already found its clusters unallocated in active (``read_backing_aio``
+fires just before ``qcow2_co_preadv_part`` reads the backing file), so a VM
+write that allocates them meanwhile does not change what it returns; and the
+held VM write's cluster allocation is in flight (its ``QCowL2Meta`` is on
+``s->cluster_allocs`` before ``do_perform_cow_read`` fires ``cow_read``), so an
+overlapping VM write waits for it (``handle_dependencies``).  Those orders
+disagree until the engine's qcow2 has a scheduling point at each of the two
+blkdebug events.
 
 A :class:`RaceOrder` is one order QEMU can force on a ``par`` block: either
 the requests one after the other (``vm-read#1, then nbd-write#1``), or one
