@@ -379,3 +379,34 @@ def test_conformance_says_why_an_outcome_is_not_reached() -> None:
     assert c.lines()[0].startswith("conformance: 0 of 1 explorer outcome(s)")
     line = c.lines()[1]
     assert line.startswith("  not reached [") and "explorer schedule start#1" in line
+
+
+def test_two_racing_writes_may_land_in_either_order() -> None:
+    """QEMU does not order two non-serialising writes in flight together: where two
+    racing writes overlap, either one's bytes agree; elsewhere, or with a byte neither
+    wrote, or when they did not race, the layer differs."""
+    import numpy as np
+
+    from labkit.layers import Layer
+    from labkit.qemu import RaceOrder
+    from labkit.qemu._pause import Request, SideResult
+    from labkit.qemu._races import compare_sides
+    from labkit.scenario import parse
+
+    par = parse("par { pwrite 0 8K 0xbb; pwrite 4K 8K 0xcc }\n", size=16384).steps[0]
+    requests = (Request("nbd-write#1", par.commands[0]), Request("nbd-write#2", par.commands[1]))
+    order = RaceOrder(("nbd-write#2", "nbd-write#1"), "nbd-write#2", None)
+
+    def side(middle: int, rest: int = 0xcc, racing: tuple[str, ...] = ("nbd-write#2",
+                                                                        "nbd-write#1")):
+        data = b"\xbb" * 4096 + bytes([middle]) * 4096 + bytes([rest]) * 4096 + b"\0" * 4096
+        layer = Layer(data, np.ones(32, dtype=bool))
+        return SideResult(dumps=[("final layers", {"secondary": layer})], racing=list(racing))
+
+    def kinds(s: SideResult, q: SideResult) -> list[str]:
+        return [d.kind for d in compare_sides(order, s, q, 4096, requests)]
+
+    assert kinds(side(0xbb), side(0xcc)) == []  # the overlap [4K, 8K): either writer
+    assert kinds(side(0xbb), side(0x11)) == ["layer"]  # a byte neither wrote
+    assert kinds(side(0xbb), side(0xbb, rest=0xbb)) == ["layer"]  # outside the overlap
+    assert kinds(side(0xbb), side(0xcc, racing=("nbd-write#2",))) == ["layer"]  # not racing

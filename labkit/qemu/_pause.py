@@ -137,6 +137,10 @@ class SideResult:
     #: in the simulator the node of its last tracked request (``req-start``).
     waits_at: dict[str, str] = field(default_factory=dict)
     witness: dict[str, str] = field(default_factory=dict)  # the same, in words
+    #: the requests still in flight when the held one was released (it included): on
+    #: QEMU they then run together, so two of them writing the same bytes may land in
+    #: either order (QEMU orders only serialising requests)
+    racing: list[str] = field(default_factory=list)
     version: str = ""  # QEMU's version (QEMU side only)
     #: wall-clock seconds this side took (for benchmarks; never in to_json(), whose
     #: output is compared byte for byte)
@@ -157,6 +161,7 @@ class SideResult:
             "not_reached": self.not_reached,
             "waits_at": dict(self.waits_at),
             "witness": dict(self.witness),
+            "racing": list(self.racing),
         }
 
 
@@ -338,6 +343,7 @@ class SimulatorHold:
                 tasks[name] = _spawn(lab, by_name[name].command)
                 driver.run_allowed(lab, {t.name for n, t in tasks.items() if n != held})
             out.blocked = [n for n in order.sequence[1:] if not tasks[n].done]
+            out.racing = [n for n in order.sequence if not tasks[n].done]
             for n in out.blocked:
                 last = [e for e in lab.trace
                         if e.task == tasks[n].name and e.kind == "req-start"][-1:]
