@@ -414,3 +414,17 @@ def test_two_racing_writes_may_land_in_either_order() -> None:
     assert kinds(side(0xbb), side(0x11)) == ["layer"]  # a byte neither wrote
     assert kinds(side(0xbb), side(0xbb, rest=0xbb)) == ["layer"]  # outside the overlap
     assert kinds(side(0xbb), side(0xcc, racing=("nbd-write#2",))) == ["layer"]  # not racing
+
+
+def test_waits_located_in_the_filter_over_a_sparse_disk(qemu: None) -> None:
+    """fill=zero: NBD reads and dumps skip holes, so each node is calibrated with a
+    qemu-io read; the third write waits in block_copy (reqlist_wait_one) inside the
+    copy-before-write filter, the second at its serialising write-zeroes into hidden."""
+    order = ("vm-read#1 held at secondary-disk, then nbd-write#2, then nbd-write#3, "
+             "then vm-read#1 released")
+    c = compare_races(random_race(92), order=order)
+    (r,) = c.results
+    assert r.status == "agree", c.text()
+    assert r.qemu.waits_at == {"nbd-write#2": "hidden", "nbd-write#3": "copy-before-write"}
+    assert "reqlist_wait_one" in r.qemu.witness["nbd-write#3"]
+    assert "write-zeroes serialising" in r.qemu.witness["nbd-write#2"]

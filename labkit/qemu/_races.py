@@ -145,9 +145,9 @@ class _Tracer:
     (``bdrv_co_preadv_part`` / ``bdrv_co_pwritev_part`` in ``block/io.c``) and
     got no further.  The pointers are mapped by one calibration read per node
     (its first trace line is the node's own): an HMP ``qemu-io`` read of
-    ``secondary-disk``, ``hidden`` and ``active``; after ``start``, a read of the primary's export
-    (it enters the copy-before-write filter that ``bdrv_cbw_append`` put above
-    the secondary disk) and of the VM's export (``colo-top``).
+    ``secondary-disk``, ``hidden``, ``active``, ``colo-top`` and, after
+    ``start``, of the copy-before-write filter that ``bdrv_cbw_append`` put
+    above the secondary disk.
 
     Inside the filter, ``block/block-copy.c`` says how far a primary write got:
     ``block_copy_process`` (``block_copy_dirty_clusters`` made a task of its
@@ -161,15 +161,18 @@ class _Tracer:
         self.names: dict[str, str] = {}
         for event in _TRACE_EVENTS:
             q.qmp("trace-event-set-state", {"name": event, "enable": True})
-        for node in ("secondary-disk", "hidden", "active"):
-            # A read on the node itself (HMP qemu-io makes a BlockBackend on it that
-            # takes no permission): unlike a dump, it reads even where nothing is
-            # allocated.  Nothing is suspended yet, so its drain returns.
-            self._calibrate(node, functools.partial(q.hmp, f'qemu-io {node} "read 0 512"'))
-        drivers = {n.get("drv") for n in q.qmp("query-named-block-nodes", {"flat": True})}
-        if CBW_NODE in drivers:
-            self._calibrate(CBW_NODE, lambda: q.pread(0, 512))
-        self._calibrate("colo-top", lambda: q.vread(0, 512))
+        # A read on each node itself (HMP qemu-io makes a BlockBackend on it that takes
+        # no permission): unlike a dump or an NBD read, which skip holes (block status,
+        # NBD_REPLY_TYPE_OFFSET_HOLE), it reads even where nothing is allocated.
+        # Nothing is suspended yet, so its drain returns.  The filter has no name of
+        # its own (#blockNNN): found by its driver.
+        nodes = {"secondary-disk": "secondary-disk", "hidden": "hidden", "active": "active",
+                 "colo-top": "colo-top"}
+        for n in q.qmp("query-named-block-nodes", {"flat": True}):
+            if n.get("drv") == CBW_NODE:
+                nodes[CBW_NODE] = n["node-name"]
+        for name, node in nodes.items():
+            self._calibrate(name, functools.partial(q.hmp, f'qemu-io {node} "read 0 512"'))
 
     def _calibrate(self, name: str, read: Callable[[], object]) -> None:
         mark = self.mark()
