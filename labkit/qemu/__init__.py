@@ -46,6 +46,7 @@ from labkit.qemu._cleanup import (
     install_signal_handlers,
     sweep_stale,
 )
+from labkit.qemu._conformance import Conformance
 from labkit.qemu._pause import PLACES, Place, RaceOrder, SimulatorHold
 from labkit.qemu._races import (
     BLKDEBUG_NOTE,
@@ -56,20 +57,25 @@ from labkit.qemu._races import (
     hold_on_simulator,
     race_orders,
 )
+from labkit.qemu._random_races import SweepResult, race_sweep, random_race
 
 __all__ += [
     "BLKDEBUG_NOTE",
     "BLOCK_WAIT",
     "PLACES",
+    "Conformance",
     "OrderResult",
     "Place",
     "RaceComparison",
     "RaceOrder",
     "SimulatorHold",
+    "SweepResult",
     "close_all_sessions",
     "compare_races",
     "hold_on_simulator",
     "install_signal_handlers",
     "race_orders",
+    "race_sweep",
+    "random_race",
     "sweep_stale",
 ]
