@@ -27,7 +27,7 @@ import pytest
 
 import labkit as lk
 from labkit.cli import main
-from labkit.errors import LabkitError, ScenarioError
+from labkit.errors import ConfigError, LabkitError, ScenarioError
 from labkit.qemu import (
     BackendError,
     Comparison,
@@ -285,7 +285,7 @@ def test_par_is_refused_before_qemu_starts(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_bad_config() -> None:
-    with pytest.raises(ValueError, match="era must be '7.2'"):
+    with pytest.raises(ConfigError, match="era '2.8': the comparison with QEMU runs era 7.2"):
         compare("start", era="2.8")
     with pytest.raises(ValueError, match="fill must be"):
         compare("start", fill="random")
@@ -301,12 +301,26 @@ def test_compare_reads_the_config_header_under_its_keywords() -> None:
         compare("# config: size=128K\n" + past)
     with pytest.raises(ScenarioError, match="past the end of the 131072-byte disk"):
         compare("# config: size=1M\n" + past, size="128K")
-    with pytest.raises(ValueError, match="era must be '7.2'.*got '2.8'"):
+    with pytest.raises(ConfigError, match="era '2.8': the comparison with QEMU runs era 7.2"):
         compare("# config: era=2.8\nstart\n")
     race = "start\npar {\n  pwrite 200K 4K 0xbb\n  vread 0 4K\n}\n"
     with pytest.raises(ScenarioError, match="past the end of the 131072-byte disk"):
         race_orders("# config: size=128K\n" + race)
     assert race_orders("# config: size=128K\n" + race, size="1M")
+
+
+@pytest.mark.parametrize("era", ["2.8", "bogus"])
+def test_cli_compare_another_era_is_one_line_exit_2(
+        era: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A valid header (era=2.8) or a misspelt one: one line saying the comparison
+    # runs era 7.2, exit 2, no traceback -- for a sequential and a race scenario.
+    for body in ("start\nvread 0 4K\n", "start\npar { vread 0 4K; pwrite 0 4K 0xbb }\n"):
+        path = tmp_path / "era.scn"
+        path.write_text(f"# config: era={era}\n{body}")
+        assert main(["compare", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        assert f"era '{era}': the comparison with QEMU runs era 7.2" in err
 
 
 def test_backend_error_is_a_labkit_error() -> None:

@@ -27,10 +27,11 @@ from labkit.qemu import (
     leftover_sessions,
     race_orders,
 )
+from labkit.qemu._random_races import CI_COUNT, random_race
 from labkit.testing import child_processes, process_state
 
-SHIPPED = ("canonical", "straddle", "partial-overlap", "same-cluster-disjoint",
-           "partial-cluster-vm-write", "vm-write-race")
+SHIPPED = ("canonical", "canonical3", "checkpoint", "failover", "straddle", "partial-overlap",
+           "same-cluster-disjoint", "partial-cluster-vm-write", "vm-write-race")
 RACES = Path(__file__).parent / "qemu_scenarios" / "races"
 FILES = sorted(RACES.glob("*.scn"))
 KEYS = ("size", "block", "hidden_cluster", "active_cluster", "fill")
@@ -66,7 +67,12 @@ def test_every_forceable_order_agrees(qemu: None, name: str) -> None:
     c = _compared(name)
     assert len(c.results) >= 5
     assert c.agree, c.text()
-    assert c.text().splitlines()[-1] == f"{len(c.results)} orders, 0 disagreeing"
+    n = len(c.results)
+    assert c.text().splitlines()[-1] == f"{n} orders: {n} agreeing, 0 disagreeing, 0 unknown"
+    # conformance: every explorer outcome reached, none QEMU-only (failover found the
+    # ctl-* drives blocking the commit: _drop_breakpoint_drives)
+    assert c.conformance is not None and not c.conformance.impossible
+    assert len(c.conformance.reached) == len(c.conformance.explorer)
     assert not leftover_sessions()
 
 
@@ -130,7 +136,7 @@ def test_injected_disagreement_is_reported(qemu: None, capsys: pytest.CaptureFix
     assert "DIFFERENT" in line and "simulator nothing; QEMU nbd-write#1" in line
     assert "at hidden" not in line  # nothing blocked on the simulator: no place to compare
     assert "vm-read#1: simulator" in line  # design none reads the primary's 0xbb
-    assert text.splitlines()[-1] == "1 orders, 1 disagreeing"
+    assert text.splitlines()[-1] == "1 orders: 0 agreeing, 1 disagreeing, 0 unknown"
     data = json.loads(out.read_text())
     (o,) = data["orders"]
     assert o["order"] == S1 and not o["agree"]
@@ -147,7 +153,7 @@ def test_cli_every_order_and_blkdebug_note(qemu: None, capsys: pytest.CaptureFix
     assert main(["compare", str(path), "--size", "128K"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert any("copy_file_range" in x for x in lines)  # blkdebug changes QEMU's path
-    assert lines[-1] == "7 orders, 0 disagreeing"
+    assert lines[-1] == "7 orders: 7 agreeing, 0 disagreeing, 0 unknown"
 
 
 def test_unknown_order_is_one_line_exit_2(capsys: pytest.CaptureFixture[str],
@@ -253,3 +259,164 @@ def test_block_copy_copies_a_run_of_chunks_in_one_request() -> None:
     lab.run()
     copies = [e for e in lab.trace if e.kind == "cow-copy"]
     assert [(e.offset, e.length) for e in copies] == [(0, 65536), (65536, 65536)]
+
+
+# --- unknown orders, conformance, random races (issue 18) ---------------------------------
+
+RACE_COUNT = int(os.environ.get("LABKIT_RACE_SCENARIOS", str(CI_COUNT)))
+_IN_ACTIVE = ("a request held in active, before hidden, against another VM request in "
+              "active: the simulator holds it before its first step, QEMU after its "
+              "allocation lookup (read_backing_aio) or with its allocation in flight "
+              "(cow_read, handle_dependencies); needs a scheduling point in the engine's "
+              "qcow2 at each of those blkdebug events")
+#: Seeds of the suite's count whose disagreeing orders are known, and why.  strict:
+#: once the engine has those points, the seed agrees and must leave this list.
+KNOWN_DISAGREEING = {0: _IN_ACTIVE, 1: _IN_ACTIVE, 9: _IN_ACTIVE, 10: _IN_ACTIVE}
+
+
+def test_unlocated_wait_is_unknown_never_agreeing() -> None:
+    from labkit.qemu import RaceOrder
+    from labkit.qemu._pause import SideResult
+    from labkit.qemu._races import OrderResult, compare_sides
+
+    order = RaceOrder(("vm-read#1", "nbd-write#1"))
+    sim = SideResult(blocked=["nbd-write#1"], waits_at={"nbd-write#1": "hidden"},
+                     witness={"nbd-write#1": "hidden [0x0+0x10000] write serialising"})
+    located = SideResult(blocked=["nbd-write#1"], waits_at={"nbd-write#1": "hidden"})
+    unlocated = SideResult(blocked=["nbd-write#1"])
+    elsewhere = SideResult(blocked=["nbd-write#1"], waits_at={"nbd-write#1": "active"})
+    results = [OrderResult(order, sim, q, compare_sides(order, sim, q, 4096))
+               for q in (located, unlocated, elsewhere)]
+    assert [r.status for r in results] == ["agree", "unknown", "disagree"]
+    assert not results[1].agree
+    assert "UNKNOWN: nbd-write#1 blocked on both" in results[1].line()
+    assert "QEMU wait not located" in results[1].line()
+    c = RaceComparison(None, {}, results)  # type: ignore[arg-type]
+    assert c.counts() == "3 orders: 1 agreeing, 1 disagreeing, 1 unknown"
+    assert not c.agree and len(c.unknown) == 1 and len(c.disagreeing) == 1
+
+
+def test_conformance_names_an_impossible_qemu_outcome() -> None:
+    """No QEMU: a forced order's simulator outcome is one of the explorer's; a QEMU side
+    that read other bytes is reported as an outcome the explorer says is impossible."""
+    import dataclasses
+
+    from labkit.qemu._conformance import conformance
+    from labkit.qemu._pause import reachable, run_on_simulator, split
+    from labkit.qemu._run import configured_scenario
+
+    config, scenario = configured_scenario(scenarios.load("canonical"), size="128K")
+    rs = split(scenario)
+    order = next(o for o in reachable(rs, config) if o.words() == S1)
+    sim = run_on_simulator(rs, order, config)
+    odd = dataclasses.replace(sim, reads={"vm-read#1": b"\xbb" * 4096})
+    c = conformance(rs, config, [(S1, sim, sim), ("odd", sim, odd)])
+    assert c.complete and len(c.explorer) >= 1
+    assert len(c.reached) == 1 and not c.simulator_outside
+    assert list(c.impossible.values()) == [["odd"]]
+    assert "1 QEMU outcome(s) the explorer says are impossible" in c.lines()[0]
+
+
+def test_conformance_of_canonical(qemu: None) -> None:
+    c = _compared("canonical").conformance
+    assert c is not None and c.complete
+    assert len(c.reached) == len(c.explorer) and not c.impossible and not c.missing
+    text = _compared("canonical").text()
+    assert "conformance: 1 of 1 explorer outcome(s) (era 7.2) reached on QEMU" in text
+
+
+def test_random_races_are_seeded_overlapping_and_in_range() -> None:
+    from labkit.qemu._pause import split
+    from labkit.qemu._run import configured_scenario
+
+    seen_clusters = set()
+    for seed in range(max(RACE_COUNT, 100)):
+        text = random_race(seed)
+        assert random_race(seed) == text
+        config, scenario = configured_scenario(text)
+        assert 128 * 1024 <= config["size"] <= 256 * 1024
+        assert {config["hidden_cluster"], config["active_cluster"]} <= {4096, 65536}
+        seen_clusters.add((config["hidden_cluster"], config["active_cluster"]))
+        requests = split(scenario).requests
+        assert 2 <= len(requests) <= 3
+        spans = [(r.command.offset, r.command.offset + r.command.length) for r in requests]
+        for i, (a, b) in enumerate(spans):
+            assert any(a < d and c < b for j, (c, d) in enumerate(spans) if j != i), text
+    assert len(seen_clusters) == 4
+
+
+@pytest.mark.parametrize("seed", [
+    pytest.param(seed, marks=pytest.mark.xfail(reason=KNOWN_DISAGREEING[seed], strict=True))
+    if seed in KNOWN_DISAGREEING else seed for seed in range(RACE_COUNT)])
+def test_random_race_every_forced_order_agrees(qemu: None, seed: int) -> None:
+    """LABKIT_RACE_SCENARIOS=100 runs 100 (tools/race_sweep.py prints the totals)."""
+    text = random_race(seed)
+    c = compare_races(text, with_conformance=False)
+    assert c.agree, f"{text}\n{c.text()}"
+    assert not leftover_sessions()
+
+
+def test_conformance_says_why_an_outcome_is_not_reached() -> None:
+    from labkit.qemu._conformance import ExplorerOutcome, conformance
+    from labkit.qemu._pause import split
+    from labkit.qemu._run import configured_scenario
+
+    def outcome(pre: list[str], pausable: list[bool]) -> ExplorerOutcome:
+        return ExplorerOutcome("k", "s", "summary", pre, pausable)
+
+    assert "needs no preemption" in outcome([], []).why()
+    assert "no pause point exists there" in outcome(["a", "b"], [True, False]).why()
+    assert "needs 2 preemptions" in outcome(["a", "b"], [True, True]).why()
+    assert "interleaved otherwise" in outcome(["a"], [True]).why()
+    # No forced order at all: the explorer's one outcome of canonical is not reached,
+    # and its line names the run that shows it.
+    config, scenario = configured_scenario(scenarios.load("canonical"), size="128K")
+    c = conformance(split(scenario), config, [])
+    assert c.lines()[0].startswith("conformance: 0 of 1 explorer outcome(s)")
+    line = c.lines()[1]
+    assert line.startswith("  not reached [") and "explorer schedule start#1" in line
+
+
+def test_two_racing_writes_may_land_in_either_order() -> None:
+    """QEMU does not order two non-serialising writes in flight together: where two
+    racing writes overlap, either one's bytes agree; elsewhere, or with a byte neither
+    wrote, or when they did not race, the layer differs."""
+    import numpy as np
+
+    from labkit.layers import Layer
+    from labkit.qemu import RaceOrder
+    from labkit.qemu._pause import Request, SideResult
+    from labkit.qemu._races import compare_sides
+    from labkit.scenario import parse
+
+    par = parse("par { pwrite 0 8K 0xbb; pwrite 4K 8K 0xcc }\n", size=16384).steps[0]
+    requests = (Request("nbd-write#1", par.commands[0]), Request("nbd-write#2", par.commands[1]))
+    order = RaceOrder(("nbd-write#2", "nbd-write#1"), "nbd-write#2", None)
+
+    def side(middle: int, rest: int = 0xcc, racing: tuple[str, ...] = ("nbd-write#2",
+                                                                        "nbd-write#1")):
+        data = b"\xbb" * 4096 + bytes([middle]) * 4096 + bytes([rest]) * 4096 + b"\0" * 4096
+        layer = Layer(data, np.ones(32, dtype=bool))
+        return SideResult(dumps=[("final layers", {"secondary": layer})], racing=list(racing))
+
+    def kinds(s: SideResult, q: SideResult) -> list[str]:
+        return [d.kind for d in compare_sides(order, s, q, 4096, requests)]
+
+    assert kinds(side(0xbb), side(0xcc)) == []  # the overlap [4K, 8K): either writer
+    assert kinds(side(0xbb), side(0x11)) == ["layer"]  # a byte neither wrote
+    assert kinds(side(0xbb), side(0xbb, rest=0xbb)) == ["layer"]  # outside the overlap
+    assert kinds(side(0xbb), side(0xcc, racing=("nbd-write#2",))) == ["layer"]  # not racing
+
+
+def test_waits_located_in_the_filter_over_a_sparse_disk(qemu: None) -> None:
+    """fill=zero: NBD reads and dumps skip holes, so each node is calibrated with a
+    qemu-io read; the third write waits in block_copy (reqlist_wait_one) inside the
+    copy-before-write filter, the second at its serialising write-zeroes into hidden."""
+    order = ("vm-read#1 held at secondary-disk, then nbd-write#2, then nbd-write#3, "
+             "then vm-read#1 released")
+    c = compare_races(random_race(92), order=order)
+    (r,) = c.results
+    assert r.status == "agree", c.text()
+    assert r.qemu.waits_at == {"nbd-write#2": "hidden", "nbd-write#3": "copy-before-write"}
+    assert "reqlist_wait_one" in r.qemu.witness["nbd-write#3"]
+    assert "write-zeroes serialising" in r.qemu.witness["nbd-write#2"]

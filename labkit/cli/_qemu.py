@@ -1,7 +1,8 @@
 """``labkit compare`` (a scenario on the simulator and on QEMU 7.2) and ``run --backend qemu``.
 
 Exit status of ``labkit compare``: 0 when the simulator and QEMU agree on
-every dump, layer and command outcome, 1 when they differ, 2 when the
+every dump, layer and command outcome (with ``par``: every order agrees; an
+unknown order is not agreeing), 1 when they differ, 2 when the
 comparison could not run (no usable QEMU, QEMU died or timed out, a bad
 scenario or option).  A missing QEMU is one message naming the Debian
 packages to install, never a traceback.  ``labkit.qemu`` is imported only
@@ -36,8 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "scenario's name) on the simulator (era 7.2) and on a real QEMU 7.2, and "
                     "print for every dump and layer 'same' or the first differing sectors "
                     "with both values.  With a par block, every order QEMU can force "
-                    "(blkdebug breakpoints) runs on both: one line per order, then "
-                    "'N orders, K disagreeing'.  The scenario's '# config:' header "
+                    "(blkdebug breakpoints) runs on both: one line per order (an order "
+                    "whose blocked request's wait cannot be located is UNKNOWN, never "
+                    "agreeing), the conformance (how many of the explorer's era-7.2 "
+                    "outcomes QEMU reached, and any it reached that the explorer says are "
+                    "impossible), then 'N orders: A agreeing, D disagreeing, U unknown'.  "
+                    "The scenario's '# config:' header "
                     "applies under the options.  Exit status: 0 agree, 1 differ, 2 could "
                     "not compare (e.g. no QEMU: install the Debian packages "
                     "qemu-system-x86 and qemu-utils).")

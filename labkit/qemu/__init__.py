@@ -15,7 +15,8 @@ Needs the Debian packages ``qemu-system-x86`` and ``qemu-utils``;
 never imports this package: import it where QEMU is wanted.
 """
 
-from labkit.qemu._compare import Comparison, Difference, compare
+from labkit.qemu._compare import Comparison, compare
+from labkit.qemu._diff import Difference
 from labkit.qemu._errors import BackendError, QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
 from labkit.qemu._run import Outcome, QemuRun, run_scenario
@@ -45,6 +46,7 @@ from labkit.qemu._cleanup import (
     install_signal_handlers,
     sweep_stale,
 )
+from labkit.qemu._conformance import Conformance
 from labkit.qemu._pause import PLACES, Place, RaceOrder, SimulatorHold
 from labkit.qemu._races import (
     BLKDEBUG_NOTE,
@@ -55,20 +57,25 @@ from labkit.qemu._races import (
     hold_on_simulator,
     race_orders,
 )
+from labkit.qemu._random_races import SweepResult, race_sweep, random_race
 
 __all__ += [
     "BLKDEBUG_NOTE",
     "BLOCK_WAIT",
     "PLACES",
+    "Conformance",
     "OrderResult",
     "Place",
     "RaceComparison",
     "RaceOrder",
     "SimulatorHold",
+    "SweepResult",
     "close_all_sessions",
     "compare_races",
     "hold_on_simulator",
     "install_signal_handlers",
     "race_orders",
+    "race_sweep",
+    "random_race",
     "sweep_stale",
 ]

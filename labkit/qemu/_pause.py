@@ -24,10 +24,17 @@ vm-write    ``active``            before its first step             ``cow_read``
 
 The two ``active`` places hold a request in active, *before it reaches
 hidden*.  The simulator has no scheduling point there (active's part of the
-request yields nowhere), so it holds the task before its first step: nothing
-the request does before hidden is seen by another request (design "4.0": the
-only overlap checks are on hidden), so "not started yet" and "held in active"
-force the same order.
+request yields nowhere), so it holds the task before its first step.  Against
+a primary write that forces the same order (the write's only overlap checks
+are on hidden), but not against another VM request in active: on QEMU the held
+read has already found its clusters unallocated in active (``read_backing_aio``
+fires just before ``qcow2_co_preadv_part`` reads the backing file), so a VM
+write that allocates them meanwhile does not change what it returns; and the
+held VM write's cluster allocation is in flight (its ``QCowL2Meta`` is on
+``s->cluster_allocs`` before ``do_perform_cow_read`` fires ``cow_read``), so an
+overlapping VM write waits for it (``handle_dependencies``).  Those orders
+disagree until the engine's qcow2 has a scheduling point at each of the two
+blkdebug events.
 
 A :class:`RaceOrder` is one order QEMU can force on a ``par`` block: either
 the requests one after the other (``vm-read#1, then nbd-write#1``), or one
@@ -130,6 +137,10 @@ class SideResult:
     #: in the simulator the node of its last tracked request (``req-start``).
     waits_at: dict[str, str] = field(default_factory=dict)
     witness: dict[str, str] = field(default_factory=dict)  # the same, in words
+    #: the requests still in flight when the held one was released (it included): on
+    #: QEMU they then run together, so two of them writing the same bytes may land in
+    #: either order (QEMU orders only serialising requests)
+    racing: list[str] = field(default_factory=list)
     version: str = ""  # QEMU's version (QEMU side only)
     #: wall-clock seconds this side took (for benchmarks; never in to_json(), whose
     #: output is compared byte for byte)
@@ -150,6 +161,7 @@ class SideResult:
             "not_reached": self.not_reached,
             "waits_at": dict(self.waits_at),
             "witness": dict(self.witness),
+            "racing": list(self.racing),
         }
 
 
@@ -247,13 +259,17 @@ class _Where:
         s = task.suspended
         if s is None or s.kind != "point":
             return False
+        # blkdebug's read_aio / write_aio fire on data I/O of the image file only: a copy
+        # that writes zeroes (block-copy's COPY_WRITE_ZEROES: a zero write to hidden is
+        # qcow2 metadata, io-zero here) or a metadata step has no breakpoint on QEMU.
         if place.name == "copy-read":
-            return s.node == "secondary-disk" and self.copying and not self.hidden_in_copy
+            return (s.node == "secondary-disk" and s.op == "io-read" and self.copying
+                    and not self.hidden_in_copy)
         if place.name == "copy-write":
-            return s.node == "hidden" and self.copying
+            return s.node == "hidden" and s.op == "io-write" and self.copying
         if place.name == "data-write":
-            return s.node == "secondary-disk" and not self.copying
-        return s.node == place.name
+            return s.node == "secondary-disk" and s.op == "io-write" and not self.copying
+        return s.node == place.name and s.op == "io-read"
 
 
 def _spawn(lab: Lab, c: Command) -> Task:
@@ -327,6 +343,7 @@ class SimulatorHold:
                 tasks[name] = _spawn(lab, by_name[name].command)
                 driver.run_allowed(lab, {t.name for n, t in tasks.items() if n != held})
             out.blocked = [n for n in order.sequence[1:] if not tasks[n].done]
+            out.racing = [n for n in order.sequence if not tasks[n].done]
             for n in out.blocked:
                 last = [e for e in lab.trace
                         if e.task == tasks[n].name and e.kind == "req-start"][-1:]

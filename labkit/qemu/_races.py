@@ -33,18 +33,23 @@ and a signal kills everything (:mod:`labkit.qemu._cleanup`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from labkit.lab import vread_failure
-from labkit.layers import Layer
-from labkit.qemu._compare import LAYERS, Difference, compare_layers
+from labkit.layers import SECTOR, Layer
+from labkit.qemu._conformance import Conformance, conformance
+from labkit.qemu._diff import Difference, compare_dumps
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
 from labkit.qemu._pause import (
@@ -59,8 +64,8 @@ from labkit.qemu._pause import (
     split,
 )
 from labkit.qemu._run import QemuRun, configured_scenario
-from labkit.qemu._session import QemuSecondary, qemu_available
-from labkit.scenario import Scenario
+from labkit.qemu._session import BLKDEBUG_DRIVES, QemuSecondary, qemu_available
+from labkit.scenario import Command, Scenario
 
 #: How long a request may stay pending before it counts as blocked (seconds).  An
 #: unblocked request completes in 1-10 ms on a 2-core machine (the reference).
@@ -113,18 +118,42 @@ class InflightRequest:
             pass
 
 
-_TRACE_EVENTS = ("bdrv_co_preadv_part", "bdrv_co_pwritev_part")
+_TRACE_EVENTS = ("bdrv_co_preadv_part", "bdrv_co_pwritev_part", "block_copy_skip_range",
+                 "block_copy_process")
 _TRACE_LINE = re.compile(r"^(bdrv_co_preadv_part|bdrv_co_pwritev_part) bs (0x[0-9a-f]+) "
-                         r"offset (\d+) (?:bytes|bytes_) ?(\d+) flags (0x[0-9a-f]+)", re.M)
+                         r"offset (\d+) (?:bytes|bytes_) ?(\d+) flags (0x[0-9a-f]+)"
+                         r"|^(block_copy_skip_range|block_copy_process) bcs (0x[0-9a-f]+) "
+                         r"start (\d+)(?: bytes (\d+))?", re.M)
+#: The name the comparison gives QEMU 7.2's copy-before-write filter node (QEMU
+#: names it ``#blockNNN``: replication's ``backup_job_create`` passes no
+#: ``filter_node_name``); the simulator's filter node is reported by its driver too.
+CBW_NODE = "copy-before-write"
+
+
+@dataclass(frozen=True)
+class WaitPlace:
+    """Where a blocked request waits: the node its last tracked request entered."""
+
+    node: str
+    words: str
 
 
 class _Tracer:
     """QEMU's block-layer trace events, with the BDS pointers mapped to node names.
 
-    The reference's witness of "blocked": the request entered a node's block
-    layer (``bdrv_co_p*v_part``) and got no further.  The pointers are mapped
-    by one calibration read per node (a dump: its first trace line is the
-    node's own).
+    The witness of "blocked": the request entered a node's block layer
+    (``bdrv_co_preadv_part`` / ``bdrv_co_pwritev_part`` in ``block/io.c``) and
+    got no further.  The pointers are mapped by one calibration read per node
+    (its first trace line is the node's own): an HMP ``qemu-io`` read of
+    ``secondary-disk``, ``hidden``, ``active``, ``colo-top`` and, after
+    ``start``, of the copy-before-write filter that ``bdrv_cbw_append`` put
+    above the secondary disk.
+
+    Inside the filter, ``block/block-copy.c`` says how far a primary write got:
+    ``block_copy_process`` (``block_copy_dirty_clusters`` made a task of its
+    own: it copies) or ``block_copy_skip_range`` with nothing after it (no
+    dirty cluster left for it: ``block_copy_common`` then waits in
+    ``reqlist_wait_one`` for another request's in-flight copy task).
     """
 
     def __init__(self, q: QemuSecondary) -> None:
@@ -132,27 +161,58 @@ class _Tracer:
         self.names: dict[str, str] = {}
         for event in _TRACE_EVENTS:
             q.qmp("trace-event-set-state", {"name": event, "enable": True})
-        for node in ("secondary-disk", "hidden", "active"):
-            mark = self.mark()
-            q.dump_node(node)
-            m = _TRACE_LINE.search(q.log_text(), mark)
-            if m is not None and m.group(1) == "bdrv_co_preadv_part":
-                self.names.setdefault(m.group(2), node)
+        # A read on each node itself (HMP qemu-io makes a BlockBackend on it that takes
+        # no permission): unlike a dump or an NBD read, which skip holes (block status,
+        # NBD_REPLY_TYPE_OFFSET_HOLE), it reads even where nothing is allocated.
+        # Nothing is suspended yet, so its drain returns.  The filter has no name of
+        # its own (#blockNNN): found by its driver.
+        nodes = {"secondary-disk": "secondary-disk", "hidden": "hidden", "active": "active",
+                 "colo-top": "colo-top"}
+        for n in q.qmp("query-named-block-nodes", {"flat": True}):
+            if n.get("drv") == CBW_NODE:
+                nodes[CBW_NODE] = n["node-name"]
+        for name, node in nodes.items():
+            self._calibrate(name, functools.partial(q.hmp, f'qemu-io {node} "read 0 512"'))
+
+    def _calibrate(self, name: str, read: Callable[[], object]) -> None:
+        mark = self.mark()
+        try:
+            read()
+        except (QemuError, NbdError, OSError):
+            pass  # e.g. the VM's export answers EIO before start: the trace line came first
+        m = _TRACE_LINE.search(self.q.log_text(), mark)
+        if m is not None and m.group(1) == "bdrv_co_preadv_part":
+            self.names.setdefault(m.group(2), name)
 
     def mark(self) -> int:
         return len(self.q.log_text())
 
-    def last_node(self, start: int, end: int) -> tuple[str, str] | None:
-        """The last named node entered in the log between two marks, and in words."""
-        found = None
+    def last_node(self, start: int, end: int) -> WaitPlace | None:
+        """Where the request sent between two marks stopped, or None if no line says."""
+        found: WaitPlace | None = None
         for m in _TRACE_LINE.finditer(self.q.log_text()[:end], start):
+            if m.group(6) is not None:  # block-copy, inside the filter
+                if found is None or found.node != CBW_NODE:
+                    continue
+                off = int(m.group(8))
+                if m.group(6) == "block_copy_skip_range":
+                    found = WaitPlace(CBW_NODE, f"{CBW_NODE}: block_copy has no dirty cluster "
+                                      f"of its own at [{off:#x}+{int(m.group(9)):#x}]; waits "
+                                      f"for an in-flight copy task (reqlist_wait_one)")
+                else:
+                    found = WaitPlace(CBW_NODE, f"{CBW_NODE}: block_copy copies from "
+                                                f"{off:#x}")
+                continue
             node = self.names.get(m.group(2))
             if node is None:
                 continue
             op = "read" if m.group(1) == "bdrv_co_preadv_part" else "write"
-            serialising = " serialising" if int(m.group(5), 16) & 0x80 else ""
-            found = (node, f"{node} [{int(m.group(3)):#x}+{int(m.group(4)):#x}] "
-                           f"{op}{serialising}")
+            flags = int(m.group(5), 16)
+            if op == "write" and flags & 0x2:  # BDRV_REQ_ZERO_WRITE
+                op = "write-zeroes"
+            serialising = " serialising" if flags & 0x80 else ""  # BDRV_REQ_SERIALISING
+            found = WaitPlace(node, f"{node} [{int(m.group(3)):#x}+{int(m.group(4)):#x}] "
+                                    f"{op}{serialising}")
         return found
 
 
@@ -210,6 +270,8 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
         else:
             _play_held(q, order, by_name, inflight, bps, out, timeout)
         _collect(rs, run, inflight, out)
+        if any(isinstance(c, Command) and c.op == "failover" for c in rs.suffix.steps):
+            _drop_breakpoint_drives(q, bps)
         run.scenario = rs.suffix
         run.play(q)
         out.dumps = [*run.dumps, _dump_or_none(q, "final layers")]
@@ -219,6 +281,22 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
     finally:
         _shut_down(q, bps, inflight, clean)
     return out
+
+
+def _drop_breakpoint_drives(q: QemuSecondary, bps: _Breakpoints) -> None:
+    """Delete the read-only ``ctl-*`` BlockBackends before a failover.
+
+    Observed on QEMU 7.2: with them attached the failover commit does not
+    start (``query-xen-replication-status`` says "I/O error occurred",
+    ``colo-top``'s ``file`` stays ``active``, the secondary disk keeps the
+    primary's writes); with them deleted it completes.  The conformance check
+    found it (every order of ``failover`` reached an outcome the explorer says
+    is impossible).  Every breakpoint is resumed by then, so nothing needs
+    them any more.
+    """
+    bps.release_all()
+    for drive in BLKDEBUG_DRIVES.values():
+        q.hmp(f"drive_del {drive}")
 
 
 def _play_sequence(q: QemuSecondary, order: RaceOrder, by_name: dict[str, Request],
@@ -251,6 +329,7 @@ def _play_held(q: QemuSecondary, order: RaceOrder, by_name: dict[str, Request],
     if out.not_reached is None:
         for name in order.sequence[1:]:
             _send_while_held(q, tracer, name, by_name, inflight, out)
+        out.racing = [n for n in order.sequence if not inflight[n].done.is_set()]
     bps.release_all()
     for name in order.sequence:
         if name not in inflight:
@@ -279,7 +358,7 @@ def _send_while_held(q: QemuSecondary, tracer: _Tracer, name: str, by_name: dict
         out.blocked.append(name)
         last = tracer.last_node(mark, end)
         if last is not None:
-            out.waits_at[name], out.witness[name] = last
+            out.waits_at[name], out.witness[name] = last.node, last.words
 
 
 def _collect(rs: RaceScenario, run: QemuRun, inflight: dict[str, InflightRequest],
@@ -339,8 +418,16 @@ def _digest(b: bytes | None) -> str:
 
 
 def compare_sides(order: RaceOrder, sim: SideResult, qem: SideResult,
-                  block: int) -> list[Difference]:
-    """Where the two backends differ in one order (blocked set, reads, layers, checks)."""
+                  block: int, requests: Sequence[Request] = ()) -> list[Difference]:
+    """Where the two backends differ in one order (blocked set, reads, layers, checks).
+
+    A layer that differs only where writes in flight together on QEMU after the
+    release overlap (``requests`` names them), each side holding one of those
+    writes' bytes there, is not a difference: QEMU does not order two
+    non-serialising writes in flight (``bdrv_co_pwritev`` waits only for
+    serialising requests; file-posix hands both to its thread pool), so either
+    may land last.
+    """
     where = order.words()
     diffs: list[Difference] = []
     if sim.not_reached or qem.not_reached:
@@ -354,18 +441,53 @@ def compare_sides(order: RaceOrder, sim: SideResult, qem: SideResult,
         diffs.append(Difference("blocked", "while held", said(sim.blocked),
                                 said(qem.blocked)))
     for name in sorted(set(sim.blocked) & set(qem.blocked)):
-        if sim.waits_at.get(name) != qem.waits_at.get(name):
-            diffs.append(Difference("waits-at", name, sim.witness.get(name, "?"),
-                                    qem.witness.get(name, "?")))
+        s_at, q_at = sim.waits_at.get(name), qem.waits_at.get(name)
+        if s_at is None or q_at is None:
+            # Blocked on both, but one side cannot say where: the order is *unknown*
+            # (OrderResult.status), never counted as agreeing.
+            diffs.append(Difference("unlocated", name,
+                                    sim.witness.get(name, "wait not located"),
+                                    qem.witness.get(name, "wait not located")))
+        elif s_at != q_at:
+            diffs.append(Difference("waits-at", name, sim.witness.get(name, s_at),
+                                    qem.witness.get(name, q_at)))
     diffs += _read_differences(sim, qem)
     if sim.errors.keys() != qem.errors.keys():
         diffs.append(Difference("outcome", "failed requests", ", ".join(sim.errors) or "none",
                                 ", ".join(qem.errors) or "none"))
-    diffs += _dump_differences(sim, qem, block)
+    diffs += [d for d in compare_dumps(sim.dumps, qem.dumps, block)
+              if not _either_write_order(d, sim, qem, requests)]
     if sim.expect_lines != qem.expect_lines:
         diffs.append(Difference("expect", "failed checks (lines)",
                                 str(sim.expect_lines), str(qem.expect_lines)))
     return diffs
+
+
+def _either_write_order(d: Difference, sim: SideResult, qem: SideResult,
+                        requests: Sequence[Request]) -> bool:
+    """Does layer difference ``d`` lie where two racing writes overlap, each side holding
+    one of their bytes (see :func:`compare_sides`)?"""
+    if d.kind != "layer" or d.dump is None or d.layer is None or len(qem.racing) < 2:
+        return False
+    s_layer = sim.dumps[d.dump - 1][1].get(d.layer)
+    q_layer = qem.dumps[d.dump - 1][1].get(d.layer)
+    if s_layer is None or q_layer is None:
+        return False
+    writers = [r.command for r in requests if r.name in qem.racing
+               and r.command.op in ("pwrite", "vwrite") and r.command.byte is not None]
+    a = np.frombuffer(s_layer.data, dtype=np.uint8).reshape(-1, SECTOR)
+    b = np.frombuffer(q_layer.data, dtype=np.uint8).reshape(-1, SECTOR)
+    if (s_layer.alloc != q_layer.alloc).any():
+        return False
+    for sector in np.flatnonzero((a != b).any(axis=1)):
+        pos = int(sector) * SECTOR
+        here = {c.byte for c in writers if c.offset <= pos < c.offset + c.length}
+        if len(here) < 2:
+            return False
+        sv, qv = np.unique(a[sector]), np.unique(b[sector])
+        if sv.size != 1 or qv.size != 1 or int(sv[0]) not in here or int(qv[0]) not in here:
+            return False
+    return True
 
 
 def _read_differences(sim: SideResult, qem: SideResult) -> list[Difference]:
@@ -383,20 +505,6 @@ def _read_differences(sim: SideResult, qem: SideResult) -> list[Difference]:
     return diffs
 
 
-def _dump_differences(sim: SideResult, qem: SideResult, block: int) -> list[Difference]:
-    """How many dumps each side took, and each layer of each dump that differs."""
-    diffs = []
-    if len(sim.dumps) != len(qem.dumps):
-        diffs.append(Difference("dumps", "number of dumps", str(len(sim.dumps)),
-                                str(len(qem.dumps))))
-    for i, ((title, sl), (_, ql)) in enumerate(zip(sim.dumps, qem.dumps, strict=False), 1):
-        for name in LAYERS:
-            d = compare_layers(i, title, name, sl.get(name), ql.get(name), block)
-            if d is not None:
-                diffs.append(d)
-    return diffs
-
-
 @dataclass
 class OrderResult:
     """One order on both backends, and how they differ."""
@@ -407,11 +515,26 @@ class OrderResult:
     differences: list[Difference]
 
     @property
+    def status(self) -> str:
+        """``agree``; ``disagree`` (a difference); ``unknown`` (the only gap: a request
+        blocked on both sides whose wait one side could not locate)."""
+        if not self.differences:
+            return "agree"
+        if all(d.kind == "unlocated" for d in self.differences):
+            return "unknown"
+        return "disagree"
+
+    @property
     def agree(self) -> bool:
-        return not self.differences
+        return self.status == "agree"
 
     def line(self) -> str:
-        """The order in words, then ``same`` (with what blocked) or what differs."""
+        """The order in words, then ``same`` (with what blocked), ``UNKNOWN`` (where a
+        blocked request waits was not located) or what differs."""
+        if self.status == "unknown":
+            gaps = [f"{d.where} blocked on both; simulator {d.sim}; QEMU {d.qemu}"
+                    for d in self.differences]
+            return f"{self.order.words()}: UNKNOWN: " + "; ".join(gaps)
         if self.agree:
             if self.sim.not_reached:
                 return f"{self.order.words()}: same (not reached on either)"
@@ -436,21 +559,34 @@ class RaceComparison:
     config: dict[str, Any]
     results: list[OrderResult] = field(default_factory=list)
     qemu_version: str = ""
+    #: the explorer's era-7.2 outcomes against the ones QEMU reached (every order run;
+    #: None when only one order ran or conformance was not asked for)
+    conformance: Conformance | None = None
 
     @property
     def agree(self) -> bool:
+        """True when every order agrees (an unknown order is not agreeing)."""
         return all(r.agree for r in self.results)
 
     @property
     def disagreeing(self) -> list[OrderResult]:
-        return [r for r in self.results if not r.agree]
+        return [r for r in self.results if r.status == "disagree"]
+
+    @property
+    def unknown(self) -> list[OrderResult]:
+        return [r for r in self.results if r.status == "unknown"]
+
+    def counts(self) -> str:
+        """``N orders: A agreeing, D disagreeing, U unknown``."""
+        n = len(self.results)
+        d, u = len(self.disagreeing), len(self.unknown)
+        return f"{n} orders: {n - d - u} agreeing, {d} disagreeing, {u} unknown"
 
     def __repr__(self) -> str:
-        return (f"<RaceComparison simulator vs QEMU {self.qemu_version}: "
-                f"{len(self.results)} orders, {len(self.disagreeing)} disagreeing>")
+        return f"<RaceComparison simulator vs QEMU {self.qemu_version}: {self.counts()}>"
 
     def text(self) -> str:
-        """One line per order, then ``N orders, K disagreeing`` (deterministic text)."""
+        """One line per order, the conformance, then :meth:`counts` (deterministic text)."""
         cfg = self.config
         out = [f"simulator (era 7.2, design {cfg['design']}) vs QEMU {self.qemu_version}: "
                f"orders forced on the par block",
@@ -459,7 +595,9 @@ class RaceComparison:
                f"fill {cfg['fill']}",
                f"note: {BLKDEBUG_NOTE}"]
         out += [r.line() for r in self.results]
-        out.append(f"{len(self.results)} orders, {len(self.disagreeing)} disagreeing")
+        if self.conformance is not None:
+            out += self.conformance.lines()
+        out.append(self.counts())
         return "\n".join(out)
 
     def to_json(self) -> dict[str, Any]:
@@ -473,12 +611,14 @@ class RaceComparison:
                 first[name] = (None if s == qb or s is None or qb is None else
                                next(i for i, (a, b) in enumerate(zip(s, qb, strict=True))
                                     if a != b))
-            orders.append({"order": r.order.words(), "agree": r.agree,
+            orders.append({"order": r.order.words(), "agree": r.agree, "status": r.status,
                            "simulator": r.sim.to_json(), "qemu": r.qemu.to_json(),
                            "first_differing_read_offset": first,
                            "differences": [str(d) for d in r.differences]})
         return {"qemu_version": self.qemu_version, "config": cfg, "note": BLKDEBUG_NOTE,
-                "orders": orders, "disagreeing": len(self.disagreeing)}
+                "orders": orders, "disagreeing": len(self.disagreeing),
+                "unknown": len(self.unknown),
+                "conformance": None if self.conformance is None else self.conformance.to_json()}
 
     def write_json(self, path: str | Path) -> None:
         with open(path, "w", encoding="utf-8") as f:
@@ -501,14 +641,18 @@ def compare_races(text: str | Scenario, *, size: int | str | None = None,
                   block: int | str | None = None, hidden_cluster: int | str | None = None,
                   active_cluster: int | str | None = None, fill: str | int | None = None,
                   design: str = "4.0", order: str | None = None,
-                  timeout: float = 10.0, qemu: str = "qemu-system-x86_64") -> RaceComparison:
+                  timeout: float = 10.0, qemu: str = "qemu-system-x86_64",
+                  with_conformance: bool = True) -> RaceComparison:
     """Every forceable order of the scenario's par block, on QEMU 7.2 and the simulator.
 
     The configuration keywords are :func:`labkit.qemu.compare`'s (the scenario's
     ``# config:`` header applies under them).
     ``design`` is the simulator's read protection ("4.0" is QEMU 7.2's;
     another one shows what the comparison catches); ``order`` runs only the
-    order with those words (see :meth:`RaceOrder.words`).  Raises
+    order with those words (see :meth:`RaceOrder.words`).  With every order run
+    and ``with_conformance``, :attr:`RaceComparison.conformance` sets the
+    outcomes QEMU reached beside the explorer's (:mod:`labkit.qemu._conformance`).
+    Raises
     :class:`ScenarioError` for a scenario without exactly one par block of
     pwrite / vwrite / vread, :class:`~labkit.errors.ConfigError` for an
     unknown order, :class:`QemuNotAvailable` and :class:`QemuError`.
@@ -529,9 +673,12 @@ def compare_races(text: str | Scenario, *, size: int | str | None = None,
         t1 = time.perf_counter()
         qem = run_on_qemu(rs, o, config, timeout=timeout, qemu=qemu)
         sim.seconds, qem.seconds = t1 - t0, time.perf_counter() - t1
-        result.results.append(OrderResult(o, sim, qem, compare_sides(o, sim, qem,
-                                                                     config["block"])))
+        result.results.append(OrderResult(o, sim, qem, compare_sides(
+            o, sim, qem, config["block"], rs.requests)))
         result.qemu_version = result.qemu_version or qem.version
+    if order is None and with_conformance:
+        result.conformance = conformance(rs, config, [(r.order.words(), r.sim, r.qemu)
+                                                      for r in result.results], design)
     return result
 
 
