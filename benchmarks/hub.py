@@ -93,6 +93,7 @@ class KernelSession:
             f"{ws_url}/api/kernels/{kernel_id}/channels?session_id={self.client_session}",
             header=[f"Authorization: token {token}"], timeout=timeout)
         self.buttons: dict[str, str] = {}  # comm id -> description
+        self.stdout = ""  # what the last cell printed
 
     def close(self) -> None:
         import requests
@@ -125,8 +126,10 @@ class KernelSession:
 
     def _wait(self, msg_id: str, reply: bool) -> str:
         """Read messages until the kernel is idle after ``msg_id`` (and its reply came);
-        note every widget button the kernel opens.  Returns the reply's status."""
+        note every widget button the kernel opens and keep what the cell printed
+        (``self.stdout``).  Returns the reply's status."""
         status, idle, replied = "ok", False, not reply
+        self.stdout = ""
         deadline = time.monotonic() + self.timeout
         while not (idle and replied):
             if time.monotonic() > deadline:
@@ -139,7 +142,9 @@ class KernelSession:
                     self.buttons[msg["content"]["comm_id"]] = str(state.get("description", ""))
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
-            if kind == "status" and msg["content"].get("execution_state") == "idle":
+            if kind == "stream" and msg["content"].get("name") == "stdout":
+                self.stdout += msg["content"].get("text", "")
+            elif kind == "status" and msg["content"].get("execution_state") == "idle":
                 idle = True
             elif kind.endswith("_reply"):
                 replied, status = True, msg["content"].get("status", "ok")
@@ -218,47 +223,57 @@ def run_notebook(server: str, token: str, name: str, room: Room, clicks: int,
         kernel.close()
 
 
+def arrive(hub: LocalHub, name: str, repo: Path) -> tuple[str, str, float, float]:
+    """``name`` logs in, gets a server through the hub and pulls the lab with nbgitpuller.
+
+    Returns (the server's base URL, a token of ``name``'s, spawn seconds, pull seconds).
+    """
+    import requests
+
+    session = login(hub.url, name, hub.password)
+    t0 = time.perf_counter()
+    r = session.get(f"{hub.url}/hub/spawn/{name}", timeout=hub.timeout, allow_redirects=False)
+    if r.status_code >= 400:
+        raise RuntimeError(f"spawn: HTTP {r.status_code}")
+    while True:
+        server = (hub.api("GET", f"/users/{name}").json().get("servers") or {}).get("", {})
+        if server.get("ready"):
+            break
+        if time.perf_counter() - t0 > hub.timeout:
+            raise TimeoutError("the server did not become ready")
+        time.sleep(0.25)
+    spawn_s = time.perf_counter() - t0
+    token = hub.user_token(name)
+    base = f"{hub.url}/user/{name}"
+    t0 = time.perf_counter()
+    with requests.get(f"{base}/git-pull/api", headers={"Authorization": f"token {token}"},
+                      params={"repo": f"file://{repo}", "branch": "main",
+                              "targetpath": "labkit", "depth": "1"},
+                      stream=True, timeout=hub.timeout) as pull:
+        phase = ""
+        for line in pull.iter_lines():
+            if line.startswith(b"data:"):
+                phase = json.loads(line[5:]).get("phase", phase)
+                if phase in ("finished", "error"):
+                    break
+    if phase != "finished":
+        raise RuntimeError(f"nbgitpuller: {phase or 'no answer'}")
+    return base, token, spawn_s, time.perf_counter() - t0
+
+
 def trainee(hub: LocalHub, index: int, repo: Path, room: Room, barrier: threading.Barrier,
             notebooks: tuple[str, ...], clicks: int, deadline: float) -> None:
     """One trainee's session; errors are recorded, never raised."""
-    import requests
-
     name = f"trainee{index:02d}"
     arrived = False
     try:
-        session = login(hub.url, name, hub.password)
-        t0 = time.perf_counter()
-        r = session.get(f"{hub.url}/hub/spawn/{name}", timeout=hub.timeout, allow_redirects=False)
-        if r.status_code >= 400:
-            raise RuntimeError(f"spawn: HTTP {r.status_code}")
-        while True:
-            server = (hub.api("GET", f"/users/{name}").json().get("servers") or {}).get("", {})
-            if server.get("ready"):
-                break
-            if time.perf_counter() - t0 > hub.timeout:
-                raise TimeoutError("the server did not become ready")
-            time.sleep(0.25)
-        room.add("spawn_s", time.perf_counter() - t0)
+        base, token, spawn_s, pull_s = arrive(hub, name, repo)
+        room.add("spawn_s", spawn_s)
+        room.add("pull_s", pull_s)
         pid = hub.server_pid(name)
         if pid:
             with room.lock:
                 room.pids[name] = pid
-        token = hub.user_token(name)
-        base = f"{hub.url}/user/{name}"
-        t0 = time.perf_counter()
-        with requests.get(f"{base}/git-pull/api", headers={"Authorization": f"token {token}"},
-                          params={"repo": f"file://{repo}", "branch": "main",
-                                  "targetpath": "labkit", "depth": "1"},
-                          stream=True, timeout=hub.timeout) as pull:
-            phase = ""
-            for line in pull.iter_lines():
-                if line.startswith(b"data:"):
-                    phase = json.loads(line[5:]).get("phase", phase)
-                    if phase in ("finished", "error"):
-                        break
-        if phase != "finished":
-            raise RuntimeError(f"nbgitpuller: {phase or 'no answer'}")
-        room.add("pull_s", time.perf_counter() - t0)
         for nb in notebooks:
             if time.monotonic() > deadline:
                 raise TimeoutError("the simulation's deadline passed")
