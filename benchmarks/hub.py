@@ -188,7 +188,6 @@ class Room:
         self.run_all_s: dict[str, list[float]] = {}
         self.burst_run_all_s: list[float] = []
         self.errors: list[str] = []
-        self.pids: dict[str, int] = {}
         self.done = 0
 
     def add(self, what: str, value: Any, key: str = "") -> None:
@@ -270,10 +269,6 @@ def trainee(hub: LocalHub, index: int, repo: Path, room: Room, barrier: threadin
         base, token, spawn_s, pull_s = arrive(hub, name, repo)
         room.add("spawn_s", spawn_s)
         room.add("pull_s", pull_s)
-        pid = hub.server_pid(name)
-        if pid:
-            with room.lock:
-                room.pids[name] = pid
         for nb in notebooks:
             if time.monotonic() > deadline:
                 raise TimeoutError("the simulation's deadline passed")
@@ -306,31 +301,42 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def _hub_rss(pid: int, servers: set[int]) -> int:
-    """The hub and its own children (the proxy), not the single-user servers' trees."""
+def _memory(hub_pid: int) -> tuple[list[int], int]:
+    """(each single-user server's tree RSS, the hub's and the proxy's RSS): the hub's
+    children running ``jupyterhub-singleuser`` are the trainees' servers, the rest is
+    the hub's own (the proxy)."""
     import psutil
 
+    servers: list[int] = []
+    own = 0
     try:
-        hub = psutil.Process(pid)
-        procs = [hub, *(c for c in hub.children() if c.pid not in servers)]
-        return sum(p.memory_info().rss for p in procs)
+        hub = psutil.Process(hub_pid)
+        own = hub.memory_info().rss
+        children = hub.children()
     except psutil.Error:
-        return 0
+        return servers, own
+    for child in children:
+        try:
+            if any("jupyterhub-singleuser" in part for part in child.cmdline()):
+                servers.append(_tree_rss(child.pid))
+            else:
+                own += _tree_rss(child.pid)
+        except psutil.Error:
+            continue
+    return [s for s in servers if s], own
 
 
 def sampler(hub: LocalHub, room: Room, stop: threading.Event, out: dict[str, Any]) -> None:
     """Every 0.5 s: each trainee's server tree RSS; keep the room's peak."""
     out.update(peak_total=0, peak_users=0, peak_max_user=0, hub_rss=0)
     while not stop.wait(0.5):
-        with room.lock:
-            pids = dict(room.pids)
-        sizes = [_tree_rss(pid) for pid in pids.values()]
-        sizes = [s for s in sizes if s]
+        if hub.proc is None:
+            continue
+        sizes, own = _memory(hub.proc.pid)
         total = sum(sizes)
         if total > out["peak_total"]:
             out.update(peak_total=total, peak_users=len(sizes), peak_max_user=max(sizes))
-        if hub.proc is not None:
-            out["hub_rss"] = max(out["hub_rss"], _hub_rss(hub.proc.pid, set(pids.values())))
+        out["hub_rss"] = max(out["hub_rss"], own)
 
 
 def simulate(trainees: int, *, stagger: float = 2.0, clicks: int = 3,

@@ -19,6 +19,7 @@ start and live only in the hub's environment and the work directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -197,20 +198,25 @@ class LocalHub:
                            f"{self.log_tail()}")
 
     def stop(self) -> None:
-        """Stop every server, then the hub (and the proxy it started); remove the directory."""
+        """Stop the hub: it stops every server (``cleanup_servers``) and the proxy it
+        started; whatever of them outlives it is killed; the directory is removed."""
         if self.proc is not None and self.proc.poll() is None:
+            import psutil
+
             try:
-                for user in self.api("GET", "/users").json():
-                    if user.get("servers"):
-                        self.api("DELETE", f"/users/{user['name']}/server")
-            except (requests.RequestException, ValueError):
-                pass
-            self.proc.send_signal(signal.SIGTERM)  # the hub stops the proxy it started
+                children = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.Error:
+                children = []
+            self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(30)
+                self.proc.wait(120)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            psutil.wait_procs(children, timeout=10)
         self.proc = None
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)
