@@ -301,6 +301,24 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
+def _cpu(hub_pid: int, seen: dict[int, float]) -> None:
+    """Record the CPU seconds (user + system) of the hub and every descendant in ``seen``
+    (pid -> the latest reading: a process's total once it has gone)."""
+    import psutil
+
+    try:
+        hub = psutil.Process(hub_pid)
+        procs = [hub, *hub.children(recursive=True)]
+    except psutil.Error:
+        return
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            seen[p.pid] = t.user + t.system  # children_*: counted under their own pid
+        except psutil.Error:
+            continue
+
+
 def _memory(hub_pid: int) -> tuple[list[int], int]:
     """(each single-user server's tree RSS, the hub's and the proxy's RSS): the hub's
     children running ``jupyterhub-singleuser`` are the trainees' servers, the rest is
@@ -329,9 +347,12 @@ def _memory(hub_pid: int) -> tuple[list[int], int]:
 def sampler(hub: LocalHub, room: Room, stop: threading.Event, out: dict[str, Any]) -> None:
     """Every 0.5 s: each trainee's server tree RSS; keep the room's peak."""
     out.update(peak_total=0, peak_users=0, peak_max_user=0, hub_rss=0)
+    cpu: dict[int, float] = {}
+    out["cpu"] = cpu
     while not stop.wait(0.5):
         if hub.proc is None:
             continue
+        _cpu(hub.proc.pid, cpu)
         sizes, own = _memory(hub.proc.pid)
         total = sum(sizes)
         if total > out["peak_total"]:
@@ -389,6 +410,8 @@ def simulate(trainees: int, *, stagger: float = 2.0, clicks: int = 3,
                                  if mem.get("peak_users") else None),
         "peak_max_trainee_mib": mem.get("peak_max_user", 0) / MiB,
         "hub_and_proxy_mib": mem.get("hub_rss", 0) / MiB,
+        "cpu_s": round(sum(mem.get("cpu", {}).values()), 1),
+        "cpu_s_per_trainee": round(sum(mem.get("cpu", {}).values()) / trainees, 1),
         "cores_busy_before": round(busy_before, 2),
         "wall_s": round(wall, 1),
     }
@@ -413,8 +436,9 @@ def summary(r: dict[str, Any]) -> str:
             f"{r['peak_total_mib']:.0f} MiB for {r['peak_servers']} servers "
             f"({_fmt(r['peak_per_trainee_mib'], 'MiB', digits=0)} each, largest "
             f"{r['peak_max_trainee_mib']:.0f} MiB), hub + proxy "
-            f"{r['hub_and_proxy_mib']:.0f} MiB; other jobs kept {r['cores_busy_before']} cores "
-            f"busy before; wall {r['wall_s']:.0f} s")
+            f"{r['hub_and_proxy_mib']:.0f} MiB; CPU {r['cpu_s']:.0f} s "
+            f"({r['cpu_s_per_trainee']:.1f} s per trainee); other jobs kept "
+            f"{r['cores_busy_before']} cores busy before; wall {r['wall_s']:.0f} s")
 
 
 def run(runs: tuple[int, ...] = RUNS, log: Callable[[str], None] = print) -> dict[str, Any]:
