@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import struct
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -203,6 +205,7 @@ def run_notebook(server: str, token: str, name: str, room: Room, clicks: int,
     """Open ``name``, Run All, click its Step buttons ``clicks`` times, shut its kernel down."""
     path = f"labkit/notebooks/{name}.ipynb"
     kernel = KernelSession(server, token, path)
+    where = "Run All"
     try:
         t0 = time.perf_counter()
         for i, (source, may_raise) in enumerate(code_cells(ROOT / "notebooks" / f"{name}.ipynb")):
@@ -214,10 +217,14 @@ def run_notebook(server: str, token: str, name: str, room: Room, clicks: int,
         else:
             room.add("run_all_s", time.perf_counter() - t0, key=name)
         steps = [c for c, d in kernel.buttons.items() if d in STEP_BUTTONS]
+        where = "clicks"
         for _ in range(clicks):
             for comm_id in steps:
                 time.sleep(think)
                 room.add("burst_click_s" if burst else "click_s", kernel.click(comm_id))
+    except Exception as exc:
+        raise RuntimeError(f"{name} ({'burst, ' if burst else ''}{where}): "
+                           f"{type(exc).__name__}: {exc}") from exc
     finally:
         kernel.close()
 
@@ -388,6 +395,10 @@ def simulate(trainees: int, *, stagger: float = 2.0, clicks: int = 3,
             t.join(max(1.0, deadline - time.monotonic() + 60))
         stop.set()
         watch.join(5)
+        if room.errors:  # the hub's log (servers' and kernels' too) outlives the hub
+            kept = Path(tempfile.gettempdir()) / f"labkit-hub-N{trainees}.log"
+            shutil.copy(hub.log_path, kept)
+            log(f"errors: the hub's log is kept in {kept}")
     wall = time.perf_counter() - started
     ms = [s * 1000 for s in room.click_s]
     burst_ms = [s * 1000 for s in room.burst_click_s]
