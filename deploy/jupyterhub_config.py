@@ -52,12 +52,12 @@ c.SystemdSpawner.dynamic_users = True  # no Unix account per trainee
 c.SystemdSpawner.unit_name_template = "jupyter-{USERNAME}"
 c.Spawner.cmd = [os.environ.get("LABKIT_ENV", "/opt/labkit-env") + "/bin/jupyterhub-singleuser"]
 c.Spawner.default_url = "/lab"
-# measured: a trainee's server with one notebook's kernel ~260 MiB, all seven kernels open
-# ~1 GiB (docs/trainer-guide.md section 8)
+# measured on a real hub (docs/trainer-guide.md section 8): a trainee's server with one
+# notebook's kernel ~255 MiB, with all seven kernels open ~0.9 GiB
 c.Spawner.mem_limit = "1G"
 c.Spawner.mem_guarantee = "512M"
 c.Spawner.cpu_limit = 1.0
-c.Spawner.cpu_guarantee = 0.2
+c.Spawner.cpu_guarantee = 0.25  # one core per 4 trainees in a Run-All burst
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 60
 c.JupyterHub.concurrent_spawn_limit = 10  # a room arriving together spawns in waves
