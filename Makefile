@@ -10,7 +10,7 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 TOKEN ?= $(eval TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(16))'))$(TOKEN)
 FAST   := not qemu and not browser and not slow
 
-.PHONY: lab test bench lint check clean notebooks solutions
+.PHONY: lab test test-bare check-python hub bench lint check clean notebooks solutions
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,22 @@ $(VENV)/.lab-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# the test extra, and the hub extra with its proxy (tests/test_hub.py runs a real JupyterHub)
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,hub]'
+	$(MAKE) --no-print-directory $(CHP)
 	touch $@ $(VENV)/.lab-installed
+
+# JupyterHub's proxy, configurable-http-proxy, from npm (Node.js: apt-get install nodejs npm);
+# without npm the hub tests skip and say so
+CHP := $(VENV)/node/node_modules/.bin/configurable-http-proxy
+$(CHP):
+	@if command -v npm >/dev/null; then \
+	    npm install --silent --no-fund --no-audit --prefix $(VENV)/node configurable-http-proxy@5; \
+	else echo "npm not found: the hub tests will skip (apt-get install nodejs npm)"; fi
+
+hub: $(VENV)/.test-installed
+	$(BIN)/python deploy/local_hub.py
 
 lab: $(VENV)/.lab-installed
 	@echo "labkit: open http://localhost:$(PORT)/lab?token=$(TOKEN)"
@@ -30,6 +43,23 @@ lab: $(VENV)/.lab-installed
 
 test: lint
 	$(BIN)/python -m pytest tests --nbval notebooks --nbval-sanitize-with tests/sanitize.cfg
+
+# a machine without QEMU or Chromium (.ci/run runs it under .ci/without-qemu-chromium):
+# the QEMU tests (they skip, naming the packages) and the notebooks' nbval (notebook 06
+# shows its recorded comparison); the rest of the suite does not look for either
+test-bare: $(VENV)/.test-installed
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider -m "qemu and not browser"
+	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval notebooks \
+	    --nbval-sanitize-with tests/sanitize.cfg
+
+# the fast tests on another Python (3.12, 3.13): make check-python PY=/path/to/python3.13
+PY ?= python3.13
+PYVENV = .venv-$(notdir $(PY))
+check-python:
+	$(PY) -m venv $(PYVENV)
+	$(PYVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PYVENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(PYVENV)/bin/python -m pytest tests -q -p no:cacheprovider -m "$(FAST)"
 
 # lint plus the fast tests (no QEMU, no browser, nothing slow): about a minute
 check: lint
@@ -53,4 +83,4 @@ lint: $(VENV)/.test-installed
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .hypothesis artifacts
+	rm -rf $(VENV) .venv-python3.* .pytest_cache .ruff_cache .mypy_cache .hypothesis artifacts

@@ -1,7 +1,8 @@
 """``python -m benchmarks`` (``make bench``): run the sections, print a table, write JSON.
 
-Options: ``--only throughput,exploration,interactivity,notebooks,setup,length,races,bounds`` runs
-some sections; ``--full-naive`` runs the 4-task naive explorations to the end
+Options: ``--only throughput,exploration,interactivity,notebooks,setup,length,races,bounds,hub``
+runs some sections (``hub``: a class of 10, then 30, simulated trainees on a real
+JupyterHub, about 15 minutes); ``--full-naive`` runs the 4-task naive explorations to the end
 (minutes each) instead of within a budget; ``--tests`` also runs ``make test`` in
 the clean clone (6-7 minutes more: past the 10-minute budget of the default
 run, so it is separate); ``--output PATH`` (default ``benchmarks/results.json``).
@@ -18,6 +19,7 @@ from typing import Any
 from . import (
     bounds,
     exploration,
+    hub,
     interactivity,
     notebooks,
     qemu_races,
@@ -28,7 +30,7 @@ from . import (
 from ._common import ROOT, MiB, cores_busy, machine
 
 SECTIONS = ("throughput", "exploration", "interactivity", "notebooks", "setup", "length", "races",
-            "bounds")
+            "bounds", "hub")
 BUSY_CORES = 0.3  # CPU used by other processes above which the figures are suspect
 
 
@@ -48,7 +50,7 @@ def table(results: dict[str, Any]) -> list[Row]:
             *_setup_rows(results.get("setup")),
             *_length_rows(results.get("length")),
             *qemu_races.rows(results.get("races")),
-            *bounds.rows(results.get("bounds"))]
+            "bounds", "hub")
 
 
 def _throughput_rows(t: dict[str, Any] | None) -> list[Row]:
@@ -213,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "length": lambda: scenario_length.run(log=log),
         "races": lambda: qemu_races.run(log=log),
         "bounds": lambda: bounds.run(log=log),
+        "hub": lambda: hub.run(log=log),
     }
     for n, name in enumerate(SECTIONS, 1):
         if name not in wanted:

@@ -60,6 +60,7 @@ from labkit.qemu._nbd import (
     NbdDisconnected,
     NbdError,
 )
+from labkit.qemu._version import qemu_version, version_reason
 
 _T = TypeVar("_T")
 
@@ -256,6 +257,10 @@ def _probe(qemu: str, timeout: float = 30.0) -> str | None:
 def qemu_available(qemu: str = "qemu-system-x86_64", timeout: float = 30.0) -> str | None:
     """None if ``qemu`` can run the replication secondary, else the reason.
 
+    A QEMU whose version the model was not checked against (see
+    :mod:`labkit.qemu._version`: 7.2, and 8.0-8.2 labelled) is not usable
+    either, unless ``LABKIT_QEMU_ANY_VERSION=1``.
+
     Runs the binary once (``-machine none -qmp stdio``) to check for the QMP
     command ``xen-set-replication`` and the ``replication`` block driver
     (about 0.1 s), for at most ``timeout`` seconds; a positive answer is cached per
@@ -264,12 +269,14 @@ def qemu_available(qemu: str = "qemu-system-x86_64", timeout: float = 30.0) -> s
     """
     exe = shutil.which(qemu)
     if exe is not None and exe in _USABLE:
-        return None
+        return version_reason(qemu_version(qemu))
     reason = _probe(qemu, timeout)
     if reason is not None and exe is not None and "has no" in reason:
         reason = _probe(qemu, timeout)  # once more: a loaded machine was seen to cut the answer
     if reason is None and exe is not None:
         _USABLE.add(exe)  # only success is cached: a missing QEMU may be installed later
+        # a QEMU the model was not checked against: the recorded comparison (_version.py)
+        reason = version_reason(qemu_version(qemu))
     return reason
 
 
