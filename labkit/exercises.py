@@ -295,11 +295,12 @@ def choice(name: str, question: str, options: list[Option], solve: Callable[[], 
     keys = [o.key for o in options]
 
     def form(answer: Any) -> str | None:
+        span = f"{keys[0]} to {keys[-1]}"
         if not isinstance(answer, str):
-            return (f"Answer with the letter of your choice as a string, e.g. '{keys[0]}' "
+            return (f"Answer with the letter of your choice ({span}) as a string in quotes "
                     f"(you gave {type(answer).__name__} {answer!r}).")
         if answer not in keys:
-            return f"{answer!r} is not one of the choices {', '.join(map(repr, keys))}."
+            return f"{answer!r} is not one of the choices: answer one letter, {span}."
         return None
 
     def mistake(o: Option) -> Mistake:
@@ -307,7 +308,8 @@ def choice(name: str, question: str, options: list[Option], solve: Callable[[], 
                        lambda w, k=o.key: k, o.feedback)
 
     listed = "\n".join(f"  ({o.key}) {o.text}" for o in options)
-    q = Choice(name, f"{question}\n{listed}\nAnswer with a letter, e.g. '{keys[0]}'.", solve,
+    q = Choice(name, f"{question}\n{listed}\nAnswer with one letter, {keys[0]} to {keys[-1]}.",
+               solve,
                form, lambda a, w: a == w, [mistake(o) for o in options if o.misconception],
                hints, explanation, placeholder="", normalise=_letter)
     q.options = options
@@ -701,6 +703,13 @@ def _an_order() -> list[str]:
     raise AssertionError("no order of the commands gives the VM 0xbb")
 
 
+def _winning_orders() -> list[str]:
+    import itertools
+
+    return ["".join(o) for o in itertools.permutations(ORDER_LINES)
+            if _vm_reads_after(list(o)) == ORDER_GOAL]
+
+
 def _order_reads(byte: int) -> Callable[[Any, Any], bool]:
     return lambda answer, want: _vm_reads_after(answer) == byte
 
@@ -742,7 +751,7 @@ ex03.order = Exercise(
     "The checkpoint must come after A and after B (B is dropped by it), and D must either "
     "come before A or after the checkpoint (then hidden keeps it from the VM).",
     placeholder="", normalise=_order_letters,
-    forms=lambda want: ["".join(want)])
+    forms=lambda want: _winning_orders())
 
 
 # --- notebook 04 ------------------------------------------------------------------------
@@ -973,7 +982,7 @@ ex04.wake = choice(
     "then nbd-write#1, which now waits for vm-read#1's CowRequest (its button is grey). "
     "vm-read#2 (block 20, another cluster) could run too. You step vm-read#1 until it ends, "
     "ending its CowRequest. Which Step buttons does the playground then offer?",
-    [Option("a", "only nbd-write#1"),
+    [Option("a", "only nbd-write#1: the woken write runs next"),
      Option("b", "nbd-write#1 and vm-read#2: you choose",
             "every scheduling point is a free choice",
             "When a task ends a CowRequest, the tasks waiting for it are woken and run at "
@@ -1122,7 +1131,8 @@ ex05 = SimpleNamespace(
         "write to hidden waits for the fill read in flight there.",
         placeholder={},
         forms=lambda want: [" ".join(f"{d}={v}" for d, v in want.items()),
-                            *(f"design {d}: {v}" for d, v in want.items() if d == "2.8")]),
+                            *(form for d, v in want.items() if d == "2.8"
+                              for form in (f"{d}: {v}", f"{d}={v}", f"{d} = {v}"))]),
     preemptions=Exercise(
         "05.preemptions",
         "How many preemptions (switches away from a task that could have run on) does the "

@@ -38,7 +38,7 @@ SECONDS_PER_OUTPUT_LINE = 3
 MIN_PER_WIDGET = 4
 MIN_PER_EXERCISE = 5
 MIN_PER_TRY_SECTION = 5
-WIDGETS = re.compile(r"^(stepper|playground|replay)\s*$", re.M)
+WIDGETS = re.compile(r"^\s*(display\()?(stepper|playground|replay)\)?\s*$", re.M)
 EXERCISE = re.compile(r"\.your_answer\(")
 ANNOUNCED = re.compile(r"\*\*Teaching:\*\* (\d+) min · \*\*Exercises:\*\* (\d+) min")
 
