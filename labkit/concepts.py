@@ -210,18 +210,20 @@ def report(lines: list[str]) -> str:
         if rows[when]:
             mean = sum(ConceptCheck(when).score(r) for r in rows[when]) / len(rows[when])
             out.append(f"  mean score {when}: {mean:.1f}/{len(QUESTIONS)}")
-    out.append(f"{'question':<12} {'before':>7} {'after':>7}  most chosen misconception "
-               f"(after, else before)")
+    out.append(f"{'question':<12} {'before':>7} {'after':>7}  the misconception chosen most")
     for i, q in enumerate(QUESTIONS):
-        share = {}
+        share, why = {}, []
         for when in ("before", "after"):
             got = [r[i] for r in rows[when]]
             share[when] = (f"{100 * sum(a == q.right for a in got) // len(got)}%"
                            if got else "-")
-        wrong = [r[i] for r in (rows["after"] or rows["before"]) if r[i] not in (q.right, "?")]
-        common = max(sorted(set(wrong)), key=wrong.count) if wrong else ""
-        why = f"({common}) {q.misconception(common)} x{wrong.count(common)}" if common else ""
-        out.append(f"{i + 1:>2} {q.key:<9} {share['before']:>7} {share['after']:>7}  {why}")
+            wrong = [a for a in got if a not in (q.right, "?")]
+            if wrong:
+                common = max(sorted(set(wrong)), key=wrong.count)
+                why.append(f"{when}: ({common}) {q.misconception(common)} "
+                           f"x{wrong.count(common)}")
+        out.append(f"{i + 1:>2} {q.key:<9} {share['before']:>7} {share['after']:>7}  "
+                   + "; ".join(why))
     return "\n".join(out)
 
 

@@ -304,8 +304,15 @@ def choice(name: str, question: str, options: list[Option], solve: Callable[[], 
         return None
 
     def mistake(o: Option) -> Mistake:
-        return Mistake(o.misconception, lambda a, w, k=o.key: a == k,
-                       lambda w, k=o.key: k, o.feedback)
+        key = o.key
+
+        def matches(answer: Any, want: Any) -> bool:
+            return bool(answer == key)
+
+        def example(want: Any) -> str:
+            return key
+
+        return Mistake(o.misconception, matches, example, o.feedback)
 
     listed = "\n".join(f"  ({o.key}) {o.text}" for o in options)
     q = Choice(name, f"{question}\n{listed}\nAnswer with one letter, {keys[0]} to {keys[-1]}.",
@@ -1167,8 +1174,8 @@ def _explored(answer: str, design: str) -> Any:
     from .explore import explore
 
     try:
-        return explore(answer, design=design, max_runs=5000,
-                       **{"size": "128K", **scenarios.config(answer)})
+        config: dict[str, Any] = {"size": "128K", **scenarios.config(answer)}
+        return explore(answer, design=design, max_runs=5000, **config)
     except LabkitError as exc:
         return exc
 

@@ -50,8 +50,11 @@ def test_reset_from_the_source_keeps_the_trainees_copy(tmp_path, monkeypatch):
     notebook = folder / f"{STEM}.ipynb"
     mine = _scribble(notebook)
     monkeypatch.chdir(tmp_path)
-    backup = reset("04")
+    done = reset("04")
+    backup = done.backup
     assert backup == folder / "backups" / f"{STEM}.1.ipynb"
+    assert done.notebook == notebook and str(backup) in done.text()
+    assert done.text().startswith(f"reset {notebook} to the shipped version")
     assert backup.read_bytes() == mine
     restored = json.loads(notebook.read_text())
     built = notebook_from_source(ROOT / "notebooks" / "src" / f"{STEM}.md")
@@ -59,7 +62,7 @@ def test_reset_from_the_source_keeps_the_trainees_copy(tmp_path, monkeypatch):
     assert restored["metadata"]["kernelspec"]["name"] == "python3"
     # a second reset never overwrites the first backup
     _scribble(notebook)
-    assert reset(f"{STEM}.ipynb") == folder / "backups" / f"{STEM}.2.ipynb"
+    assert reset(f"{STEM}.ipynb").backup == folder / "backups" / f"{STEM}.2.ipynb"
     assert (folder / "backups" / f"{STEM}.1.ipynb").read_bytes() == mine
 
 
@@ -75,8 +78,8 @@ def test_reset_from_git_restores_the_stored_trainee_edition(tmp_path, monkeypatc
     content, origin = pristine(notebook)
     assert origin == "git HEAD"
     assert content == (ROOT / "notebooks" / f"{STEM}.ipynb").read_bytes()
-    backup = reset(str(notebook))
-    assert backup.parent == folder / "backups"
+    backup = reset(str(notebook)).backup
+    assert backup is not None and backup.parent == folder / "backups"
     assert notebook.read_bytes() == (ROOT / "notebooks" / f"{STEM}.ipynb").read_bytes()
 
 
@@ -84,8 +87,68 @@ def test_a_deleted_notebook_is_restored(tmp_path, monkeypatch):
     folder = _copy_lab(tmp_path)
     (folder / f"{STEM}.ipynb").unlink()
     monkeypatch.chdir(folder)
-    assert reset("04") == folder / f"{STEM}.ipynb"
+    done = reset("04")
+    assert done.notebook == folder / f"{STEM}.ipynb" and done.backup is None
     assert (folder / f"{STEM}.ipynb").exists() and not (folder / "backups").exists()
+
+
+def test_an_untouched_notebook_gets_no_backup(tmp_path, monkeypatch):
+    folder = _copy_lab(tmp_path)
+    monkeypatch.chdir(folder)
+    reset("04")                       # the stored edition -> the unexecuted source build
+    first = (folder / "backups").glob("*.ipynb")
+    assert len(list(first)) == 1
+    done = reset("04")                # now untouched
+    assert done.backup is None and "no backup" in done.text()
+    assert len(list((folder / "backups").glob("*.ipynb"))) == 1
+
+
+def test_a_notebook_open_in_jupyterlab_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    import labkit.editions as editions
+
+    folder = _copy_lab(tmp_path)
+    notebook = folder / f"{STEM}.ipynb"
+    mine = _scribble(notebook)
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(editions, "open_in_jupyter", lambda path: ["http://localhost:8888/"])
+    with pytest.raises(EditionError, match=r"open in JupyterLab.*close its tab.*Overwrite"):
+        reset("04")
+    assert notebook.read_bytes() == mine and not (folder / "backups").exists()
+    assert reset("04", force=True).backup is not None
+
+
+def test_open_in_jupyter_finds_a_session_of_a_running_server(tmp_path, monkeypatch):
+    import io
+    import json as _json
+    import urllib.request
+
+    import labkit.editions as editions
+
+    serverapp = pytest.importorskip("jupyter_server.serverapp")
+    notebook = tmp_path / f"{STEM}.ipynb"
+    notebook.write_text("{}")
+    monkeypatch.setattr(serverapp, "list_running_servers", lambda: iter(
+        [{"url": "http://127.0.0.1:9/", "token": "t", "root_dir": str(tmp_path)}]))
+    sessions = [{"path": f"{STEM}.ipynb"}, {"path": "other.ipynb"}]
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda req, timeout: io.BytesIO(_json.dumps(sessions).encode()))
+    assert editions.open_in_jupyter(notebook) == ["http://127.0.0.1:9/"]
+    assert editions.open_in_jupyter(tmp_path / "third.ipynb") == []
+
+
+def test_the_reset_commands_help_names_notebooks_that_exist():
+    import argparse
+
+    from labkit.cli import _reset
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    _reset.register(sub)
+    help_text = sub.choices["reset"].format_help()
+    named = set(re.findall(r"\b(\d\d-[a-z0-9-]+[a-z0-9])\b", help_text))
+    assert named, help_text
+    stems = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")}
+    assert named <= stems, named - stems
 
 
 def test_bad_names_are_labkit_errors_and_change_nothing(tmp_path, monkeypatch):

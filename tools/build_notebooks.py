@@ -57,8 +57,8 @@ def make(name: str, edition: str = "trainee") -> nbformat.NotebookNode:
         for cell in nb.cells:
             m = EXERCISE_CELL.search(cell.source) if cell.cell_type == "code" else None
             if m and ANSWER_CALL.search(cell.source):
-                q = getattr(getattr(exercises, m[1]), m[2])
-                cell.source = ANSWER_CALL.sub(lambda _: q.literal(), cell.source)
+                literal = getattr(getattr(exercises, m[1]), m[2]).literal()
+                cell.source = ANSWER_CALL.sub(lambda _, text=literal: text, cell.source)
                 cell.source = re.sub(r"#\s*replace .*$", "# the engine's answer", cell.source,
                                      flags=re.M)
     return nb

@@ -21,6 +21,9 @@ through ``_repr_png_``; the same call gives the same bytes.
 
 from __future__ import annotations
 
+from typing import cast
+
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
@@ -39,7 +42,7 @@ class ColoFigure(Figure):
         return figure_png(self)
 
 
-def _box(ax: object, x: float, y: float, w: float, h: float, title: str, sub: str,
+def _box(ax: Axes, x: float, y: float, w: float, h: float, title: str, sub: str,
          colour: str, text: str = TEXT_COLOUR) -> None:
     ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.004,rounding_size=0.012",
                                 facecolor=colour, edgecolor="#404040", linewidth=1.0))
@@ -48,7 +51,7 @@ def _box(ax: object, x: float, y: float, w: float, h: float, title: str, sub: st
     ax.text(x + w / 2, y + h * 0.27, sub, ha="center", va="center", fontsize=9.5, color=text)
 
 
-def _arrow(ax: object, start: tuple[float, float], end: tuple[float, float], label: str = "",
+def _arrow(ax: Axes, start: tuple[float, float], end: tuple[float, float], label: str = "",
            colour: str = TEXT_COLOUR, style: str = "-|>", dashed: bool = False,
            at: tuple[float, float] | None = None, rad: float = 0.0, ha: str = "center") -> None:
     ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=13,
@@ -123,7 +126,7 @@ def plot_colo() -> ColoFigure:
     ax.text(0.49, 0.69, "checkpoint: the VM state is copied;\nactive and hidden are "
                         "emptied", ha="center", va="center", fontsize=9.5,
             color=TEXT_COLOUR)
-    return fig
+    return cast(ColoFigure, fig)
 
 
 __all__ = ["ColoFigure", "plot_colo"]
