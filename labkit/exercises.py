@@ -134,7 +134,7 @@ class Exercise:
         want = self.answer
         if self.right(answer, want):
             self._revealed = True
-            return Outcome(True, f"Your answer {self.shown(answer)} is right. "
+            return Outcome(True, f"Your answer {self.described(answer)} is right. "
                                  f"{self.explanation}", "correct")
         for m in self.mistakes:
             if m.matches(answer, want):
@@ -149,6 +149,10 @@ class Exercise:
         """``value`` (default: the answer) as the answer key prints it."""
         value = self.answer if value is None else value
         return f"{value:#04x}" if self.hex_answer else repr(value)
+
+    def described(self, value: Any) -> str:
+        """``value`` as a *Correct!* message names it."""
+        return self.shown(value)
 
     def solution(self) -> str:
         """The answer, and why (after this, :meth:`answered` is True)."""
@@ -277,10 +281,13 @@ class Choice(Exercise):
         value = self.answer if value is None else value
         return repr(value)
 
+    def described(self, value: Any) -> str:
+        text = {o.key: o.text for o in self.options}.get(value, "")
+        return f"{value!r} ({text})"
+
     def solution(self) -> str:
         self._revealed = True
-        text = {o.key: o.text for o in self.options}[self.answer]
-        return f"Solution: {self.shown()} ({text}). {self.explanation}"
+        return f"Solution: {self.described(self.answer)}. {self.explanation}"
 
     def answer_forms(self) -> list[str]:
         # the right option's own words; a letter alone is in every text

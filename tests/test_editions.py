@@ -216,3 +216,36 @@ def test_the_trainer_guide_has_its_ten_parts_and_measured_figures():
         m = re.search(r"\*\*Teaching:\*\* (\d+) min · \*\*Exercises:\*\* (\d+) min",
                       source.read_text())
         assert m and f"| {m[1]} + {m[2]} |" in guide, source.name
+
+
+TIMING_ROW = re.compile(r"^(\d\d-[\w-]+)\s+([\d.]+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+"
+                        r"(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+(\d+)\+(\d+)$", re.M)
+
+
+def test_the_guides_timings_are_what_tools_lesson_timings_counts_in_the_stored_notebooks():
+    """The guide's table (section 2) against the tool: every count recomputed from the
+    stored notebooks, every estimate recomputed from the counts and the guide's measured
+    run time, and each notebook's header announcing the estimate, rounded."""
+    import nbformat
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from lesson_timings import estimate, static_counts
+
+    guide = (ROOT / "docs" / "trainer-guide.md").read_text()
+    rows = {m[1]: m for m in TIMING_ROW.finditer(guide)}
+    stems = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert sorted(rows) == stems, "the guide's timing table lists other notebooks"
+    for stem, row in rows.items():
+        counts = static_counts(nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb",
+                                             as_version=4))
+        listed = [int(row[i]) for i in range(3, 10)]
+        counted = [counts[k] for k in ("words", "code_lines", "output_lines", "widgets",
+                                       "exercises", "choices", "concept_checks")]
+        assert listed == counted, (f"{stem}: the guide's counts {listed} are not the stored "
+                                   f"notebook's {counted}: re-run tools/lesson_timings.py")
+        teaching, exercises = estimate(counts, float(row[2]))
+        assert abs(teaching - float(row[10])) < 0.06 and exercises == int(row[11]), stem
+        assert counts["announced"] == (int(row[12]), int(row[13])), stem
+        assert counts["announced"] == (max(1, round(teaching)), exercises), \
+            f"{stem}: its header announces {counts['announced']}, the estimate is " \
+            f"{teaching:.1f}+{exercises}"
