@@ -246,6 +246,7 @@ def test_the_guides_timings_are_what_tools_lesson_timings_counts_in_the_stored_n
         teaching, exercises = estimate(counts, float(row[2]))
         assert abs(teaching - float(row[10])) < 0.06 and exercises == int(row[11]), stem
         assert counts["announced"] == (int(row[12]), int(row[13])), stem
-        assert counts["announced"] == (max(1, round(teaching)), exercises), \
+        announced_teaching, announced_exercises = counts["announced"]
+        assert abs(announced_teaching - teaching) < 0.6 and announced_exercises == exercises, \
             f"{stem}: its header announces {counts['announced']}, the estimate is " \
             f"{teaching:.1f}+{exercises}"
