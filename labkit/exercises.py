@@ -20,9 +20,20 @@ In a notebook::
     ex02.copied.check(answer)
 
 ``your_answer(default)`` returns ``default`` — unless the environment variable
-``LABKIT_SOLUTIONS=1`` is set, when it returns the solution: that is how the
-solved edition (``make solutions``) is built.  The trainee edition stored in
-``notebooks/`` is executed without it.
+``LABKIT_SOLUTIONS=1`` is set, when it returns the solution.  The solved edition
+(``make solutions``) goes further: ``tools/build_notebooks.py`` writes each answer
+into its cell (:meth:`Exercise.literal`), so it stays solved when a trainer re-runs
+it.  The trainee edition stored in ``notebooks/`` is executed without either.
+
+Predict, commit, reveal: a cell that *shows* an exercise's answer (the run that
+checks a prediction, a worked solution) starts with ``if q.answered():`` and runs
+only after the trainee's check said *Correct!* or they asked ``q.solution()``.
+
+Three kinds of exercise need more than reading an output: multiple-choice
+predictions (:func:`choice`; every wrong option names its misconception), ordering
+tasks (any order the engine accepts is right: 3.3) and open tasks checked by the
+engine (a schedule that breaks the oracle: 4.1; a scenario the explorer finds a
+violation in: 5.3).
 """
 
 from __future__ import annotations

@@ -318,3 +318,21 @@ def test_every_exercise_passes_with_its_solution_in_the_solved_edition():
         nb = execute(make(stem), "solutions")
         for index, name in exercise_positions(nb):
             assert any(t.startswith("Correct!") for t in cell_text(nb.cells[index])), name
+
+
+def test_the_solved_edition_shows_each_answer_and_stays_solved_when_rerun():
+    """The solved edition writes each answer into its cell: executed *without*
+    LABKIT_SOLUTIONS (a trainer re-running it) every check still says Correct!, names
+    the answer, and the cells that show an answer run."""
+    from build_notebooks import execute, make
+
+    nb = execute(make("04-conflicting-reads", "solutions"), "trainee")
+    cells = [(c, EXERCISE_CELL.search(source(c))) for c in nb.cells if c.cell_type == "code"]
+    asked = [(c, getattr(getattr(exercises, m[1]), m[2])) for c, m in cells if m]
+    assert len(asked) == 4
+    for cell, q in asked:
+        assert "your_answer" not in source(cell) and q.literal() in source(cell), q.name
+        shown = " ".join(cell_text(cell))
+        assert shown.count("Correct! Your answer") == 1, (q.name, shown[:300])
+        assert q.described(q.answer) in shown, q.name
+    assert not any("This cell shows the answer" in t for t in text_outputs(nb))
