@@ -194,3 +194,17 @@ def test_the_solved_edition_writes_each_answer_into_its_cell():
     cells = [c.source for c in nb.cells if c.cell_type == "code" and "q = ex04." in c.source]
     assert cells and not any("your_answer" in c for c in cells)
     assert any(repr(ex04.schedule.answer) in c for c in cells)
+
+
+OPEN_TASKS = {"03.order", "04.schedule", "05.own_race"}  # checked by running the answer
+
+
+def test_each_notebook_has_an_exercise_that_needs_more_than_reading_an_output():
+    for n in range(1, 6):
+        kinds = [q.name for q in by_notebook(f"{n:02d}")
+                 if isinstance(q, Choice) or q.name in OPEN_TASKS]
+        assert kinds, f"notebook {n:02d} has only questions answered by reading an output"
+    # the 4.0 mechanism and the wake rule each have their own prediction
+    assert "serialising" in ex04.serialise.explanation and "tracked" in ex04.serialise.question \
+        or "in flight" in ex04.serialise.explanation
+    assert "qemu_co_queue_run_restart" in " ".join(o.feedback for o in ex04.wake.options)
