@@ -1177,7 +1177,9 @@ ex05 = SimpleNamespace(
          "read of the secondary disk."],
         "One: the read is preempted once, right before it reads the secondary disk.",
         placeholder=None,
-        forms=lambda want: [f"{want} preemption" + ("s" if want != 1 else "") + ")"]),
+        forms=lambda want: [f"{want} preemption" + ("s" if want != 1 else ""),
+                            f"{want} preemption" + ("s" if want != 1 else "") + ")",
+                            f"preemptions: {want}", f"preemptions={want}"]),
 )
 
 
