@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,31 +128,97 @@ def backup_path(path: Path) -> Path:
     return folder / f"{path.stem}.{max(taken, default=0) + 1}.ipynb"
 
 
-def reset(notebook: str) -> Path:
+@dataclass(frozen=True)
+class ResetResult:
+    """What :func:`reset` did: the notebook it restored, where the trainee's copy went
+    (``None`` when there was nothing to keep), and where the pristine copy came from."""
+
+    notebook: Path
+    backup: Path | None
+    origin: str
+
+    def text(self) -> str:
+        """What ``labkit reset`` prints."""
+        done = f"reset {self.notebook} to the shipped version (from {self.origin})"
+        if self.backup is None:
+            return done + "; there was nothing of yours to keep, so no backup"
+        return done + f"; your copy is kept as {self.backup}"
+
+
+def open_in_jupyter(path: Path) -> list[str]:
+    """The running Jupyter servers (this user's, on this machine) that have ``path`` open
+    with a kernel: their URLs.  Asks each server's own REST API (``/api/sessions``, with
+    the token from its runtime file); a server that does not answer within 2 s is
+    skipped.  Empty when jupyter_server is not installed."""
+    try:
+        from jupyter_server.serverapp import list_running_servers
+    except ImportError:
+        return []
+    import json
+    import urllib.request
+
+    target = path.resolve()
+    found = []
+    for server in list_running_servers():
+        root = Path(server.get("root_dir") or server.get("notebook_dir") or "/")
+        url = server.get("url", "")
+        token = server.get("token", "")
+        request = urllib.request.Request(f"{url}api/sessions",
+                                         headers={"Authorization": f"token {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=2) as answer:  # a local server
+                sessions = json.load(answer)
+        except (OSError, ValueError):
+            continue
+        for session in sessions:
+            opened = session.get("path") or session.get("notebook", {}).get("path", "")
+            if opened and (root / opened).resolve() == target:
+                found.append(url)
+    return found
+
+
+def reset(notebook: str, force: bool = False) -> ResetResult:
     """Restore a pristine trainee copy of ``notebook``; the trainee's is kept as a backup.
 
     ``notebook`` is a path or a name (``"04"``, ``"04-conflicting-reads"``, with or
     without ``.ipynb``; looked up in the current directory and its ``notebooks/``).
-    Returns the backup's path (``backups/NAME.N.ipynb`` beside the notebook; earlier
-    backups are never overwritten) — or, when there was no notebook to back up, the
-    restored notebook's own path.  Raises :class:`~labkit.errors.ConfigError` for a
-    name that matches no notebook and :class:`EditionError` when no pristine copy
-    can be found; the trainee's file is untouched then.
+    The trainee's copy goes to ``backups/NAME.N.ipynb`` beside the notebook (earlier
+    backups are never overwritten); an untouched notebook (the same bytes as the
+    pristine copy) gets no backup.
+
+    A notebook **open in JupyterLab** is refused unless ``force``: JupyterLab keeps
+    its own copy, and when the file changes under it, its "File Changed" dialog's
+    focused default is *Overwrite* — one Enter or the next save puts the old notebook
+    back.  The error says what to do (close the tab first).  Raises
+    :class:`~labkit.errors.ConfigError` for a name that matches no notebook and
+    :class:`EditionError` when no pristine copy can be found or the notebook is
+    open; the trainee's file is untouched then.
     """
     path = find_notebook(notebook)
-    content, _ = pristine(path)
+    content, origin = pristine(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-        return path
+        return ResetResult(path, None, origin)
+    if path.read_bytes() == content:
+        return ResetResult(path, None, origin)
+    servers = [] if force else open_in_jupyter(path)
+    if servers:
+        raise EditionError(
+            f"{path.name} is open in JupyterLab ({servers[0]}): close its tab first (File > "
+            f"Close Tab, and shut its kernel down), then run `labkit reset {path.stem}` "
+            f"again. Resetting it while it is open does not hold: JupyterLab's 'File "
+            f"Changed' dialog offers Overwrite, which puts your old notebook back. "
+            f"(--force resets anyway; then answer that dialog with Revert.)")
     backup = backup_path(path)
     backup.parent.mkdir(exist_ok=True)
     shutil.copy2(path, backup)
     tmp = path.with_name(f".{path.name}.reset")
     tmp.write_bytes(content)
     tmp.replace(path)  # atomic: the notebook is never half-written
-    return backup
+    return ResetResult(path, backup, origin)
 
 
-__all__ = ["BACKUP_DIR", "KERNELSPEC", "SOURCE_DIR", "EditionError", "backup_path",
-           "find_notebook", "notebook_from_source", "pristine", "reset"]
+__all__ = ["BACKUP_DIR", "KERNELSPEC", "SOURCE_DIR", "EditionError", "ResetResult",
+           "backup_path", "find_notebook", "notebook_from_source", "open_in_jupyter",
+           "pristine", "reset"]

@@ -20,9 +20,20 @@ In a notebook::
     ex02.copied.check(answer)
 
 ``your_answer(default)`` returns ``default`` — unless the environment variable
-``LABKIT_SOLUTIONS=1`` is set, when it returns the solution: that is how the
-solved edition (``make solutions``) is built.  The trainee edition stored in
-``notebooks/`` is executed without it.
+``LABKIT_SOLUTIONS=1`` is set, when it returns the solution.  The solved edition
+(``make solutions``) goes further: ``tools/build_notebooks.py`` writes each answer
+into its cell (:meth:`Exercise.literal`), so it stays solved when a trainer re-runs
+it.  The trainee edition stored in ``notebooks/`` is executed without either.
+
+Predict, commit, reveal: a cell that *shows* an exercise's answer (the run that
+checks a prediction, a worked solution) starts with ``if q.answered():`` and runs
+only after the trainee's check said *Correct!* or they asked ``q.solution()``.
+
+Three kinds of exercise need more than reading an output: multiple-choice
+predictions (:func:`choice`; every wrong option names its misconception), ordering
+tasks (any order the engine accepts is right: 3.3) and open tasks checked by the
+engine (a schedule that breaks the oracle: 4.1; a scenario the explorer finds a
+violation in: 5.3).
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from .lab import run_scenario
+from .lab import Lab, run_scenario
 
 DESIGNS = ("none", "2.8", "4.0")
 
@@ -79,6 +90,12 @@ class Mistake:
     matches: Callable[[Any, Any], bool]
     example: Callable[[Any], Any]
     feedback: str
+    # what the engine itself says about this answer, appended to the feedback
+    detail: Callable[[Any], str] | None = None
+
+    def message(self, answer: Any) -> str:
+        """The feedback, with the engine's own reasoning about ``answer`` if any."""
+        return self.feedback + (f" {self.detail(answer)}" if self.detail else "")
 
 
 @dataclass
@@ -96,8 +113,11 @@ class Exercise:
     placeholder: Any = None  # what the notebook cell passes to your_answer()
     hex_answer: bool = False  # show the solution as 0xNN (a byte)
     forms: Callable[[Any], list[str]] | None = None  # extra text forms of the answer
+    # the answer as people write it, made comparable (e.g. range(16) -> a list)
+    normalise: Callable[[Any], Any] | None = None
     _solution: Any = field(default=None, init=False, repr=False)
     _solved: bool = field(default=False, init=False, repr=False)
+    _revealed: bool = field(default=False, init=False, repr=False)
 
     @property
     def answer(self) -> Any:
@@ -117,15 +137,19 @@ class Exercise:
             problem = self.form(answer) or "That is the placeholder."
             return Outcome(False, f"Replace the placeholder with your answer. {problem}",
                            "form")
+        if self.normalise is not None:
+            answer = self.normalise(answer)
         form_problem = self.form(answer)
         if form_problem is not None:
             return Outcome(False, form_problem, "form")
         want = self.answer
         if self.right(answer, want):
-            return Outcome(True, self.explanation, "correct")
+            self._revealed = True
+            return Outcome(True, f"Your answer {self.described(answer)} is right. "
+                                 f"{self.explanation}", "correct")
         for m in self.mistakes:
             if m.matches(answer, want):
-                return Outcome(False, m.feedback, "mistake", m.name)
+                return Outcome(False, m.message(answer), "mistake", m.name)
         return Outcome(False, "That is not it. q.hint() gives a hint, q.hint(2) two.", "wrong")
 
     def hint(self, n: int = 1) -> str:
@@ -137,9 +161,31 @@ class Exercise:
         value = self.answer if value is None else value
         return f"{value:#04x}" if self.hex_answer else repr(value)
 
+    def described(self, value: Any) -> str:
+        """``value`` as a *Correct!* message names it."""
+        return self.shown(value)
+
     def solution(self) -> str:
-        """The answer, and why."""
+        """The answer, and why (after this, :meth:`answered` is True)."""
+        self._revealed = True
         return f"Solution: {self.shown()}. {self.explanation}"
+
+    def answered(self) -> bool:
+        """True once a check said *Correct!* or the solution was asked for.
+
+        A notebook cell that shows the answer (the run that checks a prediction)
+        starts with ``if q.answered():``, so that nothing on screen gives the
+        answer away before the trainee committed to one.  When False it prints
+        what to do first.
+        """
+        if not self._revealed:
+            print(f"This cell shows the answer to {self.name}: it runs once q.check(...) "
+                  f"says Correct! (or after q.solution()). Answer first, then run it again.")
+        return self._revealed
+
+    def literal(self) -> str:
+        """The answer as a Python literal (the solved edition writes it into the cell)."""
+        return self.shown()
 
     def answer_forms(self) -> list[str]:
         """The text forms in which the answer could leak into an output above the exercise.
@@ -214,10 +260,108 @@ def _same_set(answer: Any, want: Any) -> bool:
     return set(answer) == set(want)
 
 
+# --- multiple choice ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Option:
+    """One choice of a multiple-choice question.
+
+    Every wrong option names the ``misconception`` that would make someone pick it
+    and the ``feedback`` aimed at it; the right option (which the engine decides)
+    leaves both empty.
+    """
+
+    key: str
+    text: str
+    misconception: str = ""
+    feedback: str = ""
+
+
+def _letter(answer: Any) -> Any:
+    if isinstance(answer, str):
+        return answer.strip().strip("()").strip().lower()
+    return answer
+
+
+class Choice(Exercise):
+    """A multiple-choice exercise: answer with a letter, ``q.check("b")``."""
+
+    options: list[Option]
+
+    def shown(self, value: Any | None = None) -> str:
+        value = self.answer if value is None else value
+        return repr(value)
+
+    def described(self, value: Any) -> str:
+        text = {o.key: o.text for o in self.options}.get(value, "")
+        return f"{value!r} ({text})"
+
+    def solution(self) -> str:
+        self._revealed = True
+        return f"Solution: {self.described(self.answer)}. {self.explanation}"
+
+    def answer_forms(self) -> list[str]:
+        # the right option's own words; a letter alone is in every text
+        text = {o.key: o.text for o in self.options}[self.answer]
+        return [text] if len(text) >= 20 else []
+
+
+def choice(name: str, question: str, options: list[Option], solve: Callable[[], str],
+           explanation: str, hints: list[str]) -> Choice:
+    """A multiple-choice :class:`Exercise` whose right key ``solve()`` computes with the
+    engine; each other option becomes an anticipated mistake with its own feedback."""
+    keys = [o.key for o in options]
+
+    def form(answer: Any) -> str | None:
+        span = f"{keys[0]} to {keys[-1]}"
+        if not isinstance(answer, str):
+            return (f"Answer with the letter of your choice ({span}) as a string in quotes "
+                    f"(you gave {type(answer).__name__} {answer!r}).")
+        if answer not in keys:
+            return f"{answer!r} is not one of the choices: answer one letter, {span}."
+        return None
+
+    def mistake(o: Option) -> Mistake:
+        key = o.key
+
+        def matches(answer: Any, want: Any) -> bool:
+            return bool(answer == key)
+
+        def example(want: Any) -> str:
+            return key
+
+        return Mistake(o.misconception, matches, example, o.feedback)
+
+    listed = "\n".join(f"  ({o.key}) {o.text}" for o in options)
+    q = Choice(name, f"{question}\n{listed}\nAnswer with one letter, {keys[0]} to {keys[-1]}.",
+               solve,
+               form, lambda a, w: a == w, [mistake(o) for o in options if o.misconception],
+               hints, explanation, placeholder="", normalise=_letter)
+    q.options = options
+    return q
+
+
 # --- notebook 01 ------------------------------------------------------------------------
 
 CHAIN = "start\npwrite 1b 4K 0xb1\nvwrite 2b 4K 0xc2\npwrite 2b 4K 0xb2\n"
 LAYERS = ("active", "hidden", "secondary")
+# the names as the tables, block maps and the trace print them
+_LAYER_SPELLINGS = {"secondary disk": "secondary", "secondary-disk": "secondary",
+                    "hidden disk": "hidden", "active disk": "active"}
+
+
+def _layer_names(answer: Any) -> Any:
+    if isinstance(answer, (list, tuple)):
+        return [(_LAYER_SPELLINGS.get(a.strip().lower(), a.strip().lower())
+                 if isinstance(a, str) else a) for a in answer]
+    return answer
+
+
+def _block_numbers(answer: Any) -> Any:
+    """range(16), a set or a tuple of block numbers, as a sorted list."""
+    if isinstance(answer, (range, set, frozenset)):
+        return sorted(answer)
+    return answer
 
 
 def _served() -> list[str]:
@@ -270,7 +414,7 @@ ex01 = SimpleNamespace(
          "into hidden."],
         "Block 2 comes from active (the VM's own write); the other blocks of backup cluster 0 "
         "come from hidden, which received the whole cluster when the primary first wrote to "
-        "it.", placeholder=[]),
+        "it.", placeholder=[], normalise=_layer_names),
     partial=Exercise(
         "01.partial",
         "With 64 KiB active clusters, the VM writes 512 bytes into block 5 (4 KiB blocks, "
@@ -297,8 +441,48 @@ ex01 = SimpleNamespace(
          "An allocating write that covers part of a cluster fills the rest from the backing "
          "chain (qcow2's own copy-on-write)."],
         "The whole 64 KiB cluster (blocks 0-15) is allocated; the rest of it was filled from "
-        "hidden/secondary: qcow2's own copy-on-write, not the backup job's.", placeholder=[]),
+        "hidden/secondary: qcow2's own copy-on-write, not the backup job's.", placeholder=[],
+        normalise=_block_numbers,
+        forms=lambda want: [f"('active', {want[0]}, {len(want)})", f"range({len(want)})"]),
 )
+
+
+# 1.3: a prediction, made before the cell that runs it
+AFTER_CHECKPOINT = "start\nvwrite 2b 4K 0xc2\npwrite 2b 4K 0xb2\ncheckpoint\n"
+
+
+def _after_checkpoint_read() -> str:
+    lab = run_scenario(AFTER_CHECKPOINT, size="128K", hidden_cluster="4K", active_cluster="4K")
+    read = lab.vm_read(2 * 4096, 4096)
+    lab.run()
+    layer, byte = lab.provenance(read)[2], read.result[0]
+    found = {("active", 0xC2): "a", ("hidden", 0x12): "b", ("secondary", 0xB2): "c",
+             ("secondary", 0x12): "d"}
+    return found.get((layer, byte), "?")
+
+
+ex01.checkpoint = choice(
+    "01.checkpoint",
+    "`" + AFTER_CHECKPOINT.strip().replace("\n", "; ") + "` (4 KiB qcow2 clusters), then "
+    "the VM reads block 2. Which layer serves the read, and what does it return?",
+    [Option("a", "active, 0xc2", "a checkpoint keeps the VM's own writes",
+            "A checkpoint makes the secondary VM a copy of the primary: bdrv_make_empty "
+            "drops every cluster of active, so the VM's own 0xc2 is gone."),
+     Option("b", "hidden, 0x12", "the checkpoint brings the saved old data into view",
+            "hidden is emptied by the same checkpoint (bdrv_make_empty on hidden too): the "
+            "old data it kept belonged to the epoch that just ended."),
+     Option("c", "the secondary disk, 0xb2"),
+     Option("d", "the secondary disk, 0x12", "the primary's write stays hidden after a "
+            "checkpoint",
+            "The read does fall through to the secondary disk — but that disk holds the "
+            "primary's 0xb2 since its write landed, and after a checkpoint nothing hides it "
+            "any more: the checkpoint made the primary's data the VM's view.")],
+    _after_checkpoint_read,
+    "The checkpoint emptied active and hidden (bdrv_make_empty), so the read falls through "
+    "to the secondary disk, which holds the primary's 0xb2: at a checkpoint the secondary "
+    "becomes a copy of the primary.",
+    ["After make_empty a qcow2 layer has no allocated cluster: reads fall through.",
+     "Which layers does a checkpoint empty?"])
 
 
 # --- notebook 02 ------------------------------------------------------------------------
@@ -375,6 +559,61 @@ ex02 = SimpleNamespace(
 )
 
 
+def _lab_after(scenario: str, prefix: list[str], design: str = "none",
+               **config: Any) -> Lab:
+    """The lab of ``scenario`` after the decisions ``prefix`` (the scenario still running)."""
+    from .kernel import Scripted
+    from .lab import ScenarioRun, build_secondary
+    from .scenario import parse
+
+    lab = build_secondary(design=design, policy=Scripted(prefix), **config)
+    run = ScenarioRun(lab, parse(scenario, block=lab.block, size=lab.size))
+    while len(lab.schedule) < len(prefix):
+        run.step()
+    return lab
+
+
+TWO_WRITES = "start\npar { pwrite 5b 4K 0xb5; pwrite 6b 4K 0xb6 }\n"
+START_STEPS = ["start#1"] * 3
+
+
+def _second_write() -> str:
+    lab = _lab_after(TWO_WRITES, [*START_STEPS, "nbd-write#1", "nbd-write#2"], size="256K")
+    waiting = {t.name: t.why_blocked for t in lab.kernel.blocked()}
+    lab.run()
+    copies = sum(1 for e in lab.trace if e.kind == "cow-copy")
+    if "CowRequest" in waiting.get("nbd-write#2", "") and copies == 1:
+        return "b"
+    return "a" if copies == 2 else "c"
+
+
+ex02.concurrent = choice(
+    "02.concurrent",
+    "`" + TWO_WRITES.strip().replace("\n", "; ") + "` (256 KiB disk). nbd-write#1 reaches "
+    "step 2 first and starts copying backup cluster 0; then nbd-write#2's notifier fires, "
+    "for block 6 — the same backup cluster, still being copied. What does nbd-write#2 do?",
+    [Option("a", "it copies backup cluster 0 too, then lands",
+            "every write makes its own copy",
+            "The done bitmap exists so that a cluster is copied at most once per epoch: a "
+            "second copy would save data that may already be new."),
+     Option("b", "it waits for nbd-write#1's CowRequest, then finds cluster 0 done and lands "
+                 "without copying"),
+     Option("c", "it lands at once: the copy in flight already covers cluster 0",
+            "a copy in flight already protects its cluster",
+            "The copy reads the secondary disk's old data; if block 6 landed while the copy "
+            "was still reading, the copy could save the new data as 'old'. backup_do_cow "
+            "first waits for overlapping CowRequests (wait_for_overlapping_requests)."),
+     Option("d", "it fails: two writes may not copy the same cluster at once",
+            "overlapping copies are an error",
+            "Nothing fails: overlapping requests are normal. The CowRequest is a lock — the "
+            "second write waits for it, it is not refused.")],
+    _second_write,
+    "backup_do_cow first waits for overlapping CowRequests; when nbd-write#1's copy ends, "
+    "cluster 0 is in the done bitmap, so nbd-write#2 copies nothing and lands.",
+    ["Step 2 begins with wait_for_overlapping_requests.",
+     "What does the done bitmap say about cluster 0 once the first copy ends?"])
+
+
 # --- notebook 03 ------------------------------------------------------------------------
 
 VM_READ_SCENARIO = ("start\npwrite 7b 4K 0xb7\nvwrite 7b 4K 0xc7\ncheckpoint\n"
@@ -448,6 +687,98 @@ ex03 = SimpleNamespace(
 )
 
 
+# 3.3: order the commands so that the VM ends up reading 0xbb; any such order is accepted
+ORDER_LINES = {"A": "pwrite 5b 4K 0xbb", "B": "vwrite 5b 4K 0xcc", "C": "checkpoint",
+               "D": "pwrite 5b 4K 0xbd"}
+ORDER_GOAL = 0xBB
+
+
+def _order_letters(answer: Any) -> Any:
+    if isinstance(answer, str):
+        return [c for c in answer.upper() if not c.isspace() and c not in ",'\"[]"]
+    if isinstance(answer, (list, tuple)):
+        return [a.strip().upper() if isinstance(a, str) else a for a in answer]
+    return answer
+
+
+def _order_form(answer: Any) -> str | None:
+    if not isinstance(answer, list):
+        return (f"Answer the four letters in the order you want them run, e.g. "
+                f"['D', 'C', 'B', 'A'] or 'DCBA' (you gave {type(answer).__name__} {answer!r}).")
+    if sorted(map(str, answer)) != sorted(ORDER_LINES):
+        return (f"Use each of {', '.join(ORDER_LINES)} exactly once, e.g. 'DCBA'; you gave "
+                f"{''.join(map(str, answer))!r}.")
+    return None
+
+
+def _vm_reads_after(order: list[str]) -> int:
+    lab = run_scenario("start\n" + "\n".join(ORDER_LINES[k] for k in order) + "\n",
+                       size="128K")
+    read = lab.vm_read(5 * 4096, 4096)
+    lab.run()
+    return read.result[0]
+
+
+def _an_order() -> list[str]:
+    import itertools
+
+    for order in itertools.permutations(ORDER_LINES):
+        if _vm_reads_after(list(order)) == ORDER_GOAL:
+            return list(order)
+    raise AssertionError("no order of the commands gives the VM 0xbb")
+
+
+def _winning_orders() -> list[str]:
+    import itertools
+
+    return ["".join(o) for o in itertools.permutations(ORDER_LINES)
+            if _vm_reads_after(list(o)) == ORDER_GOAL]
+
+
+def _order_reads(byte: int) -> Callable[[Any, Any], bool]:
+    return lambda answer, want: _vm_reads_after(answer) == byte
+
+
+def _order_giving(byte: int) -> Callable[[Any], Any]:
+    def example(want: list[str]) -> list[str]:
+        import itertools
+
+        return next(list(o) for o in itertools.permutations(ORDER_LINES)
+                    if _vm_reads_after(list(o)) == byte)
+    return example
+
+
+ex03.order = Exercise(
+    "03.order",
+    "After `start`, run these four commands in an order of your choice: "
+    + "; ".join(f"{k} = `{v}`" for k, v in ORDER_LINES.items())
+    + ". Then the VM reads block 5. Give an order in which that read returns 0xbb (any "
+    "such order is accepted; the engine runs yours), e.g. 'DCBA'.",
+    _an_order, _order_form, lambda a, w: _vm_reads_after(a) == ORDER_GOAL,
+    [Mistake("a primary write is visible without a checkpoint after it", _order_reads(0x15),
+             _order_giving(0x15),
+             "The VM read the old 0x15: in your order no checkpoint follows the primary's "
+             "writes to block 5, so hidden keeps them from the VM. Only a checkpoint makes a "
+             "primary write part of the VM's view."),
+     Mistake("the VM's own write survives a checkpoint, or sits under the primary's",
+             _order_reads(0xCC), _order_giving(0xCC),
+             "The VM read its own 0xcc: a VM write after the last checkpoint sits in active, "
+             "on top of everything the primary wrote. A VM write before the checkpoint would "
+             "have been dropped by it."),
+     Mistake("a checkpoint captures only the first write", _order_reads(0xBD),
+             _order_giving(0xBD),
+             "The VM read 0xbd: the checkpoint captured the secondary disk as it was then, "
+             "with D's 0xbd already on it. Where must D go so that the checkpoint sees 0xbb "
+             "— or so that it does not matter?")],
+    ["The VM's view after a checkpoint is the secondary disk as it was at that checkpoint, "
+     "plus the VM's writes since.", "A primary write after the last checkpoint is hidden "
+     "from the VM (hidden saved the old data first)."],
+    "The checkpoint must come after A and after B (B is dropped by it), and D must either "
+    "come before A or after the checkpoint (then hidden keeps it from the VM).",
+    placeholder="", normalise=_order_letters,
+    forms=lambda want: _winning_orders())
+
+
 # --- notebook 04 ------------------------------------------------------------------------
 
 RACE = "start\npar { vread 5b 4K; pwrite 5b 4K 0xbb }\n"
@@ -462,7 +793,7 @@ def _race_schedule() -> str:
 
 
 def _schedule_form(answer: Any) -> str | None:
-    example = "'start#1*3 vm-read#1 nbd-write#1 ...'"
+    example = "'name#1*2 other#1 ...'"
     if not isinstance(answer, str):
         return (f"Answer a schedule as a string of task names, e.g. {example} "
                 f"(you gave {type(answer).__name__} {answer!r}).")
@@ -503,6 +834,39 @@ def _does_not_fit(answer: str, want: str) -> bool:
     return isinstance(_replayed(answer), Exception)
 
 
+def _without_start(answer: str, want: str) -> bool:
+    return _does_not_fit(answer, want) and not _names(answer)[:1] == ["start#1"]
+
+
+def _engine_says(answer: str) -> str:
+    """lk.replay's own reason for refusing the schedule."""
+    lab = _replayed(answer)
+    return f"The engine says: {lab}" if isinstance(lab, Exception) else ""
+
+
+def _resumes_between_copy_and_landing(answer: str, want: str) -> bool:
+    """The instructive near-miss: the read passed hidden first, then the write copied, then
+    the read resumed before the write landed (and read the old data)."""
+    lab = _replayed(answer)
+    if isinstance(lab, Exception) or lab.violations():
+        return False
+    names = [n for n in _names(answer) if n in (READER, WRITER)]
+    if not names or names[0] != READER or WRITER not in names:
+        return False
+    first_write = names.index(WRITER)
+    resumed = [i for i in range(first_write, len(names)) if names[i] == READER]
+    return bool(resumed) and WRITER in names[resumed[0]:]
+
+
+def _near_miss(want: str) -> str:
+    from .trace import format_schedule, parse_schedule
+
+    names = parse_schedule(want)
+    last_write = max(i for i, n in enumerate(names) if n == WRITER)
+    moved = names[:last_write] + [n for n in names[last_write + 1:]] + [WRITER]
+    return format_schedule(moved)
+
+
 def _read_before_write(answer: str, want: str) -> bool:
     names = _names(answer)
     reads = [i for i, n in enumerate(names) if n == READER]
@@ -539,6 +903,19 @@ def _bad_schedule(want: str) -> str:
     return format_schedule([n for n in names if n != READER])
 
 
+_design_names = _list_form("designs 'none', '2.8', '4.0'", lambda d: d in DESIGNS, "['none']")
+
+
+def _design_list_form(answer: Any) -> str | None:
+    """Design names are strings: an unquoted 2.8 or 4.0 gets "quote them"."""
+    items = answer if isinstance(answer, (list, tuple)) else [answer]
+    numbers = [a for a in items if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    if numbers:
+        return (f"Design names are strings: quote them, e.g. ['{numbers[0]}'] "
+                f"(you wrote {numbers[0]!r} without quotes).")
+    return _design_names(answer)
+
+
 def _designs() -> list[str]:
     from .explore import explore
 
@@ -551,10 +928,21 @@ ex04 = SimpleNamespace(
         "Write a schedule string for `" + RACE.strip().replace("\n", "; ") + "` (design "
         "'none') that makes the VM read primary data.",
         _race_schedule, _schedule_form, _schedule_violates,
-        [Mistake("a schedule the scenario cannot follow", _does_not_fit, _bad_schedule,
-                 "That schedule does not fit the scenario: at some point it names a task that "
-                 "is not running (or not there). Play it in the playground, then copy "
-                 "format_schedule(playground.lab.schedule)."),
+        [Mistake("the start steps are left out", _without_start,
+                 lambda want: want.split(" ", 1)[1],
+                 "Your schedule does not begin with the start task's decisions: the scenario's "
+                 "`start` line runs first, as task start#1 (the playground takes those steps "
+                 "itself before it shows you buttons; format_schedule(playground.lab.schedule) "
+                 "includes them).", _engine_says),
+         Mistake("a schedule the scenario cannot follow", _does_not_fit, _bad_schedule,
+                 "That schedule does not fit the scenario. Play it in the playground, then "
+                 "copy format_schedule(playground.lab.schedule).", _engine_says),
+         Mistake("the read resumes between the copy and the landing",
+                 _resumes_between_copy_and_landing, _near_miss,
+                 "Close: the read passed hidden before the copy — but it resumed after step 2 "
+                 "and before step 3, so the secondary disk still held the old data and the "
+                 "read returned it. A conflicting read needs the new data on the secondary "
+                 "disk: let the write land before the read resumes."),
          Mistake("the read runs to its end first", _read_before_write, _sequential(READER),
                  "Your schedule lets the read run to its end before the write starts: the "
                  "read sees the old data. The read must be preempted after it has passed "
@@ -573,8 +961,7 @@ ex04 = SimpleNamespace(
         "04.designs",
         "Which designs ('none', '2.8', '4.0') prevent every conflicting read in that "
         "scenario? Answer a list of design names.",
-        _designs, _list_form("designs 'none', '2.8', '4.0'", lambda d: d in DESIGNS,
-                             "['none']"),
+        _designs, _design_list_form,
         _same_set,
         [Mistake("'none' protects", lambda a, w: "none" in a and "none" not in w,
                  lambda want: ["none", *want],
@@ -595,6 +982,100 @@ ex04 = SimpleNamespace(
         "'none' is not.", placeholder=[],
         forms=lambda want: [f"{d}: safe" for d in want] + [" and ".join(want)]),
 )
+
+
+# 4.2: the wake rule, 4.3: the 4.0 mechanism (predictions, answered by the engine)
+WAKE = "start\npar { vread 5b 4K; pwrite 5b 4K 0xbb; vread 20b 4K }\n"
+
+
+def _after_wake() -> str:
+    lab = _lab_after(WAKE, [*START_STEPS, READER, WRITER], design="2.8", size="128K")
+    assert WRITER in {t.name for t in lab.kernel.blocked()}
+    from .kernel import Scripted
+
+    while READER in {t.name for t in lab.runnable()}:
+        lab.kernel.policy = Scripted([*lab.schedule, READER])
+        lab.step()
+    offered = {t.name for t in lab.runnable()}
+    return {frozenset({WRITER}): "a", frozenset({WRITER, "vm-read#2"}): "b",
+            frozenset({"vm-read#2"}): "c", frozenset(): "d"}.get(frozenset(offered), "?")
+
+
+ex04.wake = choice(
+    "04.wake",
+    "Design 2.8, `" + WAKE.strip().replace("\n", "; ") + "`. You step vm-read#1 past hidden; "
+    "then nbd-write#1, which now waits for vm-read#1's CowRequest (its button is grey). "
+    "vm-read#2 (block 20, another cluster) could run too. You step vm-read#1 until it ends, "
+    "ending its CowRequest. Which Step buttons does the playground then offer?",
+    [Option("a", "only nbd-write#1: the woken write runs next"),
+     Option("b", "nbd-write#1 and vm-read#2: you choose",
+            "every scheduling point is a free choice",
+            "When a task ends a CowRequest, the tasks waiting for it are woken and run at "
+            "once, in the order they began waiting, before anything else "
+            "(qemu_co_queue_run_restart): there is no choice at that point."),
+     Option("c", "only vm-read#2: a woken task waits its turn behind the others",
+            "a woken task goes to the back of the queue",
+            "A woken coroutine is not queued behind the runnable ones: QEMU runs it as soon "
+            "as its waker yields or ends (qemu_co_queue_run_restart)."),
+     Option("d", "none: nbd-write#1 must first be woken by hand",
+            "waking is the scheduler's job",
+            "Nobody wakes it by hand: ending the CowRequest (cow_request_end) wakes every "
+            "task waiting for it.")],
+    _after_wake,
+    "Ending the CowRequest woke nbd-write#1, and a woken task runs at once when its waker "
+    "yields or ends, before any other task: vm-read#2 waits until the write yields.",
+    ["What does cow_request_end do with the tasks waiting for it?",
+     "Woken tasks run at once, in order, when the waker next yields or ends."])
+
+SERIALISE = RACE
+
+
+def _copy_meets_read() -> str:
+    from .errors import ScheduleError
+
+    lab = _lab_after(SERIALISE, [*START_STEPS, READER], design="4.0", size="128K")
+    from .kernel import Scripted
+
+    for _ in range(20):
+        if WRITER not in {t.name for t in lab.runnable()}:
+            break
+        lab.kernel.policy = Scripted([*lab.schedule, WRITER])
+        try:
+            lab.step()
+        except ScheduleError:
+            break
+    why = {t.name: t.why_blocked for t in lab.kernel.blocked()}.get(WRITER, "")
+    if READER in why and "hidden" in why:
+        return "a"
+    return "b" if any(e.kind == "cow-copy" for e in lab.trace) else "d"
+
+
+ex04.serialise = choice(
+    "04.serialise",
+    "Design 4.0, the same race. vm-read#1 has looked at hidden (nothing there) and waits "
+    "for its read of the secondary disk. nbd-write#1 runs: its copy of backup cluster 0 "
+    "now wants to write the old data into hidden. What happens?",
+    [Option("a", "the copy's write to hidden waits until vm-read#1's read has finished"),
+     Option("b", "the copy writes hidden at once: the read has already left hidden",
+            "a read leaves a layer once it has looked there",
+            "The read of hidden is a tracked request: it stays in flight on hidden until "
+            "the read below it (of the secondary disk) returns. A serialising write waits "
+            "for every overlapping request in flight on its node."),
+     Option("c", "vm-read#1 is cancelled and read again after the copy",
+            "QEMU retries a read that raced",
+            "Nothing is cancelled or retried in QEMU's block layer: requests wait for each "
+            "other (wait_serialising_requests), they do not restart."),
+     Option("d", "vm-read#1 waits for the copy's write to hidden",
+            "serialising makes the reader wait",
+            "New reads of hidden wait for a serialising write — but vm-read#1 is already in "
+            "flight there, so it is the copy's write that waits for it.")],
+    _copy_meets_read,
+    "The copy's write to hidden is serialising (mark_request_serialising): it waits for "
+    "every overlapping request in flight on hidden, and vm-read#1's read of hidden is still "
+    "in flight (a tracked request) until its read of the secondary disk returns. So the "
+    "write cannot land before the read has its data.",
+    ["How long is a read of hidden in flight on hidden?",
+     "A serialising request waits for overlapping requests in flight on its node."])
 
 
 # --- notebook 05 ------------------------------------------------------------------------
@@ -675,7 +1156,8 @@ ex05 = SimpleNamespace(
         "write to hidden waits for the fill read in flight there.",
         placeholder={},
         forms=lambda want: [" ".join(f"{d}={v}" for d, v in want.items()),
-                            *(f"design {d}: {v}" for d, v in want.items() if d == "2.8")]),
+                            *(form for d, v in want.items() if d == "2.8"
+                              for form in (f"{d}: {v}", f"{d}={v}", f"{d} = {v}"))]),
     preemptions=Exercise(
         "05.preemptions",
         "How many preemptions (switches away from a task that could have run on) does the "
@@ -695,8 +1177,92 @@ ex05 = SimpleNamespace(
          "read of the secondary disk."],
         "One: the read is preempted once, right before it reads the secondary disk.",
         placeholder=None,
-        forms=lambda want: [f"{want} preemption" + ("s" if want != 1 else "") + ")"]),
+        forms=lambda want: [f"{want} preemption" + ("s" if want != 1 else ""),
+                            f"{want} preemption" + ("s" if want != 1 else "") + ")",
+                            f"preemptions: {want}", f"preemptions={want}"]),
 )
+
+
+# 5.3: an open task, checked by the explorer
+OWN_RACE = ("# config: size=128K active_cluster=64K\nstart\n"
+            "par { vwrite 9b 4K 0xcc; pwrite 12b 4K 0xbb }\nvread 12b 4K orig\n")
+
+
+def _explored(answer: str, design: str) -> Any:
+    from . import scenarios
+    from .errors import LabkitError
+    from .explore import explore
+
+    try:
+        config: dict[str, Any] = {"size": "128K", **scenarios.config(answer)}
+        return explore(answer, design=design, max_runs=5000, **config)
+    except LabkitError as exc:
+        return exc
+
+
+def _scenario_form(answer: Any) -> str | None:
+    if not isinstance(answer, str):
+        return (f"Answer scenario text as a string, one command per line, e.g. "
+                f'"start\\npar {{ ... }}" (you gave {type(answer).__name__} {answer!r}).')
+    if not answer.strip():
+        return "Your scenario is empty: write one command per line, starting with start."
+    return None
+
+
+def _violates_under(design: str) -> Callable[[Any, Any], bool]:
+    def right(answer: str, want: str) -> bool:
+        found = _explored(answer, design)
+        return not isinstance(found, Exception) and found.verdict == "violation"
+    return right
+
+
+def _refused(answer: str, want: str) -> bool:
+    return isinstance(_explored(answer, "2.8"), Exception)
+
+
+def _no_race(answer: str, want: str) -> bool:
+    return "par" not in answer
+
+
+def _replication_read_race(answer: str, want: str) -> bool:
+    found = _explored(answer, "none")
+    return not isinstance(found, Exception) and found.verdict == "violation"
+
+
+def _explorer_says(answer: str) -> str:
+    found = _explored(answer, "2.8")
+    if isinstance(found, Exception):
+        return f"The engine says: {found}"
+    return f"The explorer says: {found.summary().splitlines()[0]}."
+
+
+ex05.own_race = Exercise(
+    "05.own_race",
+    "Write a scenario (text; a '# config: KEY=VALUE' line may set the lab, e.g. "
+    "active_cluster=64K; the default disk is 128K) in which the explorer finds a violation "
+    "under design '2.8'. Not the shipped scenario: your own blocks and bytes.",
+    lambda: OWN_RACE, _scenario_form, _violates_under("2.8"),
+    [Mistake("a scenario the engine refuses", _refused, lambda want: "start\npar { vread }",
+             "The engine cannot run that scenario.", _explorer_says),
+     Mistake("a race needs no concurrency", _no_race, lambda want: "start\nvwrite 5b 4K "
+             "0xcc\npwrite 5b 4K 0xbb\nvread 5b 4K orig\n",
+             "Outside par { } each command runs to its end before the next starts: nothing "
+             "can interleave. Start the racing commands together with par { A; B }.",
+             _explorer_says),
+     Mistake("2.8's CowRequest covers every read", _replication_read_race,
+             lambda want: "start\npar { vread 5b 4K; pwrite 5b 4K 0xbb }\n",
+             "Your race breaks design 'none' — but under 2.8 the VM's reads through the "
+             "replication driver hold a CowRequest. Which reader of hidden and the secondary "
+             "disk does not go through replication_co_readv?", _explorer_says)],
+    ["qcow2's fill read for a partial-cluster VM write does not hold a CowRequest.",
+     "With 64 KiB active clusters a 4 KiB VM write fills the rest of the cluster; the "
+     "primary must write into the same backup cluster meanwhile."],
+    "A VM write that covers part of an unallocated 64 KiB active cluster makes qcow2 read "
+    "the rest of the cluster from hidden and the secondary disk without a CowRequest; a "
+    "primary write into that cluster can copy and land between those reads, and active "
+    "captures the primary's new data.",
+    placeholder="", forms=lambda want: [])
+
 
 EXERCISES: dict[str, Exercise] = {
     q.name: q
@@ -709,5 +1275,6 @@ def by_notebook(prefix: str) -> Sequence[Exercise]:
     return [q for name, q in EXERCISES.items() if name.startswith(prefix + ".")]
 
 
-__all__ = ["EXERCISES", "Exercise", "Mistake", "Outcome", "by_notebook", "ex01", "ex02",
+__all__ = ["EXERCISES", "Choice", "Exercise", "Mistake", "Option", "Outcome", "by_notebook",
+           "choice", "ex01", "ex02",
            "ex03", "ex04", "ex05", "solutions_enabled"]

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.exercises import EXERCISES, by_notebook, ex02, ex03, ex04, ex05
+from labkit.exercises import EXERCISES, Choice, by_notebook, ex01, ex02, ex03, ex04, ex05
 
 ALL = list(EXERCISES.values())
 
 
 def test_every_notebook_has_its_exercises():
-    assert [len(by_notebook(f"{n:02d}")) for n in range(1, 6)] == [2, 2, 2, 2, 2]
+    assert [len(by_notebook(f"{n:02d}")) for n in range(1, 6)] == [3, 3, 3, 4, 3]
 
 
 @pytest.mark.parametrize("q", ALL, ids=lambda q: q.name)
@@ -33,7 +33,8 @@ def test_each_anticipated_mistake_gets_its_feedback(q):
         assert wrong != q.answer
         outcome = q.check(wrong)
         assert not outcome.correct, (q.name, m.name, wrong)
-        assert (outcome.kind, outcome.mistake, outcome.message) == ("mistake", m.name, m.feedback)
+        assert (outcome.kind, outcome.mistake) == ("mistake", m.name), (q.name, outcome)
+        assert outcome.message == m.message(wrong) and outcome.message.startswith(m.feedback)
         assert repr(outcome).startswith("Not yet. ")
         # the feedback never states the solution
         assert q.shown() not in m.feedback, (q.name, m.name)
@@ -61,6 +62,12 @@ WRONG_TYPES = {
                                                                 "4.0": "safe"},
                    {"none": "safe", "2.8": "safe", "4.0": "safe", "5.0": "safe"}],
     "05.preemptions": ["1", 1.0, -1, [1], True],
+    "01.checkpoint": ["e", 3, ["c"], None],
+    "02.concurrent": ["z", 2, ["b"]],
+    "03.order": ["AB", "ABCE", ["A", "A", "B", "C"], 7, None],
+    "04.wake": ["e", 1, ["a"]],
+    "04.serialise": ["x", 0, ("a",)],
+    "05.own_race": [3, ["start"], "   ", None],
 }
 
 
@@ -110,3 +117,94 @@ def test_answer_forms_include_the_text_the_leak_test_looks_for():
     assert "0xb7" in ex03.vm_reads.answer_forms()
     assert f"{ex05.preemptions.answer} preemption)" in ex05.preemptions.answer_forms()
     assert any("2.8=" in f for f in ex05.partial.answer_forms())
+
+
+@pytest.mark.parametrize("q", [q for q in ALL if isinstance(q, Choice)], ids=lambda q: q.name)
+def test_every_wrong_choice_names_a_misconception_and_the_engine_picks_the_right_one(q):
+    right = [o for o in q.options if not o.misconception]
+    assert [o.key for o in right] == [q.answer], (q.name, q.answer)  # the engine agrees
+    for o in q.options:
+        if o.key != q.answer:
+            assert o.misconception and o.feedback, (q.name, o.key)
+            outcome = q.check(f"({o.key.upper()})")  # written as people write it
+            assert outcome.kind == "mistake" and outcome.message == o.feedback
+
+
+def test_answers_in_the_forms_people_write_them():
+    served = ex01.served.answer
+    as_printed = ["secondary disk" if a == "secondary" else a for a in served]
+    assert ex01.served.check(as_printed).correct
+    assert ex01.partial.check(range(len(ex01.partial.answer))).correct
+    unquoted = ex04.designs.check([2.8, 4.0])
+    assert unquoted.kind == "form" and "quote them" in unquoted.message
+    assert ex03.order.check("".join(ex03.order.answer).lower()).correct
+
+
+def test_every_order_that_gives_the_vm_0xbb_is_accepted():
+    from labkit.exercises import _winning_orders
+
+    orders = _winning_orders()
+    assert len(orders) > 1
+    for order in orders:
+        assert ex03.order.check(order).correct, order
+
+
+def test_the_racing_schedule_gets_the_engines_own_reasons():
+    q = ex04.schedule
+    names = q.answer.split(" ", 1)[1]                     # without the start steps
+    outcome = q.check(names)
+    assert outcome.mistake == "the start steps are left out"
+    assert "The engine says: schedule position 0" in outcome.message
+    short = q.answer.replace("nbd-write#1*5", "nbd-write#1*4")  # one write step short
+    outcome = q.check(short)
+    assert "the schedule ends after" in outcome.message and "too short" in outcome.message
+    near = q.answer.replace("nbd-write#1*5 vm-read#1", "nbd-write#1*4 vm-read#1 nbd-write#1")
+    outcome = q.check(near)
+    assert outcome.mistake == "the read resumes between the copy and the landing"
+    assert "e.g. 'start#1" not in q.check("x").message   # the form's example gives nothing
+
+
+def test_a_reveal_cell_runs_only_after_a_right_answer_or_the_solution(capsys):
+    import copy
+
+    from labkit.exercises import Exercise
+
+    q = ex02.concurrent
+    fresh = copy.copy(q)
+    vars(fresh)["_revealed"] = False
+    assert not Exercise.answered(fresh)
+    assert "runs once q.check" in capsys.readouterr().out
+    fresh.check("d")
+    assert not fresh.answered()
+    fresh.check(fresh.answer)
+    assert fresh.answered()
+    other = copy.copy(q)
+    vars(other)["_revealed"] = False
+    other.solution()
+    assert other.answered()
+
+
+def test_the_solved_edition_writes_each_answer_into_its_cell():
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent.parent / "tools"))
+    from build_notebooks import make
+
+    nb = make("04-conflicting-reads", "solutions")
+    cells = [c.source for c in nb.cells if c.cell_type == "code" and "q = ex04." in c.source]
+    assert cells and not any("your_answer" in c for c in cells)
+    assert any(repr(ex04.schedule.answer) in c for c in cells)
+
+
+OPEN_TASKS = {"03.order", "04.schedule", "05.own_race"}  # checked by running the answer
+
+
+def test_each_notebook_has_an_exercise_that_needs_more_than_reading_an_output():
+    for n in range(1, 6):
+        kinds = [q.name for q in by_notebook(f"{n:02d}")
+                 if isinstance(q, Choice) or q.name in OPEN_TASKS]
+        assert kinds, f"notebook {n:02d} has only questions answered by reading an output"
+    # the 4.0 mechanism and the wake rule each have their own prediction
+    assert "serialising" in ex04.serialise.explanation
+    assert "in flight" in ex04.serialise.explanation
+    assert "qemu_co_queue_run_restart" in " ".join(o.feedback for o in ex04.wake.options)

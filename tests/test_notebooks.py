@@ -143,22 +143,55 @@ def exercise_positions(nb: dict) -> list[tuple[int, str]]:
     return out
 
 
-def leaks(nb: dict) -> list[str]:
-    """Each exercise whose answer (a text form of it, or for a schedule any schedule
-    the checker accepts) is in an output above it."""
-    found = []
-    for index, name in exercise_positions(nb):
-        q = EXERCISES[name]
-        above = [t for cell in nb["cells"][:index] for t in cell_text(cell)]
-        for text in above:
-            for form in q.answer_forms():
-                if form in text:
-                    found.append(f"{name}: {form!r} in {text[:120]!r}")
-            if name == "04.schedule":
-                for m in SCHEDULE.finditer(text):
-                    if q.check(m.group(0).strip()).correct:
-                        found.append(f"{name}: a winning schedule {m.group(0)!r}")
+def visible_text(nb: dict) -> list[str]:
+    """Everything a trainee reads in a stored notebook: its prose and its text outputs."""
+    return [source(c) for c in nb["cells"] if c["cell_type"] == "markdown"] + text_outputs(nb)
+
+
+SCENARIO_WRITE = re.compile(r"\b[pv](write|read) \S+ \S+ 0x[0-9a-f]{2}\b")
+
+
+def _forms_in(q, text: str) -> list[str]:
+    """The forms of ``q``'s answer in ``text``.  The exercises' questions do not count
+    (they name the candidates, e.g. every byte 3.1 might return), nor does a byte
+    written by a scenario command (``pwrite 7b 4K 0xb7`` says what was written, not
+    what is read)."""
+    for other in EXERCISES.values():
+        text = text.replace(other.question, "")
+    text = SCENARIO_WRITE.sub("", text)
+    found = [f"{q.name}: {form!r} in {text[:120]!r}" for form in q.answer_forms()
+             if form and form in text]
+    if q.name == "04.schedule":
+        for m in SCHEDULE.finditer(text):
+            if q.check(m.group(0).strip()).correct:
+                found.append(f"{q.name}: a winning schedule {m.group(0)!r}")
     return found
+
+
+def leaks(nb: dict, before: list[dict] = ()) -> list[str]:
+    """Each exercise of ``nb`` whose answer (a text form of it, or for a schedule any
+    schedule the checker accepts) is anywhere a trainee reads before answering it: the
+    prose and outputs of its notebook, above *and* below it, and of the notebooks
+    ``before`` it.  (A later notebook may use what an earlier exercise asked.)"""
+    texts = [t for earlier in before for t in visible_text(earlier)] + visible_text(nb)
+    found = []
+    for _, name in exercise_positions(nb):
+        q = EXERCISES[name]
+        for text in texts:
+            found += _forms_in(q, text)
+    return found
+
+
+def scenario_comments() -> dict[str, str]:
+    """The comment lines of every shipped scenario, without the machine-read header
+    lines (``# config:``, ``# verdict:``, which tests/test_scenarios.py checks)."""
+    folder = ROOT / "labkit" / "scenarios"
+    out = {}
+    for path in sorted(folder.glob("*.scn")):
+        lines = [line for line in path.read_text().splitlines()
+                 if "#" in line and not re.match(r"#\s*(config|verdict):", line)]
+        out[path.name] = "\n".join(line[line.index("#"):] for line in lines)
+    return out
 
 
 def test_every_exercise_is_in_the_stored_notebooks_once():
@@ -167,15 +200,27 @@ def test_every_exercise_is_in_the_stored_notebooks_once():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_no_output_above_an_exercise_gives_its_answer_away(path):
+def test_nothing_a_trainee_reads_gives_an_answer_away(path):
+    before = [json.loads(p.read_text()) for p in NOTEBOOKS if p.stem < path.stem]
     nb = json.loads(path.read_text())
-    assert leaks(nb) == []
+    assert leaks(nb, before) == []
     for index, name in exercise_positions(nb):  # and every exercise is stored unanswered
         shown = " ".join(cell_text(nb["cells"][index]))
         assert "Correct!" not in shown and "Replace the placeholder" in shown, name
 
 
-def test_the_leak_test_catches_a_leak():
+def test_no_shipped_scenario_comment_gives_an_answer_away():
+    for name, comments in scenario_comments().items():
+        for q in EXERCISES.values():
+            assert _forms_in(q, comments) == [], name
+
+
+def test_every_answer_has_a_text_form_the_leak_test_looks_for():
+    for q in EXERCISES.values():
+        assert q.answer_forms() or q.name in ("05.own_race",), q.name
+
+
+def test_the_leak_test_catches_a_leak_above_below_in_prose_and_in_a_scenario():
     path = ROOT / "notebooks" / "04-conflicting-reads.ipynb"
     nb = json.loads(path.read_text())
     first = exercise_positions(nb)[0][0]
@@ -185,10 +230,20 @@ def test_the_leak_test_catches_a_leak():
     assert any("04.schedule" in leak for leak in leaks(nb))
     served = json.loads((ROOT / "notebooks" / "01-block-graph.ipynb").read_text())
     at = exercise_positions(served)[0][0]
-    served["cells"][at - 1]["outputs"] = [
+    served["cells"][at + 1]["outputs"] = [   # below the exercise
         {"output_type": "stream", "name": "stdout",
          "text": f"served by: {EXERCISES['01.served'].answer}\n"}]
     assert any("01.served" in leak for leak in leaks(served))
+    prose = json.loads((ROOT / "notebooks" / "05-exploring-interleavings.ipynb").read_text())
+    verdicts = EXERCISES["05.partial"].answer
+    prose["cells"].append({"cell_type": "markdown", "metadata": {},
+                           "source": f"Under 2.8 the verdict is {verdicts['2.8']}: "
+                                     f"design 2.8: {verdicts['2.8']}"})
+    assert any("05.partial" in leak for leak in leaks(prose))
+    choice = EXERCISES["04.serialise"]
+    right = {o.key: o.text for o in choice.options}[choice.answer]
+    assert _forms_in(choice, f"# in QEMU 4.0 {right}") != []
+    assert _forms_in(choice, choice.question) == []  # a choice in its own question is no leak
 
 
 def _skip_06_without_qemu(path: Path) -> None:
@@ -285,3 +340,21 @@ def test_every_exercise_passes_with_its_solution_in_the_solved_edition():
         nb = execute(make(stem), "solutions")
         for index, name in exercise_positions(nb):
             assert any(t.startswith("Correct!") for t in cell_text(nb.cells[index])), name
+
+
+def test_the_solved_edition_shows_each_answer_and_stays_solved_when_rerun():
+    """The solved edition writes each answer into its cell: executed *without*
+    LABKIT_SOLUTIONS (a trainer re-running it) every check still says Correct!, names
+    the answer, and the cells that show an answer run."""
+    from build_notebooks import execute, make
+
+    nb = execute(make("04-conflicting-reads", "solutions"), "trainee")
+    cells = [(c, EXERCISE_CELL.search(source(c))) for c in nb.cells if c.cell_type == "code"]
+    asked = [(c, getattr(getattr(exercises, m[1]), m[2])) for c, m in cells if m]
+    assert len(asked) == 4
+    for cell, q in asked:
+        assert "your_answer" not in source(cell) and q.literal() in source(cell), q.name
+        shown = " ".join(cell_text(cell))
+        assert shown.count("Correct! Your answer") == 1, (q.name, shown[:300])
+        assert q.described(q.answer) in shown, q.name
+    assert not any("This cell shows the answer" in t for t in text_outputs(nb))

@@ -40,6 +40,23 @@ def exercises_in(source: Path) -> list[tuple[str, str]]:
     return out
 
 
+def concept_check_text() -> list[str]:
+    """The concept check (notebook 00 and the end of 05): each question's right letter and
+    the misconception behind each wrong one."""
+    from labkit.concepts import QUESTIONS
+
+    out = ["## Concept check (notebook 00, again at the end of 05)", "",
+           "Each trainee pastes one line (`labkit-concepts v1 before 6/10 abcd...`); "
+           "`python tools/concept_report.py FILE` shows the class's before and after per "
+           "question, and the misconception chosen most.", ""]
+    for i, q in enumerate(QUESTIONS, start=1):
+        out += [f"### {i}. {q.text} (`{q.key}`)", ""]
+        for key, text, why in q.options:
+            out.append(f"* ({key}) {text} — " + (f"*{why}*" if why else "**right**"))
+        out.append("")
+    return out
+
+
 def key_text() -> str:
     from labkit.exercises import EXERCISES
 
@@ -67,8 +84,9 @@ def key_text() -> str:
             out += ["", "**Anticipated mistakes** (example answer → the feedback):", ""]
             for m in q.mistakes:
                 out.append(f"* *{m.name}*, e.g. `{q.shown(m.example(q.answer))}` → "
-                           f"\"{m.feedback}\"")
+                           f"\"{m.message(m.example(q.answer))}\"")
             out.append("")
+    out += concept_check_text()
     missing = sorted(set(EXERCISES) - set(seen))
     assert not missing, f"exercises in no notebook: {missing}"
     return "\n".join(out).rstrip() + "\n"

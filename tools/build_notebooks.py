@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -38,9 +39,29 @@ def names() -> list[str]:
     return sorted(p.stem for p in SOURCES.glob("*.md"))
 
 
-def make(name: str) -> nbformat.NotebookNode:
-    """The unexecuted notebook ``name`` from its source."""
-    return notebook_from_source(SOURCES / f"{name}.md")
+ANSWER_CALL = re.compile(r"\bq\.your_answer\((?:[^()]|\([^()]*\))*\)")
+EXERCISE_CELL = re.compile(r"\bq = (ex0\d)\.(\w+)")
+
+
+def make(name: str, edition: str = "trainee") -> nbformat.NotebookNode:
+    """The unexecuted notebook ``name`` from its source.
+
+    In the solved edition each exercise cell's ``q.your_answer(...)`` is replaced by
+    the engine's answer written out as a literal, so that a trainer sees the answer
+    and the notebook stays solved when re-run without ``LABKIT_SOLUTIONS``.
+    """
+    nb = notebook_from_source(SOURCES / f"{name}.md")
+    if edition == "solutions":
+        from labkit import exercises
+
+        for cell in nb.cells:
+            m = EXERCISE_CELL.search(cell.source) if cell.cell_type == "code" else None
+            if m and ANSWER_CALL.search(cell.source):
+                literal = getattr(getattr(exercises, m[1]), m[2]).literal()
+                cell.source = ANSWER_CALL.sub(lambda _, text=literal: text, cell.source)
+                cell.source = re.sub(r"#\s*replace .*$", "# the engine's answer", cell.source,
+                                     flags=re.M)
+    return nb
 
 
 def execute(nb: nbformat.NotebookNode, edition: str = "trainee", timeout: int = 600,
@@ -88,7 +109,7 @@ def main(argv: list[str]) -> int:
     out = OUTPUT[args.edition]
     out.mkdir(exist_ok=True)
     for name in args.names or known:
-        nb = execute(make(name), args.edition)
+        nb = execute(make(name, args.edition), args.edition)
         path = out / f"{name}.ipynb"
         nbformat.write(nb, path)
         print(f"wrote {path.relative_to(ROOT)}")

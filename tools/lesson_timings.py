@@ -13,11 +13,14 @@ kernel (nbclient, cwd ``notebooks/``, ``LABKIT_SOLUTIONS`` unset):
 * **widgets** — ``MIN_PER_WIDGET`` minutes of clicking per interactive widget
   (stepper, playground, replay);
 * **exercises** — ``MIN_PER_EXERCISE`` minutes per checked exercise (reading
-  the question, one or two tries, a hint), ``MIN_PER_TRY_SECTION`` for an
-  unchecked "Things to try".
+  the question, one or two tries, a hint), ``MIN_PER_CHOICE`` per multiple-choice
+  prediction, ``MIN_PER_CONCEPT_CHECK`` per sitting of the concept check,
+  ``MIN_PER_TRY_SECTION`` for an unchecked "Things to try".
 
 It prints the estimate next to the minutes the notebook's header announces;
-``docs/trainer-guide.md`` builds its agenda from this table.
+``docs/trainer-guide.md`` builds its agenda from this table, and
+``tests/test_editions.py`` checks the guide's table against :func:`static_counts`
+(everything but the measured run time) and :func:`estimate`.
 """
 
 from __future__ import annotations
@@ -31,15 +34,20 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "notebooks"
+sys.path.insert(0, str(ROOT))
 
 WORDS_PER_MIN = 120
 SECONDS_PER_CODE_LINE = 6
 SECONDS_PER_OUTPUT_LINE = 3
 MIN_PER_WIDGET = 4
 MIN_PER_EXERCISE = 5
+MIN_PER_CHOICE = 2
+MIN_PER_CONCEPT_CHECK = 5
 MIN_PER_TRY_SECTION = 5
-WIDGETS = re.compile(r"^(stepper|playground|replay)\s*$", re.M)
+WIDGETS = re.compile(r"^\s*(display\()?(stepper|playground|replay)\)?\s*$", re.M)
 EXERCISE = re.compile(r"\.your_answer\(")
+EXERCISE_NAME = re.compile(r"\bq = (ex0\d)\.(\w+)")
+CONCEPT_CHECK = re.compile(r"^cc = concept_check\(", re.M)
 ANNOUNCED = re.compile(r"\*\*Teaching:\*\* (\d+) min · \*\*Exercises:\*\* (\d+) min")
 
 
@@ -66,35 +74,66 @@ def _output_lines(cell: Any) -> int:
     return n
 
 
+def _is_choice(source: str) -> bool:
+    from labkit.exercises import Choice
+
+    m = EXERCISE_NAME.search(source)
+    if m is None:
+        return False
+    import labkit.exercises as exercises
+
+    return isinstance(getattr(getattr(exercises, m[1]), m[2]), Choice)
+
+
+def static_counts(nb: Any) -> dict[str, Any]:
+    """What the estimate counts in a notebook, its measured run time aside: prose words,
+    code lines, output lines (of the stored outputs), widgets, exercises (open and
+    multiple-choice), concept-check sittings, and the minutes its header announces."""
+    words = sum(len(c.source.split()) for c in nb.cells if c.cell_type == "markdown")
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    code_lines = sum(1 for c in code for line in c.source.splitlines()
+                     if line.strip() and not line.strip().startswith("#"))
+    asked = [c.source for c in code if EXERCISE.search(c.source)]
+    choices = sum(1 for src in asked if _is_choice(src))
+    m = ANNOUNCED.search(nb.cells[0].source)
+    return {"words": words, "code_lines": code_lines,
+            "output_lines": sum(_output_lines(c) for c in code),
+            "widgets": sum(len(WIDGETS.findall(c.source)) for c in code),
+            "exercises": len(asked) - choices, "choices": choices,
+            "concept_checks": sum(len(CONCEPT_CHECK.findall(c.source)) for c in code),
+            "tries": sum(1 for c in nb.cells
+                         if c.cell_type == "markdown" and "### Things to try" in c.source),
+            "announced": (int(m[1]), int(m[2])) if m else None}
+
+
+def estimate(counts: dict[str, Any], run_s: float) -> tuple[float, int]:
+    """(teaching minutes, exercise minutes) from :func:`static_counts` and the run time."""
+    read_min = (counts["words"] / WORDS_PER_MIN
+                + counts["code_lines"] * SECONDS_PER_CODE_LINE / 60
+                + counts["output_lines"] * SECONDS_PER_OUTPUT_LINE / 60)
+    teaching = read_min + run_s / 60 + counts["widgets"] * MIN_PER_WIDGET
+    exercise_min = (counts["exercises"] * MIN_PER_EXERCISE + counts["choices"] * MIN_PER_CHOICE
+                    + counts["concept_checks"] * MIN_PER_CONCEPT_CHECK
+                    + counts["tries"] * MIN_PER_TRY_SECTION)
+    return teaching, exercise_min
+
+
 def time_notebook(path: Path) -> dict[str, Any]:
     import nbformat
     from nbclient import NotebookClient
 
+    stored = nbformat.read(path, as_version=4)
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs = []
     NotebookClient(nb, timeout=600, kernel_name="python3", record_timing=True,
                    resources={"metadata": {"path": str(FOLDER)}}).execute()
-    words = sum(len(c.source.split()) for c in nb.cells if c.cell_type == "markdown")
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    code_lines = sum(1 for c in code for line in c.source.splitlines()
-                     if line.strip() and not line.strip().startswith("#"))
-    out_lines = sum(_output_lines(c) for c in code)
-    run_s = sum(_seconds(c) for c in code)
-    widgets = sum(len(WIDGETS.findall(c.source)) for c in code)
-    exercises = sum(1 for c in code if EXERCISE.search(c.source))
-    tries = sum(1 for c in nb.cells
-                if c.cell_type == "markdown" and "### Things to try" in c.source)
-    read_min = (words / WORDS_PER_MIN + code_lines * SECONDS_PER_CODE_LINE / 60
-                + out_lines * SECONDS_PER_OUTPUT_LINE / 60)
-    teaching = read_min + run_s / 60 + widgets * MIN_PER_WIDGET
-    exercise_min = exercises * MIN_PER_EXERCISE + tries * MIN_PER_TRY_SECTION
-    m = ANNOUNCED.search(nb.cells[0].source)
-    return {"notebook": path.stem, "run_s": run_s, "words": words, "code_lines": code_lines,
-            "output_lines": out_lines, "widgets": widgets, "exercises": exercises,
-            "teaching_min": teaching, "exercise_min": exercise_min,
-            "announced": (int(m[1]), int(m[2])) if m else None}
+    counts = static_counts(stored)  # the stored outputs: what a trainee first reads
+    run_s = sum(_seconds(c) for c in nb.cells if c.cell_type == "code")
+    teaching, exercise_min = estimate(counts, run_s)
+    return {"notebook": path.stem, "run_s": run_s, **counts,
+            "teaching_min": teaching, "exercise_min": exercise_min}
 
 
 def main(argv: list[str]) -> int:
@@ -104,22 +143,26 @@ def main(argv: list[str]) -> int:
              if not argv or any(p.stem.startswith(a) for a in argv)]
     rows = [time_notebook(p) for p in paths]
     print(f"{'notebook':<28} {'run s':>6} {'words':>6} {'code':>5} {'out':>5} {'wdg':>4} "
-          f"{'ex':>3} {'teach min':>9} {'ex min':>6} {'announced':>10}")
+          f"{'ex':>3} {'mc':>3} {'cc':>3} {'teach min':>9} {'ex min':>6} {'announced':>10}")
     for r in rows:
         ann = "{}+{}".format(*r["announced"]) if r["announced"] else "-"
         print(f"{r['notebook']:<28} {r['run_s']:6.1f} {r['words']:6d} {r['code_lines']:5d} "
               f"{r['output_lines']:5d} {r['widgets']:4d} {r['exercises']:3d} "
+              f"{r['choices']:3d} {r['concept_checks']:3d} "
               f"{r['teaching_min']:9.1f} {r['exercise_min']:6.0f} {ann:>10}")
     teach = sum(r["teaching_min"] for r in rows)
     ex = sum(r["exercise_min"] for r in rows)
     announced = sum(sum(r["announced"]) for r in rows if r["announced"])
     print(f"{'total':<28} {sum(r['run_s'] for r in rows):6.1f} "
           f"{sum(r['words'] for r in rows):6d} {'':>5} {'':>5} {'':>4} "
-          f"{sum(r['exercises'] for r in rows):3d} {teach:9.1f} {ex:6.0f} {announced:>10}")
+          f"{sum(r['exercises'] for r in rows):3d} {sum(r['choices'] for r in rows):3d} "
+          f"{sum(r['concept_checks'] for r in rows):3d} {teach:9.1f} {ex:6.0f} "
+          f"{announced:>10}")
     print(f"\nestimated: {teach + ex:.0f} min of lessons (announced {announced} min); model: "
           f"{WORDS_PER_MIN} words/min, {SECONDS_PER_CODE_LINE} s/code line, "
           f"{SECONDS_PER_OUTPUT_LINE} s/output line, {MIN_PER_WIDGET} min/widget, "
-          f"{MIN_PER_EXERCISE} min/exercise")
+          f"{MIN_PER_EXERCISE} min/exercise, {MIN_PER_CHOICE} min/multiple-choice, "
+          f"{MIN_PER_CONCEPT_CHECK} min/concept check")
     return 0
 
 

@@ -14,9 +14,15 @@ from ..errors import StateError
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reset", help="restore a notebook to its shipped state",
-                       description="Restore NOTEBOOK (a name like 01-the-secondary, or its "
-                                   "path) to the state it was shipped in, and print its path.")
-    p.add_argument("notebook", help="the notebook's name or path")
+                       description="Restore NOTEBOOK (a number like 04, a name like "
+                                   "04-conflicting-reads, or its path) to the state it was "
+                                   "shipped in. Your copy is kept in backups/ beside it. Close "
+                                   "the notebook's tab in JupyterLab first: an open notebook "
+                                   "is refused.")
+    p.add_argument("notebook", help="the notebook: 04, 04-conflicting-reads, or a path")
+    p.add_argument("--force", action="store_true",
+                   help="reset even if JupyterLab has the notebook open (then answer its "
+                        "'File Changed' dialog with Revert, not Overwrite)")
     p.set_defaults(func=cmd_reset)
 
 
@@ -26,6 +32,6 @@ def cmd_reset(args: argparse.Namespace) -> int:
     except ModuleNotFoundError:
         raise StateError("this labkit has no notebook editions (labkit.editions is missing); "
                          "reinstall labkit") from None
-    path = editions.reset(args.notebook)
-    print(f"reset {path}")
+    result = editions.reset(args.notebook, force=args.force)
+    print(result.text())
     return 0
