@@ -26,6 +26,7 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "notebooks" / "src"
+RUNTIME_TAG = "runtime-output"
 OUTPUT = {"trainee": ROOT / "notebooks", "solutions": ROOT / "solutions"}
 
 sys.path.insert(0, str(ROOT))
@@ -43,8 +44,15 @@ def make(name: str) -> nbformat.NotebookNode:
 
 
 def execute(nb: nbformat.NotebookNode, edition: str = "trainee", timeout: int = 600,
-            env: dict[str, str] | None = None) -> nbformat.NotebookNode:
-    """Run every cell in ``notebooks/``, solutions on only for the solved edition."""
+            env: dict[str, str] | None = None,
+            runtime_outputs: bool = False) -> nbformat.NotebookNode:
+    """Run every cell in ``notebooks/``, solutions on only for the solved edition.
+
+    A cell tagged ``runtime-output`` says something true only of the machine that runs
+    it (notebook 06: is QEMU usable here, so is the comparison live or recorded?): its
+    outputs are dropped unless ``runtime_outputs``, so that a stored notebook never
+    claims a run that the reader's machine did not make.
+    """
     saved = dict(os.environ)
     try:
         if edition == "solutions":
@@ -62,6 +70,8 @@ def execute(nb: nbformat.NotebookNode, edition: str = "trainee", timeout: int = 
         os.environ.update(saved)
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        if not runtime_outputs and RUNTIME_TAG in cell.metadata.get("tags", ()):
+            cell.outputs = []
     return nb
 
 
