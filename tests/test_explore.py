@@ -74,11 +74,12 @@ def test_the_same_schedule_is_safe_in_the_protected_designs() -> None:
 # --- reduction vs the naive baseline ---------------------------------------------------------
 
 
+@pytest.mark.parametrize("era", ["2.8", "7.2"])
 @pytest.mark.parametrize("design", ["none", "2.8", "4.0"])
 def test_reduction_runs_fewer_interleavings_with_the_same_verdict_and_outcomes(
-        design: str) -> None:
-    reduced = lk.explore(CANONICAL3, design=design, outcomes=True, shrink=False)
-    naive = lk.explore(CANONICAL3, design=design, reduction="none", outcomes=True,
+        design: str, era: str) -> None:
+    reduced = lk.explore(CANONICAL3, design=design, era=era, outcomes=True, shrink=False)
+    naive = lk.explore(CANONICAL3, design=design, era=era, reduction="none", outcomes=True,
                        shrink=False)
     assert reduced.complete and naive.complete
     assert reduced.runs < naive.runs
@@ -87,11 +88,12 @@ def test_reduction_runs_fewer_interleavings_with_the_same_verdict_and_outcomes(
     assert reduced.outcomes == naive.outcomes  # nothing observable is lost
 
 
+@pytest.mark.parametrize("era", ["2.8", "7.2"])
 @pytest.mark.parametrize("name", ["partial-cluster-vm-write", "straddle", "checkpoint"])
-def test_sleep_sets_alone_and_dpor_reach_the_naive_outcomes(name: str) -> None:
+def test_sleep_sets_alone_and_dpor_reach_the_naive_outcomes(name: str, era: str) -> None:
     text = scenarios.load(name)
     for design in ("none", "2.8", "4.0"):
-        results = {red: lk.explore(text, design=design, reduction=red, outcomes=True,
+        results = {red: lk.explore(text, design=design, era=era, reduction=red, outcomes=True,
                                    shrink=False) for red in ("dpor", "sleep", "none")}
         assert len({r.verdict for r in results.values()}) == 1
         assert results["dpor"].outcomes == results["sleep"].outcomes == results["none"].outcomes
