@@ -60,7 +60,7 @@ from .kernel import FIFO, CoMutex, Event, EventLog, Kernel, Policy, Task, declar
 from .layers import SECTOR, Layer
 from .oracle import Oracle, Violation
 from .replication import ReplicationNode, ReplicationStage
-from .scenario import Command, Par, Scenario, parse, safe_title
+from .scenario import Command, Par, Scenario, parse, safe_title, scenario_graph
 
 _WRITES = ("primary write", "VM write")  # the _check_io names whose byte is checked
 NODE_LAYER = {"secondary-disk": "secondary", "hidden": "hidden", "active": "active"}
@@ -103,7 +103,7 @@ class Lab:
                                     backup_cluster=backup_cluster)
         self.config: dict[str, Any] = dict(size=size, block=block, hidden_cluster=hidden_cluster,
                            active_cluster=active_cluster, design=design, fill=fill, era=era,
-                           backup_cluster=backup_cluster)
+                           backup_cluster=backup_cluster, graph="colo")
         # The initial contents as a function of (offset, length), not as bytes: the
         # disk and the oracle keep only what is written (a 1 GiB disk stays small);
         # ``original`` makes the whole bytes only if someone asks for them.
@@ -482,8 +482,17 @@ class Lab:
         """
         if isinstance(scenario, str):
             scenario = parse(scenario, block=self.block, size=self.size)
-        Interpreter(SimBackend(self), scenario, self).play()
+        Interpreter(self.backend(scenario), scenario, self).play()
         return self
+
+    def backend(self, scenario: Scenario) -> SimBackend:
+        """The interpreter's backend for this lab (a fleecing lab has its own); a
+        scenario written for the other graph is refused here, before anything runs."""
+        fleecing = scenario_graph(scenario)
+        if fleecing == "fleecing":
+            raise ConfigError("this scenario uses image fleecing's commands (fleece, cread): "
+                              "it needs '# config: graph=fleecing' (or graph=\"fleecing\")")
+        return SimBackend(self)
 
 
 def check_byte(byte: object, what: str = "byte") -> int:
@@ -574,7 +583,7 @@ class ScenarioRun:
         self.lab = lab
         self.scenario = scenario
         self.started_at = 0  # len(lab.schedule) when the current step's tasks started
-        self._interp = Interpreter(SimBackend(lab), scenario, lab)
+        self._interp = Interpreter(lab.backend(scenario), scenario, lab)
         self._advance()
 
     @property
@@ -614,13 +623,16 @@ class ScenarioRun:
 
 def build_secondary(size: int | str = "1M", block: int | str = "4K",
                     hidden_cluster: int | str = "4K", active_cluster: int | str = "4K",
-                    design: str = "2.8", fill: str | int = "index",
+                    design: str | None = None, fill: str | int = "index",
                     policy: str | Policy | None = "fifo", *, era: str = "2.8",
-                    backup_cluster: int | str | None = None) -> Lab:
+                    backup_cluster: int | str | None = None, graph: str = "colo") -> Lab:
     """Build the standard secondary graph (see the module docstring).
 
-    ``design`` is the read protection (``"none"``, ``"2.8"``, ``"4.0"``); ``era``
-    the control-plane behaviour (``"2.8"`` or ``"7.2"``).  The backup cluster is
+    ``design`` is the read protection (``"none"``, ``"2.8"`` (default), ``"4.0"``);
+    ``era`` the control-plane behaviour (``"2.8"`` or ``"7.2"``).  With
+    ``graph="fleecing"`` the lab is image fleecing's instead
+    (:class:`labkit.fleecing.FleecingLab`) and ``design`` its scheme
+    (``"2.12"``, ``"3.0"``, ``"7.2"`` (default)).  The backup cluster is
     QEMU's ``MAX(64 KiB, hidden cluster)`` unless ``backup_cluster`` overrides it
     (not QEMU: for small teaching disks; a power of two from 512 bytes to 2 MiB).
     Every value is checked by :class:`labkit.config.LabConfig`: a bad one raises
@@ -630,13 +642,20 @@ def build_secondary(size: int | str = "1M", block: int | str = "4K",
     """
     cfg = LabConfig.parse(dict(size=size, block=block, hidden_cluster=hidden_cluster,
                                active_cluster=active_cluster, design=design, fill=fill,
-                               era=era, backup_cluster=backup_cluster))
+                               era=era, backup_cluster=backup_cluster, graph=graph))
     return build_lab(cfg, policy)
 
 
 def build_lab(config: LabConfig, policy: str | Policy | None = "fifo") -> Lab:
     """The secondary a checked :class:`~labkit.config.LabConfig` describes."""
     chosen = _policy(policy)
+    if config.graph == "fleecing":
+        from .fleecing import FleecingLab  # the fleecing graph sits beside the secondary
+
+        try:
+            return FleecingLab(config, chosen)
+        except LabkitError as exc:
+            raise ConfigError(str(exc)) from None
     try:
         return Lab(size=config.size, block=config.block, hidden_cluster=config.hidden_cluster,
                    active_cluster=config.active_cluster, design=config.design,

@@ -15,7 +15,7 @@ from typing import Any
 
 from .. import scenarios
 from .. import trace as _trace
-from ..config import DESIGNS
+from ..config import designs_for
 from ..errors import Deadlock, TraceFormatError
 from ..explore import DEFAULT_MAX_RUNS, Exploration, explore, parse_schedule, replay
 from ._common import (
@@ -96,7 +96,8 @@ def _line(label: str, ex: Exploration) -> str:
 def cmd_explore(args: argparse.Namespace) -> int:
     text, label = scenario_input(args.file)
     config, chosen = _config(text, args)
-    designs = [config.pop("design")] if chosen else list(DESIGNS)
+    graph = resolve_config(text, args).graph
+    designs = [config.pop("design")] if chosen else list(designs_for(graph))
     expected = scenarios.verdicts(text)
     mismatches = 0
     for design in designs:
