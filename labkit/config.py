@@ -337,7 +337,27 @@ def resolve(text: str | None = None, explicit: Mapping[str, object] | None = Non
     return LabConfig.parse(given, source, cfg) if given else cfg
 
 
-__all__ = ["CONFIG_KEYS", "DESIGNS", "ERAS", "FILLS", "FLEECING_SCHEMES", "GRAPHS",
-           "HEADER_KEYS", "designs_for", "MAX_BLOCK", "MAX_CLUSTER",
-           "MAX_SIZE", "Design", "Era", "Fill", "LabConfig", "byte_token", "header_config",
-           "header_lines", "header_pairs", "key_name", "resolve", "size_token"]
+__all__ = [
+    "CONFIG_KEYS",
+    "DESIGNS",
+    "ERAS",
+    "FILLS",
+    "FLEECING_SCHEMES",
+    "GRAPHS",
+    "HEADER_KEYS",
+    "MAX_BLOCK",
+    "MAX_CLUSTER",
+    "MAX_SIZE",
+    "Design",
+    "Era",
+    "Fill",
+    "LabConfig",
+    "byte_token",
+    "designs_for",
+    "header_config",
+    "header_lines",
+    "header_pairs",
+    "key_name",
+    "resolve",
+    "size_token",
+]

@@ -281,7 +281,7 @@ class FleecingLab(Lab):
     (QEMU: ``MAX(64 KiB, overlay cluster)``).
     """
 
-    def __init__(self, config: LabConfig, policy: Policy) -> None:  # noqa: D107
+    def __init__(self, config: LabConfig, policy: Policy) -> None:
         self.size = config.size
         self.block = config.block
         self.design = config.design
@@ -308,7 +308,9 @@ class FleecingLab(Lab):
         self.job: BackupJob | None = None
         self.cbw: FleecingCbw | None = None
         self.access: SnapshotAccessNode | None = None
-        self.oracle = FleecingOracle(config.size, self._initial, config.block)  # type: ignore[arg-type]
+        # fleecing's promises, not COLO's (self.oracle names the same object)
+        self.fleecing_oracle = FleecingOracle(config.size, self._initial, config.block)
+        self.oracle = self.fleecing_oracle  # type: ignore[assignment]
         self.dumps: list[tuple[str, dict[str, Layer | None]]] = []
         self.log: list[str] = []
         self.expectation_failures: list[str] = []
@@ -340,14 +342,14 @@ class FleecingLab(Lab):
         return override or max(1 << 16, self.overlay.cluster_size)
 
     def violations(self) -> list[Violation]:
-        return list(self.oracle.violations)
+        return list(self.fleecing_oracle.violations)
 
     def inject_copy_error(self, op: str = "write", errno: int = _errno.EIO) -> None:
         """Make the copy's next ``op`` fail (blkdebug): ``write`` on the overlay,
         ``read`` on the live disk.  The oracle is told (history)."""
         node = self.overlay if op == "write" else self.live
         node.inject_error(op, errno)
-        self.oracle.copy_error_injected()
+        self.fleecing_oracle.copy_error_injected()
 
     # --- the commands ----------------------------------------------------------------
     def fleece(self, bitmap: tuple[int, int] | None = None, on_cbw_error: str | None = None,
@@ -388,7 +390,7 @@ class FleecingLab(Lab):
                 self.export = self.nbd.add(self.overlay, EXPORT)
 
         def after(_: str) -> None:
-            self.oracle.fleece_started(self.design, bitmap, on_cbw_error)
+            self.fleecing_oracle.fleece_started(self.design, bitmap, on_cbw_error)
 
         return self._control("fleece", body, after, wait)
 
@@ -398,7 +400,7 @@ class FleecingLab(Lab):
 
         async def body(name: str) -> None:
             await blk_wait_while_drained(self.guest.node)
-            self.oracle.guest_write_started(name, offset, length, byte)
+            self.fleecing_oracle.guest_write_started(name, offset, length, byte)
             error: BaseException | None = None
             try:
                 await self.guest.node.co_pwritev(offset, bytes([byte]) * length)
@@ -406,7 +408,7 @@ class FleecingLab(Lab):
                 error = exc
                 raise
             finally:
-                v = self.oracle.guest_write_done(name, error)
+                v = self.fleecing_oracle.guest_write_done(name, error)
                 if v is not None:
                     self.log.append(str(v))
 
@@ -420,13 +422,13 @@ class FleecingLab(Lab):
 
         async def body(name: str) -> bytes:
             await blk_wait_while_drained(self.guest.node)
-            self.oracle.guest_read_started(name, offset, length)
+            self.fleecing_oracle.guest_read_started(name, offset, length)
             data = None
             try:
                 data = await self.guest.node.co_preadv(offset, length)
                 return data
             finally:
-                v = self.oracle.guest_read_done(name, data)
+                v = self.fleecing_oracle.guest_read_done(name, data)
                 if v is not None:
                     self.log.append(str(v))
 
@@ -450,7 +452,8 @@ class FleecingLab(Lab):
                 errno, message = exc.errno, str(exc)
                 raise
             finally:
-                v = self.oracle.client_read_done(name, offset, length, data, errno, message)
+                v = self.fleecing_oracle.client_read_done(name, offset, length, data, errno,
+                                                          message)
                 if v is not None:
                     self.log.append(str(v))
 
@@ -497,7 +500,7 @@ class FleecingLab(Lab):
     def play(self, scenario: str | Scenario) -> Lab:
         """Play a scenario, then check that no guest write was lost (the oracle)."""
         super().play(scenario)
-        v = self.oracle.live_done("end", self.live.peek(0, self.size))
+        v = self.fleecing_oracle.live_done("end", self.live.peek(0, self.size))
         if v is not None:
             self.log.append(str(v))
         return self
