@@ -64,6 +64,7 @@ cluster to a disk that is being written.
 from __future__ import annotations
 
 import errno as _errno
+import os
 from typing import Any
 
 import numpy as np
@@ -187,12 +188,7 @@ class FleecingCbw(CopyBeforeWriteNode):
         c0, c1 = self._clusters(offset, nbytes)
         if not self.access_bitmap[c0:c1].all():
             return None
-        # bdrv_dirty_bitmap_status: the run of equal done bits from the start
-        done = bool(self.done_bitmap[c0])
-        c = c0
-        while c < c1 and bool(self.done_bitmap[c]) == done:
-            c += 1
-        pnum = min(c * self.bcs.cluster_size, offset + nbytes) - offset
+        done, pnum = hbitmap_status(self.done_bitmap, self.bcs.cluster_size, offset, nbytes)
         if done:
             return None, pnum, self.target
         req = self.frozen_read_begin(offset, pnum)
@@ -231,7 +227,38 @@ class FleecingCbw(CopyBeforeWriteNode):
             for c in np.flatnonzero(self.access_bitmap):
                 lo, hi = int(c) * cs, min((int(c) + 1) * cs, self.size)
                 alloc[lo // SECTOR:hi // SECTOR] = True
-        return Layer(bytes(data), alloc)
+        # what cannot be read reads as nothing: zeros, as a dump shows unallocated data
+        view = np.frombuffer(bytes(data), dtype=np.uint8).reshape(-1, SECTOR).copy()
+        view[~alloc] = 0
+        return Layer(view.tobytes(), alloc)
+
+
+def hbitmap_status(bitmap: np.ndarray, granularity: int, offset: int,
+                   nbytes: int) -> tuple[bool, int]:
+    """``bdrv_dirty_bitmap_status`` → ``hbitmap_status`` *as QEMU 7.2 has it*: (dirty
+    at ``offset``?, how many bytes from ``offset`` share that answer).
+
+    QEMU 7.2's ``util/hbitmap.c`` returns **false** when the range starts dirty
+    and a clean bit follows inside it (the last ``return false``; fixed after
+    7.2 by "hbitmap: fix hbitmap_status() return value for first dirty bit
+    case", which makes it ``return true``).  So ``cbw_snapshot_read_lock``
+    takes copied clusters followed by uncopied ones for uncopied, and a
+    snapshot read that spans both reads the copied ones from the *live* disk:
+    the guest's new data.  Real QEMU 7.2 does this (a ``cread 0 192K`` after
+    guest writes to clusters 0-1 returns them), and the oracle calls it a
+    ``fleecing-read`` violation, which it is.
+    """
+    c0, c1 = offset // granularity, -(-(offset + nbytes) // granularity)
+    bits = bitmap[c0:c1]
+    dirty = np.flatnonzero(bits)
+    if not dirty.size:  # next_dirty == -1
+        return False, nbytes
+    if dirty[0] > 0:  # next_dirty > start
+        return False, (c0 + int(dirty[0])) * granularity - offset
+    clean = np.flatnonzero(~bits)
+    if not clean.size:  # next_zero == -1
+        return True, nbytes
+    return False, (c0 + int(clean[0])) * granularity - offset  # QEMU 7.2: false (see above)
 
 
 class SnapshotAccessNode(BlockNode):
@@ -446,7 +473,10 @@ class FleecingLab(Lab):
                 if self.export is None:
                     raise BlockError(_errno.ENOENT, f"NBD export '{EXPORT}' not found: the "
                                                     f"backup client connects after fleece")
-                data = await self.export.co_read(offset, length)
+                try:
+                    data = await self.export.co_read(offset, length)
+                except BlockError as exc:
+                    raise nbd_client_error(exc, offset, length) from None
                 return data
             except BlockError as exc:
                 errno, message = exc.errno, str(exc)
@@ -506,6 +536,28 @@ class FleecingLab(Lab):
         return self
 
 
+def system_errno_to_nbd_errno(err: int) -> int:
+    """``nbd/server.c``'s ``system_errno_to_nbd_errno``: the errno an NBD client sees
+    (the protocol has a few codes; everything else, ``EACCES`` included, is EINVAL)."""
+    if err in (_errno.EPERM, _errno.EROFS):
+        return _errno.EPERM
+    if err in (_errno.EIO, _errno.ENOMEM, _errno.EOVERFLOW, _errno.ESHUTDOWN):
+        return err
+    if err in (_errno.EDQUOT, _errno.EFBIG, _errno.ENOSPC):
+        return _errno.ENOSPC
+    if err in (_errno.ENOTSUP, _errno.EOPNOTSUPP):
+        return _errno.ENOTSUP
+    return _errno.EINVAL
+
+
+def nbd_client_error(exc: BlockError, offset: int, length: int) -> BlockError:
+    """A failed ``NBD_CMD_READ`` as the backup client sees it: QEMU's error, sent with
+    the NBD protocol's errno (a snapshot read's ``-EACCES`` arrives as EINVAL)."""
+    err = system_errno_to_nbd_errno(exc.errno)
+    return BlockError(err, f"NBD read on export '{EXPORT}' [{offset:#x}+{length:#x}]: "
+                           f"{os.strerror(err)} (QEMU: {exc})")
+
+
 class FleecingBackend(SimBackend):
     """The interpreter's backend for a fleecing lab (``fleece``, ``cread``, guest I/O)."""
 
@@ -535,4 +587,5 @@ class FleecingBackend(SimBackend):
         return []
 
 
-__all__ = ["FleecingBackend", "FleecingCbw", "FleecingLab", "GuestDevice", "SnapshotAccessNode"]
+__all__ = ["FleecingBackend", "FleecingCbw", "FleecingLab", "GuestDevice", "SnapshotAccessNode",
+           "hbitmap_status"]

@@ -378,7 +378,8 @@ class FleecingOracle:
         if data is None:
             a_off, a_len = self.access
             outside = offset < a_off or offset + length > a_off + a_len
-            if errno == 13 and (outside or (self.copy_errors
+            # -EACCES, which QEMU's NBD server sends as EINVAL (system_errno_to_nbd_errno)
+            if errno in (13, 22) and (outside or (self.copy_errors
                                             and self.on_cbw_error == "break-snapshot")):
                 return None  # -EACCES: outside the bitmap, or the snapshot was broken
             return self._found("client-error", name, offset, 0, 0,
