@@ -383,14 +383,15 @@ class FleecingLab(Lab):
                wait: bool = True) -> Task:
         """Start the backup's point-in-time view (task ``fleece#N``): the scheme's QMP
         commands in one drained section (image-fleecing runs them in a transaction)."""
-        if self.design != "7.2" and (bitmap is not None or on_cbw_error is not None):
-            raise ConfigError(f"scheme {self.design}: 'bitmap' and 'on-cbw-error' are options "
-                              f"of the copy-before-write filter (QEMU 7.0/7.1); use design "
-                              f"'7.2'")
         if bitmap is not None:
             self.live.check_request(bitmap[0], bitmap[1], "fleece bitmap")
 
         async def body() -> None:
+            if self.design != "7.2" and (bitmap is not None or on_cbw_error is not None):
+                # a failed command, as QMP answers one (the task fails, the run goes on)
+                raise ConfigError(f"scheme {self.design}: 'bitmap' and 'on-cbw-error' are "
+                                  f"options of the copy-before-write filter (QEMU 7.0/7.1); "
+                                  f"use design '7.2'")
             if self.export is not None:
                 raise StateError(f"Duplicate nodes with node-name='{CBW}'"
                                  if self.design == "7.2" else
