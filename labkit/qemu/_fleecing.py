@@ -39,6 +39,9 @@ from __future__ import annotations
 import errno as _errno
 import os
 import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +49,21 @@ import numpy as np
 
 from labkit.config import resolve
 from labkit.errors import ScenarioError
+from labkit.fleecing import FleecingLab
 from labkit.interpret import Interpreter, Outcome, TaskNames
 from labkit.lab import build_lab
 from labkit.layers import SECTOR, Layer
 from labkit.oracle import FleecingOracle
 from labkit.qemu._compare import Comparison, Difference, _one_sided, compare_layers
 from labkit.qemu._errors import QemuError, QemuNotAvailable
-from labkit.qemu._nbd import NbdError
+from labkit.qemu._nbd import NbdClient, NbdError
 from labkit.qemu._run import QemuRun, check_timeout, refuse_par
 from labkit.qemu._session import QemuSecondary, qemu_available
-from labkit.scenario import Command, Scenario, parse, scenario_graph
+from labkit.scenario import Command, Par, Scenario, parse, scenario_graph
 
 FLEECING_LAYERS = ("live", "fleece", "snapshot")
+#: With ``blkdebug=True``: the blkdebug node under each image, and its control drive.
+BLKDEBUG_FLEECING = {"dbg-live": "ctl-live", "dbg-fl": "ctl-fl"}
 _NODES = {"live": "live-disk", "fleece": "fleece"}
 
 
@@ -71,12 +77,16 @@ class QemuFleecing(QemuSecondary):
 
     def __init__(self, size: int, block: int = 4096, cluster: int = 65536,
                  timeout: float = 10.0, qemu: str = "qemu-system-x86_64", *,
-                 scheme: str = "7.2", fill: str | int = "index") -> None:
+                 scheme: str = "7.2", fill: str | int = "index", blkdebug: bool = False) -> None:
         if scheme not in ("2.12", "3.0", "7.2"):
             raise ValueError(f"scheme must be '2.12', '3.0' or '7.2', got {scheme!r}")
         self.scheme = scheme
         self.fleecing = False
-        super().__init__(size, block, cluster, cluster, timeout, qemu, fill=fill)
+        super().__init__(size, block, cluster, cluster, timeout, qemu, fill=fill,
+                         blkdebug=blkdebug)
+
+    def __enter__(self) -> QemuFleecing:
+        return self
 
     @property
     def cbw_cluster(self) -> int:
@@ -97,13 +107,20 @@ class QemuFleecing(QemuSecondary):
     def _build_graph(self, exe: str, wd: Path) -> None:
         d = str(wd)
         self._qmp("blockdev-add", {"driver": "raw", "node-name": "live-disk",
-                                   "file": {"driver": "file", "filename": f"{d}/secondary.raw"}})
+                                   "file": self._image_file("dbg-live", f"{d}/secondary.raw")})
         self._qmp("blockdev-add", {"driver": "qcow2", "node-name": "fleece",
-                                   "file": {"driver": "file", "filename": f"{d}/fleece.qcow2"},
+                                   "file": self._image_file("dbg-fl", f"{d}/fleece.qcow2"),
                                    "backing": "live-disk"})
         self._qmp("nbd-server-start", {"addr": {"type": "unix",
                                                 "data": {"path": self.nbd_socket}}})
         self._export("guest", "live-disk", writable=True)
+        if self.blkdebug:  # named read-only BlockBackends to set breakpoints through
+            for node, drive in BLKDEBUG_FLEECING.items():
+                out = self.hmp(f'drive_add 0 if=none,id={drive},readonly=on,'
+                               f'file=json:{{"driver":"raw",,"file":"{node}"}}')
+                if out.strip() != "OK":
+                    raise QemuError(f"drive_add {drive} failed: {out.strip()}",
+                                    command="drive_add", log_tail=self.log_tail())
 
     def _export(self, name: str, node: str, writable: bool) -> None:
         self._qmp("block-export-add", {"type": "nbd", "id": f"exp-{name}", "node-name": node,
@@ -398,5 +415,185 @@ def compare_fleecing(text: str, *, design: str | None = None, timeout: float = 1
     return Comparison(q.scenario, dict(config, era="7.2"), sim, q, differences)
 
 
-__all__ = ["FLEECING_LAYERS", "QemuFleecing", "QemuFleecingRun", "compare_fleecing",
-           "run_fleecing"]
+# --- a par block forced on QEMU (blkdebug) and on the simulator ---------------------------
+
+#: The orders forced for ``par { cread ...; vwrite ... }``: (held request, where, the
+#: blkdebug drive and event, the simulator's node and event kind where it is held).
+FLEECING_HOLDS = {
+    "client-read at live-disk": ("cread", "ctl-live", "read_aio", "live-disk", "io-read"),
+    "vm-write at the copy's write to fleece": ("vwrite", "ctl-fl", "write_aio", "fleece",
+                                              "io-write"),
+}
+#: How long a request may stay pending before it counts as blocked (seconds); an
+#: unblocked request completes in milliseconds here.
+FLEECING_BLOCK_WAIT = 1.0
+
+
+@dataclass
+class ForcedOrder:
+    """One forced order of a fleecing race, on one side: who was blocked while the
+    other was held, what each read returned, the final layers."""
+
+    hold: str
+    blocked: list[str] = field(default_factory=list)
+    reads: dict[str, bytes | None] = field(default_factory=dict)
+    layers: dict[str, Layer | None] = field(default_factory=dict)
+    not_reached: str = ""
+
+
+def _race_parts(text: str, config: dict[str, Any]) -> tuple[Scenario, list[Command],
+                                                            list[Command]]:
+    scenario = parse(text, block=config["block"], size=config["size"])
+    if len(scenario.steps) < 2 or not isinstance(scenario.steps[1], Par) \
+            or any(isinstance(st, Par) for st in scenario.steps[2:]) \
+            or sorted(c.op for c in scenario.steps[1].commands) != ["cread", "vwrite"]:
+        raise ScenarioError(0, text.splitlines()[0] if text else "",
+                            "a forced fleecing race is 'fleece' then 'par { cread ...; "
+                            "vwrite ... }'")
+    first = scenario.steps[0]
+    assert isinstance(first, Command)
+    return scenario, [first], list(scenario.steps[1].commands)
+
+
+def force_on_simulator(text: str, hold: str, **explicit: Any) -> ForcedOrder:
+    """The order ``hold`` names, on the simulator: the held task runs until it is at
+    the place (the event before the yield where blkdebug would suspend it), the other
+    runs alone until it ends or blocks, then both run to the end."""
+    config = fleecing_config(text, **explicit)
+    _, _, par = _race_parts(text, config)
+    op, _, _, node, kind = FLEECING_HOLDS[hold]
+    prefer: list[str] = []
+
+    def choose(runnable: Any) -> Any:
+        names = [t.name for t in runnable]
+        return next((n for n in prefer if n in names), names[0])
+
+    from labkit.config import LabConfig
+    from labkit.kernel import Chooser
+
+    lab = build_lab(LabConfig(**config), Chooser(choose))
+    assert isinstance(lab, FleecingLab)
+    lab.fleece()
+    tasks = {c.op: (lab.client_read(c.offset, c.length) if c.op == "cread"
+                    else lab.vm_write(c.offset, c.length, c.byte or 0)) for c in par}
+    held, other = tasks[op], tasks["vwrite" if op == "cread" else "cread"]
+    out = ForcedOrder(hold)
+    prefer[:] = [held.name]
+    while not any(e.task == held.name and e.kind == "point" and e.node == node
+                  and e.op == kind for e in lab.trace):
+        if held.done or held.name not in [t.name for t in lab.runnable()]:
+            out.not_reached = f"{held.name} never reached {hold}"
+            break
+        lab.step()
+    prefer[:] = [other.name]
+    while other.name in [t.name for t in lab.runnable()]:
+        lab.step()
+    if not other.done:
+        out.blocked.append(other.name)
+    prefer[:] = []
+    lab.run()
+    for t in (held, other):
+        if t.name.startswith("client-read"):
+            out.reads[t.name] = t.result if t.exception is None else None
+    out.layers = lab.layers()
+    return out
+
+
+def force_on_qemu(text: str, hold: str, *, timeout: float = 10.0,
+                  qemu: str = "qemu-system-x86_64", **explicit: Any) -> ForcedOrder:
+    """The order ``hold`` names, on QEMU 7.2 with blkdebug under each image: a
+    breakpoint at the place, the held request sent, the other sent and waited for
+    :data:`FLEECING_BLOCK_WAIT` seconds (pending then: blocked), then the release."""
+    from labkit.qemu._races import _Breakpoints
+
+    config = fleecing_config(text, **explicit)
+    _, _, par = _race_parts(text, config)
+    op, drive, event, _, _ = FLEECING_HOLDS[hold]
+    reason = qemu_available(qemu)
+    if reason is not None:
+        raise QemuNotAvailable(reason)
+    out = ForcedOrder(hold)
+    names = {"cread": "client-read#1", "vwrite": "vm-write#1"}
+    with QemuFleecing(config["size"], config["block"], config["hidden_cluster"], timeout, qemu,
+                      scheme=config["design"], fill=config["fill"], blkdebug=True) as q:
+        q.fleece()
+        bps = _Breakpoints(q)
+        results: dict[str, Any] = {}
+        threads: dict[str, threading.Thread] = {}
+
+        def send(c: Command) -> None:
+            export = "fleece" if c.op == "cread" else "guest"
+            client = NbdClient(q.nbd_socket, export, timeout=timeout)
+            try:
+                if c.op == "cread":
+                    results[c.op] = client.pread(c.offset, c.length, df=True)
+                else:
+                    client.pwrite(bytes([c.byte or 0]) * c.length, c.offset)
+                    results[c.op] = b""
+            except (NbdError, OSError) as exc:
+                results[c.op] = exc
+            finally:
+                client.close()
+
+        def start(c: Command) -> threading.Thread:
+            t = threading.Thread(target=send, args=(c,), daemon=True)
+            t.start()
+            threads[c.op] = t
+            return t
+
+        by_op = {c.op: c for c in par}
+        other = "vwrite" if op == "cread" else "cread"
+        try:
+            tag = bps.arm(drive, event)
+            held = start(by_op[op])
+            deadline = time.monotonic() + 3.0
+            while not bps.suspended(tag):
+                if not held.is_alive() or time.monotonic() > deadline:
+                    out.not_reached = f"{names[op]} never reached {hold}"
+                    break
+                time.sleep(0.002)
+            t = start(by_op[other])
+            t.join(FLEECING_BLOCK_WAIT)
+            if t.is_alive():
+                out.blocked.append(names[other])
+        finally:
+            bps.release_all()
+        for th in threads.values():
+            th.join(timeout)
+            if th.is_alive():
+                raise QemuError(f"a request did not complete within {timeout} s after the "
+                                f"release", command="race")
+        got = results.get("cread")
+        out.reads["client-read#1"] = got if isinstance(got, bytes) else None
+        out.layers = q.dump()
+    return out
+
+
+def compare_fleecing_race(text: str, *, design: str | None = None, timeout: float = 10.0,
+                          qemu: str = "qemu-system-x86_64",
+                          **explicit: Any) -> list[tuple[ForcedOrder, ForcedOrder, list[str]]]:
+    """Every order of :data:`FLEECING_HOLDS` on both sides: (simulator, QEMU, differences)."""
+    out = []
+    for hold in FLEECING_HOLDS:
+        sim = force_on_simulator(text, hold, design=design, **explicit)
+        qem = force_on_qemu(text, hold, design=design, timeout=timeout, qemu=qemu, **explicit)
+        diffs = []
+        if sim.not_reached != qem.not_reached:
+            diffs.append(f"reached: simulator {sim.not_reached or 'yes'}; QEMU "
+                         f"{qem.not_reached or 'yes'}")
+        if sim.blocked != qem.blocked:
+            diffs.append(f"blocked: simulator {sim.blocked}; QEMU {qem.blocked}")
+        if sim.reads != qem.reads:
+            diffs.append("reads differ")
+        for name in FLEECING_LAYERS:
+            d = compare_layers(1, hold, name, sim.layers.get(name), qem.layers.get(name),
+                               4096)
+            if d is not None:
+                diffs.append(str(d))
+        out.append((sim, qem, diffs))
+    return out
+
+
+__all__ = ["BLKDEBUG_FLEECING", "FLEECING_HOLDS", "FLEECING_LAYERS", "ForcedOrder",
+           "QemuFleecing", "QemuFleecingRun", "compare_fleecing", "compare_fleecing_race",
+           "force_on_qemu", "force_on_simulator", "run_fleecing"]
