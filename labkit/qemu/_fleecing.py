@@ -587,7 +587,7 @@ def compare_fleecing_race(text: str, *, design: str | None = None, timeout: floa
             diffs.append("reads differ")
         for name in FLEECING_LAYERS:
             d = compare_layers(1, hold, name, sim.layers.get(name), qem.layers.get(name),
-                               4096)
+                               fleecing_config(text, **explicit)["block"])
             if d is not None:
                 diffs.append(str(d))
         out.append((sim, qem, diffs))
