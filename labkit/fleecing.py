@@ -143,6 +143,13 @@ class FleecingCbw(CopyBeforeWriteNode):
         self.snapshot_error = 0
         self._state = ("cbw-state", source.name)  # s->lock's data: the bitmaps, the error
 
+    def frozen_read_begin(self, offset: int, nbytes: int) -> BlockReq:
+        """``reqlist_init_req(&s->frozen_read_reqs, ...)``; its waiters read why they wait."""
+        req = super().frozen_read_begin(offset, nbytes)
+        req.wait_queue.label = (f"frozen snapshot read of {req.owner} on clusters "
+                                f"{req.start}-{req.end - 1}")
+        return req
+
     def _clusters(self, offset: int, nbytes: int) -> tuple[int, int]:
         cs = self.bcs.cluster_size
         return offset // cs, -(-(offset + nbytes) // cs)
