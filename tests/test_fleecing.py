@@ -295,3 +295,33 @@ def test_7_2_break_snapshot_does_not_fail_a_read_already_in_flight() -> None:
     lab.run()
     assert read.exception is None and read.result == bytes([0xbb]) * 4096
     assert [v.kind for v in lab.violations()] == ["fleecing-read"]
+
+
+# --- the CLI, the header, the stepper ------------------------------------------------
+
+
+def test_cli_explore_gives_each_scheme_its_verdict(capsys) -> None:
+    from labkit.cli import main
+
+    assert main(["explore", "fleecing-race"]) == 0  # every header verdict met
+    out = capsys.readouterr().out
+    assert "design 2.12: VIOLATION" in out and "design 3.0: SAFE" in out
+    assert "design 7.2: SAFE" in out and "design none" not in out
+
+
+def test_header_graph_gives_the_fleecing_default_design() -> None:
+    from labkit.config import resolve
+
+    assert resolve("# config: graph=fleecing\nfleece\n").design == "7.2"
+    assert resolve("# config: graph=fleecing\n", {"design": "2.12"}).design == "2.12"
+    assert resolve("# config: graph=fleecing\n", {"graph": "colo"}).design == "2.8"
+
+
+def test_scenario_run_steps_a_fleecing_lab() -> None:
+    from labkit.lab import ScenarioRun
+
+    lab = lk.build_secondary(graph="fleecing", design="2.12", size="128K", backup_cluster="4K",
+                             policy=lk.Scripted(["fleece#1", "client-read#1", *["vm-write#1"] * 5]))
+    run = ScenarioRun(lab, RACE)
+    run.run()
+    assert run.done and [v.kind for v in lab.violations()] == ["fleecing-read"]
