@@ -944,7 +944,7 @@ class CoMutex:
     ``qemu_co_mutex_unlock`` pops the first waiter and calls ``qemu_co_mutex_wake`` on
     it *without* releasing ``locked``: the waiter owns the mutex from that
     moment, and the unlocking task, should it lock again before yielding, queues
-    behind it.  The owner of the mutex (a qcow2 node, the lab) sets ``handoff``
+    behind it.  A qcow2 node sets its ``s->lock``'s ``handoff``
     from its block graph's era.
     """
 

@@ -228,8 +228,16 @@ class Lab:
         """An NBD write from the primary to the secondary disk (task ``nbd-write#N``)."""
         self._check_io("primary write", offset, length, byte)
 
+        zeroes = byte == 0 and self.graph.era != "2.8"
+
         async def body(name: str) -> None:
-            await self.export.co_write(offset, bytes([byte]) * length)
+            if zeroes:
+                # era 7.2: zeros go as NBD_CMD_WRITE_ZEROES, as labkit's QEMU 7.2 backend
+                # sends them (labkit.qemu), punching holes that 7.2's block-copy sees in
+                # the secondary disk's block status (block_copy_block_status)
+                await self.export.co_write_zeroes(offset, length)
+            else:
+                await self.export.co_write(offset, bytes([byte]) * length)
             self.oracle.primary_write_done(name, offset, length, byte)
 
         task = self._spawn("nbd-write", body)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .block.copy_before_write import CBW_NODE_NAME
 from .kernel import Event
 
 STEP_TITLES = {
@@ -36,17 +37,24 @@ class StepNote:
 
 
 def workflow_step(event: Event, source: str = "secondary-disk",
-                  target: str = "hidden") -> StepNote | None:
+                  target: str = "hidden", era: str = "2.8") -> StepNote | None:
     """The step (1–3) of a primary write's event, or None for other events.
 
     Decided from the event's typed fields (``kind``, ``node``, ``op``: the
     request type or the I/O op); ``detail`` is only quoted in the sentence.
+    ``era="7.2"``: the write reaches the copy-before-write filter first
+    (``cbw_co_pwritev``), block-copy copies, and only then does the write's
+    own request on the secondary disk start (Step 3).
     """
     if not event.task.startswith("nbd-write#"):
         return None
     span = f"[{event.offset:#x}+{event.length:#x}]" if event.offset >= 0 else ""
     kind, node, op = event.kind, event.node, event.op
     writes = op in ("write", "zero")
+    if era != "2.8":
+        note = _step_7_2(event, span, source, target)
+        if note is not None:
+            return note
     if kind == "req-start" and node == source and writes:
         return StepNote(1, f"{event.task} reaches {source} {span} (bdrv_aligned_pwritev); "
                            f"the before-write notifier calls backup_do_cow")
@@ -71,4 +79,27 @@ def workflow_step(event: Event, source: str = "secondary-disk",
                            f"the write completes")
     if kind == "failed":
         return StepNote(3, f"{event.task} failed: {event.detail}")
+    return None
+
+
+def _step_7_2(event: Event, span: str, source: str, target: str) -> StepNote | None:
+    """Era 7.2's words, where they differ from 2.8's."""
+    kind, node, op = event.kind, event.node, event.op
+    writes = op in ("write", "zero")
+    if kind == "req-start" and node == CBW_NODE_NAME and writes:
+        return StepNote(1, f"{event.task} reaches the copy-before-write filter {span} "
+                           f"(cbw_co_pwritev), which calls block_copy first")
+    if kind == "cow-begin":
+        return StepNote(2, f"block_copy: {event.detail} created (block_copy_task_create "
+                           f"clears its bits in the copy bitmap)")
+    if kind == "cow-copy":
+        return StepNote(2, f"block_copy_task_entry: {event.detail}")
+    if kind == "req-start" and node == source and op == "read":
+        return StepNote(2, f"read the old contents of {source} {span}")
+    if kind == "cow-end":
+        return StepNote(2, f"block_copy: {event.detail} ended (block_copy_task_end wakes "
+                           f"waiters)")
+    if kind == "req-start" and node == source and writes:
+        return StepNote(3, f"after the copy, {event.task} goes on to {source} {span} "
+                           f"(bdrv_co_pwritev(bs->file))")
     return None

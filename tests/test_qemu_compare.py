@@ -28,7 +28,6 @@ import pytest
 import labkit as lk
 from labkit.cli import main
 from labkit.errors import LabkitError, ScenarioError
-from labkit.jobs import BackupJob
 from labkit.qemu import (
     BackendError,
     Comparison,
@@ -176,19 +175,21 @@ def test_zero_flag_is_shown_but_not_compared(qemu: None) -> None:
     assert q["hidden"].zero[s0:s1].all()
 
 
-def test_zero_bytes_as_data_differ_in_the_zero_flag_only(qemu: None) -> None:
-    """A legitimate difference: which copies become zero clusters.
+def test_zero_bytes_as_data_are_copied_as_data(qemu: None) -> None:
+    """Which copies become zero clusters: block-copy decides by block status.
 
     With ``fill=0`` the secondary disk holds zero *bytes* (data, no holes).
-    The engine follows 2.8's ``backup_do_cow`` (``buffer_is_zero`` → write
-    zeroes: zero clusters); QEMU 7.2's block-copy decides by block status
-    (data → data clusters).  Same bytes, same allocation: the layers agree.
+    QEMU 7.2's block-copy (``block_copy_block_status``) copies them as data,
+    and so does era 7.2's engine (2.8's ``backup_do_cow`` looked at the bytes:
+    ``buffer_is_zero`` → zero clusters).
     """
     c = compare("start\npwrite 4K 4K 0xbb\ndump\n", size="192K", fill=0)
     assert c.agree, c.text()
     sim, q = c.sim_dumps[0][1]["hidden"], c.qemu_dumps[0][1]["hidden"]
-    assert sim.zero[:128].all() and not q.zero.any()
+    assert not sim.zero.any() and not q.zero.any()
     assert sim == q
+    old = lk.run_scenario("start\npwrite 4K 4K 0xbb\n", size="192K", fill=0, era="2.8")
+    assert old.hidden.layer().zero[:128].all()  # 2.8: by content
 
 
 # -- the report --------------------------------------------------------------------
@@ -237,15 +238,17 @@ def test_cli_run_backend_qemu(qemu: None, capsys: pytest.CaptureFixture[str],
 
 
 def _copy_only_the_written_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Break the engine: the backup job copies the written bytes, not whole clusters."""
-    from labkit.block import REQ_NO_SERIALISING
+    """Break the engine (era 7.2's copy-before-write filter): copy the written bytes,
+    not whole clusters."""
+    from labkit.block.copy_before_write import CopyBeforeWriteNode
 
-    async def backup_do_cow(self: BackupJob, offset: int, nbytes: int,
-                            is_write_notifier: bool) -> None:
-        data = await self.source.co_preadv(offset, nbytes, REQ_NO_SERIALISING)
-        await self.target.co_pwritev(offset, data)
+    async def cbw_do_copy_before_write(self: CopyBeforeWriteNode, offset: int,
+                                       nbytes: int) -> None:
+        data = await self.bcs.source.co_preadv(offset, nbytes)
+        await self.bcs.target.co_pwritev(offset, data)
 
-    monkeypatch.setattr(BackupJob, "backup_do_cow", backup_do_cow)
+    monkeypatch.setattr(CopyBeforeWriteNode, "cbw_do_copy_before_write",
+                        cbw_do_copy_before_write)
 
 
 def test_wrong_engine_is_caught(qemu: None, monkeypatch: pytest.MonkeyPatch,

@@ -175,9 +175,14 @@ class ChunkStore:
         """How many chunks are held (the memory used is about ``chunks * CHUNK``)."""
         return len(self._chunks)
 
-    def holds(self, chunk: int) -> bool:
-        """Whether chunk number ``chunk`` was written (else it reads as the base)."""
-        return chunk in self._chunks
+    def is_hole(self, chunk: int) -> bool:
+        """Whether chunk number ``chunk`` holds no data, as a hole of a sparse file: never
+        written over a zero base, or last set whole to zero by :meth:`fill` (a
+        write-zeroes, which punches a hole) — not by writing zero bytes."""
+        held = self._chunks.get(chunk)
+        if held is None:
+            return self.base is zeros_base
+        return isinstance(held, int) and held == 0
 
     # --- reading -----------------------------------------------------------------
     def read(self, offset: int, nbytes: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..kernel import sched_point
 from ._node import BlockNode
-from ._store import CHUNK, Base, BufferBase, ChunkStore, zeros_base
+from ._store import CHUNK, Base, BufferBase, ChunkStore
 
 
 class RawNode(BlockNode):
@@ -61,15 +61,15 @@ class RawNode(BlockNode):
     def _block_status(self, offset: int, nbytes: int) -> tuple[bool, int]:
         """``raw_co_block_status`` → file-posix ``find_allocation``: a hole of the
         image file (a ``CHUNK`` never written over a zero fill, as a sparse
-        ``secondary.raw`` of ``fill=zero``) reads as zeros; the rest is data."""
+        ``secondary.raw`` of ``fill=zero``, or one a write-zeroes punched) reads
+        as zeros; the rest is data."""
         store = self._data
-        sparse = store.base is zeros_base
         end = offset + nbytes
         pos = offset
         first: bool | None = None
         while pos < end:
             c = pos // CHUNK
-            hole = sparse and not store.holds(c)
+            hole = store.is_hole(c)
             if first is None:
                 first = hole
             elif hole != first:

@@ -122,7 +122,7 @@ def demo_text() -> str:
         before = _table(lab)  # Step 3's event comes with the data landing: show the map before
         lab.step()
         for event in lab.trace[start:]:
-            note = workflow_step(event)
+            note = workflow_step(event, era=lab.graph.era)
             if note is None:
                 continue
             if note.step > shown:

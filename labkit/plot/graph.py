@@ -9,7 +9,10 @@ secondary VM, whose virtio-blk sits on ``colo-top``), the backup job's copy
 arrow while ``replication_start`` has one running (``backup_start`` with
 ``sync=none``: ``backup_do_cow`` copies the old contents of the secondary disk
 to the hidden disk before a primary write lands), and the active commit of
-failover while it runs.  After failover (``mirror_exit`` →
+failover while it runs.  In era 7.2 the backup job has inserted a
+``copy-before-write`` filter node above the secondary disk (``bdrv_cbw_append``):
+the NBD export now points at the filter, whose ``file`` is the secondary disk
+and whose ``target`` is the hidden disk.  After failover (``mirror_exit`` →
 ``bdrv_replace_in_backing_chain``) ``colo-top``'s file child is the secondary
 disk; active and hidden are no longer reachable and are not drawn.
 
@@ -47,6 +50,7 @@ SLOTS = {
     GUEST: (698, 398),
     NBD_SERVER: (122, 281),
     "top": (698, 281),
+    "cbw": (410, 281),  # era 7.2: the copy-before-write filter, between export and disks
     "secondary": (122, 126),
     "hidden": (410, 126),
     "active": (698, 126),
@@ -55,6 +59,7 @@ SUBTITLES = {
     GUEST: "virtio-blk of the secondary VM",
     NBD_SERVER: "serves the primary's writes",
     "top": "replication, mode=secondary",
+    "cbw": "filter: copies, then writes",
     "secondary": "raw: the secondary disk",
     "hidden": "qcow2: the hidden disk",
     "active": "qcow2: the active disk",
@@ -104,8 +109,12 @@ class GraphModel:
 
 
 def _roles(lab: Lab) -> dict[str, str]:
-    return {lab.top.name: "top", lab.secondary.name: "secondary", lab.hidden.name: "hidden",
-            lab.active.name: "active"}
+    roles = {lab.top.name: "top", lab.secondary.name: "secondary", lab.hidden.name: "hidden",
+             lab.active.name: "active"}
+    job = lab.top.backup_job
+    if job is not None and job.cbw is not None:  # era 7.2 (bdrv_cbw_append)
+        roles[job.cbw.name] = "cbw"
+    return roles
 
 
 def graph_model(lab: Lab) -> GraphModel:
@@ -133,7 +142,10 @@ def graph_model(lab: Lab) -> GraphModel:
             links += [(node.name, role, child.name) for role, child in node.children.items()]
     jobs: list[tuple[str, str, str]] = []
     job = lab.top.backup_job
-    if job is not None and job.running:
+    if job is not None and job.running and job.cbw is not None:  # 7.2: the filter copies
+        jobs.append((job.cbw.name, f"target: backup job\n(sync={job.sync_mode}) copies\n"
+                                   f"old contents", job.target.name))
+    elif job is not None and job.running:
         jobs.append((job.source.name, f"backup job (sync={job.sync_mode}):\ncopy old contents",
                      job.target.name))
     commit = lab.top.commit_job
@@ -435,7 +447,10 @@ class GraphPlot(BlitFigure):
         for name, role in model.nodes:
             for box_part in self._box(name, role):
                 box_part.set_visible(True)
+        jobs_between = {(j[0], j[2]) for j in model.jobs}
         for key in model.links:
+            if (key[0], key[2]) in jobs_between:  # the job's arrow is this link (7.2's target)
+                continue
             for link_part in self._link(key, job=False):
                 link_part.set_visible(True)
         for key in model.jobs:

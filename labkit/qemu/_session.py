@@ -1001,6 +1001,21 @@ class QemuSecondary:
         """``x-debug-query-block-graph``."""
         return dict(self._qmp("x-debug-query-block-graph"))
 
+    def node_edges(self) -> list[tuple[str, str, str]]:
+        """Every child edge of ``x-debug-query-block-graph`` as ``(parent, edge, child)``,
+        sorted.  A block node is named by its node-name, or by its driver when QEMU
+        made the name up (``#blockNNN``: the copy-before-write filter, the image files;
+        ``query-named-block-nodes``); a BlockBackend or a job by its type."""
+        drivers = {n["node-name"]: n["drv"]
+                   for n in self._qmp("query-named-block-nodes", {"flat": True})}
+        graph = self.block_graph()
+        names = {}
+        for n in graph.get("nodes", []):
+            name = n.get("name", "") if n["type"] == "block-driver" else n["type"]
+            names[n["id"]] = drivers.get(name, name) if name.startswith("#") else name
+        return sorted((names[e["parent"]], e["name"], names[e["child"]])
+                      for e in graph.get("edges", []))
+
     def colo_top_children(self) -> dict[str, str]:
         """``colo-top``'s child edges: edge name → child node name."""
         return _children(self.block_graph(), "colo-top")
