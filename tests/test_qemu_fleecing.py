@@ -80,12 +80,11 @@ RACES = [(n, d) for n in ("fleecing-race", "fleecing-two-clusters") for d in ("3
 @pytest.mark.parametrize(("name", "design"), RACES, ids=[f"{n}-{d}" for n, d in RACES])
 def test_forced_orders_agree(qemu: None, name: str, design: str) -> None:
     """Each order forced on QEMU 7.2 (a blkdebug breakpoint) and on the simulator: the
-    same request blocked, the same bytes read, the same layers.  QEMU copies 64 KiB
-    clusters: the scenario's backup_cluster override (simulator-only) is left out."""
+    same request blocked, the same bytes read, the same layers."""
     from labkit import scenarios
     from labkit.qemu._fleecing import compare_fleecing_race
 
-    text = scenarios.load(name).replace(" backup_cluster=4K", "")
+    text = scenarios.load(name)
     results = compare_fleecing_race(text, design=design)
     assert len(results) == 2
     for sim, q, diffs in results:
