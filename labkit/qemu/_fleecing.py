@@ -594,6 +594,20 @@ def compare_fleecing_race(text: str, *, design: str | None = None, timeout: floa
     return out
 
 
+def fleecing_race_text(results: list[tuple[ForcedOrder, ForcedOrder, list[str]]]) -> str:
+    """The forced orders as text: one line per order, then ``N orders, K disagreeing``."""
+    lines = []
+    for sim, qem, diffs in results:
+        other = "vm-write#1" if sim.hold.startswith("client") else "client-read#1"
+        blocked = ", ".join(qem.blocked) or "none"
+        verdict = "same" if not diffs else "DIFFERENT: " + "; ".join(diffs)
+        lines.append(f"{sim.hold.split(' at ')[0]}#1 held at {sim.hold.split(' at ', 1)[1]}, "
+                     f"then {other}, then released: blocked {blocked}: {verdict}")
+    bad = sum(1 for _, _, d in results if d)
+    lines.append(f"{len(results)} orders, {bad} disagreeing")
+    return "\n".join(lines)
+
+
 __all__ = ["BLKDEBUG_FLEECING", "FLEECING_HOLDS", "FLEECING_LAYERS", "ForcedOrder",
            "QemuFleecing", "QemuFleecingRun", "compare_fleecing", "compare_fleecing_race",
-           "force_on_qemu", "force_on_simulator", "run_fleecing"]
+           "fleecing_race_text", "force_on_qemu", "force_on_simulator", "run_fleecing"]
