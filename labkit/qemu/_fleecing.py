@@ -32,6 +32,17 @@ simulator (``graph="fleecing"``, the same scheme) and on QEMU, and compares
 every dump's ``live``, ``fleece`` and ``snapshot`` layers sector by sector,
 each command's outcome (failed on one side only, or with another errno), the
 failed checks and the oracle's violations.
+
+:func:`compare_fleecing_race` forces the orders of a fleecing race
+(``fleece`` then ``par { cread ...; vwrite ... }``) on QEMU with a blkdebug
+node under each image (``dbg-live``, ``dbg-fl``, breakpoints set through the
+read-only drives ``ctl-live`` / ``ctl-fl``, as :mod:`labkit.qemu._races` does
+for COLO) and on the simulator in the same order (:data:`FLEECING_HOLDS`):
+the client's read held at its read of the live disk, or the guest write held
+at its copy's write into the overlay; the other request is sent and counted
+*blocked* when it is still pending after :data:`FLEECING_BLOCK_WAIT`; then the
+release.  Compared: who was blocked, the bytes read, the final layers.
+``labkit compare FILE`` runs either, by the scenario.
 """
 
 from __future__ import annotations
