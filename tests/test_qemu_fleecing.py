@@ -96,3 +96,17 @@ def test_forced_orders_agree(qemu: None, name: str, design: str) -> None:
     # ... and a held copy write blocks the client's read only in 3.0 (its read waits
     # for the serialising write); in 7.2 the read takes the live disk, not yet written
     assert held_write[1].blocked == (["client-read#1"] if design == "3.0" else [])
+
+
+def test_refusals_before_qemu_starts() -> None:
+    from labkit.errors import ScenarioError
+    from labkit.qemu._fleecing import compare_fleecing_race, run_fleecing
+
+    with pytest.raises(ScenarioError, match="backup_cluster"):
+        run_fleecing("# config: graph=fleecing backup_cluster=4K\nfleece\n")
+    with pytest.raises(ScenarioError, match="graph=fleecing"):
+        run_fleecing("start\n")
+    with pytest.raises(ScenarioError, match="par"):
+        run_fleecing("# config: graph=fleecing\nfleece\npar { cread 0 4K; vwrite 0 4K 1 }\n")
+    with pytest.raises(ScenarioError, match="a forced fleecing race"):
+        compare_fleecing_race("# config: graph=fleecing\nfleece\ncread 0 4K\n")
