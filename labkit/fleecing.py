@@ -385,6 +385,17 @@ class FleecingLab(Lab):
         node.inject_error(op, errno)
         self.fleecing_oracle.copy_error_injected()
 
+    def inject_error(self, op: str = "write") -> Task:
+        """The scenario's ``inject-error read|write`` (task ``inject#N``): the copy's next
+        ``op`` fails (:meth:`inject_copy_error`), as a blkdebug rule would make it."""
+        if op not in ("read", "write"):
+            raise ConfigError(f"inject-error takes 'read' or 'write', got {op!r}")
+
+        async def body() -> None:
+            self.inject_copy_error(op)
+
+        return self._control("inject", body, None, False)
+
     # --- the commands ----------------------------------------------------------------
     def fleece(self, bitmap: tuple[int, int] | None = None, on_cbw_error: str | None = None,
                wait: bool = True) -> Task:
@@ -582,6 +593,8 @@ class FleecingBackend(SimBackend):
         if cmd.op == "fleece":
             bitmap = (cmd.offset, cmd.length) if cmd.length else None
             return lab.fleece(bitmap, cmd.what, wait=False).name
+        if cmd.op == "inject-error":
+            return lab.inject_error(cmd.what or "write").name
         raise ConfigError(f"line {cmd.line}: {cmd.op!r} is not a fleecing command")
 
     def outcome(self, cmd: Command, task: str) -> Outcome:

@@ -70,6 +70,7 @@ TASK_KINDS = {
     "failover": "failover",
     "fleece": "fleece",          # image fleecing (labkit.fleecing)
     "cread": "client-read",
+    "inject-error": "inject",
 }
 
 

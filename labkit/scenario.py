@@ -13,10 +13,14 @@ disk::
 
     fleece [OFF LEN] [on-cbw-error=break-guest-write|break-snapshot]
     cread OFF LEN [BYTE|orig]  # the backup client's read of the NBD export
+    inject-error read|write    # the copy's next read (live disk) / write (overlay) fails
 
 ``fleece`` starts the point-in-time view (the scheme's QMP commands, one
 drained section); ``OFF LEN`` is copy-before-write's ``bitmap`` (7.2 only:
-only that area is copied, and the client may read only there).  A fleecing
+only that area is copied, and the client may read only there).
+``inject-error`` is blkdebug's: the next read of the live disk or write to the
+overlay fails with EIO (simulator only), which is how ``on-cbw-error`` is
+reached.  A fleecing
 scenario's ``expect`` names the layers ``live``, ``fleece`` (the overlay's
 own clusters) and ``snapshot`` (what the client reads).  COLO's commands
 (``start``, ``pwrite``, ``checkpoint``, ``failover``, ``stop``) and layers
@@ -60,7 +64,7 @@ from .layers import LAYER_NAMES, SECTOR
 IO_COMMANDS = ("pwrite", "vwrite", "vread")
 CONTROL_COMMANDS = ("start", "checkpoint", "failover", "stop")
 #: Image fleecing's commands (:mod:`labkit.fleecing`).
-FLEECING_COMMANDS = ("fleece", "cread")
+FLEECING_COMMANDS = ("fleece", "cread", "inject-error")
 #: COLO's own commands: never in a fleecing scenario.
 COLO_COMMANDS = ("start", "pwrite", "checkpoint", "failover", "stop")
 ALL_COMMANDS = (*IO_COMMANDS, *CONTROL_COMMANDS, "dump", "expect", *FLEECING_COMMANDS)
@@ -305,8 +309,8 @@ def _parse_command(line: int, text: str, block: int, size: int | None) -> Comman
     if op not in ALL_COMMANDS:
         raise ScenarioError(line, text, f"unknown command {op!r}; expected one of "
                                         f"{', '.join(ALL_COMMANDS)}, or 'par {{'")
-    if op == "fleece":
-        return _fleece(line, text, args, block, size)
+    if op in ("fleece", "inject-error"):
+        return _fleece(line, text, args, block, size, op)
     if op in CONTROL_COMMANDS:
         if args:
             raise ScenarioError(line, text, f"'{op}' takes no arguments")
@@ -350,9 +354,15 @@ def _parse_command(line: int, text: str, block: int, size: int | None) -> Comman
 
 
 def _fleece(line: int, text: str, args: list[str], block: int,
-            size: int | None) -> Command:
+            size: int | None, op: str = "fleece") -> Command:
     """``fleece [OFF LEN] [on-cbw-error=MODE]``: the bitmap in offset/length (length 0:
-    none, the whole disk), the error mode in ``what``."""
+    none, the whole disk), the error mode in ``what``; ``inject-error read|write``."""
+    if op == "inject-error":
+        if len(args) != 1 or args[0] not in ("read", "write"):
+            raise ScenarioError(line, text, "expected 'inject-error read|write' (the copy's "
+                                            "next read of the live disk, or write into the "
+                                            "overlay, fails with EIO)")
+        return Command(op, line, text, what=args[0])
     usage = ("expected 'fleece [OFF LEN] [on-cbw-error=break-guest-write|break-snapshot]'")
     mode: str | None = None
     if args and args[-1].startswith("on-cbw-error="):

@@ -47,7 +47,8 @@ def test_race_is_safe_under_3_0_and_7_2(design: str) -> None:
 
 
 @pytest.mark.parametrize("design", SCHEMES)
-@pytest.mark.parametrize("name", ["fleecing-race", "fleecing-two-clusters"])
+@pytest.mark.parametrize("name", ["fleecing-race", "fleecing-two-clusters",
+                                  "fleecing-break-snapshot"])
 def test_reduction_reaches_every_outcome(name: str, design: str) -> None:
     text = scenarios.load(name)
     reduced = explore(text, design=design, outcomes=True, shrink=False)
@@ -325,3 +326,14 @@ def test_scenario_run_steps_a_fleecing_lab() -> None:
     run = ScenarioRun(lab, RACE)
     run.run()
     assert run.done and [v.kind for v in lab.violations()] == ["fleecing-read"]
+
+
+def test_inject_error_command() -> None:
+    lab = fleecing("7.2").play("fleece\ninject-error write\nvwrite 0 4K 0xbb\n")
+    assert "vm-write#1 failed" in lab.log[0] and not lab.violations()  # break-guest-write
+    lab = fleecing("7.2").play("fleece on-cbw-error=break-snapshot\ninject-error read\n"
+                               "vwrite 0 4K 0xbb\ncread 8K 4K\n")
+    assert lab.state == "broken" and "client-read#1 failed" in lab.log[0]
+    assert not lab.violations()
+    with pytest.raises(ScenarioError, match="inject-error read|write"):
+        parse("inject-error overlay\n")

@@ -326,6 +326,10 @@ class QemuFleecingBackend:
                 v = oracle.client_read_done(name, c.offset, c.length, data, errno)
                 if v is not None:
                     run.log.append(str(v))
+        if c.op == "inject-error":
+            raise ScenarioError(c.line, c.text, "inject-error is the simulator's: QEMU's "
+                                                "blkdebug takes its rules when the image is "
+                                                "opened")
         raise ScenarioError(c.line, c.text, f"{c.op!r} is not a fleecing command")
 
     def busy(self) -> bool:
