@@ -50,7 +50,8 @@ def table(results: dict[str, Any]) -> list[Row]:
             *_setup_rows(results.get("setup")),
             *_length_rows(results.get("length")),
             *qemu_races.rows(results.get("races")),
-            "bounds", "hub")
+            *bounds.rows(results.get("bounds")),
+            *hub.rows(results.get("hub"))]
 
 
 def _throughput_rows(t: dict[str, Any] | None) -> list[Row]:

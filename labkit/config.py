@@ -58,12 +58,21 @@ from .layers import SECTOR
 
 Design = Literal["none", "2.8", "4.0"]
 Era = Literal["2.8", "7.2"]
+#: The graph a lab builds: the COLO secondary, or image fleecing (:mod:`labkit.fleecing`).
+Graph = Literal["colo", "fleecing"]
+#: Image fleecing's schemes, by the QEMU release that ran them (the ``design`` of a
+#: fleecing lab): 2.12's backup ``sync=none`` with nothing serialising, 3.0's
+#: serialising target writes (``f8d59dfb40``), 7.2's copy-before-write filter with
+#: ``snapshot-access``.
+FleecingScheme = Literal["2.12", "3.0", "7.2"]
 FillName = Literal["index", "zero"]
 Fill = FillName | int
 
 DESIGNS: tuple[str, ...] = get_args(Design)
 ERAS: tuple[str, ...] = get_args(Era)
 FILLS: tuple[str, ...] = get_args(FillName)
+GRAPHS: tuple[str, ...] = get_args(Graph)
+FLEECING_SCHEMES: tuple[str, ...] = get_args(FleecingScheme)
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 MAX_SIZE = GiB
@@ -72,7 +81,7 @@ MIN_CLUSTER, MAX_CLUSTER = SECTOR, 2 * MiB
 
 #: Every configuration key, in the order the CLI lists them.
 CONFIG_KEYS = ("size", "block", "hidden_cluster", "active_cluster", "design", "era", "fill",
-               "backup_cluster")
+               "backup_cluster", "graph")
 #: The keys a scenario's ``# config:`` header may set (``design`` is chosen per run).
 HEADER_KEYS = tuple(k for k in CONFIG_KEYS if k != "design")
 SIZE_KEYS = ("size", "block", "hidden_cluster", "active_cluster", "backup_cluster")
@@ -190,10 +199,11 @@ class LabConfig:
     block: int = 4096
     hidden_cluster: int = 4096
     active_cluster: int = 4096
-    design: Design = "2.8"
+    design: Design | FleecingScheme = "2.8"
     era: Era = "2.8"
     fill: Fill = "index"
     backup_cluster: int | None = None
+    graph: Graph = "colo"
 
     def __post_init__(self) -> None:
         checked = _checked(asdict(self), "keyword")
@@ -216,6 +226,8 @@ class LabConfig:
             raise ArgumentError(f"LabConfig.parse: base must be a LabConfig or None, got "
                                 f"{type(base).__name__}")
         merged = asdict(base or cls())
+        if "graph" in values and "design" not in values and values["graph"] != merged["graph"]:
+            merged["design"] = None  # another graph, no design named: that graph's default
         for key, value in values.items():
             if not isinstance(key, str) or key not in CONFIG_KEYS:
                 allowed = ", ".join(key_name(k, source) for k in CONFIG_KEYS)
@@ -256,10 +268,23 @@ def _checked(values: dict[str, Any], source: str) -> dict[str, Any]:
         value = _as_size(key, raw, source, block)  # ``b`` is the configured block
         _check_cluster(key, value, source, raw)
         out[key] = value
-    out["design"] = _as_choice("design", values["design"], source, DESIGNS)
+    out["graph"] = _as_choice("graph", values.get("graph", "colo"), source, GRAPHS)
+    design = values["design"]
+    if design is None:  # see LabConfig.parse: the graph changed, no design was named
+        design = "7.2" if out["graph"] == "fleecing" else "2.8"
+    out["design"] = _as_choice("design", design, source, designs_for(out["graph"]))
     out["era"] = _as_choice("era", values["era"], source, ERAS)
+    if out["graph"] == "fleecing":
+        # The scheme is an era's: 2.12 and 3.0 hook the backup job in as 2.8 did (a
+        # before-write notifier), 7.2 uses 7.2's copy-before-write filter.
+        out["era"] = "7.2" if out["design"] == "7.2" else "2.8"
     out["fill"] = _as_fill(values["fill"], source)
     return out
+
+
+def designs_for(graph: str) -> tuple[str, ...]:
+    """The designs a graph's labs run: COLO's read protections, or fleecing's schemes."""
+    return FLEECING_SCHEMES if graph == "fleecing" else DESIGNS
 
 
 # --- scenario headers ----------------------------------------------------------------
@@ -338,6 +363,27 @@ def resolve(text: str | None = None, explicit: Mapping[str, object] | None = Non
     return LabConfig.parse(given, source, cfg) if given else cfg
 
 
-__all__ = ["CONFIG_KEYS", "DESIGNS", "ERAS", "FILLS", "HEADER_KEYS", "MAX_BLOCK", "MAX_CLUSTER",
-           "MAX_SIZE", "Design", "Era", "Fill", "LabConfig", "byte_token", "header_config",
-           "header_lines", "header_pairs", "key_name", "resolve", "size_token"]
+__all__ = [
+    "CONFIG_KEYS",
+    "DESIGNS",
+    "ERAS",
+    "FILLS",
+    "FLEECING_SCHEMES",
+    "GRAPHS",
+    "HEADER_KEYS",
+    "MAX_BLOCK",
+    "MAX_CLUSTER",
+    "MAX_SIZE",
+    "Design",
+    "Era",
+    "Fill",
+    "LabConfig",
+    "byte_token",
+    "designs_for",
+    "header_config",
+    "header_lines",
+    "header_pairs",
+    "key_name",
+    "resolve",
+    "size_token",
+]

@@ -68,6 +68,9 @@ TASK_KINDS = {
     "checkpoint": "checkpoint",
     "stop": "stop",
     "failover": "failover",
+    "fleece": "fleece",          # image fleecing (labkit.fleecing)
+    "cread": "client-read",
+    "inject-error": "inject",
 }
 
 
@@ -302,7 +305,7 @@ class Interpreter:
             if outcome.error is not None:
                 record.log.append(f"line {cmd.line}: {cmd.text}: {task} failed: "
                                   f"{outcome.error}")
-            elif cmd.op == "vread" and cmd.what is not None:
+            elif cmd.op in ("vread", "cread") and cmd.what is not None:
                 why = vread_failure(cmd, outcome.data, backend.original)
                 if why is not None:
                     self._failed(cmd, f"{task} {why}")

@@ -59,7 +59,7 @@ from .kernel import FIFO, CoMutex, Event, EventLog, Kernel, Policy, Task, declar
 from .layers import LAYER_NAMES, SECTOR, Layer, Pieces
 from .oracle import Oracle, Violation
 from .replication import ReplicationNode, ReplicationStage
-from .scenario import Command, Par, Scenario, parse, safe_title
+from .scenario import Command, Par, Scenario, parse, safe_title, scenario_graph
 
 _WRITES = ("primary write", "VM write")  # the _check_io names whose byte is checked
 NODE_LAYER = {"secondary-disk": "secondary", "hidden": "hidden", "active": "active"}
@@ -102,7 +102,7 @@ class Lab:
                                     backup_cluster=backup_cluster)
         self.config: dict[str, Any] = dict(size=size, block=block, hidden_cluster=hidden_cluster,
                            active_cluster=active_cluster, design=design, fill=fill, era=era,
-                           backup_cluster=backup_cluster)
+                           backup_cluster=backup_cluster, graph="colo")
         # The initial contents as a function of (offset, length), not as bytes: the
         # disk and the oracle keep only what is written (a 1 GiB disk stays small);
         # ``original`` makes the whole bytes only if someone asks for them.
@@ -511,8 +511,17 @@ class Lab:
         again from its text against this lab (its ``block`` units and its size).
         """
         scenario = self.parsed(scenario)
-        Interpreter(SimBackend(self), scenario, self).play()
+        Interpreter(self.backend(scenario), scenario, self).play()
         return self
+
+    def backend(self, scenario: Scenario) -> SimBackend:
+        """The interpreter's backend for this lab (a fleecing lab has its own); a
+        scenario written for the other graph is refused here, before anything runs."""
+        fleecing = scenario_graph(scenario)
+        if fleecing == "fleecing":
+            raise ConfigError("this scenario uses image fleecing's commands (fleece, cread): "
+                              "it needs '# config: graph=fleecing' (or graph=\"fleecing\")")
+        return SimBackend(self)
 
 
     def parsed(self, scenario: object) -> Scenario:
@@ -615,7 +624,7 @@ class ScenarioRun:
         self.lab = lab
         self.scenario = scenario
         self.started_at = 0  # len(lab.schedule) when the current step's tasks started
-        self._interp = Interpreter(SimBackend(lab), scenario, lab)
+        self._interp = Interpreter(lab.backend(scenario), scenario, lab)
         self._advance()
 
     @property
@@ -655,13 +664,16 @@ class ScenarioRun:
 
 def build_secondary(size: int | str = "1M", block: int | str = "4K",
                     hidden_cluster: int | str = "4K", active_cluster: int | str = "4K",
-                    design: str = "2.8", fill: str | int = "index",
+                    design: str | None = None, fill: str | int = "index",
                     policy: str | Policy | None = "fifo", *, era: str = "2.8",
-                    backup_cluster: int | str | None = None) -> Lab:
+                    backup_cluster: int | str | None = None, graph: str = "colo") -> Lab:
     """Build the standard secondary graph (see the module docstring).
 
-    ``design`` is the read protection (``"none"``, ``"2.8"``, ``"4.0"``); ``era``
-    the control-plane behaviour (``"2.8"`` or ``"7.2"``).  The backup cluster is
+    ``design`` is the read protection (``"none"``, ``"2.8"`` (default), ``"4.0"``);
+    ``era`` the control-plane behaviour (``"2.8"`` or ``"7.2"``).  With
+    ``graph="fleecing"`` the lab is image fleecing's instead
+    (:class:`labkit.fleecing.FleecingLab`) and ``design`` its scheme
+    (``"2.12"``, ``"3.0"``, ``"7.2"`` (default)).  The backup cluster is
     QEMU's ``MAX(64 KiB, hidden cluster)`` unless ``backup_cluster`` overrides it
     (not QEMU: for small teaching disks; a power of two from 512 bytes to 2 MiB).
     Every value is checked by :class:`labkit.config.LabConfig`: a bad one raises
@@ -671,7 +683,7 @@ def build_secondary(size: int | str = "1M", block: int | str = "4K",
     """
     cfg = LabConfig.parse(dict(size=size, block=block, hidden_cluster=hidden_cluster,
                                active_cluster=active_cluster, design=design, fill=fill,
-                               era=era, backup_cluster=backup_cluster))
+                               era=era, backup_cluster=backup_cluster, graph=graph))
     return build_lab(cfg, policy)
 
 
@@ -680,9 +692,14 @@ def build_lab(config: LabConfig, policy: str | Policy | None = "fifo") -> Lab:
     # No catch-all re-labelling here: the config is checked already, so an error from
     # building the graph is the engine's own (a GraphError, a StateError...) and keeps its
     # class and traceback.
+    chosen = _policy(policy)
+    if config.graph == "fleecing":
+        from .fleecing import FleecingLab  # the fleecing graph sits beside the secondary
+
+        return FleecingLab(config, chosen)
     return Lab(size=config.size, block=config.block, hidden_cluster=config.hidden_cluster,
                active_cluster=config.active_cluster, design=config.design,
-               fill=config.fill, policy=_policy(policy), era=config.era,
+               fill=config.fill, policy=chosen, era=config.era,
                backup_cluster=config.backup_cluster)
 
 

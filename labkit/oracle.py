@@ -259,3 +259,181 @@ def _minus(piece: tuple[int, int, int], offset: int, length: int) -> list[tuple[
         start = max(p_off, end)
         out.append((start, p_off + p_len - start, byte))
     return out
+
+
+# --- image fleecing ---------------------------------------------------------------------
+
+FLEECE_SNAPSHOT = ("oracle", "fleecing-snapshot")
+FLEECE_LIVE = ("oracle", "fleecing-live")
+
+
+class FleecingOracle:
+    """What image fleecing promises, from the scenario's history alone.
+
+    * Every backup-client read returns the disk *as it was when the backup
+      started* (the ``fleece`` command): the guest's completed writes before
+      it, none after.  A read that returns later guest data is a
+      ``fleecing-read`` violation, with the bytes and the guest write named.
+    * The guest's own I/O is untouched by the backup: a guest read returns
+      the guest's view (its completed writes; a write in flight with the read
+      may show or not), a guest write is never vetoed (``guest-write``) and
+      never lost — the live disk at the end equals the guest's view
+      (``lost-write``).
+    * A client read fails only where QEMU lets it: before the export exists,
+      outside copy-before-write's access ``bitmap`` (``-EACCES``), or once a
+      copy failed under ``on-cbw-error=break-snapshot``.  Any other error is
+      a ``client-error`` violation.  A copy failure the scenario injected
+      (:meth:`copy_error_injected`) may veto a guest write where the scheme
+      says so (2.12, 3.0, and 7.2's ``break-guest-write``).
+
+    Like :class:`Oracle`, it never reads the engine's layers to compute what
+    is expected; the live disk is compared with that expectation at the end.
+    """
+
+    def __init__(self, size: int, initial: Callable[[int, int], np.ndarray], block: int) -> None:
+        self.block = block
+        self.size = size
+        self.live = ChunkStore(size, initial)  # the guest's view
+        self.snapshot: ChunkStore | None = None  # the disk when the backup started
+        self.access: tuple[int, int] = (0, size)  # copy-before-write's bitmap (7.2)
+        self.scheme = ""
+        self.on_cbw_error = "break-guest-write"
+        self.copy_errors = False  # the scenario made a copy fail (history)
+        self.violations: list[Violation] = []
+        self._writes: dict[str, tuple[int, int, int]] = {}  # guest writes in flight
+        self._racing: list[tuple[int, int, int]] = []  # overlapping guest writes that raced
+        self._reads: dict[str, _ReadWatch] = {}
+        self._after: list[tuple[str, int, int, int]] = []  # guest writes since the start
+
+    # --- history ------------------------------------------------------------------
+    def fleece_started(self, scheme: str, bitmap: tuple[int, int] | None,
+                       on_cbw_error: str | None) -> None:
+        """The backup started (a drained section: no guest write in flight)."""
+        touch(FLEECE_SNAPSHOT, 0, self.size, True)
+        touch(FLEECE_LIVE, 0, self.size, False)
+        self.snapshot = self.live.copy()
+        self.scheme = scheme
+        self.access = bitmap if bitmap is not None else (0, self.size)
+        self.on_cbw_error = on_cbw_error or "break-guest-write"
+        self._after.clear()
+
+    def copy_error_injected(self) -> None:
+        """The scenario made the copy's I/O fail (blkdebug): see the class docstring."""
+        self.copy_errors = True
+
+    def guest_write_started(self, name: str, offset: int, length: int, byte: int) -> None:
+        touch(FLEECE_LIVE, offset, offset + length, True)
+        for other in self._writes.values():
+            if offset < other[0] + other[1] and other[0] < offset + length:
+                self._racing += [other, (offset, length, byte)]
+        for watch in self._reads.values():
+            if offset < watch.offset + watch.length and watch.offset < offset + length:
+                watch.alternatives.append((offset, length, byte))
+        self._writes[name] = (offset, length, byte)
+
+    def guest_write_done(self, name: str, error: BaseException | None) -> Violation | None:
+        offset, length, byte = self._writes.pop(name)
+        touch(FLEECE_LIVE, offset, offset + length, True)
+        if error is None:
+            self.live.fill(offset, length, byte)
+            if self.snapshot is not None:
+                self._after.append((name, offset, length, byte))
+            return None
+        if self.copy_errors and (self.scheme in ("2.12", "3.0")
+                                 or self.on_cbw_error == "break-guest-write"):
+            return None  # the copy failed and this scheme fails the guest write (QEMU does)
+        return self._found("guest-write", name, offset, byte, byte,
+                           f"guest write vetoed: {name} failed ({error}) though the backup "
+                           f"must never fail a guest write here")
+
+    def guest_read_started(self, name: str, offset: int, length: int) -> None:
+        touch(FLEECE_LIVE, offset, offset + length, False)
+        watch = _ReadWatch(offset, length, self.live.read(offset, length))
+        for w_off, w_len, byte in [*self._writes.values(), *self._racing]:
+            if w_off < offset + length and offset < w_off + w_len:
+                watch.alternatives.append((w_off, w_len, byte))
+        self._reads[name] = watch
+
+    def guest_read_done(self, name: str, data: bytes | None) -> Violation | None:
+        watch = self._reads.pop(name)
+        if data is None:
+            return self._found("guest-read", name, watch.offset, 0, 0,
+                               f"guest read failed: {name} got an error from the live disk")
+        idx, got = _differences(watch, data)
+        if not idx.size:
+            return None
+        i = int(idx[0])
+        off = watch.offset + i
+        return self._found("guest-read", name, off, int(watch.expected[i]), int(got[i]),
+                           f"guest read: {name} read {int(got[i]):#04x} at offset {off:#x} "
+                           f"(block {off // self.block}) where the guest's view holds "
+                           f"{int(watch.expected[i]):#04x}; {idx.size} byte(s) differ")
+
+    def client_read_done(self, name: str, offset: int, length: int, data: bytes | None,
+                         errno: int | None, message: str = "") -> Violation | None:
+        """Check a finished backup-client read against the disk at the backup's start."""
+        touch(FLEECE_SNAPSHOT, offset, offset + length, False)
+        if self.snapshot is None:
+            return None  # no export yet: the client cannot connect (an error is right)
+        if data is None:
+            a_off, a_len = self.access
+            outside = offset < a_off or offset + length > a_off + a_len
+            # -EACCES, which QEMU's NBD server sends as EINVAL (system_errno_to_nbd_errno)
+            if errno in (13, 22) and (outside or (self.copy_errors
+                                            and self.on_cbw_error == "break-snapshot")):
+                return None  # -EACCES: outside the bitmap, or the snapshot was broken
+            return self._found("client-error", name, offset, 0, 0,
+                               f"client read failed: {name} [{offset:#x}+{length:#x}] got "
+                               f"{message or 'an error'} where QEMU returns the data")
+        watch = _ReadWatch(offset, length, self.snapshot.read(offset, length))
+        idx, got = _differences(watch, data)
+        if not idx.size:
+            return None
+        i = int(idx[0])
+        off = offset + i
+        who = ""
+        for w_name, w_off, w_len, w_byte in reversed(self._after):
+            if w_off <= off < w_off + w_len and w_byte == int(got[i]):
+                who = f" (guest data from {w_name}, written after the backup started)"
+                break
+        return self._found("fleecing-read", name, off, int(watch.expected[i]), int(got[i]),
+                           f"fleecing read: {name} read {int(got[i]):#04x} at offset {off:#x} "
+                           f"(block {off // self.block}) where the disk held "
+                           f"{int(watch.expected[i]):#04x} when the backup started{who}; "
+                           f"{idx.size} byte(s) differ")
+
+    def live_done(self, name: str, disk: bytes) -> Violation | None:
+        """The end: the live disk must hold the guest's view (no guest write lost)."""
+        touch(FLEECE_LIVE, 0, self.size, False)
+        got = np.frombuffer(disk, dtype=np.uint8)
+        view = self.live.to_array()
+        bad = got != view
+        for off, length, byte in self._racing:  # raced guest writes land in either order
+            bad[off:off + length] &= got[off:off + length] != byte
+        idx = np.flatnonzero(bad)
+        if not idx.size:
+            return None
+        i = int(idx[0])
+        return self._found("lost-write", name, i, int(view[i]), int(got[i]),
+                           f"lost write: at the end the live disk holds {int(got[i]):#04x} at "
+                           f"offset {i:#x} (block {i // self.block}) where the guest wrote "
+                           f"{int(view[i]):#04x}; {idx.size} byte(s) differ")
+
+    def _found(self, kind: str, task: str, offset: int, expected: int, got: int,
+               message: str) -> Violation:
+        touch(FOUND, 0, 1, True)
+        v = Violation(kind, task, offset, expected, got, message)
+        self.violations.append(v)
+        return v
+
+
+def _differences(watch: _ReadWatch, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets (within the read) where ``data`` is neither expected nor an alternative."""
+    got = np.frombuffer(data, dtype=np.uint8)
+    bad = got != watch.expected
+    for w_off, w_len, byte in watch.alternatives:
+        lo = max(w_off, watch.offset) - watch.offset
+        hi = min(w_off + w_len, watch.offset + watch.length) - watch.offset
+        if lo < hi:
+            bad[lo:hi] &= got[lo:hi] != byte
+    return np.flatnonzero(bad), got

@@ -7,6 +7,25 @@
     stop                       dump [TITLE]               expect LAYER OFF LEN WHAT
     par { ... }                # the commands inside start together as concurrent tasks
 
+Image fleecing (a lab built with ``graph="fleecing"``, :mod:`labkit.fleecing`)
+has two more, and reads ``vwrite`` / ``vread`` as the guest's I/O on the live
+disk::
+
+    fleece [OFF LEN] [on-cbw-error=break-guest-write|break-snapshot]
+    cread OFF LEN [BYTE|orig]  # the backup client's read of the NBD export
+    inject-error read|write    # the copy's next read (live disk) / write (overlay) fails
+
+``fleece`` starts the point-in-time view (the scheme's QMP commands, one
+drained section); ``OFF LEN`` is copy-before-write's ``bitmap`` (7.2 only:
+only that area is copied, and the client may read only there).
+``inject-error`` is blkdebug's: the next read of the live disk or write to the
+overlay fails with EIO (simulator only), which is how ``on-cbw-error`` is
+reached.  A fleecing
+scenario's ``expect`` names the layers ``live``, ``fleece`` (the overlay's
+own clusters) and ``snapshot`` (what the client reads).  COLO's commands
+(``start``, ``pwrite``, ``checkpoint``, ``failover``, ``stop``) and layers
+cannot be mixed with fleecing's in one scenario (:func:`check`).
+
 ``#`` starts a comment (at the start of a line or after a space, so that a
 title may say ``nbd-write#1``).  OFF and LEN accept ``4096``, ``4K``, ``1M``,
 ``1G``, ``0x1000``, ``3s`` (512-byte sectors) and ``5b`` (blocks of the
@@ -46,8 +65,15 @@ from .layers import LAYER_NAMES, SECTOR
 
 IO_COMMANDS = ("pwrite", "vwrite", "vread")
 CONTROL_COMMANDS = ("start", "checkpoint", "failover", "stop")
-ALL_COMMANDS = (*IO_COMMANDS, *CONTROL_COMMANDS, "dump", "expect")
+#: Image fleecing's commands (:mod:`labkit.fleecing`).
+FLEECING_COMMANDS = ("fleece", "cread", "inject-error")
+#: COLO's own commands: never in a fleecing scenario.
+COLO_COMMANDS = ("start", "pwrite", "checkpoint", "failover", "stop")
+ALL_COMMANDS = (*IO_COMMANDS, *CONTROL_COMMANDS, "dump", "expect", *FLEECING_COMMANDS)
 EXPECT_WHATS = ("unalloc", "alloc", "orig", "zero")
+#: The layers a fleecing scenario's ``expect`` names.
+FLEECING_LAYER_NAMES = ("live", "fleece", "snapshot")
+ON_CBW_ERRORS = ("break-guest-write", "break-snapshot")
 
 MAX_TEXT = 64 << 20       # characters of scenario text
 MAX_COMMANDS = 1_000_000  # commands in a scenario
@@ -245,6 +271,9 @@ def check(scenario: Scenario) -> None:
     :class:`ScenarioError` naming the line and why.  (Rules about control
     commands inside ``par`` belong here.)  The cost bound of ``par`` blocks
     (:data:`MAX_PAR_WORK`) is checked here.
+
+    A scenario is either COLO's or image fleecing's: fleecing's commands
+    (``fleece``, ``cread``) and layers do not mix with COLO's.
     """
     work = 0
     for step in scenario.steps:
@@ -256,6 +285,36 @@ def check(scenario: Scenario) -> None:
                     f"each block's commands squared), more than the {MAX_PAR_WORK:,} allowed: "
                     f"a par of n reads costs n² (each waits on the others' copies); use "
                     f"fewer or smaller par blocks")
+    first: dict[str, Command] = {}
+    for cmd in scenario.commands:
+        kind = _graph_of(cmd)
+        if kind is None:
+            continue
+        other = "colo" if kind == "fleecing" else "fleecing"
+        if other in first:
+            was = first[other]
+            raise ScenarioError(cmd.line, cmd.text, f"a scenario is COLO's or image fleecing's, "
+                                f"not both: line {was.line} ({was.text!r}) is "
+                                f"{'COLO' if other == 'colo' else 'fleecing'}'s")
+        first.setdefault(kind, cmd)
+
+
+def _graph_of(cmd: Command) -> str | None:
+    if cmd.op in FLEECING_COMMANDS or (cmd.op == "expect" and cmd.layer in FLEECING_LAYER_NAMES):
+        return "fleecing"
+    if cmd.op in COLO_COMMANDS or (cmd.op == "expect" and cmd.layer in LAYER_NAMES):
+        return "colo"
+    return None
+
+
+def scenario_graph(scenario: Scenario) -> str | None:
+    """``"fleecing"`` or ``"colo"`` when the scenario's commands say which graph they
+    need, None when they fit both (only ``vread``/``vwrite``/``dump``)."""
+    for cmd in scenario.commands:
+        kind = _graph_of(cmd)
+        if kind is not None:
+            return kind
+    return None
 
 
 def _command(line: int, text: str, block: int, size: int | None) -> Command:
@@ -271,6 +330,8 @@ def _parse_command(line: int, text: str, block: int, size: int | None) -> Comman
     if op not in ALL_COMMANDS:
         raise ScenarioError(line, text, f"unknown command {op!r}; expected one of "
                                         f"{', '.join(ALL_COMMANDS)}, or 'par {{'")
+    if op in ("fleece", "inject-error"):
+        return _fleece(line, text, args, block, size, op)
     if op in CONTROL_COMMANDS:
         if args:
             raise ScenarioError(line, text, f"'{op}' takes no arguments")
@@ -284,9 +345,10 @@ def _parse_command(line: int, text: str, block: int, size: int | None) -> Comman
                                 f"of {', '.join(LAYER_NAMES)} and WHAT one of "
                                 f"{', '.join(EXPECT_WHATS)} or a byte")
         layer = args[0]
-        if layer not in LAYER_NAMES:
+        if layer not in LAYER_NAMES + FLEECING_LAYER_NAMES:
             raise ScenarioError(line, text, f"unknown layer {layer!r}; expected one of "
-                                            f"{', '.join(LAYER_NAMES)}")
+                                            f"{', '.join(LAYER_NAMES)} (COLO) or "
+                                            f"{', '.join(FLEECING_LAYER_NAMES)} (fleecing)")
         offset, length = _range(args[1], args[2], line, text, block, size)
         what = args[3]
         byte = None
@@ -295,21 +357,47 @@ def _parse_command(line: int, text: str, block: int, size: int | None) -> Comman
             what = "byte"
         return Command(op, line, text, offset, length, byte, what, layer)
     # I/O commands
-    if op == "vread":
+    if op in ("vread", "cread"):
         if len(args) not in (2, 3):
-            raise ScenarioError(line, text, "expected 'vread OFF LEN [BYTE|orig]'")
+            raise ScenarioError(line, text, f"expected '{op} OFF LEN [BYTE|orig]'")
     elif len(args) != 3:
         raise ScenarioError(line, text, f"expected '{op} OFF LEN BYTE'")
     offset, length = _range(args[0], args[1], line, text, block, size)
     data: int | None = None
     check: str | None = None
     if len(args) == 3:
-        if op == "vread" and args[2] == "orig":
+        if op in ("vread", "cread") and args[2] == "orig":
             check = "orig"
         else:
             data = parse_byte(args[2], line, text)
-            check = "byte" if op == "vread" else None
+            check = "byte" if op in ("vread", "cread") else None
     return Command(op, line, text, offset, length, data, check)
+
+
+def _fleece(line: int, text: str, args: list[str], block: int,
+            size: int | None, op: str = "fleece") -> Command:
+    """``fleece [OFF LEN] [on-cbw-error=MODE]``: the bitmap in offset/length (length 0:
+    none, the whole disk), the error mode in ``what``; ``inject-error read|write``."""
+    if op == "inject-error":
+        if len(args) != 1 or args[0] not in ("read", "write"):
+            raise ScenarioError(line, text, "expected 'inject-error read|write' (the copy's "
+                                            "next read of the live disk, or write into the "
+                                            "overlay, fails with EIO)")
+        return Command(op, line, text, what=args[0])
+    usage = ("expected 'fleece [OFF LEN] [on-cbw-error=break-guest-write|break-snapshot]'")
+    mode: str | None = None
+    if args and args[-1].startswith("on-cbw-error="):
+        mode = args[-1].split("=", 1)[1]
+        if mode not in ON_CBW_ERRORS:
+            raise ScenarioError(line, text, f"on-cbw-error {mode!r} is not one of "
+                                            f"{', '.join(ON_CBW_ERRORS)}")
+        args = args[:-1]
+    if len(args) == 0:
+        return Command("fleece", line, text, what=mode)
+    if len(args) != 2:
+        raise ScenarioError(line, text, usage)
+    offset, length = _range(args[0], args[1], line, text, block, size)
+    return Command("fleece", line, text, offset, length, what=mode)
 
 
 def _range(off_t: str, len_t: str, line: int, text: str, block: int,

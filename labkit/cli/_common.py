@@ -32,10 +32,12 @@ CONFIG_HELP = {
     "block": "table block size (default 4K)",
     "hidden_cluster": "hidden qcow2 cluster size (default 4K)",
     "active_cluster": "active qcow2 cluster size (default 4K)",
-    "design": "read protection design: none, 2.8 or 4.0 (default 2.8)",
+    "design": "read protection design: none, 2.8 or 4.0 (default 2.8); with --graph fleecing "
+              "the scheme: 2.12, 3.0 or 7.2 (default 7.2)",
     "era": "control-plane behaviour: 2.8 or 7.2 (default 2.8)",
     "fill": "secondary disk contents: index (block k = 0x10+k, default), zero or a byte",
     "backup_cluster": "override the backup cluster size (not QEMU; a power of two)",
+    "graph": "the lab's graph: colo (the COLO secondary, default) or fleecing (image fleecing)",
 }
 
 
@@ -56,7 +58,7 @@ def one_line(exc: BaseException | str) -> str:
 def add_config_arguments(parser: argparse.ArgumentParser,
                          keys: tuple[str, ...] = ("size", "block", "hidden_cluster",
                                                   "active_cluster", "design", "era", "fill",
-                                                  "backup_cluster")) -> None:
+                                                  "backup_cluster", "graph")) -> None:
     """The configuration options (default: not given, so the header or the default applies)."""
     for key in keys:
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,

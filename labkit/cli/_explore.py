@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from .. import scenarios
 from .. import trace as _trace
-from ..config import DESIGNS
+from ..config import designs_for
 from ..errors import Deadlock, TraceFormatError
 from ..explore import DEFAULT_MAX_RUNS, Exploration, explore, parse_schedule, replay
 from ._common import (
@@ -103,7 +103,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
 def _explore(args: argparse.Namespace, stdout: TextIO) -> int:
     text, label = scenario_input(args.file)
     config, chosen = _config(text, args)
-    designs = [config.pop("design")] if chosen else list(DESIGNS)
+    graph = resolve_config(text, args).graph
+    designs = [config.pop("design")] if chosen else list(designs_for(graph))
     expected = scenarios.verdicts(text)
     mismatches = 0
     for design in designs:

@@ -70,6 +70,23 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     text, _ = scenario_input(args.file)
     config = _qemu_config(args)
+    if resolve(text).graph == "fleecing":  # image fleecing (labkit.qemu._fleecing)
+        from ..qemu._fleecing import compare_fleecing, compare_fleecing_race, fleecing_race_text
+        from ..scenario import parse
+
+        if args.order is not None or args.json is not None:
+            raise ConfigError("--order and --json are for COLO races; a fleecing race runs "
+                              "every order it has")
+        cfg = resolve(text, {k: v for k, v in config.items() if v is not None})
+        if parse(text, block=cfg.block, size=cfg.size).has_par:
+            races = compare_fleecing_race(text, design=args.design, timeout=args.timeout,
+                                          qemu=args.qemu, **config)
+            print(fleecing_race_text(races))
+            return 0 if not any(d for _, _, d in races) else 1
+        result = compare_fleecing(text, design=args.design, timeout=args.timeout,
+                                  qemu=args.qemu, **config)
+        print(result.text())
+        return 0 if result.agree else 1
     if args.design is not None:  # else compare's own default design applies
         config["design"] = resolve(None, {"design": args.design}, source="cli").design
     if args.order is not None:
@@ -90,8 +107,14 @@ def run_on_qemu(text: str, args: argparse.Namespace) -> Any:
     ``--design`` and ``--era`` are simulator-only and ignored;
     ``--backup-cluster`` (not QEMU) is refused.
     """
+    from ..config import resolve
     from ..qemu import run_scenario
 
+    if resolve(text).graph == "fleecing":  # image fleecing (labkit.qemu._fleecing)
+        from ..qemu._fleecing import run_fleecing
+
+        return run_fleecing(text, design=args.design, timeout=args.timeout, qemu=args.qemu,
+                            **_qemu_config(args))
     if args.backup_cluster is not None:
         raise ConfigError("--backup-cluster is not QEMU (QEMU's backup cluster is "
                           "MAX(64K, hidden cluster)); it exists only with --backend sim")

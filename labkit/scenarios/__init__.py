@@ -29,10 +29,11 @@ from __future__ import annotations
 
 from importlib import resources
 
-from labkit.config import DESIGNS as DESIGN_NAMES
+from labkit.config import DESIGNS, FLEECING_SCHEMES, LabConfig, header_config, header_pairs
 from labkit.config import HEADER_KEYS as CONFIG_KEYS
-from labkit.config import LabConfig, header_config, header_pairs
 from labkit.errors import ArgumentError, ConfigError, UnknownScenario
+
+DESIGN_NAMES = DESIGNS + FLEECING_SCHEMES  # COLO's designs and fleecing's schemes
 
 VERDICTS = ("safe", "violation", "unknown")
 
