@@ -83,10 +83,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                           qemu=args.qemu, **config)
             print(fleecing_race_text(races))
             return 0 if not any(d for _, _, d in races) else 1
-        result = compare_fleecing(text, design=args.design, timeout=args.timeout,
-                                  qemu=args.qemu, **config)
-        print(result.text())
-        return 0 if result.agree else 1
+        fleecing = compare_fleecing(text, design=args.design, timeout=args.timeout,
+                                    qemu=args.qemu, **config)
+        print(fleecing.text())
+        return 0 if fleecing.agree else 1
     if args.design is not None:  # else compare's own default design applies
         config["design"] = resolve(None, {"design": args.design}, source="cli").design
     if args.order is not None:

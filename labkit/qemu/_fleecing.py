@@ -65,7 +65,8 @@ from labkit.interpret import Interpreter, Outcome, TaskNames
 from labkit.lab import build_lab
 from labkit.layers import SECTOR, Layer
 from labkit.oracle import FleecingOracle
-from labkit.qemu._compare import Comparison, Difference, _one_sided, compare_layers
+from labkit.qemu._compare import Comparison
+from labkit.qemu._diff import Difference, compare_layers, one_sided
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
 from labkit.qemu._run import QemuRun, check_timeout, refuse_par
@@ -424,8 +425,8 @@ def compare_fleecing(text: str, *, design: str | None = None, timeout: float = 1
                                                       and s.errno != o.errno):
             differences.append(Difference("outcome", f"line {c.line}: {c.text} ({s.task})",
                                           s.error or "succeeded", o.error or "succeeded"))
-    differences += _one_sided("expect", sim.expectation_failures, q.expectation_failures)
-    differences += _one_sided("violation", [v.message for v in sim.violations()],
+    differences += one_sided("expect", sim.expectation_failures, q.expectation_failures)
+    differences += one_sided("violation", [v.message for v in sim.violations()],
                               [v.message for v in q.violations()])
     return Comparison(q.scenario, dict(config, era="7.2"), sim, q, differences)
 
