@@ -13,6 +13,7 @@ if _sys.orig_argv[1:3] == ["-m", "labkit"]:  # ``python -m labkit``: see labkit/
     _exit_on_interrupt()
 
 from . import errors  # after the interrupt policy: these imports are heavy
+from . import fleecing as _fleecing  # noqa: F401  registers the fleecing graph with build_lab
 from .config import LabConfig
 from .errors import (
     ArgumentError,

@@ -87,7 +87,7 @@ from .errors import BlockError, ConfigError, StateError
 from .interpret import Outcome, TaskNames
 from .jobs.backup import BackupJob
 from .kernel import CoMutex, Kernel, Policy, Task, touch
-from .lab import Lab, SimBackend
+from .lab import OTHER_GRAPHS, Lab, SimBackend
 from .layers import SECTOR, Layer
 from .oracle import FleecingOracle, Violation
 from .scenario import Command, Scenario, scenario_graph
@@ -607,6 +607,8 @@ class FleecingBackend(SimBackend):
     def background_failures(self) -> list[str]:
         return []
 
+
+OTHER_GRAPHS["fleecing"] = FleecingLab  # build_lab's lab for LabConfig(graph="fleecing")
 
 __all__ = ["FleecingBackend", "FleecingCbw", "FleecingLab", "GuestDevice", "SnapshotAccessNode",
            "hbitmap_status"]

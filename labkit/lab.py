@@ -687,16 +687,23 @@ def build_secondary(size: int | str = "1M", block: int | str = "4K",
     return build_lab(cfg, policy)
 
 
+#: The labs of the graphs beside COLO's secondary, by ``LabConfig.graph``.  A graph
+#: module imports this one (layers import downward), so it registers its lab class here
+#: when imported: ``labkit/__init__`` imports :mod:`labkit.fleecing`.
+OTHER_GRAPHS: dict[str, Callable[[LabConfig, Policy], Lab]] = {}
+
+
 def build_lab(config: LabConfig, policy: str | Policy | None = "fifo") -> Lab:
     """The secondary a checked :class:`~labkit.config.LabConfig` describes."""
     # No catch-all re-labelling here: the config is checked already, so an error from
     # building the graph is the engine's own (a GraphError, a StateError...) and keeps its
     # class and traceback.
     chosen = _policy(policy)
-    if config.graph == "fleecing":
-        from .fleecing import FleecingLab  # the fleecing graph sits beside the secondary
-
-        return FleecingLab(config, chosen)
+    if config.graph != "colo":
+        if config.graph not in OTHER_GRAPHS:
+            raise StateError(f"the {config.graph!r} graph is not loaded: import labkit (its "
+                             f"package face imports every graph module)")
+        return OTHER_GRAPHS[config.graph](config, chosen)
     return Lab(size=config.size, block=config.block, hidden_cluster=config.hidden_cluster,
                active_cluster=config.active_cluster, design=config.design,
                fill=config.fill, policy=chosen, era=config.era,

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from labkit.config import resolve
-from labkit.errors import ScenarioError
+from labkit.errors import ConfigError, ScenarioError
 from labkit.fleecing import FleecingLab
 from labkit.interpret import Interpreter, Outcome, TaskNames
 from labkit.lab import build_lab
@@ -91,7 +91,7 @@ class QemuFleecing(QemuSecondary):
                  timeout: float = 10.0, qemu: str = "qemu-system-x86_64", *,
                  scheme: str = "7.2", fill: str | int = "index", blkdebug: bool = False) -> None:
         if scheme not in ("2.12", "3.0", "7.2"):
-            raise ValueError(f"scheme must be '2.12', '3.0' or '7.2', got {scheme!r}")
+            raise ConfigError(f"scheme must be '2.12', '3.0' or '7.2', got {scheme!r}")
         self.scheme = scheme
         self.fleecing = False
         super().__init__(size, block, cluster, cluster, timeout, qemu, fill=fill,
