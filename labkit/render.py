@@ -52,11 +52,11 @@ def block_cells(layer: Layer, block: int) -> list[str]:
     z = zero.reshape(nblocks, per)
     # Per block, decided with numpy over all blocks at once (a 1 GiB layer has
     # 262,144 blocks of 4 KiB: one numpy call per block took minutes).
-    any_alloc = a.any(axis=1).tolist()
-    all_alloc = a.all(axis=1).tolist()
-    all_zero = z.all(axis=1).tolist()
-    same = uniform.tolist()
-    first = firsts.tolist()
+    any_alloc = list(np.asarray(a.any(axis=1)).tolist())
+    all_alloc = list(np.asarray(a.all(axis=1)).tolist())
+    all_zero = list(np.asarray(z.all(axis=1)).tolist())
+    same = list(uniform.tolist())
+    first = list(firsts.tolist())
     cells = []
     for i in range(nblocks):
         if not any_alloc[i]:
