@@ -13,8 +13,8 @@ buffers, the interpreter and labkit's modules included):
   a changing block; ``dump``), and the same without the dumps.  Target: the dumps'
   cost within 2× the 4 MB written;
 * ``parse-1m`` / ``parse-64m``: :func:`labkit.trace.loads` of an adversarial file
-  ``{"`` + ``\\"`` × n + ``[`` × 65 of 1 MB and 64 MB (refused).  Target: linear,
-  64× the size in at most 80× the time;
+  ``{"`` + ``\\"`` × n + ``[`` × 65 of 1 MB and 64 MB (refused; the best of three
+  runs).  Target: linear, 64× the size in at most 80× the time;
 * ``seq-1k`` / ``seq-100k``: ``start`` then 1,000 / 100,000 sequential commands on a
   1 MiB disk (the scenario of section "length").  Target: peak memory within ×12.
 """
@@ -71,13 +71,16 @@ def measure(name: str) -> dict[str, Any]:
     out: dict[str, Any] = {"case": name}
     if name.startswith("parse"):
         text = adversarial(MiB if name == "parse-1m" else 64 * MiB)
-        t0 = time.perf_counter()
-        try:
-            trace.loads(text)
-            out["refused"] = False
-        except LabkitError:
-            out["refused"] = True
-        out["seconds"] = time.perf_counter() - t0
+        best = float("inf")
+        for _ in range(3):  # the best of three: the machine may be shared
+            t0 = time.perf_counter()
+            try:
+                trace.loads(text)
+                out["refused"] = False
+            except LabkitError:
+                out["refused"] = True
+            best = min(best, time.perf_counter() - t0)
+        out["seconds"] = best
         out["chars"] = len(text)
     else:
         if name.startswith("dump-1g"):

@@ -416,3 +416,18 @@ def test_the_cost_of_par_blocks_is_bounded_before_anything_runs():
     with pytest.raises(ScenarioLimitError):
         lab.play("start\n" + block * 5)
     assert lab.state == "none" and not lab.schedule
+
+
+def test_an_expect_reads_only_its_range(monkeypatch):
+    from labkit.layers import Pieces
+
+    lab = lk.build_secondary(size="1G")
+    lab.play("start\npwrite 0 4K 0x22\nvwrite 8K 4K 0x33\n")
+
+    def whole(self):
+        raise AssertionError("an expect joined a whole layer")
+
+    monkeypatch.setattr(Pieces, "tobytes", whole)
+    lab.play("expect secondary 0 4K 0x22\nexpect vm-view 8K 4K 0x33\nexpect active 8K 4K 0x33\n"
+             "expect hidden 512M 4K unalloc\n")
+    assert lab.expectation_failures == []

@@ -663,7 +663,7 @@ def compare_races(text: str | Scenario, *, size: int | str | None = None,
     orders = reachable(rs, config)
     if order is not None:
         orders = [find_order(orders, order)]
-    reason = qemu_available(qemu)
+    reason = qemu_available(qemu, timeout)
     if reason is not None:
         raise QemuNotAvailable(reason)
     result = RaceComparison(scenario, dict(config, design=design, era="7.2"))
