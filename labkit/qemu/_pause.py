@@ -249,8 +249,8 @@ class _Where:
             return False
         if place.name == "copy-read":
             return s.node == "secondary-disk" and self.copying and not self.hidden_in_copy
-        if place.name == "copy-write":
-            return s.node == "hidden" and self.copying
+        if place.name == "copy-write":  # write_aio: a data write (a zero-cluster write has none)
+            return s.node == "hidden" and self.copying and s.op == "io-write"
         if place.name == "data-write":
             return s.node == "secondary-disk" and not self.copying
         return s.node == place.name
