@@ -1,4 +1,5 @@
-"""The block graph: nodes, drivers (raw, qcow2) and the NBD server.
+"""The block graph: nodes, drivers (raw, qcow2, the copy-before-write filter with
+block-copy) and the NBD server.
 
 Re-exports the public names of the private modules; see each for what it
 models in QEMU.
@@ -16,6 +17,8 @@ from ._node import (
     TrackedRequest,
 )
 from ._store import CHUNK, Base, BufferBase, ChunkStore, ConstantFill, IndexFill, zeros_base
+from .block_copy import BlockCopyState, BlockReq, BlockReqList
+from .copy_before_write import CopyBeforeWriteNode, bdrv_cbw_append, bdrv_cbw_drop
 from .nbd import NBDExport, NBDServer
 from .qcow2 import Qcow2Node
 from .raw import RawNode
@@ -27,11 +30,15 @@ __all__ = [
     "REQ_NO_SERIALISING",
     "REQ_SERIALISING",
     "Base",
+    "BlockCopyState",
     "BlockGraph",
     "BlockNode",
+    "BlockReq",
+    "BlockReqList",
     "BufferBase",
     "ChunkStore",
     "ConstantFill",
+    "CopyBeforeWriteNode",
     "IndexFill",
     "InjectedError",
     "NBDExport",
@@ -39,6 +46,8 @@ __all__ = [
     "Qcow2Node",
     "RawNode",
     "TrackedRequest",
+    "bdrv_cbw_append",
+    "bdrv_cbw_drop",
     "bdrv_drain_poll",
     "bdrv_drained_begin",
     "bdrv_drained_end",
