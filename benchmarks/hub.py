@@ -5,7 +5,7 @@
 
 The hub is ``deploy/local_hub.py``'s: JupyterHub from PyPI behind
 configurable-http-proxy, one single-user server per trainee
-(``SimpleLocalProcessSpawner``), the dummy authenticator on 127.0.0.1.  The lab
+(``SimpleLocalProcessSpawner``), a testing authenticator on 127.0.0.1.  The lab
 is pulled with nbgitpuller from a local bare git repository of this checkout.
 
 Each trainee (a thread), arriving ``stagger`` seconds after the previous one:

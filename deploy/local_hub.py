@@ -9,7 +9,8 @@ with three things swapped for a single machine without users or a domain:
 * ``SimpleLocalProcessSpawner``: every trainee's single-user server is a
   process of this user, home ``<workdir>/home/<name>`` (TLJH uses systemd
   units per Unix user, Z2JH a pod per user);
-* the **dummy** authenticator with one random password — acceptable only
+* a testing authenticator with one random password (``shared-password``,
+  JupyterHub 5.3's replacement of the dummy one's password) — acceptable only
   because everything listens on 127.0.0.1; what a trainer deploys uses
   NativeAuthenticator or OAuth behind HTTPS (``deploy/jupyterhub_config.py``).
 
@@ -109,9 +110,10 @@ c.JupyterHub.db_url = "sqlite:///" + settings["workdir"] + "/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = settings["workdir"] + "/jupyterhub_cookie_secret"
 c.JupyterHub.pid_file = settings["workdir"] + "/jupyterhub.pid"
 c.JupyterHub.cleanup_servers = True
-# the dummy authenticator: loopback only (bind_url above); a class uses deploy/jupyterhub_config.py
-c.JupyterHub.authenticator_class = "dummy"
-c.DummyAuthenticator.password = os.environ["LABKIT_HUB_PASSWORD"]
+# a testing authenticator (JupyterHub 5.3's successor of "dummy" with a password): loopback
+# only (bind_url above); a class uses deploy/jupyterhub_config.py
+c.JupyterHub.authenticator_class = "shared-password"
+c.SharedPasswordAuthenticator.user_password = os.environ["LABKIT_HUB_PASSWORD"]
 c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = settings["workdir"] + "/home/{username}"
@@ -149,7 +151,7 @@ class LocalHub:
         (self.workdir / "home").mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        self.password = secrets.token_urlsafe(12)
+        self.password = secrets.token_urlsafe(16)
         self.token = secrets.token_hex(32)
         self.timeout = timeout
         env = {"PYTHONPATH": str(ROOT), "MPLBACKEND": "module://matplotlib_inline.backend_inline"}

@@ -1,6 +1,6 @@
 """What a trainer deploys (``deploy/``): a real authenticator, HTTPS, limits, culling, no secrets.
 
-The dummy authenticator exists only in ``deploy/local_hub.py`` (tests and the class
+A testing authenticator exists only in ``deploy/local_hub.py`` (tests and the class
 simulator, on 127.0.0.1); these tests read the configurations a class hub runs.
 """
 
@@ -68,12 +68,13 @@ def test_the_environment_is_binders_plus_nbgitpuller() -> None:
     assert any(line.startswith("nbgitpuller") for line in lines)
 
 
-def test_no_dummy_authenticator_or_secret_in_what_a_trainer_deploys() -> None:
+def test_no_testing_authenticator_or_secret_in_what_a_trainer_deploys() -> None:
     for path in DEPLOY.rglob("*"):
         # local_hub.py is the loopback test hub; README.md describes it
         if not path.is_file() or path.name in ("local_hub.py", "README.md") \
                 or path.suffix == ".pyc":
             continue
         text = path.read_text()
-        assert "dummy" not in text.lower(), path
+        for testing_only in ("dummy", "shared-password", "sharedpassword"):
+            assert testing_only not in text.lower(), path
         assert not SECRET_KEYS.search(text), f"{path}: a secret belongs outside the repository"

@@ -1,7 +1,7 @@
 """A class on a real JupyterHub: three trainees log in, pull the lab and step notebook 02.
 
 The hub is ``deploy/local_hub.py``'s (JupyterHub from PyPI, configurable-http-proxy
-from npm, one single-user server per trainee, the dummy authenticator on
+from npm, one single-user server per trainee, a testing authenticator on
 127.0.0.1 only).  Each trainee gets a server through the hub, pulls the lab with
 nbgitpuller from a local git repository of this checkout, runs every cell of
 notebook 02 in a kernel of that server, and clicks the stepper's ``Step`` through
@@ -89,6 +89,6 @@ def test_the_local_hub_listens_on_loopback_only() -> None:
             assert hub.settings[key].startswith("http://127.0.0.1:"), key
         assert "--ip" not in " ".join(hub.settings["singleuser_args"])
         assert 'c.Spawner.ip = "127.0.0.1"' in CONFIG
-        assert 'authenticator_class = "dummy"' in CONFIG
+        assert 'authenticator_class = "shared-password"' in CONFIG  # a testing one
     finally:
         hub.stop()

@@ -51,6 +51,8 @@ def test_label_names_the_qemu_and_says_when_it_was_not_checked() -> None:
     assert _version.version_label((8, 2, 2)) == \
         "QEMU 8.2.2; the model was checked against QEMU 7.2"
     assert _version.version_label(None).startswith("QEMU of an unknown version;")
+    assert _version.label_of("7.2.22") == "QEMU 7.2.22"
+    assert _version.label_of("8.2.2") == "QEMU 8.2.2; the model was checked against QEMU 7.2"
 
 
 def _fake_qemu(tmp_path: Path, version: str) -> str:

@@ -83,10 +83,12 @@ __all__ += [
 # --- which QEMU (helper fresh): the version a comparison ran, and the 7.2 / 8.x rule ---
 from labkit.qemu._version import (  # noqa: E402
     CHECKED,
+    label_of,
     qemu_label,
     qemu_version,
     version_label,
     version_reason,
 )
 
-__all__ += ["CHECKED", "qemu_label", "qemu_version", "version_label", "version_reason"]
+__all__ += ["CHECKED", "label_of", "qemu_label", "qemu_version", "version_label",
+            "version_reason"]

@@ -111,10 +111,16 @@ def version_label(version: tuple[int, int, int] | None) -> str:
     return f"{name}; the model was checked against QEMU {_CHECKED}"
 
 
+def label_of(version: str) -> str:
+    """:func:`version_label` of a version string as QMP's greeting gives it (``"8.2.2"``),
+    for a comparison's text: ``"QEMU 8.2.2; the model was checked against QEMU 7.2"``."""
+    return version_label(parse_version(f"QEMU emulator version {version}"))
+
+
 def qemu_label(qemu: str = "qemu-system-x86_64") -> str:
     """:func:`version_label` for the ``qemu`` on this machine."""
     return version_label(qemu_version(qemu))
 
 
-__all__ = ["ANY_VERSION_ENV", "CHECKED", "LABELLED", "format_version", "parse_version",
-           "qemu_label", "qemu_version", "version_label", "version_reason"]
+__all__ = ["ANY_VERSION_ENV", "CHECKED", "LABELLED", "format_version", "label_of",
+           "parse_version", "qemu_label", "qemu_version", "version_label", "version_reason"]
