@@ -86,11 +86,12 @@ def test_forced_orders_agree(qemu: None, name: str, design: str) -> None:
 
     text = scenarios.load(name)
     results = compare_fleecing_race(text, design=design)
-    assert len(results) == 2
+    assert len(results) == 4
     for sim, q, diffs in results:
         assert not diffs, (sim.hold, diffs)
         assert not sim.not_reached and not q.not_reached
-    held_read, held_write = results
+    held_read, held_write, held_copy_read, held_own_write = results
+    assert not held_copy_read[1].blocked and not held_own_write[1].blocked
     # 3.0 and 7.2 both: the guest write waits while the client's read is held ...
     assert held_read[1].blocked == ["vm-write#1"]
     # ... and a held copy write blocks the client's read only in 3.0 (its read waits

@@ -449,6 +449,10 @@ FLEECING_HOLDS = {
     "client-read at live-disk": ("cread", "ctl-live", "read_aio", "live-disk", "io-read"),
     "vm-write at the copy's write to fleece": ("vwrite", "ctl-fl", "write_aio", "fleece",
                                               "io-write"),
+    "vm-write at the copy's read of live-disk": ("vwrite", "ctl-live", "read_aio", "live-disk",
+                                                "io-read"),
+    "vm-write at its own write to live-disk": ("vwrite", "ctl-live", "write_aio", "live-disk",
+                                              "io-write"),
 }
 #: How long a request may stay pending before it counts as blocked (seconds); an
 #: unblocked request completes in milliseconds here.
