@@ -265,9 +265,8 @@ def test_7_2_break_snapshot_does_not_fail_a_read_already_in_flight() -> None:
     break-snapshot, cbw_do_copy_before_write returns at once (``snapshot_error``)
     without waiting for frozen reads, and cbw_co_preadv_snapshot does not look at
     the error again after its read.  A snapshot read already reading the live disk
-    then returns the guest's new data, with no error: the oracle says so.  (Read
-    from the source; not reproduced on QEMU: blkdebug cannot inject an error at run
-    time here.)"""
+    then returns the guest's new data, with no error: the oracle says so.  (Real
+    QEMU 7.2 does the same: tests/test_qemu_fleecing.py.)"""
     prefer: list[str] = []
 
     def choose(runnable):

@@ -86,11 +86,12 @@ def test_forced_orders_agree(qemu: None, name: str, design: str) -> None:
 
     text = scenarios.load(name)
     results = compare_fleecing_race(text, design=design)
-    assert len(results) == 2
+    assert len(results) == 4
     for sim, q, diffs in results:
         assert not diffs, (sim.hold, diffs)
         assert not sim.not_reached and not q.not_reached
-    held_read, held_write = results
+    held_read, held_write, held_copy_read, held_own_write = results
+    assert not held_copy_read[1].blocked and not held_own_write[1].blocked
     # 3.0 and 7.2 both: the guest write waits while the client's read is held ...
     assert held_read[1].blocked == ["vm-write#1"]
     # ... and a held copy write blocks the client's read only in 3.0 (its read waits
@@ -110,3 +111,83 @@ def test_refusals_before_qemu_starts() -> None:
         run_fleecing("# config: graph=fleecing\nfleece\npar { cread 0 4K; vwrite 0 4K 1 }\n")
     with pytest.raises(ScenarioError, match="a forced fleecing race"):
         compare_fleecing_race("# config: graph=fleecing\nfleece\ncread 0 4K\n")
+
+
+def test_break_snapshot_leaves_a_read_in_flight_unfailed_on_qemu(qemu: None) -> None:
+    """fleecing-break-snapshot's counterexample, forced on QEMU 7.2 and on the simulator:
+    the client's read of cluster 1 held at the live disk; a guest write to cluster 0
+    whose copy fails (blkdebug inject-error on the overlay) breaks the snapshot; a
+    guest write to cluster 1 then lands without waiting for the frozen read; released,
+    the read returns the guest's new data and no error.  Later reads fail."""
+    import threading
+    import time
+
+    import labkit as lk
+    from labkit.qemu._nbd import NbdClient, NbdError
+    from labkit.qemu._races import _Breakpoints
+
+    k = 1024
+    res: dict[str, object] = {}
+
+    def send(name: str, q: QemuFleecing, export: str, fn) -> threading.Thread:
+        def run() -> None:
+            c = NbdClient(q.nbd_socket, export, timeout=10)
+            try:
+                res[name] = fn(c)
+            except (NbdError, OSError) as exc:
+                res[name] = exc
+            finally:
+                c.close()
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t
+
+    with QemuFleecing(256 * k, scheme="7.2", blkdebug=True, fail_copy_write=True) as q:
+        q.fleece(on_cbw_error="break-snapshot")
+        bps = _Breakpoints(q)
+        try:
+            tag = bps.arm("ctl-live", "read_aio")
+            tr = send("cread", q, "fleece", lambda c: c.pread(64 * k, 4 * k, df=True))
+            deadline = time.monotonic() + 3
+            while not bps.suspended(tag):
+                assert time.monotonic() < deadline, "the client read never reached live-disk"
+                time.sleep(0.002)
+            t1 = send("w1", q, "guest", lambda c: c.pwrite(b"\xaa" * 4096, 0))
+            t1.join(5)
+            t2 = send("w2", q, "guest", lambda c: c.pwrite(b"\xbb" * 4096, 64 * k))
+            t2.join(5)
+            assert not t1.is_alive() and not t2.is_alive(), "a guest write waited"
+        finally:
+            bps.release_all()
+        tr.join(10)
+        assert res["cread"] == b"\xbb" * 4096  # the guest's new data, no error
+        with pytest.raises(NbdError):
+            q.cread(128 * k, 4096)  # the snapshot is broken from now on
+        qemu_live = q.dump_node("live-disk")
+
+    prefer: list[str] = []
+
+    def choose(runnable):
+        names = [t.name for t in runnable]
+        return next((n for n in prefer if n in names), names[0])
+
+    lab = lk.build_secondary(graph="fleecing", design="7.2", size="256K",
+                             policy=lk.Chooser(choose))
+    lab.fleece(on_cbw_error="break-snapshot")
+    read = lab.client_read(64 * k, 4 * k)
+    prefer[:] = [read.name]
+    while not any(e.task == read.name and e.kind == "point" and e.node == "live-disk"
+                  for e in lab.trace):
+        lab.step()
+    lab.inject_copy_error("write")
+    for off, byte in ((0, 0xaa), (64 * k, 0xbb)):
+        w = lab.vm_write(off, 4096, byte)
+        prefer[:] = [w.name]
+        while w.name in [t.name for t in lab.runnable()]:
+            lab.step()
+        assert w.done and w.exception is None
+    prefer[:] = []
+    lab.run()
+    assert read.result == res["cread"]
+    assert lab.layers()["live"] == qemu_live
+    assert [v.kind for v in lab.violations()] == ["fleecing-read"]

@@ -84,15 +84,22 @@ class QemuFleecing(QemuSecondary):
 
     ``scheme`` is ``"2.12"``, ``"3.0"`` (both: the backup job) or ``"7.2"``
     (copy-before-write + snapshot-access); ``cluster`` is the overlay's qcow2
-    cluster size.  Use it as a context manager.
+    cluster size.  ``blkdebug=True`` puts blkdebug nodes under both images
+    (:data:`BLKDEBUG_FLEECING`); ``fail_copy_write=True`` gives the overlay's a
+    one-shot ``inject-error`` rule on ``write_aio`` (blkdebug takes rules when
+    it is opened): the first copy fails with EIO.  Use it as a context manager.
     """
 
     def __init__(self, size: int, block: int = 4096, cluster: int = 65536,
                  timeout: float = 10.0, qemu: str = "qemu-system-x86_64", *,
-                 scheme: str = "7.2", fill: str | int = "index", blkdebug: bool = False) -> None:
+                 scheme: str = "7.2", fill: str | int = "index", blkdebug: bool = False,
+                 fail_copy_write: bool = False) -> None:
         if scheme not in ("2.12", "3.0", "7.2"):
             raise ConfigError(f"scheme must be '2.12', '3.0' or '7.2', got {scheme!r}")
         self.scheme = scheme
+        # blkdebug's inject-error rule on the overlay, given when it is opened: its first
+        # data write (the first copy's) fails with EIO
+        self.fail_copy_write = fail_copy_write
         self.fleecing = False
         super().__init__(size, block, cluster, cluster, timeout, qemu, fill=fill,
                          blkdebug=blkdebug)
@@ -120,9 +127,13 @@ class QemuFleecing(QemuSecondary):
         d = str(wd)
         self._qmp("blockdev-add", {"driver": "raw", "node-name": "live-disk",
                                    "file": self._image_file("dbg-live", f"{d}/secondary.raw")})
+        overlay_file = self._image_file("dbg-fl", f"{d}/fleece.qcow2")
+        if self.fail_copy_write:
+            assert self.blkdebug, "fail_copy_write needs blkdebug=True"
+            overlay_file["inject-error"] = [{"event": "write_aio", "errno": _errno.EIO,
+                                             "once": True}]
         self._qmp("blockdev-add", {"driver": "qcow2", "node-name": "fleece",
-                                   "file": self._image_file("dbg-fl", f"{d}/fleece.qcow2"),
-                                   "backing": "live-disk"})
+                                   "file": overlay_file, "backing": "live-disk"})
         self._qmp("nbd-server-start", {"addr": {"type": "unix",
                                                 "data": {"path": self.nbd_socket}}})
         self._export("guest", "live-disk", writable=True)
@@ -438,6 +449,10 @@ def compare_fleecing(text: str, *, design: str | None = None, timeout: float = 1
 FLEECING_HOLDS = {
     "client-read at live-disk": ("cread", "ctl-live", "read_aio", "live-disk", "io-read"),
     "vm-write at the copy's write to fleece": ("vwrite", "ctl-fl", "write_aio", "fleece",
+                                              "io-write"),
+    "vm-write at the copy's read of live-disk": ("vwrite", "ctl-live", "read_aio", "live-disk",
+                                                "io-read"),
+    "vm-write at its own write to live-disk": ("vwrite", "ctl-live", "write_aio", "live-disk",
                                               "io-write"),
 }
 #: How long a request may stay pending before it counts as blocked (seconds); an
