@@ -91,11 +91,11 @@ class Mistake:
     example: Callable[[Any], Any]
     feedback: str
     # what the engine itself says about this answer, appended to the feedback
-    detail: Callable[[Any], str] | None = None
+    reasoning: Callable[[Any], str] | None = None
 
     def message(self, answer: Any) -> str:
         """The feedback, with the engine's own reasoning about ``answer`` if any."""
-        return self.feedback + (f" {self.detail(answer)}" if self.detail else "")
+        return self.feedback + (f" {self.reasoning(answer)}" if self.reasoning else "")
 
 
 @dataclass

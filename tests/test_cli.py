@@ -222,9 +222,12 @@ def test_reset_calls_labkit_editions(monkeypatch, capsys, tmp_path) -> None:
     import labkit.editions as editions
 
     seen = []
-    monkeypatch.setattr(editions, "reset", lambda name: seen.append(name) or tmp_path / "n.ipynb")
-    rc, out, _ = run(["reset", "01-the-secondary"], capsys)
-    assert rc == 0 and seen == ["01-the-secondary"] and str(tmp_path / "n.ipynb") in out
+    done = editions.ResetResult(tmp_path / "n.ipynb", tmp_path / "backups" / "n.1.ipynb", "git")
+    monkeypatch.setattr(editions, "reset",
+                        lambda name, force=False: seen.append((name, force)) or done)
+    rc, out, _ = run(["reset", "04-conflicting-reads"], capsys)
+    assert rc == 0 and seen == [("04-conflicting-reads", False)] and done.text() in out
+    assert str(tmp_path / "backups" / "n.1.ipynb") in out
 
 
 # --- make lab as root ---------------------------------------------------------------------

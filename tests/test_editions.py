@@ -207,10 +207,12 @@ def test_the_trainer_guide_has_its_ten_parts_and_measured_figures():
                  "make lab", "hub sizing", "model not found", "without qemu"):
         assert word in titles, word
     assert "(answer-key.md)" in guide
-    for tool in ("tools/lesson_timings.py", "tools/hub_sizing.py --trainees N",
+    for tool in ("tools/lesson_timings.py", "python -m benchmarks --only hub",
                  "tools/record_qemu_comparison.py", "labkit reset"):
         assert tool in guide, tool
-    assert re.search(r"\*\*per-trainee-kernel peak RSS\*\*.*\*\*\d+ MiB\*\*", guide)
+    # hub sizing from the class simulator's measured figures, not an estimate
+    assert re.search(r"memory per trainee at the room's peak.*\| \d+ MiB \|", guide)
+    assert re.search(r"\*\*one GiB carries \d+ trainees\*\*", guide)
     # the agenda's minutes are the ones each notebook announces
     for source in sorted((ROOT / "notebooks" / "src").glob("*.md")):
         m = re.search(r"\*\*Teaching:\*\* (\d+) min · \*\*Exercises:\*\* (\d+) min",

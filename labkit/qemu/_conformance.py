@@ -182,8 +182,7 @@ def _preemptions(lab: Any) -> list[tuple[str, bool]]:
     for (task, e), (nxt, _) in itertools.pairwise(segments):
         if nxt != task and e is not None and e.kind == "point":
             where = f"{e.node} {e.op}" + (f" [{e.offset:#x}+{e.length:#x}]" if e.length else "")
-            words = (f"{task} preempted at {where} ({e.detail})" if e.detail
-                     else f"{task} preempted at {where}")
+            words = f"{task} preempted at {where}{_in_parentheses(e.detail)}"
             pausable = e.node in ("secondary-disk", "hidden") and e.op in ("io-read", "io-write")
             out.append((words, pausable))
     return out
@@ -247,3 +246,9 @@ def conformance(rs: RaceScenario, config: dict[str, Any],
 
 __all__ = ["CONFORMANCE_MAX_RUNS", "Conformance", "ExplorerOutcome", "conformance",
            "explorer_outcomes", "outcome_key", "side_key"]
+
+
+def _in_parentheses(text: str) -> str:
+    """`` (text)``, or nothing for an empty text: words only, nothing decided from them."""
+    return f" ({text})" if text else ""
+
