@@ -78,7 +78,7 @@ solutions: $(VENV)/.test-installed
 	$(BIN)/python tools/answer_key.py
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check labkit tests tools benchmarks
+	$(BIN)/ruff check labkit labkit_entry tests tools benchmarks deploy
 	$(BIN)/python -m mypy
 	$(BIN)/lint-imports
 
