@@ -42,8 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labkit.block.copy_before_write import CBW_NODE_NAME
 from labkit.lab import vread_failure
-from labkit.layers import Layer
+from labkit.layers import SECTOR, Layer
 from labkit.qemu._compare import LAYERS, Difference, compare_layers
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
@@ -138,6 +139,14 @@ class _Tracer:
             m = _TRACE_LINE.search(q.log_text(), mark)
             if m is not None and m.group(1) == "bdrv_co_preadv_part":
                 self.names.setdefault(m.group(2), node)
+        # After start, the export 'secondary' reads through the copy-before-write
+        # filter that the backup job inserted (bdrv_cbw_append): its first trace line
+        # is the filter's, named as the simulator names it.
+        mark = self.mark()
+        q.pread(0, SECTOR)
+        m = _TRACE_LINE.search(q.log_text(), mark)
+        if m is not None and m.group(1) == "bdrv_co_preadv_part":
+            self.names.setdefault(m.group(2), CBW_NODE_NAME)
 
     def mark(self) -> int:
         return len(self.q.log_text())
