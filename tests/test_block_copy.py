@@ -203,3 +203,22 @@ def test_a_serialising_request_waits_for_the_newest_overlapping_request_first() 
     assert w.state == "blocked" and "by r2" in w.why_blocked  # the newest, r2, first
     k.run()
     assert order == ["r1", "r2"]
+
+
+# --- blkdebug breakpoints (BLKDBG_EVENT on a node's file) ----------------------------------
+
+
+def test_an_armed_blkdebug_breakpoint_suspends_once_where_qemu_would() -> None:
+    """qcow2_co_preadv_task: read_backing_aio before the backing read; unarmed, no point."""
+    lab = lk.build_secondary(size="128K", era="7.2")
+    lab.start()
+    lab.active.blkdebug_breaks.add("read_backing_aio")
+    r = lab.vm_read(0, 4 * K)
+    lab.step()
+    assert r.suspended is not None and r.suspended.op == "blkdebug"
+    assert r.suspended.node == "active" and lab.active.blkdebug_breaks == set()
+    lab.run()
+    r2 = lab.vm_read(0, 4 * K)
+    lab.run()
+    assert not any(e.op == "blkdebug" for e in lab.trace if e.task == r2.name)
+    assert r.result == r2.result

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import AlignmentError, BlockError, ConfigError, GraphError, NotSupported, RangeError
-from ..kernel import CoQueue, Task, current_task, emit, touch
+from ..kernel import CoQueue, Task, current_task, emit, sched_point, touch
 from ..layers import SECTOR, Layer, Pieces, constant_bits
 
 if TYPE_CHECKING:
@@ -154,6 +154,8 @@ class BlockNode:
         # jobs layer above, which the block layer does not know (users check its type)
         self.job: object | None = None
         self.injected: list[InjectedError] = []
+        # blkdebug breakpoints armed on this node's file ("break EVENT TAG"): see blkdbg_event
+        self.blkdebug_breaks: set[str] = set()
         self.dirty_bitmaps: list[np.ndarray] = []  # BdrvDirtyBitmap, one bool per sector
         # Drained sections (see _drain.py): bs->quiesce_counter, who opened them, the
         # new requests waiting for their end, and the drainers waiting for this
@@ -452,6 +454,17 @@ class BlockNode:
         rule = InjectedError(op, errno, offset, length, once)
         self.injected.append(rule)
         return rule
+
+    async def blkdbg_event(self, event: str, offset: int, nbytes: int) -> None:
+        """``BLKDBG_EVENT(bs->file, event)``: with a blkdebug breakpoint armed for ``event``
+        (``blkdebug_breaks``, what ``qemu-io "break EVENT TAG"`` arms), the request
+        is suspended here — a scheduling point that QEMU has only under blkdebug —
+        and the breakpoint is gone (it fires once).  Callers check
+        ``blkdebug_breaks`` first, so an unarmed node costs nothing."""
+        if event in self.blkdebug_breaks:
+            self.blkdebug_breaks.discard(event)
+            await sched_point("blkdebug", self.name, offset, nbytes,
+                              f"suspended at blkdebug breakpoint {event}", write=False)
 
     def _check_injected(self, op: str, offset: int, nbytes: int) -> None:
         for rule in self.injected:

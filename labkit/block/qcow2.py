@@ -231,6 +231,8 @@ class Qcow2Node(BlockNode):
                 if state == UNALLOCATED:
                     if self.backing is not None:
                         self._unlock()
+                        if self.blkdebug_breaks:  # qcow2_co_preadv_task
+                            await self.blkdbg_event("read_backing_aio", pos, cur)
                         data = await self.backing.co_preadv(pos, cur)
                         await self._lock()
                         out[pos - offset:pos - offset + cur] = np.frombuffer(data, np.uint8)
@@ -356,6 +358,8 @@ class Qcow2Node(BlockNode):
         for lo, hi in ((start, pos), (pos + nbytes, stop)):
             if hi > lo:  # perform_cow: unlock, read, write, lock
                 self._unlock()
+                if self.blkdebug_breaks:  # do_perform_cow_read
+                    await self.blkdbg_event("cow_read", lo, hi - lo)
                 data = await self._co_preadv(lo, hi - lo)
                 await sched_point("io-write", self.name, lo, hi - lo)
                 self._check_injected("write", lo, hi - lo)
@@ -381,6 +385,8 @@ class Qcow2Node(BlockNode):
         await self._lock()  # qcow2_handle_l2meta → qcow2_alloc_cluster_link_l2 → perform_cow
         self._unlock()
         head = tail = b""
+        if self.blkdebug_breaks:  # do_perform_cow_read
+            await self.blkdbg_event("cow_read", start, stop - start)
         if pos > start and end < stop and nbytes <= MERGE_READS_MAX:  # merge_reads
             whole = await self._co_preadv(start, stop - start)
             head, tail = whole[:pos - start], whole[end - start:]

@@ -9,32 +9,26 @@ request     place                 simulator (where the task parks)  QEMU 7.2 (bl
 ==========  ====================  ================================  ==============================
 vm-read     ``secondary-disk``    a point on ``secondary-disk``     ``read_aio`` on ``dbg-sec``
 vm-read     ``hidden``            a point on ``hidden``             ``read_aio`` on ``dbg-hid``
-vm-read     ``active``            before its first step             ``read_backing_aio`` on
+vm-read     ``active``            the blkdebug point on ``active``  ``read_backing_aio`` on
                                                                     ``dbg-act``
 nbd-write   ``copy-read``         a point on ``secondary-disk``     ``read_aio`` on ``dbg-sec``
                                   inside its copy (``cow-copy``)
-nbd-write   ``copy-write``        a point on ``hidden`` inside its  ``write_aio`` on ``dbg-hid``
-                                  copy
+nbd-write   ``copy-write``        a data write point on ``hidden``  ``write_aio`` on ``dbg-hid``
+                                  inside its copy
 nbd-write   ``data-write``        a point on ``secondary-disk``     ``write_aio`` on ``dbg-sec``
                                   outside any copy
 vm-write    ``secondary-disk``    a point on ``secondary-disk``     ``read_aio`` on ``dbg-sec``
                                   (qcow2's fill-in read)
-vm-write    ``active``            before its first step             ``cow_read`` on ``dbg-act``
+vm-write    ``active``            the blkdebug point on ``active``  ``cow_read`` on ``dbg-act``
 ==========  ====================  ================================  ==============================
 
 The two ``active`` places hold a request in active, *before it reaches
-hidden*.  The simulator has no scheduling point there (active's part of the
-request yields nowhere), so it holds the task before its first step.  Against
-a primary write that forces the same order (the write's only overlap checks
-are on hidden), but not against another VM request in active: on QEMU the held
-read has already found its clusters unallocated in active (``read_backing_aio``
-fires just before ``qcow2_co_preadv_part`` reads the backing file), so a VM
-write that allocates them meanwhile does not change what it returns; and the
-held VM write's cluster allocation is in flight (its ``QCowL2Meta`` is on
-``s->cluster_allocs`` before ``do_perform_cow_read`` fires ``cow_read``), so an
-overlapping VM write waits for it (``handle_dependencies``).  Those orders
-disagree until the engine's qcow2 has a scheduling point at each of the two
-blkdebug events.
+hidden*, after active has looked the cluster up (and, for a write, registered
+its allocation).  QEMU yields there only because blkdebug's breakpoint
+suspends it (``BLKDBG_EVENT(bs->file, ...)`` in ``qcow2_co_preadv_task`` /
+``do_perform_cow_read``); the simulator arms the same breakpoint on ``active``
+(:meth:`labkit.block.BlockNode.blkdbg_event`), a scheduling point that exists
+only while armed.
 
 A :class:`RaceOrder` is one order QEMU can force on a ``par`` block: either
 the requests one after the other (``vm-read#1, then nbd-write#1``), or one
@@ -77,7 +71,7 @@ class Place:
     words: str  # as a trainee reads it, after "held "
     drive: str  # the read-only BlockBackend over the blkdebug node (labkit.qemu._session)
     event: str  # the blkdebug event
-    before_first_step: bool = False  # simulator: held before the task's first step
+    before_first_step: bool = False  # simulator: held at the blkdebug breakpoint in active
 
 
 PLACES: tuple[Place, ...] = (
@@ -269,7 +263,9 @@ class _Where:
             return s.node == "hidden" and s.op == "io-write" and self.copying
         if place.name == "data-write":
             return s.node == "secondary-disk" and s.op == "io-write" and not self.copying
-        return s.node == place.name and s.op == "io-read"
+        # a read held at a node (read_aio), or in active at blkdebug's own breakpoint
+        # (BlockNode.blkdbg_event: read_backing_aio / cow_read)
+        return s.node == place.name and s.op in ("io-read", "blkdebug")
 
 
 def _spawn(lab: Lab, c: Command) -> Task:
@@ -328,16 +324,25 @@ class SimulatorHold:
         held = order.held
         place = order.place
         tasks[held] = _spawn(lab, by_name[held].command)
-        if not place.before_first_step:
+        parked: Callable[[], bool]
+        if place.before_first_step:
+            # the blkdebug breakpoint in active (BLKDBG_EVENT on active's file), armed as
+            # QEMU's is: the request has looked active up and stops before hidden
+            lab.graph.nodes[place.name].blkdebug_breaks.add(place.event)
+
+            def parked() -> bool:
+                s = tasks[held].suspended
+                return s is not None and s.kind == "point" and s.op == "blkdebug"
+        else:
             where = _Where(lab, tasks[held].name)
 
             def parked() -> bool:
                 where.update()
                 return where.at(tasks[held], place)
 
-            driver.run_allowed(lab, {tasks[held].name}, parked)
-            if not parked():
-                out.not_reached = f"{held} never reached the place {place.words}"
+        driver.run_allowed(lab, {tasks[held].name}, parked)
+        if not parked():
+            out.not_reached = f"{held} never reached the place {place.words}"
         if out.not_reached is None:
             for name in order.sequence[1:]:
                 tasks[name] = _spawn(lab, by_name[name].command)

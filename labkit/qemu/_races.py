@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from labkit.block.copy_before_write import CBW_NODE_NAME
 from labkit.lab import vread_failure
 from labkit.layers import SECTOR, Layer
 from labkit.qemu._conformance import Conformance, conformance
@@ -127,7 +128,7 @@ _TRACE_LINE = re.compile(r"^(bdrv_co_preadv_part|bdrv_co_pwritev_part) bs (0x[0-
 #: The name the comparison gives QEMU 7.2's copy-before-write filter node (QEMU
 #: names it ``#blockNNN``: replication's ``backup_job_create`` passes no
 #: ``filter_node_name``); the simulator's filter node is reported by its driver too.
-CBW_NODE = "copy-before-write"
+CBW_NODE = CBW_NODE_NAME  # the simulator's name for the filter, which QEMU calls #blockNNN
 
 
 @dataclass(frozen=True)
