@@ -526,13 +526,22 @@ class Lab:
 
     def parsed(self, scenario: object) -> Scenario:
         """``scenario`` (text, or a parsed one parsed again from its text) for this lab:
-        every command checked against its size and its ``b`` unit before any runs."""
+        every command checked against its size and its ``b`` unit before any runs.
+
+        A parsed scenario may be a part of its text (the steps before or after a
+        ``par`` block, as labkit.qemu's race orders play them): only its own steps,
+        found again by their line numbers, are kept."""
+        part: set[int] | None = None
         if isinstance(scenario, Scenario):
+            part = {step.line for step in scenario.steps}
             scenario = scenario.text
         if not isinstance(scenario, str):
             raise ArgumentError(f"a scenario is its text (str) or a parsed Scenario, got "
                                 f"{type(scenario).__name__}")
-        return parse(scenario, block=self.block, size=self.size)
+        whole = parse(scenario, block=self.block, size=self.size)
+        if part is None:
+            return whole
+        return Scenario(tuple(s for s in whole.steps if s.line in part), whole.text)
 
 
 def check_byte(byte: object, what: str = "byte") -> int:

@@ -319,3 +319,17 @@ def test_scenario_run_steps_through_the_same_interpreter():
     assert starts[0] == 0
     assert starts[1] == lab.schedule.count("start#1")
     assert starts[3] == len(lab.schedule) - lab.schedule.count("vm-read#2")
+
+
+def test_a_part_of_a_parsed_scenario_plays_only_its_own_steps() -> None:
+    """labkit.qemu's race orders play the steps before and after a par block as Scenarios
+    of their own (sharing the whole text): re-checking one against the lab keeps its part."""
+    from labkit.scenario import Scenario, parse
+
+    whole = parse("start\npar { vread 5b 4K; pwrite 5b 4K 0xbb }\ndump after\nvread 5b 4K\n")
+    after = Scenario(whole.steps[2:], whole.text)
+    lab = lk.build_secondary(size="128K")
+    lab.start()
+    lab.play(after)
+    assert [title for title, _ in lab.dumps] == ["after"]
+    assert [c.op for c in lab.parsed(after).commands] == ["dump", "vread"]
