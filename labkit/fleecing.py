@@ -83,7 +83,7 @@ from .block import (
 from .block.block_copy import BlockReq
 from .block.copy_before_write import CopyBeforeWriteNode
 from .config import LabConfig
-from .errors import BlockError, ConfigError, StateError
+from .errors import ArgumentError, BlockError, ConfigError, StateError
 from .interpret import Outcome, TaskNames
 from .jobs.backup import BackupJob
 from .kernel import CoMutex, Kernel, Policy, Task, touch
@@ -529,6 +529,17 @@ class FleecingLab(Lab):
             snapshot = Layer.full(self.overlay.peek(0, self.size))
         return {"live": self.live.layer(), "fleece": self.overlay.layer(),
                 "snapshot": snapshot}
+
+    def layer(self, name: str) -> Layer | None:
+        """One of :meth:`layers` (``live``, ``fleece`` or ``snapshot``) without the
+        others: what an ``expect`` reads."""
+        if name == "live":
+            return self.live.layer()
+        if name == "fleece":
+            return self.overlay.layer()
+        if name == "snapshot":
+            return self.layers()["snapshot"]
+        raise ArgumentError(f"no layer named {name!r}; layers: live, fleece, snapshot")
 
     def drop_layer_caches(self) -> None:
         for node in (self.live, self.overlay):

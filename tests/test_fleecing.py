@@ -336,3 +336,15 @@ def test_inject_error_command() -> None:
     assert not lab.violations()
     with pytest.raises(ScenarioError, match="inject-error read|write"):
         parse("inject-error overlay\n")
+
+
+@pytest.mark.parametrize("design", ["3.0", "7.2"])
+def test_expect_reads_one_fleecing_layer(design: str) -> None:
+    """``expect`` reads just its layer (Lab.layer): live, fleece and snapshot by name."""
+    text = ("# config: graph=fleecing size=128K\nfleece\nvwrite 5b 4K 0xbb\n"
+            "expect live 5b 4K 0xbb\nexpect fleece 5b 4K orig\nexpect snapshot 5b 4K orig\n"
+            "expect fleece 6b 4K alloc\nexpect fleece 20b 4K unalloc\n")  # a 64K copy
+    lab = lk.run_scenario(text, design=design)
+    assert lab.expectation_failures == []
+    with pytest.raises(lk.errors.ArgumentError, match="no layer named 'hidden'"):
+        lab.layer("hidden")

@@ -264,14 +264,9 @@ def test_block_copy_copies_a_run_of_chunks_in_one_request() -> None:
 # --- unknown orders, conformance, random races (issue 18) ---------------------------------
 
 RACE_COUNT = int(os.environ.get("LABKIT_RACE_SCENARIOS", str(CI_COUNT)))
-_IN_ACTIVE = ("a request held in active, before hidden, against another VM request in "
-              "active: the simulator holds it before its first step, QEMU after its "
-              "allocation lookup (read_backing_aio) or with its allocation in flight "
-              "(cow_read, handle_dependencies); needs a scheduling point in the engine's "
-              "qcow2 at each of those blkdebug events")
 #: Seeds of the suite's count whose disagreeing orders are known, and why.  strict:
 #: once the engine has those points, the seed agrees and must leave this list.
-KNOWN_DISAGREEING = {0: _IN_ACTIVE, 1: _IN_ACTIVE, 9: _IN_ACTIVE, 10: _IN_ACTIVE}
+KNOWN_DISAGREEING: dict[int, str] = {}  # none since the engine's blkdebug points
 
 
 def test_unlocated_wait_is_unknown_never_agreeing() -> None:

@@ -65,12 +65,14 @@ def _qemu_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..config import resolve
+    from ..config import header_config, resolve
     from ..qemu import compare
 
     text, _ = scenario_input(args.file)
     config = _qemu_config(args)
-    if resolve(text).graph == "fleecing":  # image fleecing (labkit.qemu._fleecing)
+    # the graph only (values as written): the header's other values are checked by the
+    # comparison itself, which names what it runs (era 7.2) when one does not fit
+    if header_config(text).get("graph") == "fleecing":  # image fleecing (labkit.qemu._fleecing)
         from ..qemu._fleecing import compare_fleecing, compare_fleecing_race, fleecing_race_text
         from ..scenario import parse
 
