@@ -23,6 +23,7 @@ from ._view import (
     GraphView,
     banner_html,
     button,
+    byte_rows_html,
     pre,
     spaced,
     table,
@@ -106,6 +107,7 @@ class SchedulerPlayground(App):
         self.banner = w.HTML()
         self.header = w.HTML()
         self.played = w.HTML()
+        self.bytes = w.HTML()
         self.info = w.HTML()
         # Fixed slots: every control sits above anything whose height changes with a
         # click (the design switch and Undo/Reset/Timeline in one row at the top, then
@@ -121,7 +123,8 @@ class SchedulerPlayground(App):
             w.HTML(f"<div style='{FONT}'><b>Next decision</b> (each task of this "
                    f"<code>par</code> block, and where it is parked)</div>"),
             self.task_box, self.header, self.banner, self.played,
-            self.graph.figure.image, self.figure.image, self.timeline_box, self.info],
+            self.graph.figure.image, self.figure.image, self.bytes, self.timeline_box,
+            self.info],
             layout=spaced(6, overflow="visible"))
         self.widget.add_class("labkit-playground")
         self.banner.add_class("labkit-banner")
@@ -482,9 +485,11 @@ class SchedulerPlayground(App):
         self.played.value = (
             (f"<div style='{FONT};background:#E8F1F8;border-left:4px solid #0077BB;"
              f"padding:4px 8px;margin-bottom:4px'>{html.escape(wake)}</div>" if wake else "")
-            + pre([self.schedule_text(), "  (↯ = a preemption: the scheduler switched away "
-                   "from a task that could have run on; a task that has to wait is not "
-                   "preempted)", *reads], style="background:#F4F7FA;padding:4px 6px"))
+            + f"<div style='{FONT};background:#F4F7FA;padding:4px 6px'>"
+            f"{html.escape(self.schedule_text())}<br><span style='color:#404040'>↯ = a "
+            f"preemption: the scheduler switched away from a task that could have run on "
+            f"(a task that has to wait is not preempted)</span></div>"
+            + (pre(reads) if reads else ""))
         self.undo_button.disabled = len(self.states) < 2
         self.reset_button.disabled = len(self.states) < 2
         banner = self.banner_text()
@@ -508,6 +513,7 @@ class SchedulerPlayground(App):
         title = f"design {self.design} · after {len(lab.schedule)} decisions"
         self.plot.update(lab, title=title, since=since)
         self.figure.refresh()
+        self.bytes.value = byte_rows_html(lab, self.plot.changed_cells, self.plot.NAMES)
         self.graph.refresh(lab)
         if self.timeline_button.value:
             self._draw_timeline()

@@ -233,7 +233,7 @@ class WorkflowStepper(App):
 
     # --- views ---------------------------------------------------------------------------
     def figures(self) -> list[Any]:
-        return [self.plot, self.graph.plot]
+        return [self.graph.plot, self.plot]
 
     def last_events(self) -> list[Event]:
         """The trace events of the last click."""
