@@ -130,8 +130,10 @@ def test_stepper_collapsed_cow_is_one_click_and_expand_shows_each_cluster():
     collapsed.step_button.click()  # ... the next click runs the COW to its end
     assert collapsed.current_step == 2
     lines = collapsed.narration_lines()
-    assert any("copied cluster(s) 0" in x for x in lines)
-    assert any("[step 2 done]" in x for x in lines)
+    assert any("copied backup cluster(s) 0" in x for x in lines)
+    assert any("the copy is done; its own write resumes" in x for x in lines)
+    # no line carries a step number of its own that could contradict the header
+    assert not any(x.startswith("[step") for x in lines)
     clicks = 0
     while expanded.current_step in (1, 2):
         expanded.step_button.click()
@@ -225,7 +227,7 @@ def test_stepper_on_a_factory_can_undo():
     assert state(s.lab) == first
 
 
-def test_stepper_text_twin_is_deterministic_and_is_the_plain_text_repr():
+def test_stepper_text_twin_is_deterministic_and_is_the_repr():
     def make() -> WorkflowStepper:
         s = WorkflowStepper(WORKFLOW, size=SIZE)
         for _ in range(4):
@@ -236,8 +238,21 @@ def test_stepper_text_twin_is_deterministic_and_is_the_plain_text_repr():
     assert a.text() == b.text()
     no_noise(a.text())
     assert "block(4 KiB)" in a.text() and "runnable:" in a.text()
-    assert a._repr_mimebundle_()["text/plain"] == a.text()
+    assert repr(a) == a.text()
     assert a.figure.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stored_forms_are_a_short_placeholder_and_a_picture():
+    """What a notebook keeps beside the widget output: shown when the notebook is not
+    trusted (the picture) or the widget cannot run; a few lines, not the text twin."""
+    for app in (WorkflowStepper(WORKFLOW, size=SIZE), SchedulerPlayground(RACE, size=SIZE)):
+        bundle = app._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle
+        lines = bundle["text/plain"].splitlines()
+        assert len(lines) == 3 and "run this cell to use it" in lines[0]
+        assert lines[1] == app.text().splitlines()[0]
+        assert bundle["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
+        assert bundle["image/png"] == app._repr_mimebundle_()["image/png"]  # deterministic
 
 
 # --- SchedulerPlayground --------------------------------------------------------------
@@ -250,7 +265,7 @@ def test_playground_buttons_blocked_reason_and_win_banner():
     assert all(not b.disabled for b in p.task_buttons.values())
     assert p.banner.value == "" and not p.won
     p.task_buttons["vm-read#1"].click()  # the read reaches the secondary disk and parks
-    while "nbd-write#1" in p.shown_tasks:
+    while not p.lab.kernel.tasks["nbd-write#1"].done:
         p.task_buttons["nbd-write#1"].click()  # the write runs steps 1-3 to the end
     assert "BANNER" not in p.text()
     p.task_buttons["vm-read#1"].click()  # the read resumes: primary data!
@@ -258,8 +273,10 @@ def test_playground_buttons_blocked_reason_and_win_banner():
     assert ("vm-read#1 returned 0xbb for block 5 (from the secondary disk) where the VM "
             "should see 0x15") in html.unescape(p.banner.value)
     assert "BANNER: You won — conflicting read!" in p.text()
-    assert p.session.done and p.task_box.children == (p.reads,)  # no buttons: the reads
-    assert "vm-read#1: returned 0xbb" in p.reads.value
+    # the rows stay (a row that vanished would move the ones below it), all disabled
+    assert p.session.done and len(p.task_box.children) == 2
+    assert all(b.disabled for b in p.task_buttons.values())
+    assert "vm-read#1: returned 0xbb" in p.played.value
 
 
 def test_playground_design_28_shows_the_blocked_task_and_why_beside_its_button():
@@ -267,10 +284,10 @@ def test_playground_design_28_shows_the_blocked_task_and_why_beside_its_button()
     p.task_buttons["vm-read#1"].click()  # the read holds a CowRequest over block 5's cluster
     p.task_buttons["nbd-write#1"].click()  # the write's COW must wait for it
     b = p.task_buttons["nbd-write#1"]
-    assert b.disabled and b.description == "nbd-write#1 (blocked)"  # short: never cut
+    assert b.disabled and b.description == "nbd-write#1: blocked"  # short: never cut
     words = html.unescape(p.task_words["nbd-write#1"].value)
     assert "waits for CowRequest of vm-read#1 on clusters 0-0" in words
-    assert ("[disabled] nbd-write#1 (blocked) — step 2: backup_do_cow waits for CowRequest "
+    assert ("[disabled] nbd-write#1: blocked — step 2: backup_do_cow waits for CowRequest "
             "of vm-read#1 on clusters 0-0") in p.text()
     with pytest.raises(ValueError, match="waits for CowRequest"):
         p.choose("nbd-write#1")
@@ -409,7 +426,7 @@ def test_playground_timeline_toggle_and_text_twin():
     p.timeline_button.value = False
     assert p.timeline_box.children == ()
     no_noise(p.text())
-    assert p._repr_mimebundle_()["text/plain"] == p.text()
+    assert repr(p) == p.text()
 
 
 # --- RaceReplay -----------------------------------------------------------------------
@@ -470,3 +487,37 @@ def test_race_replay_banner_names_the_read_and_the_bytes():
     assert "BANNER: Conflicting read at decision 10" in r.text()
     r.prev_button.click()
     assert r.banner.value != ""  # still after the violation (decision 10 of 12)
+
+
+def test_playground_marks_preemptions_and_explains_the_wake_rule():
+    """The schedule so far, a preemption marked; at the wake rule's forced step the rows
+    stay (none vanishes under the mouse) and the widget says why one button is left."""
+    p = SchedulerPlayground(RACE, design="2.8", size=SIZE)
+    rows = list(p.task_box.children)
+    p.choose("vm-read#1")
+    p.choose("nbd-write#1")  # vm-read#1 could have gone on: a preemption
+    assert p.schedule_text() == ("schedule so far (5 decisions, 1 preemption): start#1 ×3 · "
+                                 "vm-read#1 · ↯ nbd-write#1")
+    assert p.wake_rule_text() == ""
+    p.choose("vm-read#1")  # ends its CowRequest: nbd-write#1 is woken and runs at once
+    assert p.lab.kernel.forced is not None
+    wake = p.wake_rule_text()
+    assert wake.startswith("The wake rule: vm-read#1 woke nbd-write#1") and \
+        "qemu_co_queue_run_restart" in wake
+    assert wake in p.text() and html.escape(wake) in p.played.value
+    assert list(p.task_box.children) == rows  # the same rows, in the same places
+    assert p.task_buttons["vm-read#1"].disabled and \
+        p.task_buttons["vm-read#1"].description == "vm-read#1: done"
+    p.choose("nbd-write#1")  # a forced step is never a preemption
+    assert "1 preemption)" in p.schedule_text()
+    p.undo()
+    assert p.lab.kernel.forced is not None and "1 preemption)" in p.schedule_text()
+
+
+def test_stepper_shows_the_bytes_and_what_changed():
+    s = WorkflowStepper(WORKFLOW, size=SIZE)
+    assert "hidden" in s.bytes.value and "........" in s.bytes.value
+    s.step()
+    s.step()  # the COW: hidden receives the old contents of cluster 0
+    assert "#FFE08A" in s.bytes.value  # highlighted: changed by the click
+    assert s.counts() == "2 clicks, 4 scheduling decisions since replication started"

@@ -93,6 +93,30 @@ def execute(nb: nbformat.NotebookNode, edition: str = "trainee", timeout: int = 
         cell.metadata.pop("execution", None)
         if not runtime_outputs and RUNTIME_TAG in cell.metadata.get("tags", ()):
             cell.outputs = []
+    return stored_widgets_as_pictures(nb)
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def stored_widgets_as_pictures(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Keep each widget output's picture and short placeholder, not the widget view.
+
+    A stored widget view shows only "Error displaying widget: model not found" once
+    its model is gone (a new kernel), and an untrusted notebook shows the richest safe
+    form beside it instead; labkit's widgets put a picture (``image/png``) and a
+    three-line ``text/plain`` there (``labkit.widgets``' ``_repr_mimebundle_``).  So
+    the stored notebook keeps those, trusted or not, until the cell runs again.
+    """
+    views_left = False
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW in data and "image/png" in data:
+                del data[WIDGET_VIEW]
+            views_left |= WIDGET_VIEW in data
+    if not views_left:  # the saved widget state serves only widget views
+        nb.metadata.pop("widgets", None)
     return nb
 
 

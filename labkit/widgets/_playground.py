@@ -23,6 +23,7 @@ from ._view import (
     GraphView,
     banner_html,
     button,
+    byte_rows_html,
     pre,
     spaced,
     table,
@@ -66,11 +67,14 @@ class SchedulerPlayground(App):
         self._pick: str | None = None
         self._pool: list[tuple[w.Button, w.HTML, w.HBox]] = []
         self._slot_names: list[str] = []
-        self.reads = w.HTML()
+        self._rows: list[str] = []  # the tasks with a row: those of the current par block
+        self._rows_block: int | None = None  # which par block (where it started)
+        self._button_width = "20ch"
+        self._words_of: dict[str, str] = {}
         self.note = ""
         self.error = ""
         self.session = Session(scenario, {**config, "design": design})
-        self.lab.kernel.policy = self._policy()
+        self.lab.kernel.policy = self.session.watch(self._policy())
         self._auto()
         lab = self.lab
         self.states: list[tuple[int, int]] = [(len(lab.schedule), len(lab.trace))]
@@ -102,21 +106,31 @@ class SchedulerPlayground(App):
         self.reset_button.on_click(lambda _: self.reset())
         self.banner = w.HTML()
         self.header = w.HTML()
+        self.played = w.HTML()
+        self.bytes = w.HTML()
         self.info = w.HTML()
+        # Fixed slots: every control sits above anything whose height changes with a
+        # click (the design switch and Undo/Reset/Timeline in one row at the top, then
+        # one row of fixed height per task of the par block, kept while the block
+        # runs), so no click moves a button under the mouse.  What a click changes —
+        # the header, the banner, the schedule so far — comes below the buttons.
         self.widget = w.VBox([
             w.HTML(f"<div style='{FONT}'><b>Scheduler playground</b> — you choose which "
                    f"task runs next</div>"),
-            self.design_buttons, self.banner, self.header,
-            w.HTML(f"<div style='{FONT}'><b>Next decision</b> (each task, and where it is "
-                   f"parked)</div>"),
-            self.task_box,
-            w.HBox([self.undo_button, self.reset_button, self.timeline_button],
-                   layout=spaced(4)),
-            self.graph.figure.image, self.figure.image, self.timeline_box, self.info],
+            w.HBox([self.design_buttons, self.undo_button, self.reset_button,
+                    self.timeline_button],
+                   layout=spaced(6, align_items="center", flex_flow="row wrap")),
+            w.HTML(f"<div style='{FONT}'><b>Next decision</b> (each task of this "
+                   f"<code>par</code> block, and where it is parked)</div>"),
+            self.task_box, self.header, self.banner, self.played,
+            self.graph.figure.image, self.figure.image, self.bytes, self.timeline_box,
+            self.info],
             layout=spaced(6, overflow="visible"))
         self.widget.add_class("labkit-playground")
         self.banner.add_class("labkit-banner")
         self.header.add_class("labkit-header")
+        self.played.add_class("labkit-played")
+        self.graph.figure.image.add_class("labkit-graph")
         self._refresh()
         if timeline:
             self.timeline_button.value = True
@@ -283,11 +297,27 @@ class SchedulerPlayground(App):
         """Each task button as text, with where the task is parked: ``[Step x] — words``
         or ``[disabled] x — waits for ...``."""
         out = []
-        where = whereabouts(self.lab)
         for name, b in self._visible_buttons():
             shown = f"[disabled] {b.description}" if b.disabled else f"[{b.description}]"
-            out.append(f"{shown} — {where[name]}")
+            out.append(f"{shown} — {self._words_of[name]}")
         return out
+
+    def _row_names(self) -> list[str]:
+        """The tasks with a row: every task of the current ``par`` block, finished ones
+        too (a row never disappears while its block runs: the rows below it would move),
+        in the order they were spawned.  Rows start afresh with the next block."""
+        lab = self.lab
+        tasks = lab.kernel.tasks
+        live = [n for n, t in tasks.items() if not t.done]
+        block = self.session.step_started if self.session.in_par else self._rows_block
+        if self.session.in_par and block != self._rows_block:
+            self._rows = []
+        self._rows_block = block
+        keep = [n for n in self._rows if n in tasks]
+        self._rows = keep + [n for n in live if n not in keep]
+        if self.session.done and not self._rows:
+            return []
+        return list(self._rows)
 
     def header_text(self) -> str:
         """The header: the task just stepped and where it is now (or whose turn it is)."""
@@ -296,6 +326,35 @@ class SchedulerPlayground(App):
             return "Your move: pick which task runs next."
         # a primary write's words name its workflow step already ("step 2: ...")
         return f"You stepped {self.last_task}: {whereabouts(lab)[self.last_task]}"
+
+    def wake_rule_text(self) -> str:
+        """At a forced step, why there is one button: the wake rule, in words ("" else)."""
+        forced = self.lab.kernel.forced
+        if forced is None or self.session.done:
+            return ""
+        woken, waker = forced
+        by = waker or "its waker"
+        return (f"The wake rule: {by} woke {woken.name}, which waited for it. As soon as "
+                f"the waker yields or ends, QEMU enters the woken coroutine, before any "
+                f"other (qemu_coroutine_enter → qemu_co_queue_run_restart): {woken.name} "
+                f"is the only task you can step now; any other waits this one step.")
+
+    def schedule_text(self) -> str:
+        """The schedule played so far, runs of one task folded (``name ×k``); ``↯`` marks
+        a preemption (the switch away from a task that could have run on)."""
+        sched = self.lab.schedule
+        parts: list[str] = []
+        i = 0
+        while i < len(sched):
+            j = i
+            while j + 1 < len(sched) and sched[j + 1] == sched[i]:
+                j += 1
+            mark = "↯ " if self.session.preemption_at(i) else ""
+            parts.append(f"{mark}{sched[i]}" + (f" ×{j - i + 1}" if j > i else ""))
+            i = j + 1
+        n = sum(self.session.preemption_at(k) for k in range(len(sched)))
+        return (f"schedule so far ({len(sched)} decisions, {n} preemption"
+                f"{'' if n == 1 else 's'}): " + (" · ".join(parts) or "(none)"))
 
     @property
     def shown_tasks(self) -> list[str]:
@@ -323,6 +382,10 @@ class SchedulerPlayground(App):
         out = [f"SchedulerPlayground (design {self.design}): {len(lab.schedule)} decisions"
                + (f"; {where}" if where else "")]
         out.append(self.header_text())
+        wake = self.wake_rule_text()
+        if wake:
+            out.append(wake)
+        out.append(self.schedule_text())
         out.append("task buttons:" if self._shown else "task buttons: (none: nothing to choose)")
         out += [f"  {line}" for line in self.button_lines()]
         banner = self.banner_text()
@@ -345,16 +408,21 @@ class SchedulerPlayground(App):
         widget per task costs the browser a model and a view each)."""
         while len(self._pool) <= slot:
             i = len(self._pool)
-            b = w.Button(layout=w.Layout(width="auto", min_width="max-content",
-                                         flex="0 0 auto"))
+            b = w.Button(layout=w.Layout(width=self._button_width, flex="0 0 auto"))
             b.on_click(lambda _, i=i: self.choose(self._slot_names[i]))
-            words = w.HTML(layout=w.Layout(flex="1 1 auto", min_width="0"))
+            # two lines of words in a row of fixed height: a longer sentence scrolls in
+            # its row rather than pushing the rows below (and their buttons) down
+            words = w.HTML(layout=w.Layout(flex="1 1 auto", min_width="0", height="40px",
+                                           overflow="auto"))
             words.add_class("labkit-task-words")
-            row = w.HBox([b, words], layout=spaced(8, align_items="center"))
+            row = w.HBox([b, words], layout=spaced(8, align_items="center", height="42px",
+                                                  flex="0 0 auto"))
             self._pool.append((b, words, row))
             self._slot_names.append("")
         self._slot_names[slot] = name
         b, words, _ = self._pool[slot]
+        if b.layout.width != self._button_width:
+            b.layout.width = self._button_width
         self.task_buttons[name] = b
         self.task_words[name] = words
         return b
@@ -365,44 +433,63 @@ class SchedulerPlayground(App):
             self._window = self.session.step_started
         elif len(lab.schedule) < getattr(self, "_window", 0):
             self._window = 0
-        shown: list[str] = []
         self.task_buttons, self.task_words = {}, {}
-        if not self.session.done:
-            runnable = {t.name for t in self.session.runnable()}
-            for t in lab.kernel.tasks.values():
-                if t.name in runnable:
-                    b = self._row(len(shown), t.name)
-                    b.description = f"Step {t.name}"
-                    b.tooltip = f"run {t.name} until its next scheduling point"
-                    b.disabled = False
-                    b.button_style = "primary"
-                    shown.append(t.name)
-                elif t.state == "blocked":
-                    b = self._row(len(shown), t.name)
-                    b.description = f"{t.name} (blocked)"
-                    b.tooltip = f"{t.name} waits for {t.why_blocked}"
-                    b.disabled = True
-                    b.button_style = ""
-                    shown.append(t.name)
-        self._shown = shown
+        shown = self._row_names()
+        self._button_width = f"{max((len(n) for n in shown), default=8) + 13}ch"
+        runnable = {t.name for t in self.session.runnable()}
+        forced = lab.kernel.forced
         where = whereabouts(lab)
+        words_of: dict[str, str] = {}
+        for slot, name in enumerate(shown):
+            t = lab.kernel.tasks[name]
+            b = self._row(slot, name)
+            b.disabled = name not in runnable
+            b.button_style = "primary" if name in runnable else ""
+            words = where[name]
+            if name in runnable:
+                b.description = f"Step {name}"
+                b.tooltip = f"run {name} until its next scheduling point"
+                if forced is not None:
+                    words = f"{words} — the only choice now: the wake rule (below)"
+            elif t.done:
+                b.description = f"{name}: done"
+                b.tooltip = f"{name} has finished"
+            elif t.state == "blocked":
+                b.description = f"{name}: blocked"
+                b.tooltip = f"{name} waits for {t.why_blocked}"
+            else:  # runnable, but not offered: a woken task must run first (the wake rule)
+                b.description = f"{name}: must wait"
+                b.tooltip = lab.kernel.why_not_runnable(name) or f"{name} cannot run now"
+                words = f"cannot run at this step: {forced[0].name} runs first (the wake " \
+                        f"rule, below); then {words}" if forced is not None else words
+            words_of[name] = words
+        self._shown = shown
+        self._words_of = words_of
         for name in shown:
             task = lab.kernel.tasks[name]
             parked = task.suspended
             # the fact the race depends on: a read parked at the secondary disk
-            key = (name.startswith("vm-read#") and parked is not None
+            key = (name.startswith("vm-read#") and not task.done and parked is not None
                    and parked.kind == "point" and parked.node == "secondary-disk")
             style = "background:#FFF3C4;border-left:4px solid #E0A800;padding:2px 6px" \
                 if key else "padding:2px 6px"
             self.task_words[name].value = (f"<div style='{FONT};{style}'>"
-                                           f"{html.escape(where[name])}</div>")
+                                           f"{html.escape(words_of[name])}</div>")
         finished = [f"{r.task}: {r.text()}" for r in read_results(lab)]
-        self.task_box.children = tuple(self._pool[i][2] for i in range(len(shown))) + (
-            (self.reads,) if finished else ())
+        self.task_box.children = tuple(self._pool[i][2] for i in range(len(shown)))
         earlier = [f"  ({len(finished) - READS_SHOWN} earlier)"] \
             if len(finished) > READS_SHOWN else []
-        self.reads.value = pre(["finished reads:", *earlier,
-                                *[f"  {x}" for x in finished[-READS_SHOWN:]]])
+        reads = ["finished reads:", *earlier, *[f"  {x}" for x in finished[-READS_SHOWN:]]] \
+            if finished else []
+        wake = self.wake_rule_text()
+        self.played.value = (
+            (f"<div style='{FONT};background:#E8F1F8;border-left:4px solid #0077BB;"
+             f"padding:4px 8px;margin-bottom:4px'>{html.escape(wake)}</div>" if wake else "")
+            + f"<div style='{FONT};background:#F4F7FA;padding:4px 6px'>"
+            f"{html.escape(self.schedule_text())}<br><span style='color:#404040'>↯ = a "
+            f"preemption: the scheduler switched away from a task that could have run on "
+            f"(a task that has to wait is not preempted)</span></div>"
+            + (pre(reads) if reads else ""))
         self.undo_button.disabled = len(self.states) < 2
         self.reset_button.disabled = len(self.states) < 2
         banner = self.banner_text()
@@ -426,6 +513,7 @@ class SchedulerPlayground(App):
         title = f"design {self.design} · after {len(lab.schedule)} decisions"
         self.plot.update(lab, title=title, since=since)
         self.figure.refresh()
+        self.bytes.value = byte_rows_html(lab, self.plot.changed_cells, self.plot.NAMES)
         self.graph.refresh(lab)
         if self.timeline_button.value:
             self._draw_timeline()

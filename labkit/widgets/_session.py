@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ArgumentError, ConfigError, ScheduleError, StateError
+from ..explore._search import is_preemption
 from ..kernel import FIFO, Event, Policy, Scripted, Task
 from ..lab import Lab, ScenarioRun, build_secondary
 from ..layers import Layer
@@ -21,6 +22,25 @@ from ..scenario import Par, Scenario, parse
 from ..scenarios import config as scenario_config
 
 Source = str | Scenario | Lab | Callable[[], Lab]
+
+
+class Watched(Policy):
+    """A policy that notes, at each decision, which tasks were offered and whether the
+    step was forced (the wake rule: ``Kernel.forced``) — what a widget needs to mark a
+    preemption (a switch away from a task that could have run on) in the schedule."""
+
+    def __init__(self, inner: Policy, session: Session) -> None:
+        self.inner = inner
+        self.session = session
+
+    def choose(self, runnable: Sequence[Task], position: int) -> Task:
+        lab = getattr(self.session, "lab", None)
+        forced = lab is not None and lab.kernel.forced is not None
+        self.session.offered[position] = (tuple(t.name for t in runnable), forced)
+        return self.inner.choose(runnable, position)
+
+    def fork(self) -> Policy:
+        return Watched(self.inner.fork(), self.session)
 
 
 class Session:
@@ -40,11 +60,14 @@ class Session:
         self.scenario: Scenario | None = None
         self.factory: Callable[[], Lab] | None = None
         self.run: ScenarioRun | None = None
+        #: decision position -> (the tasks offered, forced by the wake rule)
+        self.offered: dict[int, tuple[tuple[str, ...], bool]] = {}
         if isinstance(source, Lab):
             if config:
                 raise ConfigError("configuration keywords apply to a scenario; this lab is "
                                   "already built")
             self.lab = source
+            source.kernel.policy = self.watch(source.kernel.policy)
             return
         if isinstance(source, str | Scenario):
             text = source if isinstance(source, str) else source.text
@@ -78,13 +101,14 @@ class Session:
         prefix = list(prefix)
         if getattr(self, "lab", None) is not None:
             self.lab.kernel.close()
+        self.offered = {}
         if self.scenario is not None:
-            self.lab = build_secondary(policy=Scripted(prefix), **self.config)
+            self.lab = build_secondary(policy=self.watch(Scripted(prefix)), **self.config)
             self.run = ScenarioRun(self.lab, self.scenario)
         else:
             assert self.factory is not None
             self.lab = self.factory()
-            self.lab.kernel.policy = Scripted(prefix)
+            self.lab.kernel.policy = self.watch(Scripted(prefix))
         captured = None
         try:
             while len(self.lab.schedule) < len(prefix) and not self.done:
@@ -95,8 +119,25 @@ class Session:
             pass
         if capture_at is not None and len(self.lab.schedule) == capture_at and captured is None:
             captured = self.lab.layers()
-        self.lab.kernel.policy = policy if policy is not None else FIFO()
+        self.lab.kernel.policy = self.watch(policy if policy is not None else FIFO())
         return len(self.lab.schedule), captured
+
+    def watch(self, policy: Policy) -> Policy:
+        """``policy``, noting what each decision offered (:attr:`offered`)."""
+        return policy if isinstance(policy, Watched) else Watched(policy, self)
+
+    def preemption_at(self, i: int) -> bool:
+        """Whether decision ``i`` switched away from a task that could have run on (a
+        forced step, the wake rule's, never is one; unknown decisions are not)."""
+        schedule = self.lab.schedule
+        if not 0 < i < len(schedule) or i not in self.offered:
+            return False
+        offered, forced = self.offered[i]
+        return not forced and is_preemption(schedule[i - 1], schedule[i], offered)
+
+    def forced_at(self, i: int) -> bool:
+        """Whether decision ``i`` was forced by the wake rule."""
+        return self.offered.get(i, ((), False))[1]
 
     # --- stepping ---------------------------------------------------------------------
     def step(self) -> Event:

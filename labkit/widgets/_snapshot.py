@@ -12,17 +12,22 @@ from __future__ import annotations
 import io
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.patches import Rectangle
 from PIL import Image
 
 from ..plot import figure_png, new_figure
-from ._view import App
+
+if TYPE_CHECKING:  # _view imports this module to take its stills
+    from ._view import App
 
 
-def snapshot_png(app: App, *, dpi: int = 100) -> bytes:
-    """The widget ``app`` as a PNG: a title, its figure(s) stacked, its text twin below.
+def snapshot_png(app: App, *, dpi: int = 100, twin: bool = True,
+                 title: str | None = None) -> bytes:
+    """The widget ``app`` as a PNG: a title, its figure(s) stacked, its text twin below
+    (``twin=False``: the figures only).
 
     Text at 12 px (the twin) and 14 px (the title) at the image's natural size.
     """
@@ -34,27 +39,29 @@ def snapshot_png(app: App, *, dpi: int = 100) -> bytes:
     width = fig_w + 2 * pad
     per_line = int((width - 2 * pad) / char_w)
     lines: list[str] = []
-    for line in app.text().splitlines():
+    for line in app.text().splitlines() if twin else []:
         lines += textwrap.wrap(line, per_line, subsequent_indent="      ",
                                drop_whitespace=False, replace_whitespace=False) or [""]
     head = 32
     figs_h = sum(im.shape[0] + 6 for im in images)
-    height = head + figs_h + round(len(lines) * line_h) + 2 * pad
+    height = head + figs_h + (round(len(lines) * line_h) + 2 * pad if twin else 4)
     fig = new_figure(width, height, dpi)
-    fig.text(pad / width, 1 - 8 / height, f"{type(app).__name__}: its figures, as the widget "
-                                          f"shows them, and its text twin", ha="left",
+    if title is None:
+        title = f"{type(app).__name__}: its figures, as the widget shows them, and its text twin"
+    fig.text(pad / width, 1 - 8 / height, title, ha="left",
              va="top", fontsize=14 * 72 / dpi, fontweight="bold")
     y = height - head
     for im in images:
         y -= im.shape[0]
         fig.figimage(im, xo=pad, yo=y)
         y -= 6
-    fig.patches.append(Rectangle((pad / 2 / width, pad / 2 / height),
-                                 1 - pad / width, (y - pad / 2) / height,
-                                 transform=fig.transFigure, fc="#F6F6F6", ec="#D0D0D0",
-                                 lw=0.8, zorder=0))
-    fig.text(pad / width, (y - 4) / height, "\n".join(lines), ha="left", va="top",
-             family="DejaVu Sans Mono", fontsize=size, linespacing=1.17)
+    if twin:
+        fig.patches.append(Rectangle((pad / 2 / width, pad / 2 / height),
+                                     1 - pad / width, (y - pad / 2) / height,
+                                     transform=fig.transFigure, fc="#F6F6F6", ec="#D0D0D0",
+                                     lw=0.8, zorder=0))
+        fig.text(pad / width, (y - 4) / height, "\n".join(lines), ha="left", va="top",
+                 family="DejaVu Sans Mono", fontsize=size, linespacing=1.17)
     return figure_png(fig)
 
 

@@ -22,13 +22,14 @@ from ._view import (
     FigureImage,
     GraphView,
     button,
+    byte_rows_html,
     parked_lines,
     pre,
     spaced,
     table,
     task_lines,
 )
-from ._whereabouts import Stage, stage
+from ._whereabouts import Stage, span, stage
 
 RUN_LIMIT = 100_000
 
@@ -71,7 +72,7 @@ class WorkflowStepper(App):
         self.states: list[tuple[int, int]] = [(len(lab.schedule), len(lab.trace))]
         self.mark = len(lab.trace)  # where the events of the last click start
         self.error = ""
-        self.plot = plot_layers(lab, cols=cols)
+        self.plot = plot_layers(lab, cols=cols, header=False)
         self.figure = FigureImage(self.plot)
         self.graph = GraphView(lab)
         self.step_button = button("Step", icon="step-forward", style="primary",
@@ -93,23 +94,31 @@ class WorkflowStepper(App):
         self.reset_button.on_click(lambda _: self.reset())
         self.run_button.on_click(lambda _: self.run())
         self.expand_button.observe(lambda _: self._refresh(redraw=False), names="value")
-        self.step_label = w.HTML()
+        self.step_label = w.HTML(layout=w.Layout(height="62px", overflow="auto",
+                                                 flex="0 0 auto"))
         self.parked = w.HTML()
+        self.bytes = w.HTML()
         self.narration = w.HTML()
         self.status = w.HTML()
+        # Fixed slots: the title and the buttons share the first row, the step label has
+        # a fixed height, and everything whose height changes with a click comes below
+        # the images: no click moves a button.  The graph comes right under the buttons
+        # so that Step and the graph are on screen together at 1280x800; the block map
+        # (and its bytes) follows.
         self.widget = w.VBox([
-            w.HTML(f"<div style='{FONT}'><b>Backup workflow stepper</b> — steps 1–3 of a "
-                   f"primary write on the COLO secondary, then the VM's read</div>"),
-            self.step_label,
-            w.HBox([self.step_button, self.expand_button, self.undo_button,
+            w.HBox([w.HTML(f"<div style='{FONT}'><b>Backup workflow stepper</b></div>",
+                           layout=w.Layout(margin="0 8px 0 0")),
+                    self.step_button, self.expand_button, self.undo_button,
                     self.reset_button, self.run_button],
-                   layout=spaced(4, flex_flow="row wrap")),
-            self.figure.image, self.parked, self.graph.figure.image, self.narration,
-            self.status],
+                   layout=spaced(4, flex_flow="row wrap", align_items="center")),
+            self.step_label, self.graph.figure.image, self.figure.image, self.bytes,
+            self.parked, self.narration, self.status],
             layout=spaced(6, overflow="visible"))
         self.widget.add_class("labkit-stepper")
         self.step_label.add_class("labkit-step-label")
         self.parked.add_class("labkit-parked")
+        self.bytes.add_class("labkit-bytes")
+        self.graph.figure.image.add_class("labkit-graph")
         self._refresh()
 
     def _collapse_start(self) -> None:
@@ -224,19 +233,29 @@ class WorkflowStepper(App):
 
     # --- views ---------------------------------------------------------------------------
     def figures(self) -> list[Any]:
-        return [self.plot, self.graph.plot]
+        return [self.graph.plot, self.plot]
 
     def last_events(self) -> list[Event]:
         """The trace events of the last click."""
         return self.lab.trace[self.mark:]
 
     def narration_lines(self) -> list[str]:
-        """What the last click did, in words (a COW condensed unless Expand COW is on)."""
+        """What the last click did, in words (a COW condensed unless Expand COW is on).
+
+        No line carries a step number of its own: the click's step is the header's
+        (Step 1 is the click in which the write reaches the secondary disk and the
+        notifier's ``backup_do_cow`` begins; Step 2 the click that finishes the copy;
+        Step 3 the click in which the new data lands).
+        """
         lines: list[str] = []
         copying: dict[str, list[int]] = {}  # task -> clusters whose copy started this click
         cluster = self.lab.backup_cluster
         trace = self.lab.trace
-        for e in self.last_events():
+        block = self.lab.block
+        events = self.last_events()
+        copying_tasks = {e.task for e in events
+                         if e.kind in ("cow-begin", "cow-copy", "cow-end")}
+        for e in events:
             note = workflow_step(e)
             if note is not None:
                 if not self.expand and note.step == 2 and e.kind in ("cow-copy", "req-start"):
@@ -246,14 +265,29 @@ class WorkflowStepper(App):
                 if not self.expand and e.kind == "cow-end":
                     copying.pop(e.task, None)
                     lines.append(_copied(_cow_clusters(trace, e, cluster), e.task, done=True))
-                lines.append(f"[step {note.step}] {note.text}")
+                lines.append(_explained(note.text))
             elif e.kind in ("spawn", "run"):
                 continue
             elif (e.kind == "point" and e.op == "io-write" and e.node == self.lab.secondary.name
                   and e.task.startswith("nbd-write#")):
                 # parked before its I/O: the data lands at the write's req-end (Step 3)
-                lines.append(f"[step 2 done] {e.task} resumes its write: the new data "
-                             f"lands on {e.node} when it runs next (Step 3)")
+                lines.append(f"{e.task}: the copy is done; its own write resumes — the new "
+                             f"data lands on {e.node} when it runs next (Step 3)")
+            elif (e.kind == "point" and not self.expand and e.task.startswith("nbd-write#")
+                  and e.task in copying_tasks):
+                continue  # the copy's own I/O: condensed into its "copying"/"copied" line
+            elif e.kind == "point" and e.op == "meta":
+                # qcow2_alloc_cluster_link_l2: the data is written, the L2 entry is next
+                lines.append(f"{e.task} parks at {e.node}'s L2 update (qcow2 metadata: "
+                             f"qcow2_alloc_cluster_link_l2): the copied data is written; when "
+                             f"the task resumes, {e.node}'s map says those blocks are "
+                             f"allocated there, and a read of them stops at {e.node}")
+            elif e.kind == "point" and e.op in ("io-read", "io-write", "io-zero"):
+                what = {"io-read": "read of", "io-write": "write to",
+                        "io-zero": "write-zeroes to"}[e.op]
+                where = span(e.offset, e.length, block)
+                lines.append(f"{e.task} parks: its {what} {e.node} ({where}) is in flight — "
+                             f"a scheduling point, another task may run now")
             elif self.expand or e.kind in ("wait", "wake", "done", "failed") or (
                     e.kind == "req-start" and e.node == "colo-top") or (
                     not e.task.startswith("nbd-write#") and e.kind not in ("req-start",
@@ -269,7 +303,7 @@ class WorkflowStepper(App):
         lab = self.lab
         now = self.stage
         where = self.session.where()
-        head = f"WorkflowStepper (design {lab.design}): {len(lab.schedule)} decisions"
+        head = f"WorkflowStepper (design {lab.design}): {self.counts()}"
         out = [head + (f"; {where}" if where else ""), now.title, f"  now: {now.text}"]
         parked = parked_lines(lab)
         out.append("where each task is:" if parked else "where each task is: (no task)")
@@ -303,18 +337,27 @@ class WorkflowStepper(App):
                                 if parked else ["where each task is: (no task)"],
                                 style="background:#F4F7FA;padding:4px 6px")
         lines = self.narration_lines() if self.states[1:] else ["(click Step)"]
-        self.narration.value = pre(["last click:"] + [f"  {x}" for x in lines])
+        self.narration.value = pre([f"what the last click did ({now.name}):" if self.states[1:]
+                                    else "last click:"] + [f"  {x}" for x in lines])
         status = task_lines(lab, [t.name for t in self.session.runnable()])
         where = self.session.where()
-        status.insert(0, f"{len(lab.schedule)} decisions" + (f"; {where}" if where else ""))
+        status.insert(0, self.counts() + (f"; {where}" if where else ""))
         if self.error:
             status.append(f"ERROR: {self.error}")
         self.status.value = pre(status, style="color:#303030")
         if redraw:
-            self.plot.update(lab, title=f"{now.title} · after {len(lab.schedule)} decisions",
-                             since=since)
+            self.plot.update(lab, since=since)
             self.figure.refresh()
             self.graph.refresh(lab)
+            self.bytes.value = byte_rows_html(lab, self.plot.changed_cells, self.plot.NAMES)
+
+    def counts(self) -> str:
+        """Clicks so far and the scheduling decisions they made (``start``'s own, the
+        initial state, not counted)."""
+        clicks = len(self.states) - 1
+        made = len(self.lab.schedule) - self.states[0][0]
+        return (f"{clicks} click{'' if clicks == 1 else 's'}, {made} scheduling "
+                f"decision{'' if made == 1 else 's'} since replication started")
 
 
 #: :attr:`WorkflowStepper.current_step` of each stage.
@@ -336,14 +379,23 @@ def _cow_clusters(trace: Sequence[Event], end: Event, cluster: int) -> list[int]
 
 def _copied(clusters: list[int], task: str, *, done: bool) -> str:
     if not clusters:
-        return f"[step 2] backup_do_cow ({task}): nothing to copy (every cluster done)"
-    span = f"{clusters[0]}" if len(clusters) == 1 else f"{clusters[0]}-{clusters[-1]}"
+        return f"backup_do_cow ({task}): nothing to copy (every cluster done)"
+    which = f"{clusters[0]}" if len(clusters) == 1 else f"{clusters[0]}-{clusters[-1]}"
     if done:
-        return (f"[step 2] backup_do_cow ({task}): copied cluster(s) {span} — read the old "
+        return (f"backup_do_cow ({task}): copied backup cluster(s) {which} — read the old "
                 f"contents from the secondary disk, wrote them to hidden (Expand COW shows "
-                f"each)")
-    return (f"[step 2] backup_do_cow ({task}): copying cluster(s) {span} — reading the old "
-            f"contents from the secondary disk (Step on: the COW runs to its end)")
+                f"each decision)")
+    return (f"backup_do_cow ({task}): copying backup cluster(s) {which} — its read of the "
+            f"old contents from the secondary disk is in flight (the next Step runs the "
+            f"copy to its end: Step 2)")
+
+
+def _explained(text: str) -> str:
+    """A workflow note with its QEMU shorthand spelt out for a trainee."""
+    return text.replace(
+        "(no serialising)",
+        "with BDRV_REQ_NO_SERIALISING (backup_do_cow: this read must not wait for the very "
+        "write it serves, which is in flight over the same bytes)")
 
 
 def _pre(lines: list[str]) -> str:

@@ -9,7 +9,7 @@ import ipywidgets as w
 
 from ..lab import Lab
 from ..plot import GUEST, NBD_SERVER, GraphPlot, plot_graph
-from ..render import LEGEND, block_map
+from ..render import LEGEND, block_cells, block_map
 from ._session import cow_requests
 from ._whereabouts import parked_at, whereabouts
 
@@ -60,10 +60,39 @@ class App:
         return []
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        """Show the widget; its text/plain form is the deterministic text twin (nbval)."""
+        """Show the widget, with two fallbacks stored beside it in the notebook.
+
+        JupyterLab shows a widget output (``application/vnd.jupyter.widget-view+json``)
+        only when the notebook is trusted and the widget's model is known (a live
+        kernel, or widget state saved in the notebook's metadata); otherwise it shows
+        the richest *safe* form beside it: ``image/png`` in an untrusted notebook (a
+        fresh clone), ``text/plain`` where images are not shown.  So the stored forms
+        are a picture of the widget's figures under a line saying what to do, and a
+        short placeholder — not the 20-40-line text twin (``.text()``), which stays
+        the widget's ``repr``.
+        """
         bundle = self.widget._repr_mimebundle_(**kwargs) or {}
-        bundle["text/plain"] = self.text()
+        bundle["text/plain"] = self.placeholder()
+        bundle["image/png"] = self.still_png()
         return bundle
+
+    def placeholder(self) -> str:
+        """What a notebook shows of the widget when it cannot run it (a few lines)."""
+        name = type(self).__name__
+        return (f"[{name}: an interactive widget; run this cell to use it]\n"
+                f"{self.status_line()}\n"
+                f"(its full state in text: print the widget's .text())")
+
+    def status_line(self) -> str:
+        """One line: where the widget is (the first line of the text twin)."""
+        return self.text().splitlines()[0]
+
+    def still_png(self) -> bytes:
+        """A picture of the widget now: its figures, under a line saying it is a picture."""
+        from ._snapshot import snapshot_png
+        return snapshot_png(self, twin=False,
+                            title=f"{type(self).__name__} (a picture: run the cell to use "
+                                  f"the widget)")
 
     def __repr__(self) -> str:
         return self.text()
@@ -72,6 +101,46 @@ class App:
 def table(lab: Lab) -> str:
     """The CLI's block-map table of the lab's layers, with its legend."""
     return LEGEND + "\n" + block_map(lab.layers(), lab.block)
+
+
+#: The most blocks a widget lists byte by byte under its block map (two rows of 32).
+BYTES_MAX_BLOCKS = 64
+
+
+def byte_rows_html(lab: Lab, changed: dict[str, Any], names: tuple[str, ...]) -> str:
+    """The block map's bytes as text (the CLI table's cells: ``bb`` = every byte of the
+    block is 0xbb, ``..`` = not allocated in that layer), cells changed by the last step
+    highlighted; empty for a disk of more than :data:`BYTES_MAX_BLOCKS` blocks (the text
+    twin has them all)."""
+    nblocks = -(-lab.size // lab.block)
+    if nblocks > BYTES_MAX_BLOCKS:
+        return ""
+    layers = lab.layers()
+    width = max(len(n) for n in names) + 2
+    rows = [html.escape("block".ljust(width))
+            + html.escape(" ".join(str(b).ljust(8) for b in range(0, nblocks, 4)).rstrip())]
+    for name in names:
+        layer = layers.get(name)
+        if layer is None:
+            rows.append(html.escape(name.ljust(width) + "(not readable)"))
+            continue
+        cells = block_cells(layer, lab.block)
+        hot = changed.get(name)
+        out = []
+        for i, c in enumerate(cells):
+            if i and i % 4 == 0:
+                out.append(" ")
+            cell = html.escape(c)
+            if hot is not None and i < len(hot) and hot[i]:
+                cell = (f"<b style='background:#FFE08A;outline:1px solid #B08800'>"
+                        f"{cell}</b>")
+            out.append(cell)
+        rows.append(html.escape(name.ljust(width)) + "".join(out))
+    note = ("xx = every byte of the block is 0xXX · .. = not allocated in this layer (reads "
+            "go to the layer below) · highlighted: changed by the last click")
+    return (f"<pre style='margin:0;{FONT};white-space:pre;overflow-x:auto'>"
+            + "\n".join(rows) + f"</pre><div style='{FONT};color:#404040'>"
+            f"{html.escape(note)}</div>")
 
 
 def task_lines(lab: Lab, runnable_names: list[str]) -> list[str]:
