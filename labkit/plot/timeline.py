@@ -67,7 +67,7 @@ class TimelineModel:
 
 
 def timeline_model(trace: Sequence[Event], violations: Sequence[str] = (),
-                   start: int = 0) -> TimelineModel:
+                   start: int = 0, era: str = "2.8") -> TimelineModel:
     """Lay a trace out on swim lanes; x is the scheduling decision (slot [d, d+1)).
 
     ``start``: leave out everything before decision ``start`` (a window on a
@@ -76,7 +76,7 @@ def timeline_model(trace: Sequence[Event], violations: Sequence[str] = (),
     if start > 0:
         trace = _window(trace, start)
     xs, decisions = _positions(trace, start)
-    lanes = _LaneBuilder(violations)
+    lanes = _LaneBuilder(violations, era)
     for e, x in zip(trace, xs, strict=True):
         lanes.add(e, x)
     return lanes.model(float(decisions) if decisions > 0 else 1.0, decisions, start)
@@ -116,8 +116,9 @@ _Key = tuple[str, bool]  # (task, on its COW lane)
 class _LaneBuilder:
     """Reads a trace event by event into lane-keyed bars, spans, waits and marks."""
 
-    def __init__(self, violations: Sequence[str]) -> None:
+    def __init__(self, violations: Sequence[str], era: str = "2.8") -> None:
         self.violations = violations
+        self.era = era  # the graph's: which QEMU's steps 1-3 the events are (steps.py)
         self.order: list[str] = []  # tasks in spawn order
         self.has_cow: set[str] = set()
         self.open_reqs: dict[str, list[tuple[str, float, bool]]] = {}
@@ -157,7 +158,7 @@ class _LaneBuilder:
             what = "failed" if e.kind == "failed" else (
                 "violation" if t in self.violations else "done")
             self.ends.append(((t, False), x, what))
-        note = workflow_step(e)
+        note = workflow_step(e, era=self.era)
         if note is not None and self.last_step.get(t) != note.step:
             self.last_step[t] = note.step
             on_cow = note.step == 2 and e.kind != "wait" and t in self.in_cow
@@ -315,7 +316,8 @@ class TimelinePlot(BlitFigure):
         key = (id(trace), len(trace), violating, start)
         if key != self._content_key:
             self._content_key = key
-            self._draw_model(timeline_model(trace, violating, start), start)
+            era = lab.graph.era if lab is not None else "2.8"
+            self._draw_model(timeline_model(trace, violating, start, era), start)
         x = self.model.decisions if cursor is None else cursor
         self.cursor.set_xdata([x, x])
         if title is not None:

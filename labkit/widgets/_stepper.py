@@ -256,7 +256,7 @@ class WorkflowStepper(App):
         copying_tasks = {e.task for e in events
                          if e.kind in ("cow-begin", "cow-copy", "cow-end")}
         for e in events:
-            note = workflow_step(e)
+            note = workflow_step(e, era=self.lab.graph.era)
             if note is not None:
                 if not self.expand and note.step == 2 and e.kind in ("cow-copy", "req-start"):
                     if e.kind == "cow-copy":
