@@ -15,7 +15,16 @@ NAMES = [n for n in scenarios.names()
 REQUIRED = ("canonical", "canonical3", "canonical4", "partial-overlap", "straddle", "checkpoint",
             "partial-cluster-vm-write")
 
+#: Verdicts kept out of a scenario's file because they answer an exercise a trainee may
+#: open the file for (5.2: the partial-cluster hazard); checked here like the others.
+KEPT_OUT = {"partial-cluster-vm-write": {"none": "violation", "2.8": "violation", "4.0": "safe"}}
+
 _cache: dict[tuple[str, str], lk.Exploration] = {}
+
+
+def documented(name: str) -> dict[str, str]:
+    """A shipped scenario's documented verdicts: its ``# verdict:`` lines, or KEPT_OUT's."""
+    return KEPT_OUT.get(name) or scenarios.verdicts(scenarios.load(name))
 
 
 def explored(name: str, design: str) -> lk.Exploration:
@@ -50,7 +59,9 @@ def test_load_rejects_an_unknown_name_listing_the_available_ones() -> None:
 def test_header_config_and_verdicts() -> None:
     text = scenarios.load("partial-cluster-vm-write")
     assert scenarios.config(text) == {"size": "128K", "active_cluster": "64K"}
-    assert scenarios.verdicts(text) == {"none": "violation", "2.8": "violation", "4.0": "safe"}
+    assert scenarios.verdicts(text) == {}  # kept out: exercise 5.2's answer (KEPT_OUT)
+    text = scenarios.load("canonical")
+    assert scenarios.verdicts(text) == {"none": "violation", "2.8": "safe", "4.0": "safe"}
     assert scenarios.config("start\n") == {} and scenarios.verdicts("start\n") == {}
 
 
@@ -86,7 +97,8 @@ def test_header_errors_say_what_is_allowed(header: str, message: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_every_scenario_documents_a_verdict_for_every_design(name: str) -> None:
     text = scenarios.load(name)
-    assert set(scenarios.verdicts(text)) == set(DESIGNS), name
+    assert set(documented(name)) == set(DESIGNS), name
+    assert not (name in KEPT_OUT and scenarios.verdicts(text)), name
     lk.run_scenario(text, **scenarios.config(text))  # parses and runs (FIFO)
 
 
@@ -97,7 +109,7 @@ def test_every_scenario_documents_a_verdict_for_every_design(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_exploration_gives_the_documented_verdict(name: str, design: str) -> None:
     ex = explored(name, design)
-    want = scenarios.verdicts(scenarios.load(name))[design]
+    want = documented(name)[design]
     assert ex.verdict == want, ex.summary()
     if want == "safe":
         assert ex.complete and not ex.violations
