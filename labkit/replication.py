@@ -34,9 +34,7 @@ import errno as _errno
 from enum import Enum
 from typing import Any
 
-import numpy as np
-
-from .block import BlockGraph, BlockNode
+from .block import BlockGraph, BlockNode, FilterNode
 from .config import DESIGNS  # the configuration words, defined once
 from .errors import BlockError, ConfigError, ReplicationError
 from .jobs import (
@@ -71,7 +69,7 @@ class ReplicationStage(Enum):
     DONE = "done"
 
 
-class ReplicationNode(BlockNode):
+class ReplicationNode(FilterNode):
     """A ``replication`` node (``BDRVReplicationState``): mode, stage, sticky error.
 
     ``graph`` is where ``top-id`` is looked up (``bdrv_lookup_bs``).
@@ -205,19 +203,6 @@ class ReplicationNode(BlockNode):
     async def _co_pwrite_zeroes(self, offset: int, nbytes: int, flags: int) -> None:
         await self._co_pwritev(offset, bytes(nbytes), flags)
 
-    def _allocation(self) -> np.ndarray:  # a filter owns nothing
-        return np.zeros(self.size // SECTOR, dtype=bool)
-
-    def _own_data(self) -> np.ndarray:
-        return np.zeros(self.size, dtype=np.uint8)
-
-    def _peek(self, offset: int, nbytes: int) -> bytes:
-        assert self.file is not None
-        return self.file.peek(offset, nbytes)
-
-    def _peek_pieces(self, offset: int, nbytes: int) -> list:
-        assert self.file is not None
-        return self.file.peek_pieces(offset, nbytes)
 
     def frozen(self) -> Any | None:
         # A filter reads its file child: its frozen view is the child's.

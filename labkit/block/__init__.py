@@ -13,6 +13,7 @@ from ._node import (
     REQ_NO_SERIALISING,
     REQ_SERIALISING,
     BlockNode,
+    FilterNode,
     InjectedError,
     TrackedRequest,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "ChunkStore",
     "ConstantFill",
     "CopyBeforeWriteNode",
+    "FilterNode",
     "IndexFill",
     "InjectedError",
     "NBDExport",

@@ -583,3 +583,25 @@ class BlockNode:
         data = self._own_data().reshape(-1, SECTOR).copy()
         data[~alloc] = 0
         return data.tobytes()
+
+
+class FilterNode(BlockNode):
+    """A filter driver's node (``BlockDriver.is_filter``): it owns no data, and what it
+    holds is what its ``file`` child holds (``bdrv_filter_bs``) — replication and
+    copy-before-write are two.  A trainee sees it in the graph, never in a layer dump."""
+
+    is_filter = True
+
+    def _allocation(self) -> np.ndarray:
+        return np.zeros(self.size // SECTOR, dtype=bool)
+
+    def _own_data(self) -> np.ndarray:
+        return np.zeros(self.size, dtype=np.uint8)
+
+    def _peek(self, offset: int, nbytes: int) -> bytes:
+        assert self.file is not None
+        return self.file.peek(offset, nbytes)
+
+    def _peek_pieces(self, offset: int, nbytes: int) -> list:
+        assert self.file is not None
+        return self.file.peek_pieces(offset, nbytes)

@@ -28,12 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..errors import GraphError
 from ..kernel import current_task
-from ..layers import SECTOR
-from ._node import BlockNode
+from ._node import BlockNode, FilterNode
 from .block_copy import (
     BlockCopyState,
     BlockReq,
@@ -45,11 +42,10 @@ from .block_copy import (
 CBW_NODE_NAME = "copy-before-write"  # QEMU names it "#blockNNN" (no filter-node-name given)
 
 
-class CopyBeforeWriteNode(BlockNode):
+class CopyBeforeWriteNode(FilterNode):
     """``BDRVCopyBeforeWriteState``: a filter with ``file`` (source) and ``target``."""
 
     driver = "copy-before-write"
-    is_filter = True
 
     def __init__(self, name: str, source: BlockNode, target: BlockNode, *,
                  cluster_size: int, serialising: bool) -> None:
@@ -108,20 +104,6 @@ class CopyBeforeWriteNode(BlockNode):
     def frozen_read_end(self, req: BlockReq) -> None:
         self.frozen_read_reqs.reqlist_remove_req(req)
 
-    # --- a filter owns no data ----------------------------------------------------
-    def _allocation(self) -> np.ndarray:
-        return np.zeros(self.size // SECTOR, dtype=bool)
-
-    def _own_data(self) -> np.ndarray:
-        return np.zeros(self.size, dtype=np.uint8)
-
-    def _peek(self, offset: int, nbytes: int) -> bytes:
-        assert self.file is not None
-        return self.file.peek(offset, nbytes)
-
-    def _peek_pieces(self, offset: int, nbytes: int) -> list:
-        assert self.file is not None
-        return self.file.peek_pieces(offset, nbytes)
 
     def _content_key(self) -> tuple:
         return ()

@@ -61,7 +61,7 @@ import numpy as np
 from labkit.config import resolve
 from labkit.errors import ConfigError, ScenarioError
 from labkit.fleecing import FleecingLab
-from labkit.interpret import Interpreter, Outcome, TaskNames
+from labkit.interpret import Interpreter
 from labkit.lab import build_lab
 from labkit.layers import SECTOR, Layer
 from labkit.oracle import FleecingOracle
@@ -69,7 +69,7 @@ from labkit.qemu._compare import Comparison
 from labkit.qemu._diff import Difference, compare_layers, one_sided
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
-from labkit.qemu._run import QemuRun, check_timeout, refuse_par
+from labkit.qemu._run import QemuBackend, QemuRun, check_timeout, refuse_par
 from labkit.qemu._session import QemuSecondary, qemu_available
 from labkit.scenario import Command, Par, Scenario, parse, scenario_graph
 
@@ -262,33 +262,17 @@ class QemuFleecingRun(QemuRun):
             self.log.append(str(v))
 
 
-class QemuFleecingBackend:
-    """The interpreter's backend on a :class:`QemuFleecing` (sequential)."""
+class QemuFleecingBackend(QemuBackend):
+    """The interpreter's backend on a :class:`QemuFleecing` (sequential): COLO's
+    :class:`~labkit.qemu._run.QemuBackend` with fleecing's commands and layers."""
 
-    def __init__(self, run: QemuFleecingRun, q: QemuFleecing) -> None:
-        self.run = run
-        self.q = q
-        self.names = TaskNames()
-        self._outcomes: dict[str, Outcome] = {}
+    run: QemuFleecingRun
+    q: QemuFleecing
 
-    def begin(self, cmd: Command) -> str:
-        name = self.names.for_command(cmd)
-        outcome = Outcome(cmd, name)
-        self._outcomes[name] = outcome
-        try:
-            outcome.data = self._run(cmd, name)
-        except QemuError as exc:
-            if self.q.closed:
-                raise
-            outcome.error = exc.desc or str(exc)
-        except NbdError as exc:
-            if self.q.closed:
-                raise
-            code = _errno.errorcode.get(exc.errno or 0, str(exc.errno))
-            outcome.error = f"NBD {cmd.op} [{cmd.offset:#x}+{cmd.length:#x}]: " \
-                            f"{os.strerror(exc.errno or 0)} ({code})"
-            outcome.errno = exc.errno
-        return name
+    def _nbd_message(self, c: Command, exc: NbdError) -> str:
+        code = _errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        return (f"NBD {c.op} [{c.offset:#x}+{c.length:#x}]: "
+                f"{os.strerror(exc.errno or 0)} ({code})")
 
     def _run(self, c: Command, name: str) -> bytes | None:
         q, oracle, run = self.q, self.run.fleecing_oracle, self.run
@@ -344,31 +328,10 @@ class QemuFleecingBackend:
                                                 "opened")
         raise ScenarioError(c.line, c.text, f"{c.op!r} is not a fleecing command")
 
-    def busy(self) -> bool:
-        return False
-
-    def settle(self) -> None:
-        return None
-
-    def outcome(self, cmd: Command, task: str) -> Outcome:
-        return self._outcomes.pop(task)
-
-    def background_failures(self) -> list[str]:
-        return []
-
-    def layers(self) -> dict[str, Layer | None]:
-        return self.q.dump()
-
     def layer(self, name: str) -> Layer | None:
         if name in _NODES:
             return self.q.dump_node(_NODES[name])
         return self.q.snapshot()
-
-    def state(self) -> str:
-        return self.run.state
-
-    def original(self, offset: int, length: int) -> bytes:
-        return self.run.original[offset:offset + length]
 
 
 def fleecing_config(text: str, **explicit: Any) -> dict[str, Any]:

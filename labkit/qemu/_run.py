@@ -173,9 +173,12 @@ class QemuBackend:
         except NbdError as exc:
             if q.closed:
                 raise
-            outcome.error = _nbd_message(cmd, exc)
+            outcome.error = self._nbd_message(cmd, exc)
             outcome.errno = exc.errno
         return name
+
+    def _nbd_message(self, c: Command, exc: NbdError) -> str:
+        return _nbd_message(c, exc)
 
     def busy(self) -> bool:
         return False
