@@ -792,6 +792,16 @@ def _race_schedule() -> str:
     return explore(RACE, size="128K", design="none").violations[0].schedule_text
 
 
+def _schedule_as_shown(answer: Any) -> Any:
+    """A schedule copied from the playground's "schedule so far" line (``start#1 ×3 ·
+    ↯ vm-read#1``) as the schedule syntax (``start#1*3 vm-read#1``): the same choices."""
+    if not isinstance(answer, str):
+        return answer
+    text = answer.split("):", 1)[1] if answer.lstrip().startswith("schedule so far") else answer
+    text = re.sub(r"\s*×\s*(\d+)", r"*\1", text)
+    return " ".join(text.replace("·", " ").replace("↯", " ").split())
+
+
 def _schedule_form(answer: Any) -> str | None:
     example = "'name#1*2 other#1 ...'"
     if not isinstance(answer, str):
@@ -956,7 +966,8 @@ ex04 = SimpleNamespace(
          "labkit.trace.format_schedule(lab.schedule) prints the schedule of a run you made "
          "with the playground."],
         "The read checked hidden (empty), then the write copied the cluster and landed, then "
-        "the read took the new data from the secondary disk.", placeholder=""),
+        "the read took the new data from the secondary disk.", placeholder="",
+        normalise=_schedule_as_shown),
     designs=Exercise(
         "04.designs",
         "Which designs ('none', '2.8', '4.0') prevent every conflicting read in that "

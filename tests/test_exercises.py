@@ -208,3 +208,14 @@ def test_each_notebook_has_an_exercise_that_needs_more_than_reading_an_output():
     assert "serialising" in ex04.serialise.explanation
     assert "in flight" in ex04.serialise.explanation
     assert "qemu_co_queue_run_restart" in " ".join(o.feedback for o in ex04.wake.options)
+
+
+def test_4_1_takes_the_schedule_as_the_playground_shows_it() -> None:
+    """A trainee copies the playground's "schedule so far" line: the same choices."""
+    from labkit.exercises import _schedule_as_shown, ex04
+
+    shown = ("schedule so far (10 decisions, 1 preemption): start#1 ×3 · vm-read#1 · "
+             "↯ nbd-write#1 ×5 · vm-read#1")
+    assert _schedule_as_shown(shown) == "start#1*3 vm-read#1 nbd-write#1*5 vm-read#1"
+    assert ex04.schedule.check(shown).correct
+    assert not ex04.schedule.check("start#1 ×3 · vm-read#1 ×2").correct

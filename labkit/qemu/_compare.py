@@ -130,7 +130,7 @@ def compare(text: str | Scenario, *, size: int | str | None = None,
     configure both (the simulator's defaults; the scenario's ``# config:``
     header applies under the keywords, as in :func:`labkit.run_scenario`);
     ``design`` is the simulator's read protection (without ``par`` it does not
-    matter; default "2.8"); ``era`` (keyword or header) must be ``"7.2"``, the
+    matter; default "4.0", QEMU 7.2's); ``era`` (keyword or header) must be ``"7.2"``, the
     QEMU the kit checks against.  ``timeout`` and ``qemu`` are the QEMU
     session's.  Raises what :func:`labkit.qemu.run_scenario` raises.
     """
@@ -151,7 +151,7 @@ def compare(text: str | Scenario, *, size: int | str | None = None,
     if order is not None:
         raise ConfigError(f"order {order!r}: only a scenario with a par block has orders "
                           f"to force; this one is sequential")
-    design = design or "2.8"
+    design = design or "4.0"  # QEMU 7.2's read protection (serialising copy writes)
     refuse_par(scenario)
     sim = sim_run_scenario(scenario, design=design, era="7.2", **config)
     q = qemu_run_scenario(scenario, timeout=timeout, qemu=qemu, **config)
