@@ -29,7 +29,9 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ._common import LAYER_COLOURS, TEXT_COLOUR, figure_png, new_figure
 
-WIDTH, HEIGHT, DPI = 900, 470, 100
+# 840 px: the widest a notebook output shows at its natural size at 1280x800 with the
+# file browser open; drawn at 9.0 x 4.7 in, the layout it was made for
+WIDTH, HEIGHT, DPI = 840, 439, 100 * 840 / 900
 _PRIMARY = "#DDDDDD"
 _VM = "#F4F4F4"
 _NET = "#555555"
