@@ -56,7 +56,7 @@ from ._replay import (
     replay_lab,
     scenario_tasks,
 )
-from ._search import REDUCTIONS, RunRecord, Search, count_preemptions
+from ._search import REDUCTIONS, RunRecord, Search, count_preemptions, is_preemption
 from ._shrink import SHRINK_BUDGET, shrink, signature
 
 DEFAULT_MAX_RUNS = 20_000
@@ -342,6 +342,7 @@ __all__ = [
     "RunOutcome",
     "check_determinism",
     "explore",
+    "is_preemption",
     "outcome_digest",
     "parse_schedule",
     "preemptions",

@@ -138,12 +138,7 @@ class QemuFleecing(QemuSecondary):
                                                 "data": {"path": self.nbd_socket}}})
         self._export("guest", "live-disk", writable=True)
         if self.blkdebug:  # named read-only BlockBackends to set breakpoints through
-            for node, drive in BLKDEBUG_FLEECING.items():
-                out = self.hmp(f'drive_add 0 if=none,id={drive},readonly=on,'
-                               f'file=json:{{"driver":"raw",,"file":"{node}"}}')
-                if out.strip() != "OK":
-                    raise QemuError(f"drive_add {drive} failed: {out.strip()}",
-                                    command="drive_add", log_tail=self.log_tail())
+            self._add_breakpoint_drives(BLKDEBUG_FLEECING)
 
     def _export(self, name: str, node: str, writable: bool) -> None:
         self._qmp("block-export-add", {"type": "nbd", "id": f"exp-{name}", "node-name": node,

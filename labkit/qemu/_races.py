@@ -128,7 +128,6 @@ _TRACE_LINE = re.compile(r"^(bdrv_co_preadv_part|bdrv_co_pwritev_part) bs (0x[0-
 #: The name the comparison gives QEMU 7.2's copy-before-write filter node (QEMU
 #: names it ``#blockNNN``: replication's ``backup_job_create`` passes no
 #: ``filter_node_name``); the simulator's filter node is reported by its driver too.
-CBW_NODE = CBW_NODE_NAME  # the simulator's name for the filter, which QEMU calls #blockNNN
 
 
 @dataclass(frozen=True)
@@ -170,8 +169,8 @@ class _Tracer:
         nodes = {"secondary-disk": "secondary-disk", "hidden": "hidden", "active": "active",
                  "colo-top": "colo-top"}
         for n in q.qmp("query-named-block-nodes", {"flat": True}):
-            if n.get("drv") == CBW_NODE:
-                nodes[CBW_NODE] = n["node-name"]
+            if n.get("drv") == CBW_NODE_NAME:
+                nodes[CBW_NODE_NAME] = n["node-name"]
         for name, node in nodes.items():
             self._calibrate(name, functools.partial(q.hmp, f'qemu-io {node} "read 0 512"'))
 
@@ -193,16 +192,17 @@ class _Tracer:
         found: WaitPlace | None = None
         for m in _TRACE_LINE.finditer(self.q.log_text()[:end], start):
             if m.group(6) is not None:  # block-copy, inside the filter
-                if found is None or found.node != CBW_NODE:
+                if found is None or found.node != CBW_NODE_NAME:
                     continue
                 off = int(m.group(8))
                 if m.group(6) == "block_copy_skip_range":
-                    found = WaitPlace(CBW_NODE, f"{CBW_NODE}: block_copy has no dirty cluster "
-                                      f"of its own at [{off:#x}+{int(m.group(9)):#x}]; waits "
+                    found = WaitPlace(CBW_NODE_NAME,
+                                      f"{CBW_NODE_NAME}: block_copy has no dirty cluster of "
+                                      f"its own at [{off:#x}+{int(m.group(9)):#x}]; waits "
                                       f"for an in-flight copy task (reqlist_wait_one)")
                 else:
-                    found = WaitPlace(CBW_NODE, f"{CBW_NODE}: block_copy copies from "
-                                                f"{off:#x}")
+                    found = WaitPlace(CBW_NODE_NAME,
+                                      f"{CBW_NODE_NAME}: block_copy copies from {off:#x}")
                 continue
             node = self.names.get(m.group(2))
             if node is None:

@@ -745,12 +745,17 @@ class QemuSecondary:
             # temporary BlockBackend (local_blk) and blk_unref() drains it, which hangs the
             # monitor for good while a request is suspended.  A named read-only
             # BlockBackend per blkdebug node, made before any breakpoint, does not.
-            for node, drive in BLKDEBUG_DRIVES.items():
-                out = self.hmp(f'drive_add 0 if=none,id={drive},readonly=on,'
-                               f'file=json:{{"driver":"raw",,"file":"{node}"}}')
-                if out.strip() != "OK":
-                    raise QemuError(f"drive_add {drive} failed: {out.strip()}",
-                                    command="drive_add", log_tail=self.log_tail())
+            self._add_breakpoint_drives(BLKDEBUG_DRIVES)
+
+    def _add_breakpoint_drives(self, drives: dict[str, str]) -> None:
+        """A named read-only BlockBackend (``drive_add``) over each blkdebug node of
+        ``drives`` (node → drive id), to set breakpoints through with ``qemu-io``."""
+        for node, drive in drives.items():
+            out = self.hmp(f'drive_add 0 if=none,id={drive},readonly=on,'
+                           f'file=json:{{"driver":"raw",,"file":"{node}"}}')
+            if out.strip() != "OK":
+                raise QemuError(f"drive_add {drive} failed: {out.strip()}",
+                                command="drive_add", log_tail=self.log_tail())
 
     def _image_file(self, debug_node: str, filename: str) -> dict[str, Any]:
         """An image's ``file`` child: the file itself, or a blkdebug node over it."""

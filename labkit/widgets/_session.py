@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import ArgumentError, ConfigError, ScheduleError, StateError
-from ..explore._search import is_preemption
+from ..explore import is_preemption
 from ..kernel import FIFO, Event, Policy, Scripted, Task
 from ..lab import Lab, ScenarioRun, build_secondary
 from ..layers import Layer
