@@ -45,10 +45,11 @@ test: lint
 	$(BIN)/python -m pytest tests --nbval notebooks --nbval-sanitize-with tests/sanitize.cfg
 
 # a machine without QEMU or Chromium (.ci/run runs it under .ci/without-qemu-chromium):
-# the QEMU tests (they skip, naming the packages) and the notebooks' nbval (notebook 06
-# shows its recorded comparison); the rest of the suite does not look for either
+# the QEMU tests (they skip, naming the packages), the fast tests (some use a stand-in
+# QEMU and must not need the real one's qemu-img) and the notebooks' nbval (notebook 06
+# shows its recorded comparison)
 test-bare: $(VENV)/.test-installed
-	$(BIN)/python -m pytest tests -q -p no:cacheprovider -m "qemu and not browser"
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider -m "not browser and not slow"
 	$(BIN)/python -m pytest -q -p no:cacheprovider --nbval notebooks \
 	    --nbval-sanitize-with tests/sanitize.cfg
 

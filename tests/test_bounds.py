@@ -289,9 +289,14 @@ def test_ctrl_c_while_python_m_labkit_imports_is_one_line_and_exit_130():
 # --- the QEMU probe and the session directory -----------------------------------------------
 
 def _fake_qemu(tmp_path, body: str):
+    """A stand-in QEMU binary, with a qemu-img beside it (the probe looks there first,
+    then on PATH: a machine without QEMU's packages has none)."""
     exe = tmp_path / "fake-qemu"
     exe.write_text("#!/bin/sh\n" + body)
     exe.chmod(0o755)
+    img = tmp_path / "qemu-img"
+    img.write_text("#!/bin/sh\nexit 0\n")
+    img.chmod(0o755)
     return exe
 
 
