@@ -168,6 +168,14 @@ def _as_choice(key: str, value: object, source: str, allowed: tuple[str, ...]) -
     return value
 
 
+def check_choice(key: str, value: object, allowed: tuple[str, ...],
+                 source: str = "keyword") -> str:
+    """``value`` if it is one of ``allowed`` (else :class:`ConfigError`, or
+    :class:`ArgumentError` for a non-string), naming ``key`` as ``source`` spells it:
+    the one check of a configuration word, for a node built without a LabConfig too."""
+    return _as_choice(key, value, source, allowed)
+
+
 def _as_fill(value: object, source: str) -> Fill:
     allowed = "'index', 'zero' or a byte 0-255"
     if isinstance(value, bool) or not isinstance(value, int | np.integer | str):
@@ -244,6 +252,15 @@ class LabConfig:
     def keywords(self) -> dict[str, Any]:
         """The :func:`labkit.build_secondary` keywords (bytes and words)."""
         return asdict(self)
+
+    @property
+    def fill_values(self) -> range:
+        """The byte values the initial ``fill`` puts on the disk: ``index`` block k holds
+        ``0x10 + k % 0x70`` (only as many values as there are blocks), else one byte."""
+        if self.fill == "index":
+            return range(0x10, 0x10 + min(-(-self.size // self.block), 0x70))
+        byte = 0 if self.fill == "zero" else int(self.fill)
+        return range(byte, byte + 1)
 
     @property
     def effective_backup_cluster(self) -> int:
@@ -379,6 +396,7 @@ __all__ = [
     "Fill",
     "LabConfig",
     "byte_token",
+    "check_choice",
     "designs_for",
     "header_config",
     "header_lines",

@@ -65,35 +65,36 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from .block import (
-    BlockGraph,
-    BlockNode,
-    ConstantFill,
-    IndexFill,
-    NBDServer,
-    Qcow2Node,
-    RawNode,
-    blk_wait_while_drained,
-    zeros_base,
-)
+from .block import BlockNode, Qcow2Node, RawNode, blk_wait_while_drained
 from .block.block_copy import BlockReq
 from .block.copy_before_write import CopyBeforeWriteNode
-from .config import LabConfig
 from .errors import ArgumentError, BlockError, ConfigError, StateError
-from .interpret import Outcome, TaskNames
+from .interpret import CommandOutcome
 from .jobs.backup import BackupJob
-from .kernel import CoMutex, Kernel, Policy, Task, touch
-from .lab import OTHER_GRAPHS, Lab, SimBackend
+from .kernel import Task, touch
+from .lab import OTHER_GRAPHS, Lab, check_io
 from .layers import SECTOR, Layer
 from .oracle import FleecingOracle, Violation
+from .run import SimBackend
 from .scenario import Command, Scenario, scenario_graph
 
 LIVE, OVERLAY, CBW, ACCESS = "live-disk", "fleece", "fl-cbw", "fl-access"
 EXPORT = "fleece"
+
+
+class FleecingStage(StrEnum):
+    """A fleecing lab's state (:attr:`FleecingLab.state`): ``none`` before ``fleece``,
+    ``fleecing`` after, ``broken`` once a failed copy broke the snapshot (7.2's
+    ``snapshot_error``)."""
+
+    NONE = "none"
+    FLEECING = "fleecing"
+    BROKEN = "broken"
 
 
 class GuestDevice:
@@ -315,29 +316,14 @@ class FleecingLab(Lab):
     (QEMU: ``MAX(64 KiB, overlay cluster)``).
     """
 
-    def __init__(self, config: LabConfig, policy: Policy) -> None:
-        self.size = config.size
-        self.block = config.block
-        self.design = config.design
-        self.era = config.era
-        self.lab_config = config
-        self.config: dict[str, Any] = config.keywords()
-        fill = config.fill
-        if fill == "index":
-            initial: Any = IndexFill(config.block)
-        elif fill == "zero":
-            initial = None
-        else:
-            initial = ConstantFill(int(fill))
-        self._original: bytes | None = None
-        self._initial = initial or zeros_base
-        self.kernel = Kernel(policy)
-        self.graph = BlockGraph(config.era)
-        self.live = self.graph.add(RawNode(LIVE, config.size, fill=initial))
+    def _build(self) -> None:
+        """The live disk, the overlay backed by it, the guest device on the live disk;
+        the filter, the job and the export come with ``fleece``."""
+        config = self.config
+        self.live = self.graph.add(RawNode(LIVE, config.size, fill=self._fill))
         self.overlay = self.graph.add(Qcow2Node(OVERLAY, config.size, config.hidden_cluster,
                                                 backing=self.live))
         self.guest = GuestDevice(self.live)
-        self.nbd = NBDServer()
         self.export: Any = None
         self.job: BackupJob | None = None
         self.cbw: FleecingCbw | None = None
@@ -345,15 +331,6 @@ class FleecingLab(Lab):
         # fleecing's promises, not COLO's (self.oracle names the same object)
         self.fleecing_oracle = FleecingOracle(config.size, self._initial, config.block)
         self.oracle = self.fleecing_oracle  # type: ignore[assignment]
-        self.dumps: list[tuple[str, dict[str, Layer | None]]] = []
-        self.log: list[str] = []
-        self.expectation_failures: list[str] = []
-        self.outcomes: list[Outcome] = []
-        self._names = TaskNames()
-        self._failover_pending = None
-        self.monitor = CoMutex("QMP monitor")
-        self._write_bytes: dict[str, int] = {}
-        self._view_cache = None
 
     def __repr__(self) -> str:
         return (f"<FleecingLab {self.size} bytes, scheme {self.design!r}, {self.state}, "
@@ -361,19 +338,20 @@ class FleecingLab(Lab):
 
     # --- state ---------------------------------------------------------------------
     @property
-    def state(self) -> str:
+    def state(self) -> FleecingStage:
         """``none`` before ``fleece``, ``fleecing`` after, ``broken`` once a failed
         copy broke the snapshot (``on-cbw-error=break-snapshot``)."""
         if self.export is None:
-            return "none"
+            return FleecingStage.NONE
         if self.cbw is not None and self.cbw.snapshot_error:
-            return "broken"
-        return "fleecing"
+            return FleecingStage.BROKEN
+        return FleecingStage.FLEECING
 
     @property
     def backup_cluster(self) -> int:
-        override = self.config["backup_cluster"]
-        return override or max(1 << 16, self.overlay.cluster_size)
+        """The copy's cluster: the job's, or ``MAX(64 KiB, overlay cluster)`` unless
+        overridden (:attr:`labkit.config.LabConfig.effective_backup_cluster`)."""
+        return self.config.effective_backup_cluster
 
     def violations(self) -> list[Violation]:
         return list(self.fleecing_oracle.violations)
@@ -430,7 +408,7 @@ class FleecingLab(Lab):
                 self.export = self.nbd.add(self.access, EXPORT)
             else:
                 self.job = BackupJob(self.live, self.overlay, "none", job_id="fleecing-backup",
-                                     cluster_size_override=self.config["backup_cluster"],
+                                     cluster_size_override=self.config.backup_cluster,
                                      serialising_target_writes=self.design == "3.0")
                 self.job.start()
                 self.export = self.nbd.add(self.overlay, EXPORT)
@@ -442,7 +420,7 @@ class FleecingLab(Lab):
 
     def vm_write(self, offset: int, length: int, byte: int) -> Task:
         """A guest write through the guest device (``vm-write#N``)."""
-        self._check_live("VM write", offset, length, byte)
+        offset, length, byte = check_io(self.live, "VM write", offset, length, byte)
 
         async def body(name: str) -> None:
             await blk_wait_while_drained(self.guest.node)
@@ -459,12 +437,12 @@ class FleecingLab(Lab):
                     self.log.append(str(v))
 
         task = self._spawn("vm-write", body)
-        self._write_bytes[task.name] = byte
+        self.write_bytes[task.name] = byte
         return task
 
     def vm_read(self, offset: int, length: int) -> Task:
         """A guest read through the guest device (``vm-read#N``)."""
-        self._check_live("VM read", offset, length)
+        offset, length, _ = check_io(self.live, "VM read", offset, length)
 
         async def body(name: str) -> bytes:
             await blk_wait_while_drained(self.guest.node)
@@ -482,7 +460,7 @@ class FleecingLab(Lab):
 
     def client_read(self, offset: int, length: int) -> Task:
         """The backup client's ``NBD_CMD_READ`` of the export (``client-read#N``)."""
-        self._check_live("client read", offset, length)
+        offset, length, _ = check_io(self.live, "client read", offset, length)
 
         async def body(name: str) -> bytes:
             data: bytes | None = None
@@ -507,16 +485,6 @@ class FleecingLab(Lab):
                     self.log.append(str(v))
 
         return self._spawn("client-read", body)
-
-    def _check_live(self, what: str, offset: int, length: int, byte: int | None = None) -> None:
-        from .lab import check_byte
-
-        self.live.check_request(offset, length, what)
-        if length == 0:
-            raise BlockError(_errno.EINVAL, f"{what}: length must be at least one 512-byte "
-                                            f"sector")
-        if what == "VM write":
-            check_byte(byte, f"{what}: byte")
 
     # --- what is on the disks ----------------------------------------------------------
     def layers(self) -> dict[str, Layer | None]:
@@ -544,10 +512,6 @@ class FleecingLab(Lab):
     def drop_layer_caches(self) -> None:
         for node in (self.live, self.overlay):
             node.drop_layer_cache()
-
-    def provenance(self, task: Task | str) -> list[str]:
-        raise ConfigError("provenance is the COLO lab's (secondary, hidden, active); a "
-                          "fleecing lab's reads are shown by its trace")
 
     # --- scenarios -----------------------------------------------------------------------
     def backend(self, scenario: Scenario) -> SimBackend:
@@ -608,12 +572,14 @@ class FleecingBackend(SimBackend):
             return lab.inject_error(cmd.what or "write").name
         raise ConfigError(f"line {cmd.line}: {cmd.op!r} is not a fleecing command")
 
-    def outcome(self, cmd: Command, task: str) -> Outcome:
+    def outcome(self, cmd: Command, task: str) -> CommandOutcome:
         t = self.lab.kernel.tasks[task]
         exc = t.exception
         if exc is None:
-            return Outcome(cmd, task, data=t.result if cmd.op in ("vread", "cread") else None)
-        return Outcome(cmd, task, str(exc), exc.errno if isinstance(exc, BlockError) else None)
+            return CommandOutcome(cmd, task,
+                                  data=t.result if cmd.op in ("vread", "cread") else None)
+        return CommandOutcome(cmd, task, str(exc),
+                              exc.errno if isinstance(exc, BlockError) else None)
 
     def background_failures(self) -> list[str]:
         return []
@@ -621,5 +587,5 @@ class FleecingBackend(SimBackend):
 
 OTHER_GRAPHS["fleecing"] = FleecingLab  # build_lab's lab for LabConfig(graph="fleecing")
 
-__all__ = ["FleecingBackend", "FleecingCbw", "FleecingLab", "GuestDevice", "SnapshotAccessNode",
-           "hbitmap_status"]
+__all__ = ["FleecingBackend", "FleecingCbw", "FleecingLab", "FleecingStage", "GuestDevice",
+           "SnapshotAccessNode", "hbitmap_status"]

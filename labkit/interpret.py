@@ -4,7 +4,7 @@ A scenario (:mod:`labkit.scenario`) is played the same way on the simulator
 and on a real QEMU 7.2: the :class:`Interpreter` walks its steps, starts each
 command (or every command of a ``par`` block) on a :class:`Backend`, waits for
 them to end, and then — in this one place — records each command's
-:class:`Outcome`, logs failures (``line N: TEXT: TASK failed: MESSAGE``),
+:class:`CommandOutcome`, logs failures (``line N: TEXT: TASK failed: MESSAGE``),
 checks ``vread ... BYTE|orig`` and ``expect`` lines (:func:`vread_failure`,
 :func:`expect_failure`) and takes ``dump`` snapshots.  Task names
 (``nbd-write#2``: QEMU has no such names, they are the simulator's kernel
@@ -27,7 +27,7 @@ the real-QEMU race comparison builds on it):
 ``settle() -> None``
     Run every started command to its end.  Raise
     :class:`~labkit.errors.Deadlock` if some can never end.
-``outcome(cmd, task) -> Outcome``
+``outcome(cmd, task) -> CommandOutcome``
     After :meth:`settle`: how ``task`` ended (error message and errno, or
     the bytes a read returned).
 ``background_failures() -> list[str]``
@@ -43,8 +43,8 @@ the real-QEMU race comparison builds on it):
     The secondary disk's initial contents there (``orig``).
 
 Results go to a :class:`Record` (``dumps``, ``log``,
-``expectation_failures``, ``outcomes``): a :class:`~labkit.lab.Lab` or a
-:class:`~labkit.qemu.QemuRun`.
+``expectation_failures``, ``outcomes``): a lab's
+:class:`~labkit.run.ScenarioResult` or a :class:`~labkit.qemu.QemuRun`.
 
 Time and memory are linear in the scenario's length and in a ``par``
 block's size: each step is looked at once, each task's outcome read once.
@@ -112,7 +112,7 @@ def task_names(scenario: Scenario) -> list[str]:
     return out
 
 
-class Outcome:
+class CommandOutcome:
     """What one command returned: ``error`` (None: it succeeded), its ``errno``, read ``data``.
 
     ``task`` is the simulator's name for the command's task (``nbd-write#2``),
@@ -130,7 +130,7 @@ class Outcome:
         self.data = data
 
     def __repr__(self) -> str:
-        return f"<Outcome line {self.command.line} {self.task}: {self.error or 'ok'}>"
+        return f"<CommandOutcome line {self.command.line} {self.task}: {self.error or 'ok'}>"
 
 
 class OracleFeed:
@@ -170,7 +170,7 @@ class Backend(Protocol):
     def begin(self, cmd: Command) -> str: ...
     def busy(self) -> bool: ...
     def settle(self) -> None: ...
-    def outcome(self, cmd: Command, task: str) -> Outcome: ...
+    def outcome(self, cmd: Command, task: str) -> CommandOutcome: ...
     def background_failures(self) -> list[str]: ...
     def layers(self) -> dict[str, Layer | None]: ...
     def layer(self, name: str) -> Layer | None: ...
@@ -179,12 +179,12 @@ class Backend(Protocol):
 
 
 class Record(Protocol):
-    """Where a run's results go (a Lab, a QemuRun)."""
+    """Where a run's results go (a lab's :class:`~labkit.run.ScenarioResult`, a QemuRun)."""
 
     dumps: list[tuple[str, dict[str, Layer | None]]]
     log: list[str]
     expectation_failures: list[str]
-    outcomes: list[Outcome]
+    outcomes: list[CommandOutcome]
 
 
 Original = bytes | Callable[[int, int], bytes]
@@ -322,5 +322,5 @@ class Interpreter:
             self._failed(cmd, why)
 
 
-__all__ = ["TASK_KINDS", "Backend", "Interpreter", "OracleFeed", "Outcome", "Record",
+__all__ = ["TASK_KINDS", "Backend", "CommandOutcome", "Interpreter", "OracleFeed", "Record",
            "TaskNames", "expect_failure", "task_names", "vread_failure"]

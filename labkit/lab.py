@@ -14,7 +14,10 @@ NBD writes (``nbd-write#N``), the secondary VM's reads and writes
 Task names are stable, so a schedule can name them (they are made by
 :class:`labkit.interpret.TaskNames`, the one place that numbers tasks).
 Scenarios are played by :class:`labkit.interpret.Interpreter` on
-:class:`SimBackend`, the simulator's side of the backend protocol.
+:class:`labkit.run.SimBackend`, the simulator's side of the backend protocol,
+into the lab's :class:`labkit.run.ScenarioResult`; the trace analysis the
+figures use (who wrote a byte, which layer served a read) is
+:mod:`labkit.sources`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import errno as _errno
 import functools
 from collections.abc import Callable, Coroutine
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -30,39 +34,28 @@ from .block import (
     LAYER_CACHE_MAX,
     Base,
     BlockGraph,
-    ConstantFill,
-    IndexFill,
+    BlockNode,
     NBDServer,
     Qcow2Node,
     RawNode,
     bdrv_drained_begin,
     bdrv_drained_end,
     blk_wait_while_drained,
+    fill_base,
     zeros_base,
 )
-from .config import DESIGNS, ERAS, FILLS, LabConfig, resolve
-from .errors import (
-    ArgumentError,
-    BlockError,
-    ConfigError,
-    ReplicationError,
-    StateError,
-)
-from .interpret import (
-    Interpreter,
-    Outcome,
-    TaskNames,
-    expect_failure,
-    vread_failure,
-)
+from .config import LabConfig
+from .errors import ArgumentError, BlockError, ConfigError, ReplicationError, StateError
+from .interpret import CommandOutcome, Interpreter, TaskNames
 from .kernel import FIFO, CoMutex, Event, EventLog, Kernel, Policy, Task, declare_control
-from .layers import LAYER_NAMES, SECTOR, Layer, Pieces
+from .layers import LAYER_NAMES, Layer, Pieces
 from .oracle import Oracle, Violation
 from .replication import ReplicationNode, ReplicationStage
-from .scenario import Command, Par, Scenario, parse, safe_title, scenario_graph
+from .run import ScenarioResult, ScenarioRun, SimBackend
+from .scenario import Scenario, configured, parse_for, safe_title, scenario_graph
+from .sources import provenance
 
-_WRITES = ("primary write", "VM write")  # the _check_io names whose byte is checked
-NODE_LAYER = {"secondary-disk": "secondary", "hidden": "hidden", "active": "active"}
+_WRITES = ("primary write", "VM write")  # the check_io names whose byte is checked
 
 
 @functools.lru_cache(maxsize=8)
@@ -86,59 +79,75 @@ def _policy(policy: str | Policy | None) -> Policy:
                 f"lk.Scripted([...]), lk.Chooser(fn)), got {policy!r}")
 
 
-class Lab:
-    """One secondary: its graph, its kernel, its oracle, its dumps.  Use :func:`build_secondary`."""
+def check_io(node: BlockNode, what: str, offset: int, length: int,
+             byte: int | None = None) -> tuple[int, int, int]:
+    """A guest or NBD request checked where it enters ``node``, before any task exists
+    (``bdrv_check_byte_request`` and the alignment rule: :meth:`BlockNode.check_request`),
+    as plain Python integers (a numpy integer is read as the integer it holds: the
+    trace and the tasks never see numpy types); a write's byte is checked too."""
+    node.check_request(offset, length, what)
+    if length == 0:
+        raise BlockError(_errno.EINVAL, f"{what}: length must be at least one 512-byte "
+                                        f"sector")
+    value = 0
+    if what in _WRITES:  # a write's byte is refused at the call, None included
+        value = check_byte(byte, f"{what}: byte")
+    return int(offset), int(length), value
 
-    def __init__(self, *, size: int, block: int, hidden_cluster: int, active_cluster: int,
-                 design: str, fill: str | int, policy: Policy, era: str,
-                 backup_cluster: int | None) -> None:
-        self.size = size
-        self.block = block
-        self.design = design
-        self.era = era
-        self.lab_config = LabConfig(size=size, block=block, hidden_cluster=hidden_cluster,
-                                    active_cluster=active_cluster, design=design,  # type: ignore[arg-type]
-                                    era=era, fill=fill,  # type: ignore[arg-type]
-                                    backup_cluster=backup_cluster)
-        self.config: dict[str, Any] = dict(size=size, block=block, hidden_cluster=hidden_cluster,
-                           active_cluster=active_cluster, design=design, fill=fill, era=era,
-                           backup_cluster=backup_cluster, graph="colo")
+
+class Lab:
+    """One secondary: its graph, its kernel, its oracle, its run's results.
+
+    ``Lab(config, policy)`` builds the graph a checked
+    :class:`~labkit.config.LabConfig` describes (:func:`build_secondary` checks
+    keywords into one; :func:`build_lab` also picks the lab class of the
+    config's graph).  :attr:`config` is that configuration, the one place its
+    values live: :attr:`size`, :attr:`block`, :attr:`design` and :attr:`era`
+    read it.
+    """
+
+    def __init__(self, config: LabConfig, policy: str | Policy | None = "fifo") -> None:
+        if not isinstance(config, LabConfig):
+            raise ArgumentError(f"a lab is built from a LabConfig (lk.LabConfig(...), or "
+                                f"lk.build_secondary(**keywords)), got "
+                                f"{type(config).__name__}")
+        self.config = config
+        self.kernel = Kernel(_policy(policy))
+        self.graph = BlockGraph(config.era)
         # The initial contents as a function of (offset, length), not as bytes: the
         # disk and the oracle keep only what is written (a 1 GiB disk stays small);
         # ``original`` makes the whole bytes only if someone asks for them.
-        if fill == "index":
-            initial: Base | None = IndexFill(block)
-        elif fill == "zero":
-            initial = None
-        else:
-            initial = ConstantFill(int(fill))
+        self._fill = fill_base(config.fill, config.block)
+        self._initial: Base = self._fill or zeros_base
         self._original: bytes | None = None
-        self.kernel = Kernel(policy)
-        self.graph = BlockGraph(era)
-        self.secondary = self.graph.add(RawNode("secondary-disk", size, fill=initial))
-        self.hidden = self.graph.add(Qcow2Node("hidden", size, hidden_cluster,
-                                               backing=self.secondary))
-        self.active = self.graph.add(Qcow2Node("active", size, active_cluster,
-                                               backing=self.hidden))
-        self.top = ReplicationNode(
-            "colo-top", self.active, self.graph, mode="secondary", top_id="colo-top",
-            design=design, backup_cluster_override=backup_cluster)
-        self.graph.add(self.top)
         self.nbd = NBDServer()
-        self.export = self.nbd.add(self.secondary, "secondary", writable=True)
-        self._initial: Base = initial or zeros_base
-        self.oracle = Oracle((size, self._initial), block)
-        self.dumps: list[tuple[str, dict[str, Layer | None]]] = []
-        self.log: list[str] = []
-        self.expectation_failures: list[str] = []
-        self.outcomes: list[Outcome] = []  # one per scenario command played (see interpret)
+        #: what the scenarios played on this lab produced (dumps, log, expectations, outcomes)
+        self.result = ScenarioResult()
+        #: each write task's byte (the primary's and the VM's): who wrote what, for
+        #: :func:`labkit.sources.writers`
+        self.write_bytes: dict[str, int] = {}
         self._names = TaskNames()
         self._failover_pending: str | None = None
         # QMP dispatches one command at a time: a control command runs to its end
         # before the next starts (see _control).
         self.monitor = CoMutex("QMP monitor")
-        self._write_bytes: dict[str, int] = {}  # write task -> its byte (see writers())
         self._view_cache: tuple[tuple, Layer] | None = None  # see layers()
+        self._build()
+
+    def _build(self) -> None:
+        """The graph, its export and its oracle (a lab of another graph has its own)."""
+        config = self.config
+        self.secondary = self.graph.add(RawNode("secondary-disk", config.size, fill=self._fill))
+        self.hidden = self.graph.add(Qcow2Node("hidden", config.size, config.hidden_cluster,
+                                               backing=self.secondary))
+        self.active = self.graph.add(Qcow2Node("active", config.size, config.active_cluster,
+                                               backing=self.hidden))
+        self.top = ReplicationNode(
+            "colo-top", self.active, self.graph, mode="secondary", top_id="colo-top",
+            design=config.design, backup_cluster_override=config.backup_cluster)
+        self.graph.add(self.top)
+        self.export = self.nbd.add(self.secondary, "secondary", writable=True)
+        self.oracle = Oracle((config.size, self._initial), config.block)
 
     def __repr__(self) -> str:
         return (f"<Lab {self.size} bytes, design {self.design!r}, replication "
@@ -146,16 +155,30 @@ class Lab:
 
     # --- state ------------------------------------------------------------------
     @property
+    def size(self) -> int:
+        """The disk size in bytes (:attr:`config`)."""
+        return self.config.size
+
+    @property
+    def block(self) -> int:
+        """The table block in bytes, the scenarios' ``b`` unit (:attr:`config`)."""
+        return self.config.block
+
+    @property
+    def design(self) -> str:
+        """The read protection (COLO) or the fleecing scheme (:attr:`config`)."""
+        return self.config.design
+
+    @property
+    def era(self) -> str:
+        """The control-plane era, ``"2.8"`` or ``"7.2"`` (:attr:`config`)."""
+        return self.config.era
+
+    @property
     def original(self) -> bytes:
         """The secondary disk's initial contents (the ``fill``), ``size`` bytes."""
         if self._original is None:
-            fill = self.config["fill"]
-            if fill == "index":
-                self._original = index_fill(self.size, self.block)
-            elif fill == "zero":
-                self._original = bytes(self.size)
-            else:
-                self._original = bytes([fill]) * self.size
+            self._original = self.original_bytes(0, self.size)
         return self._original
 
     def original_bytes(self, offset: int, length: int) -> bytes:
@@ -163,9 +186,10 @@ class Lab:
         return np.asarray(self._initial(offset, length), dtype=np.uint8).tobytes()
 
     @property
-    def state(self) -> str:
-        """The replication stage: none, running, failover, failover-failed or done."""
-        return self.top.stage.value
+    def state(self) -> StrEnum:
+        """The replication stage (a :class:`~labkit.replication.ReplicationStage`, a
+        ``str``): none, running, failover, failover-failed or done."""
+        return self.top.stage
 
     @property
     def trace(self) -> EventLog:
@@ -179,34 +203,32 @@ class Lab:
     def backup_cluster(self) -> int:
         """The backup cluster size the job uses (or would use) in bytes."""
         job = self.top.backup_job
-        if job is not None:
-            return job.cluster_size
-        override = self.config["backup_cluster"]
-        return override or max(1 << 16, self.hidden.cluster_size)
-
-    def writers(self) -> dict[int, list[str]]:
-        """Who wrote each byte value: ``{0xbb: ["nbd-write#1"], 0x15: ["original"], ...}``.
-
-        ``"original"`` for every byte of the initial fill, then the write tasks
-        (the primary's and the VM's, in the order they were issued) that write
-        that byte.  A copy — the backup's COW into hidden, the failover commit —
-        moves bytes without changing who wrote them, so the plots can name the
-        writer of any block's content from its byte value alone.
-        """
-        fill = self.config["fill"]
-        if fill == "index":  # block k holds 0x10 + k % 0x70 (see index_fill)
-            nblocks = -(-self.size // self.block)
-            original = range(0x10, 0x10 + min(nblocks, 0x70))
-        else:
-            original = range(0, 1) if fill == "zero" else range(int(fill), int(fill) + 1)
-        out: dict[int, list[str]] = {b: ["original"] for b in original}
-        for name, byte in self._write_bytes.items():
-            out.setdefault(byte, []).append(name)
-        return out
+        return job.cluster_size if job is not None else self.config.effective_backup_cluster
 
     def violations(self) -> list[Violation]:
         """Conflicting reads and failover mismatches found so far."""
         return list(self.oracle.violations)
+
+    # --- what the scenarios played here produced (:attr:`result`) ----------------------
+    @property
+    def dumps(self) -> list[tuple[str, dict[str, Layer | None]]]:
+        """``[(title, layers)]``, one per ``dump`` (:attr:`result`)."""
+        return self.result.dumps
+
+    @property
+    def log(self) -> list[str]:
+        """Failed commands, oracle violations, dropped failover errors (:attr:`result`)."""
+        return self.result.log
+
+    @property
+    def expectation_failures(self) -> list[str]:
+        """The ``expect`` and ``vread ... BYTE`` checks that failed (:attr:`result`)."""
+        return self.result.expectation_failures
+
+    @property
+    def outcomes(self) -> list[CommandOutcome]:
+        """One per scenario command played (:attr:`result`)."""
+        return self.result.outcomes
 
     # --- tasks --------------------------------------------------------------------
     def _spawn(self, kind: str, coro_fn: Callable[[str], Coroutine[Any, Any, Any]]) -> Task:
@@ -215,22 +237,9 @@ class Lab:
         self._names.take(kind)  # counted only once the task exists
         return task
 
-    def _check_io(self, what: str, offset: int, length: int,
-                  byte: int | None = None) -> tuple[int, int, int]:
-        """The request checked, as plain Python integers (a numpy integer is read as the
-        integer it holds: the trace and the tasks never see numpy types)."""
-        self.top.check_request(offset, length, what)
-        if length == 0:
-            raise BlockError(_errno.EINVAL, f"{what}: length must be at least one 512-byte "
-                                            f"sector")
-        value = 0
-        if what in _WRITES:  # a write's byte is refused at the call, None included
-            value = check_byte(byte, f"{what}: byte")
-        return int(offset), int(length), value
-
     def primary_write(self, offset: int, length: int, byte: int) -> Task:
         """An NBD write from the primary to the secondary disk (task ``nbd-write#N``)."""
-        offset, length, byte = self._check_io("primary write", offset, length, byte)
+        offset, length, byte = check_io(self.top, "primary write", offset, length, byte)
 
         zeroes = byte == 0 and self.graph.era != "2.8"
 
@@ -245,12 +254,12 @@ class Lab:
             self.oracle.primary_write_done(name, offset, length, byte)
 
         task = self._spawn("nbd-write", body)
-        self._write_bytes[task.name] = byte
+        self.write_bytes[task.name] = byte
         return task
 
     def vm_write(self, offset: int, length: int, byte: int) -> Task:
         """A write by the secondary VM through the replication node (``vm-write#N``)."""
-        offset, length, byte = self._check_io("VM write", offset, length, byte)
+        offset, length, byte = check_io(self.top, "VM write", offset, length, byte)
 
         async def body(name: str) -> None:
             await blk_wait_while_drained(self.top)  # the guest device is quiesced
@@ -263,12 +272,12 @@ class Lab:
                 self.oracle.vm_write_done(name, ok)
 
         task = self._spawn("vm-write", body)
-        self._write_bytes[task.name] = byte
+        self.write_bytes[task.name] = byte
         return task
 
     def vm_read(self, offset: int, length: int) -> Task:
         """A read by the secondary VM through the replication node (``vm-read#N``)."""
-        offset, length, _ = self._check_io("VM read", offset, length)
+        offset, length, _ = check_io(self.top, "VM read", offset, length)
 
         async def body(name: str) -> bytes:
             await blk_wait_while_drained(self.top)  # the guest device is quiesced
@@ -461,38 +470,8 @@ class Lab:
         self._view_cache = None
 
     def provenance(self, task: Task | str) -> list[str]:
-        """Which layer served each block of a read task, from the trace.
-
-        One entry per block: ``"active"``, ``"hidden"`` or ``"secondary"`` (the
-        layer whose data or zero cluster the read used), ``"mixed"`` when
-        sectors of the block came from different layers, ``""`` outside the read.
-        Read from the events' typed fields: a ``point`` whose ``op`` is
-        ``io-read`` and the ``read-zero`` events, on the layers' nodes.  An
-        unknown task raises :class:`~labkit.errors.ConfigError`, a value that
-        is not a task :class:`~labkit.errors.ArgumentError`.
-        """
-        if isinstance(task, Task):
-            name = task.name
-        elif isinstance(task, str):
-            name = task
-        else:
-            raise ArgumentError(f"provenance needs a task or a task name, got "
-                                f"{type(task).__name__}")
-        if name not in self.kernel.tasks:
-            raise ConfigError(f"no task named {name!r}; tasks: "
-                              f"{', '.join(self.kernel.tasks) or '(none yet)'}")
-        served = np.full(self.size // SECTOR, "", dtype=object)
-        for e in self.kernel.trace:
-            if e.task != name or e.node not in NODE_LAYER:
-                continue
-            if (e.kind == "point" and e.op == "io-read") or e.kind == "read-zero":
-                served[e.offset // SECTOR:(e.offset + e.length) // SECTOR] = NODE_LAYER[e.node]
-        per = self.block // SECTOR
-        out = []
-        for b in range(-(-self.size // self.block)):
-            values = set(served[b * per:(b + 1) * per]) - {""}
-            out.append(values.pop() if len(values) == 1 else ("mixed" if values else ""))
-        return out
+        """Which layer served each block of a read task: :func:`labkit.sources.provenance`."""
+        return provenance(self, task)
 
     def dump(self, title: str = "") -> dict[str, Layer | None]:
         """Record the layers under ``title`` in :attr:`dumps` and return them."""
@@ -509,39 +488,24 @@ class Lab:
         The lab is already built: a ``# config:`` header in ``scenario`` is not
         applied here (:func:`run_scenario` applies it).  A parsed scenario is parsed
         again from its text against this lab (its ``block`` units and its size).
+        What it produces goes to :attr:`result`.
         """
         scenario = self.parsed(scenario)
-        Interpreter(self.backend(scenario), scenario, self).play()
+        Interpreter(self.backend(scenario), scenario, self.result).play()
         return self
 
     def backend(self, scenario: Scenario) -> SimBackend:
         """The interpreter's backend for this lab (a fleecing lab has its own); a
         scenario written for the other graph is refused here, before anything runs."""
-        fleecing = scenario_graph(scenario)
-        if fleecing == "fleecing":
+        if scenario_graph(scenario) == "fleecing":
             raise ConfigError("this scenario uses image fleecing's commands (fleece, cread): "
                               "it needs '# config: graph=fleecing' (or graph=\"fleecing\")")
         return SimBackend(self)
 
-
     def parsed(self, scenario: object) -> Scenario:
         """``scenario`` (text, or a parsed one parsed again from its text) for this lab:
-        every command checked against its size and its ``b`` unit before any runs.
-
-        A parsed scenario may be a part of its text (the steps before or after a
-        ``par`` block, as labkit.qemu's race orders play them): only its own steps,
-        found again by their line numbers, are kept."""
-        part: set[int] | None = None
-        if isinstance(scenario, Scenario):
-            part = {step.line for step in scenario.steps}
-            scenario = scenario.text
-        if not isinstance(scenario, str):
-            raise ArgumentError(f"a scenario is its text (str) or a parsed Scenario, got "
-                                f"{type(scenario).__name__}")
-        whole = parse(scenario, block=self.block, size=self.size)
-        if part is None:
-            return whole
-        return Scenario(tuple(s for s in whole.steps if s.line in part), whole.text)
+        :func:`labkit.scenario.parse_for` with its size and its ``b`` unit."""
+        return parse_for(scenario, block=self.block, size=self.size)
 
 
 def check_byte(byte: object, what: str = "byte") -> int:
@@ -551,124 +515,6 @@ def check_byte(byte: object, what: str = "byte") -> int:
     if not 0 <= byte <= 255:
         raise ConfigError(f"{what} must be an integer 0-255, got {byte!r}")
     return int(byte)
-
-
-class SimBackend:
-    """The simulator's side of the interpreter's backend protocol (:mod:`labkit.interpret`).
-
-    Commands become kernel tasks of the lab (``Lab.primary_write`` and
-    friends, the control methods with ``wait=False``); :meth:`settle` is
-    :meth:`Lab.run`.  Each task's outcome is read once, so a scenario costs
-    time linear in its length.
-    """
-
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        self._commit: Task | None = None  # the failover's commit task, once seen
-
-    def begin(self, cmd: Command) -> str:
-        lab = self.lab
-        if cmd.op == "pwrite":
-            task = lab.primary_write(cmd.offset, cmd.length, cmd.byte)  # type: ignore[arg-type]
-        elif cmd.op == "vwrite":
-            task = lab.vm_write(cmd.offset, cmd.length, cmd.byte)  # type: ignore[arg-type]
-        elif cmd.op == "vread":
-            task = lab.vm_read(cmd.offset, cmd.length)
-        else:
-            task = getattr(lab, cmd.op)(wait=False)
-        return task.name
-
-    def busy(self) -> bool:
-        return self.lab.kernel.has_runnable()
-
-    def settle(self) -> None:
-        self.lab.run()
-
-    def outcome(self, cmd: Command, task: str) -> Outcome:
-        t = self.lab.kernel.tasks[task]
-        exc = t.exception
-        if exc is None:
-            return Outcome(cmd, task, data=t.result if cmd.op == "vread" else None)
-        if isinstance(exc, ReplicationError):
-            return Outcome(cmd, task, exc.message)
-        return Outcome(cmd, task, str(exc), exc.errno if isinstance(exc, BlockError) else None)
-
-    def background_failures(self) -> list[str]:
-        commit = self.lab.top.commit_task  # started by a failover; it runs on after it
-        if commit is None or commit is self._commit or not commit.done:
-            return []
-        self._commit = commit
-        exc = commit.exception
-        return [] if exc is None else [f"{commit.name} failed: {exc}"]
-
-    def layers(self) -> dict[str, Layer | None]:
-        return self.lab.layers()
-
-    def layer(self, name: str) -> Layer | None:
-        return self.lab.layer(name)
-
-    def state(self) -> str:
-        return self.lab.state
-
-    def original(self, offset: int, length: int) -> bytes:
-        return self.lab.original_bytes(offset, length)
-
-
-class ScenarioRun:
-    """A scenario played one scheduling decision at a time: :meth:`Lab.play`, step by step.
-
-    The widgets drive a scenario with it.  Each :meth:`step` is one decision of
-    the lab's policy; between decisions, exactly as in :meth:`Lab.play` (the
-    same :class:`~labkit.interpret.Interpreter`), a command (or a ``par``
-    block) whose tasks have all finished is checked and the next one is
-    started, and ``dump`` / ``expect`` lines take effect.  :attr:`current` is
-    the scenario step whose tasks are running (None when :attr:`done`).
-    Invariant: while not done, some task is runnable.
-    """
-
-    def __init__(self, lab: Lab, scenario: str | Scenario) -> None:
-        if not isinstance(lab, Lab):
-            raise ArgumentError(f"ScenarioRun needs a Lab, got {type(lab).__name__}")
-        scenario = lab.parsed(scenario)
-        self.lab = lab
-        self.scenario = scenario
-        self.started_at = 0  # len(lab.schedule) when the current step's tasks started
-        self._interp = Interpreter(lab.backend(scenario), scenario, lab)
-        self._advance()
-
-    @property
-    def index(self) -> int:
-        """Index into ``scenario.steps`` of the step being run."""
-        return self._interp.index
-
-    def _advance(self) -> None:
-        before = self._interp.index
-        self._interp.advance()
-        if self._interp.index != before or not self.lab.schedule:
-            self.started_at = len(self.lab.schedule)
-
-    @property
-    def done(self) -> bool:
-        """True once every step of the scenario has been played and settled."""
-        return self._interp.done
-
-    @property
-    def current(self) -> Command | Par | None:
-        """The scenario step whose tasks are running now (None when done)."""
-        return self._interp.current
-
-    def step(self) -> Event:
-        """One scheduling decision (the lab's policy picks); returns its ``run`` event."""
-        if self.done:
-            raise StateError("the scenario has been played to its end; nothing left to step")
-        event = self.lab.step()
-        self._advance()
-        return event
-
-    def run(self) -> None:
-        """Play the rest of the scenario."""
-        while not self.done:
-            self.step()
 
 
 def build_secondary(size: int | str = "1M", block: int | str = "4K",
@@ -713,10 +559,7 @@ def build_lab(config: LabConfig, policy: str | Policy | None = "fifo") -> Lab:
             raise StateError(f"the {config.graph!r} graph is not loaded: import labkit (its "
                              f"package face imports every graph module)")
         return OTHER_GRAPHS[config.graph](config, chosen)
-    return Lab(size=config.size, block=config.block, hidden_cluster=config.hidden_cluster,
-               active_cluster=config.active_cluster, design=config.design,
-               fill=config.fill, policy=chosen, era=config.era,
-               backup_cluster=config.backup_cluster)
+    return Lab(config, chosen)
 
 
 def run_scenario(text: str | Scenario, **config: Any) -> Lab:
@@ -724,18 +567,13 @@ def run_scenario(text: str | Scenario, **config: Any) -> Lab:
 
     The configuration is the scenario's ``# config:`` header (see
     :mod:`labkit.scenarios`), then ``config`` (the :func:`build_secondary`
-    keywords, ``policy`` included) over it.  A malformed scenario is rejected
-    before anything runs.
+    keywords, ``policy`` included) over it: :func:`labkit.scenario.configured`.
+    A bad value or a malformed scenario is rejected before anything is built.
     """
-    source = text.text if isinstance(text, Scenario) else text
-    if not isinstance(source, str):
-        raise ArgumentError(f"a scenario is its text (str), got {type(source).__name__}")
     policy = config.pop("policy", "fifo")
-    cfg = resolve(source, config)
-    lab = build_lab(cfg, policy)
-    return lab.play(source)  # parsed against the lab built: its size and block
+    cfg, scenario = configured(text, **config)
+    return build_lab(cfg, policy).play(scenario)
 
 
-__all__ = ["DESIGNS", "ERAS", "FILLS", "Lab", "ScenarioRun", "SimBackend", "build_lab",
-           "build_secondary", "check_byte", "expect_failure", "index_fill", "run_scenario",
-           "vread_failure"]
+__all__ = ["OTHER_GRAPHS", "Lab", "ScenarioRun", "SimBackend", "build_lab", "build_secondary",
+           "check_byte", "check_io", "index_fill", "run_scenario"]

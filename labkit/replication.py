@@ -31,12 +31,12 @@ block-copy, qcow2's CoMutex and COW order).  See ``docs/qemu-eras.md``.
 from __future__ import annotations
 
 import errno as _errno
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
 from .block import BlockGraph, BlockNode, FilterNode
-from .config import DESIGNS  # the configuration words, defined once
-from .errors import BlockError, ConfigError, ReplicationError
+from .config import DESIGNS, check_choice  # the configuration words, defined once
+from .errors import BlockError, ReplicationError
 from .jobs import (
     BackupJob,
     CommitJob,
@@ -59,8 +59,8 @@ class ReplicationMode(int, Enum):
     SECONDARY = 1
 
 
-class ReplicationStage(Enum):
-    """``BLOCK_REPLICATION_*``."""
+class ReplicationStage(StrEnum):
+    """``BLOCK_REPLICATION_*`` (a ``str``: printed, traced and compared as its value)."""
 
     NONE = "none"
     RUNNING = "running"
@@ -89,8 +89,7 @@ class ReplicationNode(FilterNode):
             raise ReplicationError("Missing the option top-id")
         if mode == "primary" and top_id is not None:
             raise ReplicationError("The primary side does not support option top-id")
-        if design not in DESIGNS:
-            raise ConfigError(f"design {design!r} is not one of {', '.join(map(repr, DESIGNS))}")
+        check_choice("design", design, DESIGNS)  # LabConfig's own check, for a node built alone
         super().__init__(name, file.size)
         self.set_file(file)
         self.graph = graph  # where top-id is looked up; its era is this node's

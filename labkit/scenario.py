@@ -59,8 +59,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from .config import BYTE_FORMS, MAX_SIZE, SIZE_FORMS, byte_token, size_token, split_lines
-from .errors import ScenarioError, ScenarioLimitError
+from .config import (
+    BYTE_FORMS,
+    MAX_SIZE,
+    SIZE_FORMS,
+    LabConfig,
+    byte_token,
+    resolve,
+    size_token,
+    split_lines,
+)
+from .errors import ArgumentError, ScenarioError, ScenarioLimitError
 from .layers import LAYER_NAMES, SECTOR
 
 IO_COMMANDS = ("pwrite", "vwrite", "vread")
@@ -261,6 +270,51 @@ def parse(text: str, *, block: int = 4096, size: int | None = None) -> Scenario:
     scenario = Scenario(tuple(steps), text)
     check(scenario)
     return scenario
+
+
+def parse_for(scenario: object, *, block: int, size: int) -> Scenario:
+    """``scenario`` (text, or a parsed one parsed again from its text) for a disk of
+    ``size`` bytes and a ``b`` unit of ``block``: every command checked before any runs.
+
+    A parsed scenario may be a part of its text (the steps before or after a ``par``
+    block, as labkit.qemu's race orders play them): only its own steps, found again
+    by their line numbers, are kept."""
+    part: set[int] | None = None
+    if isinstance(scenario, Scenario):
+        part = {step.line for step in scenario.steps}
+        scenario = scenario.text
+    if not isinstance(scenario, str):
+        raise ArgumentError(f"a scenario is its text (str) or a parsed Scenario, got "
+                            f"{type(scenario).__name__}")
+    whole = parse(scenario, block=block, size=size)
+    if part is None:
+        return whole
+    return Scenario(tuple(s for s in whole.steps if s.line in part), whole.text)
+
+
+def configured(text: str | Scenario, *, source: str = "keyword",
+               **explicit: object) -> tuple[LabConfig, Scenario]:
+    """The one way from scenario text plus keywords to a run's configuration and steps.
+
+    The configuration is the scenario's ``# config:`` header, then ``explicit``
+    over it (a None value means "not given"), checked by
+    :class:`~labkit.config.LabConfig` (:func:`labkit.config.resolve`); the
+    scenario is parsed with that configuration's ``block`` (the ``b`` unit) and
+    ``size`` (:func:`parse_for`, so a parsed part of a scenario stays that part).
+    Nothing is built: a bad value raises :class:`~labkit.errors.ConfigError`,
+    :class:`~labkit.errors.ArgumentError` (a bad type or an unknown key, naming
+    the allowed ones) or :class:`~labkit.errors.LimitError` naming the key as
+    ``source`` spells it (``"keyword"``, ``"cli"``), a bad scenario
+    :class:`~labkit.errors.ScenarioError`.  Every entry point that runs a
+    scenario (``lk.run_scenario``, explore and replay, the widgets, the CLI,
+    the QEMU backend) starts here.
+    """
+    source_text = text.text if isinstance(text, Scenario) else text
+    if not isinstance(source_text, str):
+        raise ArgumentError(f"a scenario is its text (str) or a parsed Scenario, got "
+                            f"{type(text).__name__}")
+    config = resolve(source_text, explicit, source)
+    return config, parse_for(text, block=config.block, size=config.size)
 
 
 def check(scenario: Scenario) -> None:

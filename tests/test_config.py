@@ -21,9 +21,71 @@ from labkit.testing import snapshot
 def test_defaults_are_build_secondarys() -> None:
     cfg = LabConfig()
     lab = lk.build_secondary()
-    assert cfg.keywords() == {k: lab.config[k] for k in cfg.keywords()}
-    assert lab.lab_config == cfg
-    assert cfg.effective_backup_cluster == 65536
+    assert lab.config == cfg and isinstance(lab.config, LabConfig)
+    assert (lab.size, lab.block, lab.design, lab.era) == (cfg.size, cfg.block, cfg.design,
+                                                          cfg.era)
+    assert cfg.effective_backup_cluster == 65536 == lab.backup_cluster
+
+
+def test_a_lab_is_built_from_a_labconfig_only() -> None:
+    cfg = LabConfig(size="128K", design="none")
+    lab = lk.Lab(cfg)
+    assert lab.config is cfg and lab.size == 131072 and lab.design == "none"
+    with pytest.raises(ArgumentError, match="a lab is built from a LabConfig"):
+        lk.Lab({"size": "128K"})  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="policy must be 'fifo' or a policy object"):
+        lk.Lab(cfg, "lifo")
+
+
+def test_configured_applies_the_header_then_the_keywords() -> None:
+    text = "# config: size=128K active_cluster=64K block=8K\nstart\nvwrite 2b 512 0xcc\n"
+    cfg, scenario = sc.configured(text, size="256K", design="none", fill=None)
+    assert (cfg.size, cfg.active_cluster, cfg.block, cfg.design, cfg.fill) == (
+        262144, 65536, 8192, "none", "index")  # None: not given (the default applies)
+    assert scenario.text == text and scenario.commands[1].offset == 2 * 8192  # ``b`` = block
+    assert sc.configured(text)[0].size == 131072  # the header alone
+    # A parsed part of a scenario stays that part (its text's header applies).
+    part = sc.Scenario(scenario.steps[1:], text)
+    assert sc.configured(part)[1].steps == scenario.steps[1:]
+
+
+@pytest.mark.parametrize(("explicit", "error", "message"), [
+    ({"size": "lots"}, ConfigError, "size must be a size like 4096"),
+    ({"design": "2.9"}, ConfigError, "design must be one of 'none', '2.8', '4.0', got '2.9'"),
+    ({"colour": "blue"}, ArgumentError, "unknown configuration key colour; allowed: size, "
+                                        "block"),
+    ({"policy": "fifo"}, ArgumentError, "unknown configuration key policy"),
+    ({"size": 3 << 30}, LimitError, "size 3221225472 is 3221225472 bytes, past labkit's bound"),
+])
+def test_configured_names_the_key_and_what_is_allowed(explicit: dict, error: type,
+                                                      message: str) -> None:
+    with pytest.raises(error, match=message):
+        sc.configured("start\n", **explicit)
+
+
+def test_configured_errors_use_the_sources_wording_and_check_the_scenario() -> None:
+    with pytest.raises(ConfigError, match="^--size must be"):
+        sc.configured("start\n", source="cli", size="lots")
+    with pytest.raises(ConfigError, match="'# config: size' must be"):
+        sc.configured("# config: size=lots\nstart\n")
+    # The scenario is checked against the configuration: 2M is past a 1M disk.
+    with pytest.raises(ScenarioError, match="line 2"):
+        sc.configured("# config: size=1M\nvread 2M 4K\n")
+    with pytest.raises(ArgumentError, match="a scenario is its text"):
+        sc.configured(42)  # type: ignore[arg-type]
+
+
+def test_configured_builds_nothing_and_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_lab(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a Lab was built to check a configuration")
+
+    monkeypatch.setattr(lk.Lab, "__init__", no_lab)
+    text = "# config: size=128K\nstart\n"
+    explicit = {"design": "4.0", "block": "8K"}
+    cfg, _ = sc.configured(text, **explicit)
+    assert cfg.design == "4.0" and explicit == {"design": "4.0", "block": "8K"}
+    with pytest.raises(ConfigError):
+        sc.configured(text, design="nope")
 
 
 def test_one_parser_for_keywords_headers_and_cli() -> None:

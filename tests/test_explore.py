@@ -139,7 +139,7 @@ def test_shrink_can_be_turned_off() -> None:
     ({"stop_at_first": "yes"}, lk.ConfigError, "stop_at_first must be True or False"),
     ({"keep_runs": 1}, lk.ConfigError, "keep_runs must be True or False"),
     ({"policy": lk.FIFO()}, lk.ConfigError, "cannot be given"),
-    ({"colour": "blue"}, lk.ArgumentError, "unknown configuration keyword 'colour'; allowed: size"),
+    ({"colour": "blue"}, lk.ArgumentError, "unknown configuration key colour; allowed: size"),
     ({"design": "5.0"}, ValueError, "design must be one of 'none', '2.8', '4.0'"),
 ])
 def test_bad_options_say_what_is_allowed(kwargs, error, message) -> None:
@@ -367,6 +367,29 @@ def test_a_keyword_that_contradicts_the_trace_file_is_an_error(canonical_none) -
         lk.replay(None, text, design="2.8")
     with pytest.raises(lk.ConfigError, match="size='64K' contradicts"):
         lk.replay(None, text, size="64K")
+
+
+def test_a_trace_files_configuration_is_checked_without_building_a_lab(canonical_none,
+                                                                     monkeypatch) -> None:
+    """Normalising a keyword against the file's value (``"128K"`` is 131072) and checking
+    the whole configuration build no Lab (LabConfig checks them); only the run does."""
+    text = canonical_none.violations[0].to_json()
+    assert tr.loads(text).meta["config"]["size"] == 128 * 1024  # LabConfig's values
+    built = []
+    real = lk.Lab.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(args)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lk.Lab, "__init__", counting)
+    with pytest.raises(lk.ConfigError, match="size='64K' contradicts"):
+        lk.replay(None, text, size="64K", block="4K")
+    with pytest.raises(lk.ConfigError, match="design must be one of"):
+        lk.replay(CANONICAL, "start#1", design="5.0")
+    assert built == []
+    lab = lk.replay(None, text, size="128K", design="none")
+    assert len(built) == 1 and lab.violations()  # the replayed run, and nothing else
 
 
 def test_a_trace_file_for_another_scenario_is_refused(canonical_none) -> None:

@@ -14,6 +14,7 @@ from labkit import trace as tr
 from labkit.cli import demo_text, main
 from labkit.errors import AlignmentError, RangeError, ScenarioError
 from labkit.layers import Layer
+from labkit.replication import ReplicationStage
 from labkit.scenario import Par, parse
 from labkit.testing import snapshot
 
@@ -333,3 +334,33 @@ def test_a_part_of_a_parsed_scenario_plays_only_its_own_steps() -> None:
     lab.play(after)
     assert [title for title, _ in lab.dumps] == ["after"]
     assert [c.op for c in lab.parsed(after).commands] == ["dump", "vread"]
+
+
+def test_the_sim_result_has_the_qemu_runs_fields() -> None:
+    """A lab's ScenarioResult and labkit.qemu's QemuRun hold what the interpreter records
+    under the same names and types (no QEMU needed: nothing is launched)."""
+    import dataclasses
+
+    from labkit.interpret import Record
+    from labkit.qemu._run import QemuRun, configured_scenario
+    from labkit.run import ScenarioResult
+
+    fields = [f.name for f in dataclasses.fields(ScenarioResult)]
+    assert fields == list(Record.__annotations__)  # exactly the interpreter's record
+    config, scenario = configured_scenario("start\nvread 0 4K\ndump\n", size="128K")
+    qemu_run = QemuRun(scenario, config)
+    for name in fields:
+        assert type(getattr(qemu_run, name)) is type(getattr(ScenarioResult(), name)) is list
+    lab = lk.run_scenario("start\nvread 0 4K 0xbb\ndump\n", size="128K")
+    assert isinstance(lab.result, ScenarioResult)
+    for name in fields:  # the lab's public names are its result's
+        assert getattr(lab, name) is getattr(lab.result, name)
+    assert len(lab.dumps) == 1 and len(lab.outcomes) == 2 and len(lab.expectation_failures) == 1
+
+
+def test_the_replication_stage_is_an_enum_that_prints_as_before() -> None:
+    lab = lk.build_secondary(size="128K")
+    assert lab.state is ReplicationStage.NONE and lab.state == "none"
+    lab.start()
+    assert lab.state is ReplicationStage.RUNNING
+    assert f"{lab.state}" == str(lab.state) == "running" and "replication running" in repr(lab)

@@ -11,6 +11,7 @@ import pytest
 import labkit as lk
 from labkit import scenarios
 from labkit.lab import ScenarioRun
+from labkit.sources import writers
 from labkit.widgets import (
     RaceReplay,
     SchedulerPlayground,
@@ -64,7 +65,7 @@ def test_scenario_run_steps_exactly_like_play(text):
 def test_writers_name_who_wrote_each_byte():
     lab = lk.run_scenario("start\npwrite 0 4K 0xbb\nvwrite 8K 4K 0xcc\npwrite 12K 4K 0xbb",
                           size=SIZE)
-    w = lab.writers()
+    w = writers(lab)
     assert w[0xBB] == ["nbd-write#1", "nbd-write#2"] and w[0xCC] == ["vm-write#1"]
     assert w[0x15] == ["original"]
 

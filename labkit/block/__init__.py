@@ -17,7 +17,16 @@ from ._node import (
     InjectedError,
     TrackedRequest,
 )
-from ._store import CHUNK, Base, BufferBase, ChunkStore, ConstantFill, IndexFill, zeros_base
+from ._store import (
+    CHUNK,
+    Base,
+    BufferBase,
+    ChunkStore,
+    ConstantFill,
+    IndexFill,
+    fill_base,
+    zeros_base,
+)
 from .block_copy import BlockCopyState, BlockReq, BlockReqList
 from .copy_before_write import CopyBeforeWriteNode, bdrv_cbw_append, bdrv_cbw_drop
 from .nbd import NBDExport, NBDServer
@@ -54,5 +63,6 @@ __all__ = [
     "bdrv_drained_begin",
     "bdrv_drained_end",
     "blk_wait_while_drained",
+    "fill_base",
     "zeros_base",
 ]

@@ -122,6 +122,22 @@ class IndexFill:
         return out
 
 
+def fill_base(fill: str | int, block: int) -> Base | None:
+    """A disk's initial contents as a function of ``(offset, nbytes)``, from a lab's ``fill``.
+
+    The one reading of ``fill`` (:class:`labkit.config.LabConfig` has checked it):
+    ``"index"`` is :class:`IndexFill` of ``block``, ``"zero"`` None (a raw file that
+    is one sparse hole, read as zeros), a byte :class:`ConstantFill`.  As a function,
+    not as bytes: a disk and the oracle keep only what is written (a 1 GiB disk
+    stays small).
+    """
+    if fill == "index":
+        return IndexFill(block)
+    if fill == "zero":
+        return None
+    return ConstantFill(int(fill))
+
+
 class BufferBase:
     """The bytes of a caller's buffer (kept by reference, read-only); zeros past its end."""
 

@@ -27,9 +27,9 @@ from ..errors import LabkitError
 from ._common import (
     OneLineParser,
     add_config_arguments,
+    configured_from_cli,
     one_line,
     read_scenario,
-    resolve_config,
     scenario_input,
 )
 from ._run import demo_text, dumps_json, report
@@ -73,6 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
 
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_REFUSED", "SUBCOMMAND_MODULES", "add_config_arguments",
-           "build_parser", "demo_text", "dumps_json", "main", "read_scenario", "report",
-           "resolve_config", "scenario_input"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_REFUSED",
+    "SUBCOMMAND_MODULES",
+    "add_config_arguments",
+    "build_parser",
+    "configured_from_cli",
+    "demo_text",
+    "dumps_json",
+    "main",
+    "read_scenario",
+    "report",
+    "scenario_input",
+]

@@ -4,10 +4,11 @@ A scenario argument is a file, ``-`` for standard input, or the name of a
 shipped scenario (:func:`labkit.scenarios.names`); a file's bytes are decoded
 by :func:`labkit.scenario.decode` (UTF-8, a byte-order mark tolerated, bad
 bytes named by file and line).  The configuration options are the
-:class:`labkit.config.LabConfig` keys; :func:`resolve_config` applies the
-scenario's ``# config:`` header under the options given, with the one parser
-of :mod:`labkit.config` — so ``run``, ``explore``, ``replay`` and ``compare``
-read a scenario alike.
+:class:`labkit.config.LabConfig` keys; :func:`configured_from_cli` applies the
+scenario's ``# config:`` header under the options given and parses the
+scenario with the result (:func:`labkit.scenario.configured`, the one way from
+text and keywords to a run) — so ``run``, ``explore``, ``replay`` and
+``compare`` read a scenario alike.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from collections.abc import Iterator
 from typing import Any, NoReturn, TextIO
 
 from .. import scenarios
-from ..config import LabConfig, resolve
+from ..config import CONFIG_KEYS, LabConfig
 from ..errors import ConfigError, LimitError, TraceFormatError, UnknownScenario
-from ..scenario import MAX_TEXT, decode
+from ..scenario import MAX_TEXT, Scenario, configured, decode
 from ..trace import MAX_TRACE_CHARS
 
 CONFIG_HELP = {
@@ -67,16 +68,15 @@ def add_config_arguments(parser: argparse.ArgumentParser,
 
 def given_config(args: argparse.Namespace, keys: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The configuration options given on the command line (by key)."""
-    from ..config import CONFIG_KEYS
-
     return {k: getattr(args, k) for k in (keys or CONFIG_KEYS)
             if getattr(args, k, None) is not None}
 
 
-def resolve_config(text: str, args: argparse.Namespace,
-                   keys: tuple[str, ...] | None = None) -> LabConfig:
-    """The scenario's ``# config:`` header, then the options given (checked, CLI wording)."""
-    return resolve(text, given_config(args, keys), source="cli")
+def configured_from_cli(text: str, args: argparse.Namespace,
+                        keys: tuple[str, ...] | None = None) -> tuple[LabConfig, Scenario]:
+    """The scenario's ``# config:`` header, then the options given (checked, CLI
+    wording), and the scenario parsed with them."""
+    return configured(text, source="cli", **given_config(args, keys))
 
 
 READ_PIECE = 1 << 20  # standard input and devices are read this much at a time

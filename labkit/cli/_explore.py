@@ -14,20 +14,20 @@ from typing import Any, TextIO
 
 from .. import scenarios
 from .. import trace as _trace
-from ..config import designs_for
+from ..config import LabConfig, designs_for
 from ..errors import Deadlock, TraceFormatError
 from ..explore import DEFAULT_MAX_RUNS, Exploration, explore, parse_schedule, replay
 from ._common import (
     add_config_arguments,
+    configured_from_cli,
     given_config,
     json_only_stdout,
     natural_int,
     positive_int,
     read_json_text,
-    resolve_config,
     scenario_input,
 )
-from ._run import report
+from ._run import config_json, report
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -75,16 +75,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_replay)
 
 
-def _config(text: str, args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
-    """The options given (checked over the header, CLI wording) and whether --design was.
+def _config(text: str, args: argparse.Namespace) -> tuple[dict[str, Any], bool, LabConfig]:
+    """The options given (checked over the header, CLI wording), whether --design was,
+    and the whole configuration.
 
     Only the given ones are passed on: explore and replay apply the header
     themselves, and a replayed trace file's stored configuration must not be
     contradicted by defaults nobody asked for.
     """
-    cfg = resolve_config(text, args)
+    cfg, _ = configured_from_cli(text, args)
     given = {k: getattr(cfg, k) for k in given_config(args)}
-    return given, "design" in given
+    return given, "design" in given, cfg
 
 
 def _line(label: str, ex: Exploration) -> str:
@@ -102,9 +103,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def _explore(args: argparse.Namespace, stdout: TextIO) -> int:
     text, label = scenario_input(args.file)
-    config, chosen = _config(text, args)
-    graph = resolve_config(text, args).graph
-    designs = [config.pop("design")] if chosen else list(designs_for(graph))
+    config, chosen, cfg = _config(text, args)
+    designs = [config.pop("design")] if chosen else list(designs_for(cfg.graph))
     expected = scenarios.verdicts(text)
     mismatches = 0
     for design in designs:
@@ -182,7 +182,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace, stdout: TextIO) -> int:
     text, label = scenario_input(args.file)
-    config, _ = _config(text, args)
+    config, _, _ = _config(text, args)
     schedule = _read_schedule(args.schedule)
     try:
         lab = replay(text, schedule, **config)
@@ -197,7 +197,8 @@ def _replay(args: argparse.Namespace, stdout: TextIO) -> int:
         print(f"-- schedule: {_trace.format_schedule(lab.schedule)}")
     print(report(lab))
     if args.json:
-        doc = _trace.dumps(lab.trace, lab.schedule, {"config": lab.config, "scenario": text})
+        doc = _trace.dumps(lab.trace, lab.schedule, {"config": config_json(lab.config),
+                                                            "scenario": text})
         if args.json == "-":
             stdout.write(doc + "\n")
         else:

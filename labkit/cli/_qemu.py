@@ -65,8 +65,9 @@ def _qemu_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from ..config import header_config, resolve
+    from ..config import header_config
     from ..qemu import compare
+    from ..scenario import configured
 
     text, _ = scenario_input(args.file)
     config = _qemu_config(args)
@@ -74,13 +75,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     # comparison itself, which names what it runs (era 7.2) when one does not fit
     if header_config(text).get("graph") == "fleecing":  # image fleecing (labkit.qemu._fleecing)
         from ..qemu._fleecing import compare_fleecing, compare_fleecing_race, fleecing_race_text
-        from ..scenario import parse
 
         if args.order is not None or args.json is not None:
             raise ConfigError("--order and --json are for COLO races; a fleecing race runs "
                               "every order it has")
-        cfg = resolve(text, {k: v for k, v in config.items() if v is not None})
-        if parse(text, block=cfg.block, size=cfg.size).has_par:
+        if configured(text, source="cli", **config)[1].has_par:
             races = compare_fleecing_race(text, design=args.design, timeout=args.timeout,
                                           qemu=args.qemu, **config)
             print(fleecing_race_text(races))
@@ -90,7 +89,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(fleecing.text())
         return 0 if fleecing.agree else 1
     if args.design is not None:  # else compare's own default design applies
-        config["design"] = resolve(None, {"design": args.design}, source="cli").design
+        config["design"] = configured(text, source="cli", design=args.design)[0].design
     if args.order is not None:
         config["order"] = args.order
     result = compare(text, timeout=args.timeout, qemu=args.qemu, **config)

@@ -6,15 +6,15 @@ import argparse
 import json
 from typing import Any, TextIO
 
+from ..config import LabConfig
 from ..lab import Lab, build_lab, build_secondary
 from ..layers import Layer
 from ..render import LEGEND, block_map, dumps_text
-from ..scenario import parse
 from ..steps import STEP_TITLES, workflow_step
 from ._common import (
     add_config_arguments,
+    configured_from_cli,
     json_only_stdout,
-    resolve_config,
     scenario_input,
     seconds,
 )
@@ -47,13 +47,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=cmd_demo)
 
 
+def config_json(config: LabConfig | dict[str, Any]) -> dict[str, Any]:
+    """A run's configuration as JSON: a lab's :class:`~labkit.config.LabConfig` as its
+    keywords, a QEMU run's (a dict with the QEMU version) as it is."""
+    return config.keywords() if isinstance(config, LabConfig) else dict(config)
+
+
 def dumps_json(lab: Any) -> dict[str, Any]:
     """The run's dumps, log and violations as a JSON-ready dict."""
     def layer(lay: Layer | None) -> dict[str, Any] | None:
         return None if lay is None else lay.to_json()
 
     return {
-        "config": {k: v for k, v in lab.config.items()},
+        "config": config_json(lab.config),
         "dumps": [{"title": t, "layers": {n: layer(lay) for n, lay in layers.items()}}
                   for t, layers in lab.dumps],
         "log": lab.log,
@@ -88,8 +94,8 @@ def _run(args: argparse.Namespace, stdout: TextIO) -> int:
 
         lab: Any = run_on_qemu(text, args)  # a labkit.qemu.QemuRun: dumps, log, ... as a Lab's
     else:
-        cfg = resolve_config(text, args)
-        lab = build_lab(cfg).play(parse(text, block=cfg.block, size=cfg.size))
+        cfg, scenario = configured_from_cli(text, args)
+        lab = build_lab(cfg).play(scenario)
     print(report(lab))
     if args.json:
         text = json.dumps(dumps_json(lab), indent=1, sort_keys=True)

@@ -26,7 +26,7 @@ the questions a trainee asks about them:
   write runs to its end before the read reads the secondary disk.
 * :func:`check_determinism` — the self-check every replay depends on.
 * outcomes — ``explore(..., keep_runs=True)`` hands back every complete
-  run's schedule and outcome digest (:class:`RunOutcome`), so anyone can
+  run's schedule and outcome digest (:class:`ExploredRun`), so anyone can
   check a reduction against the naive exploration (``reduction="none"``)
   through the public API.
 
@@ -41,13 +41,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import trace as _trace
+from ..config import CONFIG_KEYS, LabConfig
 from ..errors import ArgumentError, ConfigError, NondeterminismError
 from ..kernel import Event
-from ..lab import Lab, build_secondary
+from ..lab import Lab, build_lab
 from ..scenario import Scenario
 from ._outcome import outcome_digest
 from ._replay import (
-    CONFIG_KEYS,
     check_determinism,
     parse_schedule,
     preemptions,
@@ -92,7 +92,7 @@ class Counterexample:
     original_preemptions: int
     trace: tuple[Event, ...] = field(repr=False)
     scenario: str = field(repr=False, default="")
-    config: dict[str, Any] = field(repr=False, default_factory=dict)
+    config: LabConfig = field(repr=False, default_factory=LabConfig)
     shrunk: bool = False
 
     @property
@@ -111,20 +111,20 @@ class Counterexample:
         """The counterexample as a labkit trace file: it stores the scenario and the
         configuration, so ``lk.replay(None, text)`` replays it by itself."""
         meta = {"kind": self.kind, "task": self.task, "message": self.message,
-                "preemptions": self.preemptions, "config": self.config,
+                "preemptions": self.preemptions, "config": self.config.keywords(),
                 "scenario": self.scenario}
         return _trace.dumps(self.trace, self.schedule, meta)
 
     def replay(self) -> Lab:
         """Replay this counterexample's schedule (with its own scenario and configuration)."""
-        return replay(self.scenario, self.schedule, **self.config)
+        return replay(self.scenario, self.schedule, **self.config.keywords())
 
     def __str__(self) -> str:
         return f"{self.message}\n  {self.schedule_label}: {self.schedule_text}"
 
 
 @dataclass(frozen=True)
-class RunOutcome:
+class ExploredRun:
     """One complete run of an exploration: its schedule and its outcome digest.
 
     ``digest`` covers everything the run lets a user observe (see
@@ -156,7 +156,7 @@ class Exploration:
     ``shrink_runs`` the runs shrinking made (within ``max_runs`` with
     ``runs``).  ``outcomes`` is the set of outcome digests of the complete
     runs (with ``outcomes=True`` or ``keep_runs=True``), ``runs_detail`` each
-    complete run's :class:`RunOutcome` (with ``keep_runs=True``).
+    complete run's :class:`ExploredRun` (with ``keep_runs=True``).
     """
 
     design: str
@@ -176,7 +176,7 @@ class Exploration:
     preemption_bound: int | None = None
     stopped_at_first: bool = False
     shrink_runs: int = 0
-    runs_detail: list[RunOutcome] | None = field(default=None, repr=False)
+    runs_detail: list[ExploredRun] | None = field(default=None, repr=False)
 
     @property
     def verdict(self) -> str:
@@ -237,7 +237,7 @@ class _Collector:
         self.found: dict[tuple[str, str], tuple[str, RunRecord]] = {}
         self.expect: dict[str, None] = {}
         self.outcomes: set[str] = set()
-        self.runs: list[RunOutcome] = []
+        self.runs: list[ExploredRun] = []
         self.violating = 0
 
     def __call__(self, record: RunRecord) -> bool:
@@ -249,7 +249,7 @@ class _Collector:
             digest = outcome_digest(record.lab, record.deadlock)
             self.outcomes.add(digest)
             if self.keep_runs:
-                self.runs.append(RunOutcome(tuple(record.schedule), digest,
+                self.runs.append(ExploredRun(tuple(record.schedule), digest,
                                             tuple(k for k, _ in sig)))
         if not sig:
             return False
@@ -261,7 +261,7 @@ class _Collector:
 
 
 def _counterexamples(found: dict[tuple[str, str], tuple[str, RunRecord]], scenario: Scenario,
-                     text: str, cfg: dict[str, Any], shrinking: bool,
+                     text: str, cfg: LabConfig, shrinking: bool,
                      budget: int) -> tuple[list[Counterexample], int]:
     out = []
     spent = 0
@@ -272,14 +272,14 @@ def _counterexamples(found: dict[tuple[str, str], tuple[str, RunRecord]], scenar
         shrunk = shrinking and original_pre == 0  # no preemption: nothing simpler exists
         if shrinking and original_pre > 0 and budget - spent > 0:
             result, used, shrunk = shrink(scenario, cfg, (kind, task), original_pre,
-                                          min(SHRINK_BUDGET, budget - spent), build_secondary)
+                                          min(SHRINK_BUDGET, budget - spent), build_lab)
             spent += used
             if result is not None:
                 best, best_pre, best_msg = result.schedule, result.preemptions, result.message
         # The exploration ran without a trace: replaying the schedule makes it (same run).
         lab, _ = replay_lab(scenario, best, cfg, allow_deadlock=True)
         out.append(Counterexample(kind, task, best_msg, tuple(best), best_pre, tuple(original),
-                                  original_pre, tuple(lab.trace), text, dict(cfg), shrunk))
+                                  original_pre, tuple(lab.trace), text, cfg, shrunk))
     return out, spent
 
 
@@ -316,13 +316,13 @@ def explore(text: str | Scenario, *, max_runs: int | None = DEFAULT_MAX_RUNS,
     started = time.perf_counter()
     collect = _Collector(stop_at_first, outcomes, keep_runs)
     search = Search(scenario, cfg, reduction=reduction, max_runs=max_runs,
-                    preemption_bound=preemption_bound, on_run=collect, build=build_secondary)
+                    preemption_bound=preemption_bound, on_run=collect, build=build_lab)
     search.run()
     budget = SHRINK_BUDGET * len(collect.found) if max_runs is None else max_runs - search.runs
     counterexamples, shrink_runs = _counterexamples(collect.found, scenario, text, cfg, shrink,
                                                     budget)
     return Exploration(
-        design=cfg.get("design", "2.8"), reduction=reduction, runs=search.runs,
+        design=cfg.design, reduction=reduction, runs=search.runs,
         interleavings=search.interleavings, sleep_blocked=search.sleep_blocked,
         pruned=search.pruned, bounded=search.bounded, complete=search.complete,
         violations=counterexamples, violating_runs=collect.violating,
@@ -338,8 +338,8 @@ __all__ = [
     "DEFAULT_MAX_RUNS",
     "Counterexample",
     "Exploration",
+    "ExploredRun",
     "NondeterminismError",
-    "RunOutcome",
     "check_determinism",
     "explore",
     "is_preemption",

@@ -16,9 +16,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from .. import scenarios as _scenarios
 from .. import trace as _trace
-from ..config import CONFIG_KEYS, split_lines
+from ..config import LabConfig, split_lines
 from ..errors import (
     ArgumentError,
     ConfigError,
@@ -29,8 +28,8 @@ from ..errors import (
 )
 from ..interpret import task_names
 from ..kernel import Policy, Task
-from ..lab import Lab, build_secondary
-from ..scenario import Scenario, parse
+from ..lab import Lab, build_lab
+from ..scenario import Scenario, configured
 from ._search import count_preemptions
 
 #: The task names a scenario can create, in spawn order (the interpreter's, one place).
@@ -44,28 +43,24 @@ ScheduleLike = str | Sequence[str] | _trace.Recording
 
 
 def check_config_keys(config: dict[str, Any]) -> None:
-    for key in config:
-        if key == "policy":
-            raise ConfigError("explore and replay choose the interleaving themselves: a "
-                              "'policy' cannot be given (use lk.run_scenario for a policy)")
-        if key not in CONFIG_KEYS:
-            raise ArgumentError(f"unknown configuration keyword {key!r}; allowed: "
-                                f"{', '.join(CONFIG_KEYS)}")
+    """No ``policy``: explore and replay choose the interleaving (every other key is
+    checked by :class:`~labkit.config.LabConfig`, which names the allowed ones)."""
+    if "policy" in config:
+        raise ConfigError("explore and replay choose the interleaving themselves: a "
+                          "'policy' cannot be given (use lk.run_scenario for a policy)")
 
 
 def prepare(text: str | Scenario, config: dict[str, Any],
-            stored: dict[str, Any] | None = None) -> tuple[str, Scenario, dict[str, Any]]:
-    """The scenario text, its parse and the configuration: header < ``stored`` < keywords."""
+            stored: dict[str, Any] | None = None) -> tuple[str, Scenario, LabConfig]:
+    """The scenario text, its parse and the configuration: header < ``stored`` < keywords
+    (:func:`labkit.scenario.configured`: checked, nothing built)."""
     if isinstance(text, Scenario):
         text = text.text
     if not isinstance(text, str):
         raise ArgumentError(f"a scenario is its text (str), got {type(text).__name__}")
     check_config_keys(config)
-    merged: dict[str, Any] = dict(_scenarios.config(text))
-    merged.update(stored or {})
-    merged.update(config)
-    probe = build_secondary(**merged)  # validates the configuration once
-    return text, parse(text, block=probe.block, size=probe.size), merged
+    cfg, scenario = configured(text, **{**(stored or {}), **config})
+    return text, scenario, cfg
 
 
 # --- schedules ------------------------------------------------------------------------------
@@ -144,10 +139,10 @@ class ReplayPolicy(Policy):
                 f"{', '.join(self.known) or '(none)'}")
 
 
-def replay_lab(scenario: Scenario, names: list[str], cfg: dict[str, Any],
+def replay_lab(scenario: Scenario, names: list[str], cfg: LabConfig,
                allow_deadlock: bool = False) -> tuple[Lab, ReplayPolicy]:
     policy = ReplayPolicy(names, scenario_tasks(scenario))
-    lab = build_secondary(policy=policy, **cfg)
+    lab = build_lab(cfg, policy)
     try:
         lab.play(scenario)
     except Deadlock:
@@ -170,12 +165,14 @@ def replay_lab(scenario: Scenario, names: list[str], cfg: dict[str, Any],
 
 
 def _normal(key: str, value: Any) -> Any:
-    """A configuration value as the lab stores it (``"128K"`` and 131072 are one size)."""
+    """A configuration value as :class:`~labkit.config.LabConfig` holds it (``"128K"``
+    and 131072 are one size); a value it refuses stays as given (the configuration
+    made from both refuses it, naming it)."""
     if key in ("design", "era", "fill"):
         return value
     try:
-        return build_secondary(**{key: value}).config[key]
-    except (ValueError, TypeError):
+        return getattr(LabConfig.parse({key: value}), key)
+    except (ConfigError, ArgumentError):
         return value
 
 
@@ -304,7 +301,7 @@ def check_determinism(text: str | Scenario, schedule: ScheduleLike | None = None
     """
     _, scenario, cfg = prepare(text, config)
     if schedule is None:
-        first = build_secondary(**cfg)
+        first = build_lab(cfg)
         try:
             first.play(scenario)
         except Deadlock:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import LabConfig
 from ..errors import Deadlock, NondeterminismError, RunAborted
 from ..kernel import Policy, Task
 from ..scenario import Scenario
@@ -145,9 +146,9 @@ class Search:
     run; returning True stops the search.
     """
 
-    def __init__(self, scenario: Scenario, config: dict[str, Any], *, reduction: str,
+    def __init__(self, scenario: Scenario, config: LabConfig, *, reduction: str,
                  max_runs: int | None, preemption_bound: int | None,
-                 on_run: Callable[[RunRecord], bool], build: Callable[..., Any],
+                 on_run: Callable[[RunRecord], bool], build: Callable[[LabConfig, Policy], Any],
                  tracing: bool = False) -> None:
         self.scenario = scenario
         self.config = config
@@ -222,7 +223,7 @@ class Search:
     # --- runs ------------------------------------------------------------------------
     def execute(self, branch: int) -> RunRecord:
         policy = _Policy(self, branch)
-        lab = self.build(policy=policy, **self.config)
+        lab = self.build(self.config, policy)
         lab.kernel.tracing = self.tracing
         policy.attach(lab)
         record = RunRecord(lab, [], [])

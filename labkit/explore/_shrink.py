@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import LabConfig
+from ..kernel import Policy
 from ..scenario import Scenario
 from ._search import RunRecord, Search, count_preemptions
 
@@ -37,8 +39,9 @@ def signature(record: RunRecord) -> list[tuple[tuple[str, str], str]]:
     return out
 
 
-def shrink(scenario: Scenario, cfg: dict[str, Any], key: tuple[str, str], upto: int,
-           budget: int, build: Callable[..., Any]) -> tuple[Shrunk | None, int, bool]:
+def shrink(scenario: Scenario, cfg: LabConfig, key: tuple[str, str], upto: int,
+           budget: int,
+           build: Callable[[LabConfig, Policy], Any]) -> tuple[Shrunk | None, int, bool]:
     """The first run with the fewest preemptions (< ``upto``) showing violation ``key``,
     the number of runs spent (never more than ``budget``), and whether the search
     finished (False: the budget ran out, a simpler schedule may exist)."""

@@ -6,7 +6,7 @@ colour shown (``original``, ``nbd-write#2``, ``vm-write#1``) and only the marks
 the figure shows: hatched cells are not (fully) allocated in that layer,
 outlined cells changed in the last step, a dashed box surrounds blocks in
 clusters held by a CowRequest (the backup job's ``inflight_reqs``).
-Everything is read from the engine — ``lab.layers()``, ``lab.writers()``,
+Everything is read from the engine — ``lab.layers()``, :func:`labkit.sources.writers`,
 ``lab.top.backup_job.inflight_reqs`` — nothing here re-implements block
 semantics.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import sources
 from ..errors import ConfigError
 from ..lab import Lab
 from ..layers import SECTOR, Layer
@@ -273,7 +274,7 @@ class LayerPlot(BlitFigure):
         return [label for label, _ in self.legend.entries]
 
     def _update_legend(self, lab: Lab, seen: set[int], marks: dict[str, bool]) -> None:
-        writers = lab.writers()
+        writers = sources.writers(lab)
         entries: list[tuple[str, Swatch]] = []
         originals = sorted(b for b in seen if b < 0x80 and b
                            and writers.get(b, []) == ["original"])

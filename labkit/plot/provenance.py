@@ -15,6 +15,7 @@ import textwrap
 
 import numpy as np
 
+from .. import sources
 from ..errors import ArgumentError, ConfigError
 from ..kernel import Task
 from ..lab import Lab
@@ -142,7 +143,7 @@ class ProvenancePlot(BlitFigure):
         if name not in lab.kernel.tasks:
             raise ConfigError(f"no task named {name!r}; tasks: {', '.join(lab.kernel.tasks)}")
         self.task = name
-        served = lab.provenance(name)
+        served = sources.provenance(lab, name)
         t = lab.kernel.tasks[name]
         span = _read_span(lab, name)
         if span is not None:
@@ -203,7 +204,7 @@ class ProvenancePlot(BlitFigure):
             served.append(("conflicting read here", ("outline",)))
         got = sorted({int(c) for c in data_col if c < 256})
         read: list[tuple[str, Swatch]] = []
-        writers = lab.writers()
+        writers = sources.writers(lab)
         originals = [b for b in got if writers.get(b) == ["original"] and b]
         if originals:
             read.append(("original data (greys)", ("fill", byte_colour(originals[0]))))

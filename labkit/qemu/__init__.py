@@ -19,16 +19,16 @@ from labkit.qemu._compare import Comparison, compare
 from labkit.qemu._diff import Difference
 from labkit.qemu._errors import BackendError, QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
-from labkit.qemu._run import Outcome, QemuRun, run_scenario
+from labkit.qemu._run import CommandOutcome, QemuRun, run_scenario
 from labkit.qemu._session import QemuSecondary, leftover_sessions, qemu_available
 
 __all__ = [
     "BackendError",
+    "CommandOutcome",
     "Comparison",
     "Difference",
     "NbdClient",
     "NbdError",
-    "Outcome",
     "QemuError",
     "QemuNotAvailable",
     "QemuRun",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from labkit.layers import SECTOR, Layer
-from labkit.qemu._run import Outcome
+from labkit.qemu._run import CommandOutcome
 from labkit.render import block_map
 from labkit.scenario import Command
 
@@ -99,7 +99,7 @@ def compare_layers(dump: int, title: str, name: str, sim: Layer | None, qemu: La
                       (s0, s1), _rows(name, sim, qemu, block, s0))
 
 
-def compare_outcomes(sim: list[Outcome], qemu: list[Outcome]) -> list[Difference]:
+def compare_outcomes(sim: list[CommandOutcome], qemu: list[CommandOutcome]) -> list[Difference]:
     """Commands that failed on one side only, or (control commands) with other messages."""
     out = []
     for s, q in zip(sim, qemu, strict=True):
@@ -116,7 +116,7 @@ def compare_outcomes(sim: list[Outcome], qemu: list[Outcome]) -> list[Difference
     return out
 
 
-def _outcome(o: Outcome) -> str:
+def _outcome(o: CommandOutcome) -> str:
     return "succeeded" if o.error is None else f"failed: {o.error}"
 
 

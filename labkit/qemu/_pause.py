@@ -53,8 +53,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.errors import ConfigError, ScenarioError
+from labkit.interpret import vread_failure
 from labkit.kernel import Chooser, Task
-from labkit.lab import Lab, build_secondary, vread_failure
+from labkit.lab import Lab, build_secondary
 from labkit.layers import Layer
 from labkit.scenario import Command, Par, Scenario
 

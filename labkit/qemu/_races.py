@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from labkit.block.copy_before_write import CBW_NODE_NAME
-from labkit.lab import vread_failure
+from labkit.interpret import vread_failure
 from labkit.layers import SECTOR, Layer
 from labkit.qemu._conformance import Conformance, conformance
 from labkit.qemu._diff import Difference, compare_dumps

@@ -36,16 +36,15 @@ import errno as _errno
 import os
 from typing import Any
 
-from labkit.config import header_config, resolve
 from labkit.errors import ArgumentError, ConfigError, ScenarioError
-from labkit.interpret import TASK_KINDS, Interpreter, OracleFeed, Outcome, TaskNames
+from labkit.interpret import TASK_KINDS, CommandOutcome, Interpreter, OracleFeed, TaskNames
 from labkit.lab import index_fill
 from labkit.layers import Layer
 from labkit.oracle import Oracle, Violation
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdError
 from labkit.qemu._session import QemuSecondary, qemu_available
-from labkit.scenario import Command, Par, Scenario, parse
+from labkit.scenario import Command, Par, Scenario, configured
 
 _NODES = {"secondary": "secondary-disk", "hidden": "hidden", "active": "active"}
 #: The configuration keys QEMU has (``design``, ``era``, ``backup_cluster`` are simulator-only).
@@ -63,41 +62,16 @@ def refuse_par(scenario: Scenario) -> None:
                                 "simulator (labkit run)")
 
 
-def qemu_config(size: int | str | None = None, block: int | str | None = None,
-                hidden_cluster: int | str | None = None, active_cluster: int | str | None = None,
-                fill: str | int | None = None, *, text: str | None = None) -> dict[str, Any]:
-    """The configuration both backends understand, in bytes (the simulator's defaults).
-
-    Checked by :class:`labkit.config.LabConfig`; ``text``'s ``# config:`` header
-    applies under the explicit values (its simulator-only keys are ignored).
-    """
-    explicit = dict(size=size, block=block, hidden_cluster=hidden_cluster,
-                    active_cluster=active_cluster, fill=fill)
-    cfg = resolve(_qemu_header(text), explicit)
-    return {k: getattr(cfg, k) for k in QEMU_KEYS}
-
-
 def configured_scenario(text: str | Scenario, size: int | str | None = None,
                         block: int | str | None = None, hidden_cluster: int | str | None = None,
                         active_cluster: int | str | None = None,
                         fill: str | int | None = None) -> tuple[dict[str, Any], Scenario]:
     """The configuration both backends use (the scenario's ``# config:`` header under
-    the explicit values, see :func:`qemu_config`) and the scenario parsed with it."""
-    source = text.text if isinstance(text, Scenario) else text
-    config = qemu_config(size, block, hidden_cluster, active_cluster, fill,
-                         text=source if isinstance(source, str) else None)
-    scenario = text if isinstance(text, Scenario) else parse(text, block=config["block"],
-                                                              size=config["size"])
-    return config, scenario
-
-
-def _qemu_header(text: str | None) -> str | None:
-    """``text`` with only the header keys QEMU has (``era=7.2`` or ``backup_cluster`` dropped)."""
-    if text is None:
-        return None
-    header = header_config(text)
-    kept = " ".join(f"{k}={v}" for k, v in header.items() if k in QEMU_KEYS)
-    return f"# config: {kept}\n" if kept else ""
+    the explicit values: :func:`labkit.scenario.configured`), QEMU's keys of it
+    (:data:`QEMU_KEYS`), and the scenario parsed with it."""
+    cfg, scenario = configured(text, size=size, block=block, hidden_cluster=hidden_cluster,
+                               active_cluster=active_cluster, fill=fill)
+    return {k: getattr(cfg, k) for k in QEMU_KEYS}, scenario
 
 
 class QemuRun:
@@ -107,7 +81,7 @@ class QemuRun:
     (``vm-view`` None while QEMU answers EIO, before start); :attr:`log` holds
     the errors QEMU returned, per command, and oracle violations;
     :attr:`expectation_failures` the failed ``expect`` lines and ``vread``
-    checks; :attr:`outcomes` one :class:`Outcome` per I/O or control command;
+    checks; :attr:`outcomes` one :class:`CommandOutcome` per I/O or control command;
     :attr:`state` is ``none``, ``running`` or ``done`` as the replication
     driver's stage.  QEMU has quit when the run is returned.
     """
@@ -124,7 +98,7 @@ class QemuRun:
         self.dumps: list[tuple[str, dict[str, Layer | None]]] = []
         self.log: list[str] = []
         self.expectation_failures: list[str] = []
-        self.outcomes: list[Outcome] = []
+        self.outcomes: list[CommandOutcome] = []
         self.state = "none"
         self.version = ""
 
@@ -148,7 +122,7 @@ class QemuBackend:
     """The real-QEMU side of the interpreter's backend protocol (:mod:`labkit.interpret`).
 
     Sequential: :meth:`begin` runs the command on QEMU to its end (QMP or NBD)
-    and keeps its :class:`Outcome`; nothing is ever :meth:`busy`.  The oracle
+    and keeps its :class:`CommandOutcome`; nothing is ever :meth:`busy`.  The oracle
     is fed as the simulator feeds it (:class:`~labkit.interpret.OracleFeed`).
     """
 
@@ -157,11 +131,11 @@ class QemuBackend:
         self.q = q
         self.names = TaskNames()
         self.feed = OracleFeed(run.oracle)
-        self._outcomes: dict[str, Outcome] = {}
+        self._outcomes: dict[str, CommandOutcome] = {}
 
     def begin(self, cmd: Command) -> str:
         name = self.names.for_command(cmd)
-        outcome = Outcome(cmd, name)
+        outcome = CommandOutcome(cmd, name)
         self._outcomes[name] = outcome
         q = self.q
         try:
@@ -186,7 +160,7 @@ class QemuBackend:
     def settle(self) -> None:
         return None
 
-    def outcome(self, cmd: Command, task: str) -> Outcome:
+    def outcome(self, cmd: Command, task: str) -> CommandOutcome:
         return self._outcomes.pop(task)
 
     def background_failures(self) -> list[str]:
@@ -325,5 +299,5 @@ def check_timeout(timeout: object) -> float:
     return float(timeout)
 
 
-__all__ = ["QEMU_KEYS", "TASK_KINDS", "Outcome", "QemuBackend", "QemuRun", "check_timeout",
-           "configured_scenario", "qemu_config", "refuse_par", "run_scenario"]
+__all__ = ["QEMU_KEYS", "TASK_KINDS", "CommandOutcome", "QemuBackend", "QemuRun", "check_timeout",
+           "configured_scenario", "refuse_par", "run_scenario"]

@@ -7,7 +7,7 @@ comment block may carry two machine-read lines:
 ``# config: KEY=VALUE ...``
     the :func:`labkit.build_secondary` keywords the scenario needs, e.g.
     ``# config: active_cluster=64K size=128K``.  Allowed keys:
-    :data:`CONFIG_KEYS` (``design`` is not one: it is what an exploration
+    :data:`HEADER_KEYS` (``design`` is not one: it is what an exploration
     compares).  :func:`labkit.explore`, :func:`labkit.replay`, ``labkit explore``
     and ``labkit replay`` read it; keywords given explicitly win over it.
 ``# verdict: DESIGN=VERDICT ...``
@@ -29,8 +29,14 @@ from __future__ import annotations
 
 from importlib import resources
 
-from labkit.config import DESIGNS, FLEECING_SCHEMES, LabConfig, header_config, header_pairs
-from labkit.config import HEADER_KEYS as CONFIG_KEYS
+from labkit.config import (
+    DESIGNS,
+    FLEECING_SCHEMES,
+    HEADER_KEYS,
+    LabConfig,
+    header_config,
+    header_pairs,
+)
 from labkit.errors import ArgumentError, ConfigError, UnknownScenario
 
 DESIGN_NAMES = DESIGNS + FLEECING_SCHEMES  # COLO's designs and fleecing's schemes
@@ -88,4 +94,4 @@ def verdicts(text: str) -> dict[str, str]:
     return raw
 
 
-__all__ = ["CONFIG_KEYS", "config", "load", "names", "verdicts"]
+__all__ = ["HEADER_KEYS", "config", "load", "names", "verdicts"]

@@ -231,7 +231,7 @@ class SchedulerPlayground(App):
         if design == self.design:
             return
         schedule = list(self.lab.schedule)
-        self.session.config["design"] = design
+        self.session.reconfigure(design=design)
         n, _ = self.session.rebuild(schedule, policy=self._policy())
         if n < len(schedule) and not self.session.done:
             blocked = {t.name: t.why_blocked for t in self.session.blocked()}

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..config import LabConfig
 from ..errors import ArgumentError, ConfigError, ScheduleError, StateError
 from ..explore import is_preemption
 from ..kernel import FIFO, Event, Policy, Scripted, Task
-from ..lab import Lab, ScenarioRun, build_secondary
+from ..lab import Lab, ScenarioRun, build_lab
 from ..layers import Layer
-from ..scenario import Par, Scenario, parse
-from ..scenarios import config as scenario_config
+from ..scenario import Par, Scenario, configured
 
 Source = str | Scenario | Lab | Callable[[], Lab]
 
@@ -56,7 +56,9 @@ class Session:
         if "policy" in config:
             raise ConfigError("the widget chooses the policy (its buttons, or FIFO); leave "
                               "policy out of the configuration")
-        self.config = dict(config)
+        #: the lab's configuration (a scenario's: its header under the keywords), None
+        #: for a lab or a factory, which bring their own
+        self.config: LabConfig | None = None
         self.scenario: Scenario | None = None
         self.factory: Callable[[], Lab] | None = None
         self.run: ScenarioRun | None = None
@@ -70,12 +72,8 @@ class Session:
             source.kernel.policy = self.watch(source.kernel.policy)
             return
         if isinstance(source, str | Scenario):
-            text = source if isinstance(source, str) else source.text
             # the scenario's "# config:" header, explicit keywords winning (as lk.explore)
-            self.config = {**scenario_config(text), **self.config}
-            probe = build_secondary(**self.config)
-            self.scenario = source if isinstance(source, Scenario) else parse(
-                source, block=probe.block, size=probe.size)
+            self.config, self.scenario = configured(source, **config)
         elif callable(source):
             if config:
                 raise ConfigError("configuration keywords apply to a scenario, not a factory")
@@ -84,6 +82,13 @@ class Session:
             raise ArgumentError(f"expected scenario text, a Scenario, a Lab or a factory "
                                 f"returning a Lab, got {type(source).__name__}")
         self.rebuild([])
+
+    def reconfigure(self, **values: object) -> None:
+        """Change configuration values (checked) for the next :meth:`rebuild`."""
+        if self.config is None:
+            raise StateError("this widget was given a built lab or a factory: its "
+                             "configuration is theirs")
+        self.config = self.config.replace(**values)
 
     @property
     def can_rebuild(self) -> bool:
@@ -103,7 +108,8 @@ class Session:
             self.lab.kernel.close()
         self.offered = {}
         if self.scenario is not None:
-            self.lab = build_secondary(policy=self.watch(Scripted(prefix)), **self.config)
+            assert self.config is not None  # made with the scenario
+            self.lab = build_lab(self.config, self.watch(Scripted(prefix)))
             self.run = ScenarioRun(self.lab, self.scenario)
         else:
             assert self.factory is not None

@@ -29,6 +29,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, field
 
+from .. import sources
 from ..kernel import BLOCKED, DONE, FAILED, Task
 from ..lab import Lab
 
@@ -36,7 +37,7 @@ from ..lab import Lab
 NODE_WORDS = {"secondary-disk": "the secondary disk", "hidden": "hidden", "active": "active",
               "colo-top": "the replication node", "nbd-export": "the NBD export"}
 
-#: How the lesson names the layers of :meth:`labkit.lab.Lab.provenance`.
+#: How the lesson names the layers of :func:`labkit.sources.provenance`.
 LAYER_WORDS = {"secondary": "the secondary disk", "hidden": "hidden", "active": "active",
                "mixed": "several layers"}
 
@@ -255,7 +256,7 @@ def read_results(lab: Lab) -> list[ReadResult]:
         v = bad.get(task.name)
         track = tracks.get(task.name)
         if track is not None and track.served is None:  # once: a finished read is final
-            track.served = tuple(dict.fromkeys(x for x in lab.provenance(task.name) if x))
+            track.served = tuple(dict.fromkeys(x for x in sources.provenance(lab, task.name) if x))
         served = track.served if track is not None and track.served else ()
         out.append(ReadResult(task.name, offset, length if length > 0 else len(data),
                               lab.block, data, v.expected if v else None,
