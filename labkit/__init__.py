@@ -52,7 +52,7 @@ from .kernel import (
     Task,
     TaskState,
 )
-from .lab import Lab, build_secondary, run_scenario
+from .lab import Lab, build_lab, build_secondary, run_scenario
 from .layers import Layer
 from .oracle import Violation
 
@@ -92,6 +92,7 @@ __all__ = [
     "TaskState",
     "Violation",
     "__version__",
+    "build_lab",
     "build_secondary",
     "check_determinism",
     "errors",

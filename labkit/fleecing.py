@@ -316,6 +316,8 @@ class FleecingLab(Lab):
     (QEMU: ``MAX(64 KiB, overlay cluster)``).
     """
 
+    graph_name = "fleecing"
+
     def _build(self) -> None:
         """The live disk, the overlay backed by it, the guest device on the live disk;
         the filter, the job and the export come with ``fleece``."""

@@ -106,11 +106,18 @@ class Lab:
     read it.
     """
 
+    #: The :attr:`LabConfig.graph <labkit.config.LabConfig.graph>` this class builds.
+    graph_name = "colo"
+
     def __init__(self, config: LabConfig, policy: str | Policy | None = "fifo") -> None:
         if not isinstance(config, LabConfig):
             raise ArgumentError(f"a lab is built from a LabConfig (lk.LabConfig(...), or "
                                 f"lk.build_secondary(**keywords)), got "
                                 f"{type(config).__name__}")
+        if config.graph != self.graph_name:
+            raise ConfigError(f"{type(self).__name__} builds the {self.graph_name!r} graph, "
+                              f"this configuration the {config.graph!r} one: build it with "
+                              f"lk.build_lab(config)")
         self.config = config
         self.kernel = Kernel(_policy(policy))
         self.graph = BlockGraph(config.era)

@@ -35,6 +35,11 @@ def test_a_lab_is_built_from_a_labconfig_only() -> None:
         lk.Lab({"size": "128K"})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="policy must be 'fifo' or a policy object"):
         lk.Lab(cfg, "lifo")
+    fleecing = cfg.replace(graph="fleecing")
+    with pytest.raises(ConfigError, match="Lab builds the 'colo' graph, this configuration "
+                                          "the 'fleecing' one: build it with lk.build_lab"):
+        lk.Lab(fleecing)
+    assert lk.build_lab(fleecing).config is fleecing
 
 
 def test_configured_applies_the_header_then_the_keywords() -> None:
