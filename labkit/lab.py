@@ -35,6 +35,7 @@ from .block import (
     Base,
     BlockGraph,
     BlockNode,
+    IndexFill,
     NBDServer,
     Qcow2Node,
     RawNode,
@@ -60,13 +61,12 @@ _WRITES = ("primary write", "VM write")  # the check_io names whose byte is chec
 
 @functools.lru_cache(maxsize=8)
 def index_fill(size: int, block: int = 4096) -> bytes:
-    """``fill="index"``: block k holds ``0x10 + k % 0x70`` (writes in examples use ≥ 0x80).
+    """``fill="index"``'s whole disk as bytes: block k holds ``0x10 + k % 0x70`` (writes in
+    examples use ≥ 0x80); :class:`labkit.block.IndexFill` made for ``[0, size)``.
 
-    Cached (the result is immutable bytes): the explorer builds the same lab
-    thousands of times.
+    Cached (the result is immutable bytes): a QEMU run's oracle asks for it per run.
     """
-    per_block = (0x10 + np.arange(-(-size // block), dtype=np.int64) % 0x70).astype(np.uint8)
-    return np.repeat(per_block, block)[:size].tobytes()
+    return np.asarray(IndexFill(block)(0, size), dtype=np.uint8).tobytes()
 
 
 def _policy(policy: str | Policy | None) -> Policy:

@@ -69,7 +69,7 @@ class _Track:
     reached_at: int = -1  # ``runs`` when its first request started (step 1 of a write)
     landed: bool = False  # its first request ended (a write's data is on the disk)
     last: int = -1  # seq of its latest request, COW or end event (what it did last)
-    served: tuple[str, ...] | None = None  # a finished read's layers (Lab.provenance)
+    served: tuple[str, ...] | None = None  # a finished read's layers (sources.provenance)
 
 
 class _Tracker:
@@ -218,7 +218,7 @@ class ReadResult:
     expected: int | None  # the byte the VM should have seen where it differs (violation)
     bad: int | None  # the byte it got there instead
     message: str  # the oracle's message for a conflicting read, else ""
-    served: tuple[str, ...] = ()  # the layers that served it (Lab.provenance)
+    served: tuple[str, ...] = ()  # the layers that served it (sources.provenance)
 
     @property
     def ok(self) -> bool:
