@@ -561,7 +561,7 @@ def build_lab(config: LabConfig, policy: str | Policy | None = "fifo") -> Lab:
     # building the graph is the engine's own (a GraphError, a StateError...) and keeps its
     # class and traceback.
     chosen = _policy(policy)
-    if config.graph != "colo":
+    if isinstance(config, LabConfig) and config.graph != "colo":  # else Lab refuses it
         if config.graph not in OTHER_GRAPHS:
             raise StateError(f"the {config.graph!r} graph is not loaded: import labkit (its "
                              f"package face imports every graph module)")

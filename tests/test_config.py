@@ -33,6 +33,8 @@ def test_a_lab_is_built_from_a_labconfig_only() -> None:
     assert lab.config is cfg and lab.size == 131072 and lab.design == "none"
     with pytest.raises(ArgumentError, match="a lab is built from a LabConfig"):
         lk.Lab({"size": "128K"})  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="a lab is built from a LabConfig"):
+        lk.build_lab({"size": "128K"})  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="policy must be 'fifo' or a policy object"):
         lk.Lab(cfg, "lifo")
     fleecing = cfg.replace(graph="fleecing")
