@@ -313,6 +313,9 @@ def configured(text: str | Scenario, *, source: str = "keyword",
     if not isinstance(source_text, str):
         raise ArgumentError(f"a scenario is its text (str) or a parsed Scenario, got "
                             f"{type(text).__name__}")
+    if source not in ("keyword", "cli"):
+        raise ArgumentError(f"configured: source is 'keyword' or 'cli' (how errors name a "
+                            f"key), got {source!r}")
     config = resolve(source_text, explicit, source)
     return config, parse_for(text, block=config.block, size=config.size)
 

@@ -80,6 +80,8 @@ def test_configured_errors_use_the_sources_wording_and_check_the_scenario() -> N
         sc.configured("# config: size=1M\nvread 2M 4K\n")
     with pytest.raises(ArgumentError, match="a scenario is its text"):
         sc.configured(42)  # type: ignore[arg-type]
+    with pytest.raises(ArgumentError, match="source is 'keyword' or 'cli'"):
+        sc.configured("start\n", source="header")
 
 
 def test_configured_builds_nothing_and_changes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
