@@ -522,3 +522,23 @@ def test_stepper_shows_the_bytes_and_what_changed():
     s.step()  # the COW: hidden receives the old contents of cluster 0
     assert "#FFE08A" in s.bytes.value  # highlighted: changed by the click
     assert s.counts() == "2 clicks, 4 scheduling decisions since replication started"
+
+
+def test_a_widget_checks_its_configuration_without_a_probe_lab(monkeypatch) -> None:
+    """The scenario's header and the keywords are checked by labkit.scenario.configured:
+    the only lab a widget builds is the one it steps (a bad value builds none)."""
+    built = []
+    real = lk.Lab.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(args)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lk.Lab, "__init__", counting)
+    with pytest.raises(lk.ConfigError, match="design must be one of"):
+        SchedulerPlayground("# config: size=128K\n" + RACE, design="2.9")
+    assert built == []
+    p = SchedulerPlayground("# config: size=128K\n" + RACE, design="none")
+    assert len(built) == 1 and p.lab.size == 128 * 1024 and p.lab.design == "none"
+    p.switch_design("2.8")  # a rebuild with the design changed, checked by LabConfig
+    assert len(built) == 2 and p.lab.config.design == "2.8"
