@@ -16,6 +16,7 @@ from ._node import (
     FilterNode,
     InjectedError,
     TrackedRequest,
+    check_byte_request,
 )
 from ._store import CHUNK, Base, BufferBase, ChunkStore, ConstantFill, IndexFill, zeros_base
 from .block_copy import BlockCopyState, BlockReq, BlockReqList
@@ -54,5 +55,6 @@ __all__ = [
     "bdrv_drained_begin",
     "bdrv_drained_end",
     "blk_wait_while_drained",
+    "check_byte_request",
     "zeros_base",
 ]

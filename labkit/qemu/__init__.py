@@ -19,8 +19,10 @@ from labkit.qemu._compare import Comparison, compare
 from labkit.qemu._diff import Difference
 from labkit.qemu._errors import BackendError, QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
+from labkit.qemu._probe import qemu_available
+from labkit.qemu._process import leftover_sessions
 from labkit.qemu._run import Outcome, QemuRun, run_scenario
-from labkit.qemu._session import QemuSecondary, leftover_sessions, qemu_available
+from labkit.qemu._secondary import QemuSecondary
 
 __all__ = [
     "BackendError",
