@@ -9,6 +9,7 @@ imports the other's internals.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,13 +134,14 @@ def one_sided(kind: str, sim: list[str], qemu: list[str]) -> list[Difference]:
 
 def compare_dumps(sim: list[tuple[str, dict[str, Layer | None]]],
                   qemu: list[tuple[str, dict[str, Layer | None]]],
-                  block: int) -> list[Difference]:
-    """How many dumps each side took, and each layer of each dump that differs."""
+                  block: int, layers: Sequence[str] = LAYERS) -> list[Difference]:
+    """How many dumps each side took, and each of ``layers`` of each dump that differs
+    (COLO's :data:`LAYERS` by default; fleecing's are ``live``, ``fleece``, ``snapshot``)."""
     diffs = []
     if len(sim) != len(qemu):
         diffs.append(Difference("dumps", "number of dumps", str(len(sim)), str(len(qemu))))
     for i, ((title, sl), (_, ql)) in enumerate(zip(sim, qemu, strict=False), start=1):
-        for name in LAYERS:
+        for name in layers:
             d = compare_layers(i, title, name, sl.get(name), ql.get(name), block)
             if d is not None:
                 diffs.append(d)

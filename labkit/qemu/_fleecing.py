@@ -65,7 +65,7 @@ from labkit.lab import build_lab, check_byte
 from labkit.layers import SECTOR, Layer
 from labkit.oracle import FleecingOracle
 from labkit.qemu._compare import Comparison
-from labkit.qemu._diff import Difference, compare_layers, one_sided
+from labkit.qemu._diff import Difference, compare_dumps, compare_layers, one_sided
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._images import create_overlay
 from labkit.qemu._nbd import NbdClient, NbdError
@@ -368,15 +368,7 @@ def compare_fleecing(text: str, *, design: str | None = None, timeout: float = 1
     config.pop("backend", None)
     config.pop("qemu_version", None)
     sim = build_lab(LabConfig(**config)).play(q.scenario)
-    differences: list[Difference] = []
-    if len(sim.dumps) != len(q.dumps):
-        differences.append(Difference("dumps", "number of dumps", str(len(sim.dumps)),
-                                      str(len(q.dumps))))
-    for i, ((title, sl), (_, ql)) in enumerate(zip(sim.dumps, q.dumps, strict=False), start=1):
-        for name in FLEECING_LAYERS:
-            d = compare_layers(i, title, name, sl.get(name), ql.get(name), config["block"])
-            if d is not None:
-                differences.append(d)
+    differences = compare_dumps(sim.dumps, q.dumps, config["block"], FLEECING_LAYERS)
     for s, o in zip(sim.outcomes, q.outcomes, strict=True):
         c = s.command
         if (s.error is None) != (o.error is None) or (s.error is not None and c.op != "fleece"

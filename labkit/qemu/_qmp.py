@@ -127,14 +127,14 @@ class QmpChannel:
 
     def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
         """Run one QMP command; return its ``return`` (see the module docstring)."""
-        return self._call(self._client.execute, (command, arguments), command)
+        return self._call(self._open(command).execute, (command, arguments), command)
 
     def execute_until(self, command: str, arguments: Mapping[str, object], event: str,
                       data: Mapping[str, object]) -> None:
         """Run ``command``, then wait for the event ``event`` whose ``data`` holds ``data``
         (e.g. ``block-export-del`` then ``BLOCK_EXPORT_DELETED`` with its ``id``), all
         within the timeout.  Events are dropped once seen: none piles up."""
-        client = self._client
+        client = self._open(command)
 
         async def run() -> None:
             from qemu.qmp import EventListener
@@ -150,11 +150,18 @@ class QmpChannel:
 
         self._call(run, (), command)
 
+    def _open(self, what: str) -> Any:
+        """The connected client (a closed channel: a QemuError without ``desc``)."""
+        if self._client is None or self._portal is None:
+            _lost(f"{what}: the QMP channel is closed", what)
+        return self._client
+
     def _call(self, fn: Callable[..., Awaitable[_T]], args: tuple[Any, ...], what: str) -> _T:
         """``fn(*args)`` in the portal's loop, within the timeout; errors as documented."""
         from qemu.qmp import ExecuteError
 
-        assert self._portal is not None
+        if self._portal is None:
+            _lost(f"{what}: the QMP channel is closed", what)
         try:
             fut = self._portal.start_task_soon(fn, *args)
         except RuntimeError as exc:  # the portal has stopped: the channel is closed
