@@ -61,15 +61,17 @@ from labkit.config import LabConfig, resolve
 from labkit.errors import ConfigError, ScenarioError
 from labkit.fleecing import FleecingLab
 from labkit.interpret import Interpreter
+from labkit.kernel import Chooser
 from labkit.lab import build_lab, check_byte
 from labkit.layers import SECTOR, Layer
 from labkit.oracle import FleecingOracle
 from labkit.qemu._compare import Comparison
-from labkit.qemu._diff import Difference, compare_dumps, compare_layers, one_sided
+from labkit.qemu._diff import Difference, compare_dumps, one_sided
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._images import create_overlay
 from labkit.qemu._nbd import NbdClient, NbdError
 from labkit.qemu._probe import qemu_available
+from labkit.qemu._races import _Breakpoints
 from labkit.qemu._run import QemuBackend, QemuRun, refuse_par
 from labkit.qemu._secondary import QemuSecondary
 from labkit.qemu._session import check_timeout
@@ -438,8 +440,6 @@ def force_on_simulator(text: str, hold: str, **explicit: Any) -> ForcedOrder:
         names = [t.name for t in runnable]
         return next((n for n in prefer if n in names), names[0])
 
-    from labkit.kernel import Chooser
-
     lab = build_lab(LabConfig(**config), Chooser(choose))
     assert isinstance(lab, FleecingLab)
     lab.fleece()
@@ -473,8 +473,6 @@ def force_on_qemu(text: str, hold: str, *, timeout: float = 10.0,
     """The order ``hold`` names, on QEMU 7.2 with blkdebug under each image: a
     breakpoint at the place, the held request sent, the other sent and waited for
     :data:`FLEECING_BLOCK_WAIT` seconds (pending then: blocked), then the release."""
-    from labkit.qemu._races import _Breakpoints
-
     config = fleecing_config(text, **explicit)
     _, _, par = _race_parts(text, config)
     op, drive, event, _, _ = FLEECING_HOLDS[hold]
@@ -541,6 +539,7 @@ def compare_fleecing_race(text: str, *, design: str | None = None, timeout: floa
                           qemu: str = "qemu-system-x86_64",
                           **explicit: Any) -> list[tuple[ForcedOrder, ForcedOrder, list[str]]]:
     """Every order of :data:`FLEECING_HOLDS` on both sides: (simulator, QEMU, differences)."""
+    block = fleecing_config(text, design=design, **explicit)["block"]
     out = []
     for hold in FLEECING_HOLDS:
         sim = force_on_simulator(text, hold, design=design, **explicit)
@@ -553,11 +552,8 @@ def compare_fleecing_race(text: str, *, design: str | None = None, timeout: floa
             diffs.append(f"blocked: simulator {sim.blocked}; QEMU {qem.blocked}")
         if sim.reads != qem.reads:
             diffs.append("reads differ")
-        for name in FLEECING_LAYERS:
-            d = compare_layers(1, hold, name, sim.layers.get(name), qem.layers.get(name),
-                               fleecing_config(text, **explicit)["block"])
-            if d is not None:
-                diffs.append(str(d))
+        diffs += [str(d) for d in compare_dumps([(hold, sim.layers)], [(hold, qem.layers)],
+                                                block, FLEECING_LAYERS)]
         out.append((sim, qem, diffs))
     return out
 

@@ -53,25 +53,6 @@ class _Record:
 _STARTED: list[_Record] = []
 
 
-def _qemu_alive(record: _Record) -> bool:
-    """Is the QEMU of ``record`` still running (a zombie counts as gone)?
-
-    On Linux the pid is only taken for ours if its command line names our
-    directory, so a recycled pid or another user's QEMU is never mistaken
-    for it.
-    """
-    pid = record.pid
-    if pid is None:
-        return False
-    if Path("/proc/self").exists():
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return os.fsencode(str(record.workdir)) in cmdline
-    return _cleanup.pid_exists(pid)
-
-
 def leftover_sessions() -> list[str]:
     """QEMU processes and temporary directories that this process's sessions left behind.
 
@@ -83,7 +64,7 @@ def leftover_sessions() -> list[str]:
     """
     out = []
     for rec in _STARTED:
-        if _qemu_alive(rec):
+        if rec.pid is not None and _cleanup.names_dir(rec.pid, rec.workdir):
             out.append(f"QEMU pid {rec.pid} is still running")
         if rec.workdir.exists():
             out.append(f"temporary directory {rec.workdir} still exists")
