@@ -3,8 +3,8 @@
 :func:`compare_races` splits a scenario at its ``par`` block
 (:func:`labkit.qemu._pause.split`), lists the forceable orders
 (:func:`~labkit.qemu._pause.reachable`) and plays each on a fresh QEMU 7.2
-with a blkdebug node under each image file (``qemu-7.2-races-observed.md``)
-and on the simulator under era 7.2, design "4.0" (QEMU 7.2's read
+with a blkdebug node under each image file (block/blkdebug.c: ``break``,
+``resume`` through ``qemu-io``) and on the simulator under era 7.2, design "4.0" (QEMU 7.2's read
 protection).  Per order it compares which requests were blocked while one
 was held, what every read of the ``par`` block returned, the scenario's dumps
 and the final layers, and the failed checks.

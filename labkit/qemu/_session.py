@@ -181,15 +181,20 @@ class QemuSession:
 
     @property
     def qmp_socket(self) -> str:
-        return str(self.workdir / "qmp.sock")
+        return self._process.qmp_socket
 
     @property
     def nbd_socket(self) -> str:
-        return str(self.workdir / "nbd.sock")
+        return self._process.nbd_socket
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / "qemu.log"
+        return self._process.log_path
+
+    @property
+    def _process(self) -> QemuProcess:
+        assert self._res.process is not None
+        return self._res.process
 
     @property
     def pid(self) -> int | None:
