@@ -73,7 +73,7 @@ from labkit.qemu._nbd import NbdClient, NbdError
 from labkit.qemu._probe import qemu_available
 from labkit.qemu._races import _Breakpoints
 from labkit.qemu._run import QemuBackend, QemuRun, refuse_par
-from labkit.qemu._secondary import QemuSecondary
+from labkit.qemu._secondary import QemuSecondary, check_backup_cluster
 from labkit.qemu._session import check_timeout
 from labkit.scenario import Command, Par, Scenario, parse, scenario_graph
 
@@ -113,11 +113,13 @@ class QemuFleecing(QemuSecondary):
         if config.graph != "fleecing":
             raise ConfigError(f"QemuFleecing runs image fleecing: its LabConfig needs "
                               f"graph='fleecing', got {config.graph!r}")
+        check_backup_cluster(config, "overlay")
 
     @property
     def cbw_cluster(self) -> int:
-        """block-copy's cluster: ``MAX(64 KiB, target cluster)``."""
-        return max(1 << 16, self.hidden_cluster)
+        """block-copy's cluster: ``MAX(64 KiB, target cluster)`` (``backup_cluster`` other
+        than that is refused)."""
+        return self.config.effective_backup_cluster
 
     def _create_images(self, workdir: Path, qemu_img: str) -> None:
         """``qemu-img create -f qcow2 -b secondary.raw -F raw fleece.qcow2``."""
@@ -332,9 +334,10 @@ def fleecing_config(text: str, **explicit: Any) -> dict[str, Any]:
     cfg = resolve(text, {k: v for k, v in explicit.items() if v is not None})
     if cfg.graph != "fleecing":
         raise ScenarioError(0, "# config:", "a fleecing comparison needs 'graph=fleecing'")
-    if cfg.backup_cluster is not None and cfg.backup_cluster != max(1 << 16, cfg.hidden_cluster):
-        raise ScenarioError(0, "# config:", "backup_cluster is the simulator's override; "
-                                            "QEMU copies MAX(64K, overlay cluster): leave it out")
+    try:
+        check_backup_cluster(cfg, "overlay")
+    except ConfigError as exc:
+        raise ScenarioError(0, "# config:", str(exc)) from None
     return cfg.keywords()
 
 

@@ -35,9 +35,6 @@ from labkit.qemu._session import QemuSession
 #: With ``blkdebug=True``: the blkdebug node under each image file, and the named
 #: read-only BlockBackend (drive) through which its breakpoints are set.
 BLKDEBUG_DRIVES = {"dbg-sec": "ctl-sec", "dbg-hid": "ctl-hid", "dbg-act": "ctl-act"}
-#: QEMU's backup cluster: ``MAX(64 KiB, target cluster)`` (block/block-copy.c,
-#: ``block_copy_calculate_cluster_size``) — ``backup_cluster`` cannot change it.
-_CBW_MIN = 64 * 1024
 
 
 class QemuSecondary(QemuSession):
@@ -71,11 +68,7 @@ class QemuSecondary(QemuSession):
             raise ConfigError(f"QemuSecondary runs the COLO secondary: its LabConfig needs "
                               f"graph='colo', got {config.graph!r} (image fleecing: "
                               f"labkit.qemu._fleecing.QemuFleecing)")
-        qemu_cluster = max(_CBW_MIN, config.hidden_cluster)
-        if config.backup_cluster not in (None, qemu_cluster):
-            raise ConfigError(f"backup_cluster {config.backup_cluster} is the simulator's "
-                              f"override; QEMU copies MAX(64K, hidden cluster) = "
-                              f"{qemu_cluster} bytes: leave it out")
+        check_backup_cluster(config, "hidden")
 
     def _create_images(self, workdir: Path, qemu_img: str) -> None:
         """``qemu-img create`` hidden.qcow2 over secondary.raw and active.qcow2 over it."""
@@ -279,6 +272,16 @@ class QemuSecondary(QemuSession):
         return layers
 
 
+def check_backup_cluster(config: LabConfig, target: str) -> None:
+    """Refuse a ``backup_cluster`` QEMU cannot run: it copies ``MAX(64 KiB, target
+    cluster)`` (block/block-copy.c, ``block_copy_calculate_cluster_size``; ``target``
+    names the image: COLO's hidden disk, fleecing's overlay)."""
+    qemu_cluster = config.replace(backup_cluster=None).effective_backup_cluster
+    if config.backup_cluster not in (None, qemu_cluster):
+        raise ConfigError(f"backup_cluster is the simulator's override; QEMU copies MAX(64K, "
+                          f"{target} cluster) = {qemu_cluster} bytes: leave it out")
+
+
 def _children(graph: dict[str, Any], node: str) -> dict[str, str]:
     names = {n["id"]: n.get("name", "") for n in graph.get("nodes", [])}
     ids = [i for i, n in names.items() if n == node]
@@ -287,4 +290,4 @@ def _children(graph: dict[str, Any], node: str) -> dict[str, str]:
     }
 
 
-__all__ = ["BLKDEBUG_DRIVES", "QemuSecondary"]
+__all__ = ["BLKDEBUG_DRIVES", "QemuSecondary", "check_backup_cluster"]
