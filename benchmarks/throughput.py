@@ -74,6 +74,7 @@ def _sim(seed: int, tracing: bool) -> dict[str, Any]:
 
 
 def _qemu(seed: int) -> dict[str, Any]:
+    from labkit.config import LabConfig
     from labkit.qemu import QemuSecondary, qemu_available
 
     why = qemu_available()
@@ -81,7 +82,9 @@ def _qemu(seed: int) -> dict[str, Any]:
         return {"available": False, "why": why}
     wl = wl_mod.make(seed)
     t0 = time.perf_counter()
-    with QemuSecondary(wl.size, wl_mod.IO, wl.cluster, wl.cluster, timeout=120) as q:
+    config = LabConfig(size=wl.size, block=wl_mod.IO, hidden_cluster=wl.cluster,
+                       active_cluster=wl.cluster)
+    with QemuSecondary(config, timeout=120) as q:
         t1 = time.perf_counter()
         q.start()
         digest = hashlib.sha256()

@@ -314,7 +314,7 @@ def _gone(pid: int) -> bool:
 
 
 def test_the_probe_honours_its_timeout_and_leaves_no_process(tmp_path):
-    from labkit.qemu._session import qemu_available
+    from labkit.qemu._probe import qemu_available
 
     pidfile = tmp_path / "pid"
     exe = _fake_qemu(tmp_path, f"echo $$ > {pidfile}\nexec sleep 600\n")
@@ -324,7 +324,7 @@ def test_the_probe_honours_its_timeout_and_leaves_no_process(tmp_path):
 
 
 def test_the_probe_reads_output_that_is_not_utf8(tmp_path):
-    from labkit.qemu._session import qemu_available
+    from labkit.qemu._probe import qemu_available
 
     exe = _fake_qemu(tmp_path, "printf '\\377\\376{\"return\": [\\377]}\\n'\n"
                                "printf '\\377 bad\\n' >&2\n")
@@ -345,7 +345,7 @@ def test_a_signal_during_the_probe_kills_its_qemu(tmp_path, signame):
     exe = _fake_qemu(tmp_path, f"echo $$ > {pidfile}\nexec sleep 600\n")
     root = Path(__file__).resolve().parent.parent
     child = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from labkit.qemu._session import qemu_available; "
+        [sys.executable, "-c", "import sys; from labkit.qemu._probe import qemu_available; "
                                f"qemu_available({str(exe)!r}, timeout=300)"],
         env=dict(os.environ, PYTHONPATH=str(root)), cwd=root)
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from labkit.config import LabConfig
 from labkit.fleecing import FleecingLab
 from labkit.lab import build_secondary
 from labkit.qemu import qemu_available
@@ -54,7 +55,8 @@ def test_spanning_read_is_a_violation_on_both(qemu: None) -> None:
 
 def test_7_2_graph_is_image_fleecings(qemu: None) -> None:
     """fl-access -> fl-cbw -> live-disk, fl-cbw's target the overlay, as in the simulator."""
-    with QemuFleecing(256 * 1024, scheme="7.2") as q:
+    with QemuFleecing(LabConfig(size=256 * 1024, hidden_cluster=64 * 1024, graph="fleecing",
+                                design="7.2")) as q:
         q.fleece()
         graph = q.qmp("x-debug-query-block-graph")
     names = {n["id"]: n["name"] for n in graph["nodes"]}
@@ -142,7 +144,8 @@ def test_break_snapshot_leaves_a_read_in_flight_unfailed_on_qemu(qemu: None) -> 
         t.start()
         return t
 
-    with QemuFleecing(256 * k, scheme="7.2", blkdebug=True, fail_copy_write=True) as q:
+    config = LabConfig(size=256 * k, hidden_cluster=64 * k, graph="fleecing", design="7.2")
+    with QemuFleecing(config, blkdebug=True, fail_copy_write=True) as q:
         q.fleece(on_cbw_error="break-snapshot")
         bps = _Breakpoints(q)
         try:

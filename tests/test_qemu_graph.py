@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 import labkit as lk
+from labkit.config import LabConfig
 from labkit.lab import Lab
 from labkit.qemu import QemuSecondary, qemu_available
 from labkit.testing import need
@@ -66,7 +67,7 @@ def test_the_graph_after_start_is_qemu_7_2s() -> None:
     need(reason is None, f"QEMU 7.2 with block replication ({reason})",
          "apt-get install qemu-system-x86 qemu-utils")
     lab = lk.run_scenario("start\n", size="256K", era="7.2", design="4.0")
-    with QemuSecondary(256 * K) as q:
+    with QemuSecondary(LabConfig(size=256 * K)) as q:
         q.start()
         qemu = q.node_edges()
     kept = sorted(e for e in qemu if e[2] != PROTOCOL and e[1] not in REPLICATION_OWN_CHILDREN

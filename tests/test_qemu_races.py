@@ -19,6 +19,7 @@ import pytest
 
 from labkit import scenarios
 from labkit.cli import main
+from labkit.config import LabConfig
 from labkit.errors import ConfigError, ScenarioError
 from labkit.qemu import (
     QemuNotAvailable,
@@ -221,7 +222,7 @@ def test_signal_handler_leaves_no_suspended_qemu(qemu: None) -> None:
     """The handlers close (kill) every open session, even one with a held request."""
     from labkit.qemu import QemuSecondary, close_all_sessions
 
-    q = QemuSecondary(128 * 1024, blkdebug=True)
+    q = QemuSecondary(LabConfig(size=128 * 1024), blkdebug=True)
     q.start()
     q.hmp('qemu-io ctl-sec "break read_aio t1"')
     assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL

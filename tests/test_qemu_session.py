@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from labkit.config import LabConfig
 from labkit.layers import SECTOR, Layer
 from labkit.qemu import (
     BackendError,
@@ -35,6 +36,12 @@ from labkit.qemu import (
 K = 1024
 M = K * K
 B = 4096  # the table's block size
+
+
+def cfg(size: int, **values: object) -> LabConfig:
+    """A session's configuration; the clusters default to 64 KiB (qcow2's own default)."""
+    return LabConfig.parse({"size": size, "hidden_cluster": 64 * K, "active_cluster": 64 * K,
+                            **values})
 
 
 def row(layer: Layer | None, block: int = B) -> str:
@@ -86,7 +93,7 @@ def test_reference_run(qemu: None) -> None:
     """qemu-7.2-observed.md's reference run, dump by dump."""
     orig = "10111213 14151617 18191a1b 1c1d1e1f 20212223 24252627 28292a2b 2c2d2e2f"
     empty = " ".join(["........"] * 8)
-    with QemuSecondary(128 * K, block=B, hidden_cluster=4 * K, active_cluster=4 * K) as q:
+    with QemuSecondary(cfg(128 * K, block=B, hidden_cluster=4 * K, active_cluster=4 * K)) as q:
         assert q.version.startswith("7.2")
         d = q.dump()
         assert set(d) == {"secondary", "hidden", "active", "vm-view"}
@@ -188,7 +195,8 @@ def test_granularity_table(
     active_expected: list[tuple[float, float]],
 ) -> None:
     """CBW chunk = max(64 KiB, hidden's cluster); VM writes allocate active clusters."""
-    with QemuSecondary(1 * M, hidden_cluster=hidden_cluster, active_cluster=active_cluster) as q:
+    config = cfg(1 * M, hidden_cluster=hidden_cluster, active_cluster=active_cluster)
+    with QemuSecondary(config) as q:
         q.start()
         q.pwrite(70 * K, 512, 0xB1)
         q.pwrite(190 * K, 4 * K, 0xB2)  # straddles 192K: both chunks are copied
@@ -212,7 +220,7 @@ def test_granularity_table(
 
 def test_short_last_chunk(qemu: None) -> None:
     """A 100 KiB disk has a short last chunk: a write at 99K copies [64K, 100K)."""
-    with QemuSecondary(100 * K, hidden_cluster=4 * K, active_cluster=4 * K) as q:
+    with QemuSecondary(cfg(100 * K, hidden_cluster=4 * K, active_cluster=4 * K)) as q:
         q.start()
         q.pwrite(99 * K, 512, 0xB1)
         d = q.dump()
@@ -228,7 +236,7 @@ def test_zero_regions_become_zero_clusters(qemu: None) -> None:
     secondary.raw.  A whole 64 KiB chunk of hole becomes zero clusters in
     hidden; zeros that share a chunk with data are copied as data.
     """
-    with QemuSecondary(256 * K, hidden_cluster=4 * K, active_cluster=4 * K) as q:
+    with QemuSecondary(cfg(256 * K, hidden_cluster=4 * K, active_cluster=4 * K)) as q:
         q.pwrite(64 * K, 64 * K, 0)  # a whole chunk
         q.pwrite(136 * K, 8 * K, 0)  # part of chunk [128K, 192K)
         q.pwrite(192 * K, 64 * K, 0xAA, zeroes=False)  # data, for contrast below
@@ -271,7 +279,7 @@ def test_zero_regions_become_zero_clusters(qemu: None) -> None:
 
 
 def test_error_messages(qemu: None) -> None:
-    with QemuSecondary(128 * K, hidden_cluster=4 * K, active_cluster=4 * K) as q:
+    with QemuSecondary(cfg(128 * K, hidden_cluster=4 * K, active_cluster=4 * K)) as q:
         assert q.status() == {"error": True, "desc": "Block replication is not running"}
         with pytest.raises(QemuError) as e:
             q.stop()
@@ -322,7 +330,7 @@ def test_error_messages(qemu: None) -> None:
 
 
 def test_vm_io_before_start_is_eio(qemu: None) -> None:
-    with QemuSecondary(128 * K, hidden_cluster=4 * K, active_cluster=4 * K) as q:
+    with QemuSecondary(cfg(128 * K, hidden_cluster=4 * K, active_cluster=4 * K)) as q:
         # vread sends NBD_CMD_FLAG_DF: QEMU reads through replication, gets
         # EIO, answers with an error reply and keeps the connection.
         with pytest.raises(NbdError) as e:
@@ -352,7 +360,7 @@ def test_vm_io_before_start_is_eio(qemu: None) -> None:
 
 def test_vm_read_before_start_of_a_hole_is_eio(qemu: None) -> None:
     """Without NBD_CMD_FLAG_DF, QEMU's NBD server would answer a hole from block status."""
-    with QemuSecondary(128 * K, fill="zero") as q:
+    with QemuSecondary(cfg(128 * K, fill="zero")) as q:
         with NbdClient(q.nbd_socket, "top") as c:
             assert c.pread(0, B) == bytes(B)  # never reaches replication: no EIO
         with pytest.raises(NbdError) as e:
@@ -365,7 +373,7 @@ def test_vm_read_before_start_of_a_hole_is_eio(qemu: None) -> None:
 
 
 def test_failover_before_start_is_ignored(qemu: None) -> None:
-    with QemuSecondary(128 * K) as q:
+    with QemuSecondary(cfg(128 * K)) as q:
         q.failover()  # QEMU drops the error; so does the session
         assert q.status() == {"error": True, "desc": "Block replication is not running"}
         q.start()
@@ -375,7 +383,7 @@ def test_failover_before_start_is_ignored(qemu: None) -> None:
 
 def test_failover_blocked_by_a_reader_of_hidden(qemu: None) -> None:
     """A reader left on hidden makes the commit fail; QEMU 7.2 then crashes on quit."""
-    with QemuSecondary(128 * K, hidden_cluster=4 * K, active_cluster=4 * K) as q:
+    with QemuSecondary(cfg(128 * K, hidden_cluster=4 * K, active_cluster=4 * K)) as q:
         q.start()
         q.pwrite(0, B, 0xBB)
         q.qmp(
@@ -390,7 +398,7 @@ def test_failover_blocked_by_a_reader_of_hidden(qemu: None) -> None:
 
 
 def test_dump_leaves_no_export_behind(qemu: None) -> None:
-    with QemuSecondary(128 * K) as q:
+    with QemuSecondary(cfg(128 * K)) as q:
         q.start()
         q.pwrite(0, B, 0xBB)
         for _ in range(3):
@@ -405,7 +413,7 @@ def test_dump_leaves_no_export_behind(qemu: None) -> None:
 
 
 def test_nbd_client_errors(qemu: None) -> None:
-    with QemuSecondary(128 * K) as q:
+    with QemuSecondary(cfg(128 * K)) as q:
         q.qmp(
             "block-export-add",
             {
@@ -453,7 +461,7 @@ def test_nbd_client_errors(qemu: None) -> None:
 def test_missing_binary_names_the_packages(tmp_path: Path) -> None:
     missing = str(tmp_path / "qemu-system-x86_64")
     with pytest.raises(QemuNotAvailable) as e:
-        QemuSecondary(128 * K, qemu=missing)
+        QemuSecondary(cfg(128 * K), qemu=missing)
     assert "qemu-system-x86" in str(e.value) and "qemu-utils" in str(e.value)
     assert isinstance(e.value, BackendError)
     reason = qemu_available(missing)
@@ -472,20 +480,20 @@ def test_binary_without_replication(tmp_path: Path) -> None:
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="multiple of 512"):
-        QemuSecondary(1000)
+        QemuSecondary(cfg(1000))
     with pytest.raises(ValueError, match="power of two"):
-        QemuSecondary(128 * K, hidden_cluster=3000)
+        QemuSecondary(cfg(128 * K, hidden_cluster=3000))
     with pytest.raises(ValueError, match="fill must be"):
-        QemuSecondary(128 * K, fill="random")
+        QemuSecondary(cfg(128 * K, fill="random"))
     with pytest.raises(ValueError, match="fill must be"):
-        QemuSecondary(128 * K, fill=256)
+        QemuSecondary(cfg(128 * K, fill=256))
 
 
 # -- robustness -------------------------------------------------------------------
 
 
 def test_socket_paths_are_short(qemu: None) -> None:
-    with QemuSecondary(128 * K) as q:
+    with QemuSecondary(cfg(128 * K)) as q:
         for path in (q.qmp_socket, q.nbd_socket):
             assert len(os.fsencode(path)) < 108
             assert Path(path).exists()
@@ -500,7 +508,7 @@ def test_long_tmpdir_falls_back_to_tmp(
     long_dir = tmp_path / ("d" * 100)
     long_dir.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(long_dir))
-    with QemuSecondary(128 * K) as q:
+    with QemuSecondary(cfg(128 * K)) as q:
         assert str(q.workdir).startswith("/tmp/lk-")
         assert all(len(os.fsencode(p)) < 108 for p in (q.qmp_socket, q.nbd_socket))
         q.start()
@@ -509,7 +517,7 @@ def test_long_tmpdir_falls_back_to_tmp(
 
 
 def test_killed_qemu(qemu: None) -> None:
-    q = QemuSecondary(128 * K, hidden_cluster=4 * K, active_cluster=4 * K)
+    q = QemuSecondary(cfg(128 * K, hidden_cluster=4 * K, active_cluster=4 * K))
     wd, pid = q.workdir, q.pid
     assert pid is not None
     with pytest.raises(NbdError):  # puts a "Disconnect client" line into qemu.log
@@ -532,7 +540,7 @@ def test_killed_qemu(qemu: None) -> None:
 
 
 def test_killed_qemu_during_qmp(qemu: None) -> None:
-    q = QemuSecondary(128 * K)
+    q = QemuSecondary(cfg(128 * K))
     wd, pid = q.workdir, q.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -542,7 +550,7 @@ def test_killed_qemu_during_qmp(qemu: None) -> None:
 
 
 def test_hung_qemu_times_out(qemu: None) -> None:
-    q = QemuSecondary(128 * K, timeout=1.0)
+    q = QemuSecondary(cfg(128 * K), timeout=1.0)
     wd, pid = q.workdir, q.pid
     assert pid is not None
     os.kill(pid, signal.SIGSTOP)
@@ -554,7 +562,7 @@ def test_hung_qemu_times_out(qemu: None) -> None:
 
 
 def test_close_and_garbage_collection(qemu: None) -> None:
-    q = QemuSecondary(128 * K)
+    q = QemuSecondary(cfg(128 * K))
     wd, pid = q.workdir, q.pid
     assert pid is not None
     del q
@@ -564,8 +572,9 @@ def test_close_and_garbage_collection(qemu: None) -> None:
 
 def test_interpreter_exit_cleans_up(qemu: None) -> None:
     code = textwrap.dedent("""
+        from labkit.config import LabConfig
         from labkit.qemu import QemuSecondary
-        q = QemuSecondary(128 * 1024)
+        q = QemuSecondary(LabConfig(size=128 * 1024))
         q.start()
         print(q.pid, q.workdir, flush=True)
     """)
@@ -591,7 +600,7 @@ def test_works_inside_a_running_event_loop(qemu: None) -> None:
     """A Jupyter kernel runs an asyncio loop in the main thread; so does this test."""
 
     async def notebook_cell() -> str:
-        with QemuSecondary(128 * K, hidden_cluster=4 * K, active_cluster=4 * K) as q:
+        with QemuSecondary(cfg(128 * K, hidden_cluster=4 * K, active_cluster=4 * K)) as q:
             q.start()
             q.pwrite(5 * B, B, 0xBB)
             q.checkpoint()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from labkit.config import LabConfig
 from labkit.testing import child_processes, process_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -154,10 +155,10 @@ def test_size_that_does_not_fit_is_refused_before_qemu(qemu: None, short_tmp: Pa
     monkeypatch.setattr(tempfile, "tempdir", str(short_tmp))
     monkeypatch.setattr(_cleanup, "free_bytes", lambda path: 100 << 20)
     with pytest.raises(LimitError, match="temporary filesystem") as e:
-        QemuSecondary(1 << 30)
+        QemuSecondary(LabConfig(size=1 << 30))
     assert isinstance(e.value, ValueError)
     assert _session_dirs(short_tmp) == []
-    with QemuSecondary(1 << 30, fill="zero") as q:  # sparse: fits
+    with QemuSecondary(LabConfig(size=1 << 30, fill="zero")) as q:  # sparse: fits
         assert (q.workdir / "secondary.raw").stat().st_blocks == 0
 
 
@@ -165,7 +166,7 @@ def test_handlers_installed_while_a_session_is_open(qemu: None) -> None:
     from labkit.qemu import QemuSecondary, _cleanup
 
     before = signal.getsignal(signal.SIGTERM)
-    with QemuSecondary(128 * 1024):
+    with QemuSecondary(LabConfig(size=128 * 1024)):
         assert signal.getsignal(signal.SIGTERM) is not before
         assert all(s in _cleanup.SIGNALS for s in (signal.SIGTERM, signal.SIGHUP,
                                                     signal.SIGINT))
@@ -177,7 +178,7 @@ def test_sigint_in_process_closes_the_session_then_raises_keyboard_interrupt(
     """The previous SIGINT handler (Python's: KeyboardInterrupt) still runs, after the close."""
     from labkit.qemu import QemuSecondary
 
-    q = QemuSecondary(128 * 1024)
+    q = QemuSecondary(LabConfig(size=128 * 1024))
     wd, pid = q.workdir, q.pid
     assert pid is not None
     with pytest.raises(KeyboardInterrupt):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.qemu import _session, _version
+from labkit.qemu import _probe, _version
 from labkit.qemu import qemu_available as available
 
 
@@ -87,4 +87,4 @@ def test_qemu_available_applies_the_rule(tmp_path: Path, version: str, live: boo
         monkeypatch.setenv(_version.ANY_VERSION_ENV, "1")
         assert available(qemu) is None  # the probe's answer is cached, the rule is not
     assert _version.qemu_version(qemu) == tuple(int(x) for x in version.split("."))
-    _session._USABLE.discard(qemu)  # noqa: SLF001 (the stand-in leaves with tmp_path)
+    _probe._USABLE.discard(qemu)  # noqa: SLF001 (the stand-in leaves with tmp_path)

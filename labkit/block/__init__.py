@@ -16,6 +16,7 @@ from ._node import (
     FilterNode,
     InjectedError,
     TrackedRequest,
+    check_byte_request,
 )
 from ._store import (
     CHUNK,
@@ -63,6 +64,7 @@ __all__ = [
     "bdrv_drained_begin",
     "bdrv_drained_end",
     "blk_wait_while_drained",
+    "check_byte_request",
     "fill_base",
     "zeros_base",
 ]

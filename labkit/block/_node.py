@@ -118,6 +118,33 @@ class InjectedError:
         return offset < self.offset + self.length and self.offset < offset + nbytes
 
 
+def check_byte_request(op: str, node: str, size: int, offset: int, nbytes: int,
+                       alignment: int = SECTOR) -> tuple[int, int]:
+    """A request's range checked as ``bdrv_check_byte_request`` (block/io.c) does, plus the
+    node's ``request_alignment``; returns it as Python integers, or raises
+    :class:`~labkit.errors.RangeError` / :class:`~labkit.errors.AlignmentError`.
+
+    The one range check of labkit: the engine's nodes (:meth:`BlockNode.check_request`)
+    and the real-QEMU backend's NBD I/O (:mod:`labkit.qemu`) both use it.
+    """
+    for what, value in (("offset", offset), ("length", nbytes)):
+        if not isinstance(value, int | np.integer) or isinstance(value, bool):
+            raise RangeError(f"{op} on {node}: {what} must be an integer, got {value!r}")
+    # As Python integers: numpy's fixed-width sums wrap (uint32 0xFFFFFE00 + 0x400 is 0x200)
+    offset, nbytes = int(offset), int(nbytes)
+    if offset < 0 or nbytes < 0:
+        raise RangeError(f"{op} on {node}: offset {offset} and length {nbytes} must not "
+                         f"be negative")
+    if offset % alignment or nbytes % alignment:
+        raise AlignmentError(
+            f"{op} on {node}: offset {offset} and length {nbytes} must be multiples of "
+            f"the node's request_alignment ({alignment} bytes)")
+    if offset + nbytes > size:
+        raise RangeError(f"{op} on {node}: [{offset}, {offset + nbytes}) reaches past "
+                         f"the end of the node ({size} bytes)")
+    return offset, nbytes
+
+
 class BlockNode:
     """``BlockDriverState``: a node of the block graph with QEMU's generic request path.
 
@@ -240,22 +267,7 @@ class BlockNode:
     # --- request checks ---------------------------------------------------
     def check_request(self, offset: int, nbytes: int, op: str) -> None:
         """``bdrv_check_byte_request`` plus labkit's alignment rule; raises, changes nothing."""
-        for what, value in (("offset", offset), ("length", nbytes)):
-            if not isinstance(value, int | np.integer) or isinstance(value, bool):
-                raise RangeError(f"{op} on {self.name}: {what} must be an integer, got {value!r}")
-        # As Python integers: numpy's fixed-width sums wrap (uint32 0xFFFFFE00 + 0x400 is 0x200)
-        offset, nbytes = int(offset), int(nbytes)
-        if offset < 0 or nbytes < 0:
-            raise RangeError(f"{op} on {self.name}: offset {offset} and length {nbytes} must not "
-                             f"be negative")
-        align = self.request_alignment
-        if offset % align or nbytes % align:
-            raise AlignmentError(
-                f"{op} on {self.name}: offset {offset} and length {nbytes} must be multiples of "
-                f"the node's request_alignment ({align} bytes)")
-        if offset + nbytes > self.size:
-            raise RangeError(f"{op} on {self.name}: [{offset}, {offset + nbytes}) reaches past "
-                             f"the end of the node ({self.size} bytes)")
+        check_byte_request(op, self.name, self.size, offset, nbytes, self.request_alignment)
 
     # --- tracked and serialising requests ----------------------------------
     def _tracked_begin(self, offset: int, nbytes: int, type_: str) -> TrackedRequest:

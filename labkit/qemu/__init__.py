@@ -15,39 +15,15 @@ Needs the Debian packages ``qemu-system-x86`` and ``qemu-utils``;
 never imports this package: import it where QEMU is wanted.
 """
 
+from labkit.qemu._cleanup import close_all_sessions, install_signal_handlers, sweep_stale
 from labkit.qemu._compare import Comparison, compare
+from labkit.qemu._conformance import Conformance
 from labkit.qemu._diff import Difference
 from labkit.qemu._errors import BackendError, QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdClient, NbdError
-from labkit.qemu._run import CommandOutcome, QemuRun, run_scenario
-from labkit.qemu._session import QemuSecondary, leftover_sessions, qemu_available
-
-__all__ = [
-    "BackendError",
-    "CommandOutcome",
-    "Comparison",
-    "Difference",
-    "NbdClient",
-    "NbdError",
-    "QemuError",
-    "QemuNotAvailable",
-    "QemuRun",
-    "QemuSecondary",
-    "compare",
-    "leftover_sessions",
-    "qemu_available",
-    "run_scenario",
-]
-
-# --- races on the real QEMU and process clean-up (helper qemu-races) -----------------
-# Kept in one block so that it merges apart from the rest of this file.
-from labkit.qemu._cleanup import (
-    close_all_sessions,
-    install_signal_handlers,
-    sweep_stale,
-)
-from labkit.qemu._conformance import Conformance
 from labkit.qemu._pause import PLACES, Place, RaceOrder, SimulatorHold
+from labkit.qemu._probe import qemu_available
+from labkit.qemu._process import leftover_sessions
 from labkit.qemu._races import (
     BLKDEBUG_NOTE,
     BLOCK_WAIT,
@@ -58,30 +34,9 @@ from labkit.qemu._races import (
     race_orders,
 )
 from labkit.qemu._random_races import SweepResult, race_sweep, random_race
-
-__all__ += [
-    "BLKDEBUG_NOTE",
-    "BLOCK_WAIT",
-    "PLACES",
-    "Conformance",
-    "OrderResult",
-    "Place",
-    "RaceComparison",
-    "RaceOrder",
-    "SimulatorHold",
-    "SweepResult",
-    "close_all_sessions",
-    "compare_races",
-    "hold_on_simulator",
-    "install_signal_handlers",
-    "race_orders",
-    "race_sweep",
-    "random_race",
-    "sweep_stale",
-]
-
-# --- which QEMU (helper fresh): the version a comparison ran, and the 7.2 / 8.x rule ---
-from labkit.qemu._version import (  # noqa: E402
+from labkit.qemu._run import CommandOutcome, QemuRun, run_scenario
+from labkit.qemu._secondary import QemuSecondary
+from labkit.qemu._version import (
     CHECKED,
     label_of,
     qemu_label,
@@ -90,5 +45,43 @@ from labkit.qemu._version import (  # noqa: E402
     version_reason,
 )
 
-__all__ += ["CHECKED", "label_of", "qemu_label", "qemu_version", "version_label",
-            "version_reason"]
+__all__ = [
+    "BLKDEBUG_NOTE",
+    "BLOCK_WAIT",
+    "CHECKED",
+    "PLACES",
+    "BackendError",
+    "CommandOutcome",
+    "Comparison",
+    "Conformance",
+    "Difference",
+    "NbdClient",
+    "NbdError",
+    "OrderResult",
+    "Place",
+    "QemuError",
+    "QemuNotAvailable",
+    "QemuRun",
+    "QemuSecondary",
+    "RaceComparison",
+    "RaceOrder",
+    "SimulatorHold",
+    "SweepResult",
+    "close_all_sessions",
+    "compare",
+    "compare_races",
+    "hold_on_simulator",
+    "install_signal_handlers",
+    "label_of",
+    "leftover_sessions",
+    "qemu_available",
+    "qemu_label",
+    "qemu_version",
+    "race_orders",
+    "race_sweep",
+    "random_race",
+    "run_scenario",
+    "sweep_stale",
+    "version_label",
+    "version_reason",
+]

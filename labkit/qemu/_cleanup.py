@@ -40,6 +40,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import psutil
+
 from ..errors import ScratchDirError
 
 #: sun_path is 108 bytes including the terminating NUL.
@@ -252,13 +254,24 @@ def record_qemu(workdir: Path, pid: int) -> None:
         (workdir / _QEMU_PID).write_text(f"{pid}\n")
 
 
+def names_dir(pid: int, workdir: Path) -> bool:
+    """Is ``pid`` a live process whose command line names ``workdir``?  So a QEMU of
+    ours: a recycled pid or another user's QEMU never is.  A zombie counts as gone."""
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return any(str(workdir) in arg for arg in proc.cmdline())
+    except psutil.Error:
+        return False
+
+
 def _kill_recorded_qemu(wd: Path) -> None:
     try:
         pid = int((wd / _QEMU_PID).read_text().split()[0])
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return
-    if os.fsencode(str(wd)) in cmdline:  # ours, not a recycled pid
+    if names_dir(pid, wd):  # ours, not a recycled pid
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
 
@@ -299,5 +312,6 @@ def free_bytes(path: Path) -> int:
 
 
 __all__ = ["SIGNALS", "close_all_sessions", "free_bytes", "install_signal_handlers", "launch",
-           "make_session_dir", "pid_exists", "record_qemu", "restore_signal_handlers", "runs_dir",
-           "session_closed", "session_opened", "sweep_stale"]
+           "make_session_dir", "names_dir", "pid_exists", "record_qemu",
+           "restore_signal_handlers", "runs_dir", "session_closed", "session_opened",
+           "sweep_stale"]

@@ -28,7 +28,7 @@ from labkit.errors import ConfigError
 from labkit.lab import Lab
 from labkit.lab import run_scenario as sim_run_scenario
 from labkit.layers import SECTOR, Layer
-from labkit.qemu._diff import LAYERS, Difference, compare_dumps, compare_outcomes, one_sided
+from labkit.qemu._diff import LAYERS, Difference, compare_runs
 from labkit.qemu._races import RaceComparison, compare_races
 from labkit.qemu._run import QemuRun, configured_scenario, refuse_par
 from labkit.qemu._run import run_scenario as qemu_run_scenario
@@ -155,12 +155,8 @@ def compare(text: str | Scenario, *, size: int | str | None = None,
     refuse_par(scenario)
     sim = sim_run_scenario(scenario, design=design, era="7.2", **config)
     q = qemu_run_scenario(scenario, timeout=timeout, qemu=qemu, **config)
-    differences = compare_dumps(sim.dumps, q.dumps, config["block"])
     # The interpreter records each command's outcome on both backends the same way.
-    differences += compare_outcomes(sim.outcomes, q.outcomes)
-    differences += one_sided("expect", sim.expectation_failures, q.expectation_failures)
-    differences += one_sided("violation", [v.message for v in sim.violations()],
-                              [v.message for v in q.violations()])
+    differences = compare_runs(sim, q, config["block"])
     return Comparison(scenario, dict(config, design=design, era="7.2"), sim, q, differences)
 
 

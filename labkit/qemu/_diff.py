@@ -9,11 +9,14 @@ imports the other's internals.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from labkit.layers import SECTOR, Layer
+from labkit.oracle import Violation
 from labkit.qemu._run import CommandOutcome
 from labkit.render import block_map
 from labkit.scenario import Command
@@ -99,20 +102,30 @@ def compare_layers(dump: int, title: str, name: str, sim: Layer | None, qemu: La
                       (s0, s1), _rows(name, sim, qemu, block, s0))
 
 
-def compare_outcomes(sim: list[CommandOutcome], qemu: list[CommandOutcome]) -> list[Difference]:
-    """Commands that failed on one side only, or (control commands) with other messages."""
+#: The commands whose failures are compared by errno (their messages are each side's
+#: own); a control command's message is QEMU's, which the simulator copies.
+COLO_IO = ("pwrite", "vwrite", "vread")
+
+
+def compare_outcomes(sim: list[CommandOutcome], qemu: list[CommandOutcome],
+                     by_errno: Sequence[str] = COLO_IO,
+                     by_message: bool = True) -> list[Difference]:
+    """Commands that failed on one side only, or failed otherwise: the commands of
+    ``by_errno`` with another errno, the others (``by_message``) with another message."""
     out = []
     for s, q in zip(sim, qemu, strict=True):
         c: Command = s.command
-        where = f"line {c.line}: {c.text} ({s.task})"
         if (s.error is None) != (q.error is None):
-            out.append(Difference("outcome", where, _outcome(s), _outcome(q)))
-        elif s.error is not None and q.error is not None:
-            if c.op in ("pwrite", "vwrite", "vread"):
-                if s.errno != q.errno:
-                    out.append(Difference("outcome", where, _outcome(s), _outcome(q)))
-            elif s.error != q.error:
-                out.append(Difference("outcome", where, _outcome(s), _outcome(q)))
+            differs = True
+        elif s.error is None:
+            differs = False
+        elif c.op in by_errno:
+            differs = s.errno != q.errno
+        else:
+            differs = by_message and s.error != q.error
+        if differs:
+            out.append(Difference("outcome", f"line {c.line}: {c.text} ({s.task})",
+                                  _outcome(s), _outcome(q)))
     return out
 
 
@@ -133,18 +146,44 @@ def one_sided(kind: str, sim: list[str], qemu: list[str]) -> list[Difference]:
 
 def compare_dumps(sim: list[tuple[str, dict[str, Layer | None]]],
                   qemu: list[tuple[str, dict[str, Layer | None]]],
-                  block: int) -> list[Difference]:
-    """How many dumps each side took, and each layer of each dump that differs."""
+                  block: int, layers: Sequence[str] = LAYERS) -> list[Difference]:
+    """How many dumps each side took, and each of ``layers`` of each dump that differs
+    (COLO's :data:`LAYERS` by default; fleecing's are ``live``, ``fleece``, ``snapshot``)."""
     diffs = []
     if len(sim) != len(qemu):
         diffs.append(Difference("dumps", "number of dumps", str(len(sim)), str(len(qemu))))
     for i, ((title, sl), (_, ql)) in enumerate(zip(sim, qemu, strict=False), start=1):
-        for name in LAYERS:
+        for name in layers:
             d = compare_layers(i, title, name, sl.get(name), ql.get(name), block)
             if d is not None:
                 diffs.append(d)
     return diffs
 
 
-__all__ = ["LAYERS", "Difference", "compare_dumps", "compare_layers", "compare_outcomes",
-           "one_sided"]
+class Run(Protocol):
+    """What a comparison reads of a scenario's run, on either side (a lab after
+    :func:`labkit.run_scenario`, a :class:`~labkit.qemu.QemuRun`)."""
+
+    @property
+    def dumps(self) -> Sequence[tuple[str, dict[str, Layer | None]]]: ...
+    @property
+    def outcomes(self) -> list[CommandOutcome]: ...
+    @property
+    def expectation_failures(self) -> list[str]: ...
+    def violations(self) -> Sequence[Violation]: ...
+
+
+def compare_runs(sim: Run, qemu: Run, block: int, layers: Sequence[str] = LAYERS,
+                 by_errno: Sequence[str] = COLO_IO, by_message: bool = True) -> list[Difference]:
+    """Two runs of one sequential scenario: their dumps (:func:`compare_dumps`), each
+    command's outcome (:func:`compare_outcomes`), the failed checks and the oracle's
+    violations found on one side only."""
+    return (compare_dumps(list(sim.dumps), list(qemu.dumps), block, layers)
+            + compare_outcomes(sim.outcomes, qemu.outcomes, by_errno, by_message)
+            + one_sided("expect", sim.expectation_failures, qemu.expectation_failures)
+            + one_sided("violation", [v.message for v in sim.violations()],
+                        [v.message for v in qemu.violations()]))
+
+
+__all__ = ["COLO_IO", "LAYERS", "Difference", "Run", "compare_dumps", "compare_layers",
+           "compare_outcomes", "compare_runs", "one_sided"]

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,19 +57,24 @@ from typing import Any
 
 import numpy as np
 
-from labkit.config import resolve
+from labkit.config import LabConfig, resolve
 from labkit.errors import ConfigError, ScenarioError
 from labkit.fleecing import FleecingLab
 from labkit.interpret import Interpreter
-from labkit.lab import build_lab
+from labkit.kernel import Chooser
+from labkit.lab import build_lab, check_byte
 from labkit.layers import SECTOR, Layer
 from labkit.oracle import FleecingOracle
 from labkit.qemu._compare import Comparison
-from labkit.qemu._diff import Difference, compare_layers, one_sided
+from labkit.qemu._diff import compare_dumps, compare_runs
 from labkit.qemu._errors import QemuError, QemuNotAvailable
+from labkit.qemu._images import create_overlay
 from labkit.qemu._nbd import NbdClient, NbdError
-from labkit.qemu._run import QemuBackend, QemuRun, check_timeout, refuse_par
-from labkit.qemu._session import QemuSecondary, qemu_available
+from labkit.qemu._probe import qemu_available
+from labkit.qemu._races import _Breakpoints
+from labkit.qemu._run import QemuBackend, QemuRun, refuse_par
+from labkit.qemu._secondary import QemuSecondary, check_backup_cluster
+from labkit.qemu._session import check_timeout
 from labkit.scenario import Command, Par, Scenario, parse, scenario_graph
 
 FLEECING_LAYERS = ("live", "fleece", "snapshot")
@@ -82,67 +86,61 @@ _NODES = {"live": "live-disk", "fleece": "fleece"}
 class QemuFleecing(QemuSecondary):
     """A real QEMU 7.2 with the fleecing graph (see the module docstring).
 
-    ``scheme`` is ``"2.12"``, ``"3.0"`` (both: the backup job) or ``"7.2"``
-    (copy-before-write + snapshot-access); ``cluster`` is the overlay's qcow2
-    cluster size.  ``blkdebug=True`` puts blkdebug nodes under both images
-    (:data:`BLKDEBUG_FLEECING`); ``fail_copy_write=True`` gives the overlay's a
-    one-shot ``inject-error`` rule on ``write_aio`` (blkdebug takes rules when
-    it is opened): the first copy fails with EIO.  Use it as a context manager.
+    ``config`` is a :class:`~labkit.config.LabConfig` with ``graph="fleecing"``:
+    its ``design`` is the scheme — ``"2.12"``, ``"3.0"`` (both: the backup job)
+    or ``"7.2"`` (copy-before-write + snapshot-access) — and its
+    ``hidden_cluster`` the overlay's qcow2 cluster size.  ``blkdebug=True`` puts
+    blkdebug nodes under both images (:data:`BLKDEBUG_FLEECING`);
+    ``fail_copy_write=True`` gives the overlay's a one-shot ``inject-error`` rule
+    on ``write_aio`` (blkdebug takes rules when it is opened): the first copy
+    fails with EIO.  Use it as a context manager.
     """
 
-    def __init__(self, size: int, block: int = 4096, cluster: int = 65536,
-                 timeout: float = 10.0, qemu: str = "qemu-system-x86_64", *,
-                 scheme: str = "7.2", fill: str | int = "index", blkdebug: bool = False,
+    def __init__(self, config: LabConfig, *, timeout: float = 10.0,
+                 qemu: str = "qemu-system-x86_64", blkdebug: bool = False,
                  fail_copy_write: bool = False) -> None:
-        if scheme not in ("2.12", "3.0", "7.2"):
-            raise ConfigError(f"scheme must be '2.12', '3.0' or '7.2', got {scheme!r}")
-        self.scheme = scheme
         # blkdebug's inject-error rule on the overlay, given when it is opened: its first
         # data write (the first copy's) fails with EIO
+        if fail_copy_write and not blkdebug:
+            raise ConfigError("fail_copy_write=True needs blkdebug=True (the rule is "
+                              "blkdebug's inject-error)")
         self.fail_copy_write = fail_copy_write
         self.fleecing = False
-        super().__init__(size, block, cluster, cluster, timeout, qemu, fill=fill,
-                         blkdebug=blkdebug)
+        super().__init__(config, timeout=timeout, qemu=qemu, blkdebug=blkdebug)
+        self.scheme = self.config.design
 
-    def __enter__(self) -> QemuFleecing:
-        return self
+    def _check_config(self, config: LabConfig) -> None:
+        if config.graph != "fleecing":
+            raise ConfigError(f"QemuFleecing runs image fleecing: its LabConfig needs "
+                              f"graph='fleecing', got {config.graph!r}")
+        check_backup_cluster(config, "overlay")
 
     @property
     def cbw_cluster(self) -> int:
-        """block-copy's cluster: ``MAX(64 KiB, target cluster)``."""
-        return max(1 << 16, self.hidden_cluster)
+        """block-copy's cluster: ``MAX(64 KiB, target cluster)`` (``backup_cluster`` other
+        than that is refused)."""
+        return self.config.effective_backup_cluster
 
-    def _create_overlays(self, wd: Path, qemu_img: str) -> None:
+    def _create_images(self, workdir: Path, qemu_img: str) -> None:
         """``qemu-img create -f qcow2 -b secondary.raw -F raw fleece.qcow2``."""
-        argv = [qemu_img, "create", "-q", "-f", "qcow2", "-o",
-                f"cluster_size={self.hidden_cluster}", "-b", "secondary.raw", "-F", "raw",
-                str(wd / "fleece.qcow2")]
-        res = subprocess.run(argv, capture_output=True, text=True, cwd=wd, check=False,
-                             timeout=self.timeout)
-        if res.returncode:
-            raise QemuError(f"qemu-img create fleece.qcow2 failed (exit {res.returncode}): "
-                            f"{(res.stderr or res.stdout).strip()}", command="qemu-img create")
+        create_overlay(qemu_img, workdir, "fleece.qcow2", "secondary.raw", "raw",
+                       self.hidden_cluster, self.timeout)
 
-    def _build_graph(self, exe: str, wd: Path) -> None:
-        d = str(wd)
-        self._qmp("blockdev-add", {"driver": "raw", "node-name": "live-disk",
-                                   "file": self._image_file("dbg-live", f"{d}/secondary.raw")})
+    def _build_graph(self, exe: str, workdir: Path) -> None:
+        d = str(workdir)
+        self.qmp("blockdev-add", {"driver": "raw", "node-name": "live-disk",
+                                  "file": self._image_file("dbg-live", f"{d}/secondary.raw")})
         overlay_file = self._image_file("dbg-fl", f"{d}/fleece.qcow2")
         if self.fail_copy_write:
-            assert self.blkdebug, "fail_copy_write needs blkdebug=True"
             overlay_file["inject-error"] = [{"event": "write_aio", "errno": _errno.EIO,
                                              "once": True}]
-        self._qmp("blockdev-add", {"driver": "qcow2", "node-name": "fleece",
-                                   "file": overlay_file, "backing": "live-disk"})
-        self._qmp("nbd-server-start", {"addr": {"type": "unix",
-                                                "data": {"path": self.nbd_socket}}})
+        self.qmp("blockdev-add", {"driver": "qcow2", "node-name": "fleece",
+                                  "file": overlay_file, "backing": "live-disk"})
+        self.qmp("nbd-server-start", {"addr": {"type": "unix",
+                                               "data": {"path": self.nbd_socket}}})
         self._export("guest", "live-disk", writable=True)
         if self.blkdebug:  # named read-only BlockBackends to set breakpoints through
             self._add_breakpoint_drives(BLKDEBUG_FLEECING)
-
-    def _export(self, name: str, node: str, writable: bool) -> None:
-        self._qmp("block-export-add", {"type": "nbd", "id": f"exp-{name}", "node-name": node,
-                                       "name": name, "writable": writable})
 
     # -- the commands ------------------------------------------------------------------
 
@@ -151,14 +149,14 @@ class QemuFleecing(QemuSecondary):
         """Start fleecing with this session's scheme (see the module docstring)."""
         if self.fleecing:
             # what QEMU answers to the second blockdev-add / blockdev-backup
-            self._qmp("blockdev-add" if self.scheme == "7.2" else "blockdev-backup",
+            self.qmp("blockdev-add" if self.scheme == "7.2" else "blockdev-backup",
                       {"driver": "copy-before-write", "node-name": "fl-cbw",
                        "file": "live-disk", "target": "fleece"} if self.scheme == "7.2" else
                       {"job-id": "fleecing", "device": "live-disk", "target": "fleece",
                        "sync": "none"})
             return
         if self.scheme != "7.2":
-            self._qmp("blockdev-backup", {"job-id": "fleecing", "device": "live-disk",
+            self.qmp("blockdev-backup", {"job-id": "fleecing", "device": "live-disk",
                                           "target": "fleece", "sync": "none"})
             self._export("fleece", "fleece", writable=False)
             self.fleecing = True
@@ -166,30 +164,28 @@ class QemuFleecing(QemuSecondary):
         opts: dict[str, Any] = {"driver": "copy-before-write", "node-name": "fl-cbw",
                                 "file": "live-disk", "target": "fleece"}
         if bitmap is not None:
-            self._qmp("block-dirty-bitmap-add", {"node": "live-disk", "name": "fl-bitmap",
+            self.qmp("block-dirty-bitmap-add", {"node": "live-disk", "name": "fl-bitmap",
                                                  "granularity": self.cbw_cluster})
             off, length = bitmap
             self.vwrite_data(off, self.vread(off, length))  # dirty it, data unchanged
-            self._qmp("block-dirty-bitmap-disable", {"node": "live-disk", "name": "fl-bitmap"})
+            self.qmp("block-dirty-bitmap-disable", {"node": "live-disk", "name": "fl-bitmap"})
             opts["bitmap"] = {"node": "live-disk", "name": "fl-bitmap"}
         if on_cbw_error is not None:
             opts["on-cbw-error"] = on_cbw_error
-        self._qmp("blockdev-add", opts)
+        self.qmp("blockdev-add", opts)
         # qom-set ... drive fl-cbw: the guest's BlockBackend moves onto the filter
-        client = self._res.nbd.pop("guest", None)
-        if client is not None:
-            client.close()
+        self._nbd_drop("guest")
         self._delete_export("exp-guest")
         self._export("guest", "fl-cbw", writable=True)
-        self._qmp("blockdev-add", {"driver": "snapshot-access", "node-name": "fl-access",
+        self.qmp("blockdev-add", {"driver": "snapshot-access", "node-name": "fl-access",
                                    "file": "fl-cbw"})
         self._export("fleece", "fl-access", writable=False)
         self.fleecing = True
 
     def vwrite(self, off: int, length: int, byte: int) -> None:
         """The guest's write (export ``guest``)."""
-        self._check_range(off, length)
-        self.vwrite_data(off, bytes([byte]) * length)
+        self._check_request("guest write", "export 'guest'", off, length)
+        self.vwrite_data(off, bytes([check_byte(byte, "guest write: byte")]) * length)
 
     def vwrite_data(self, off: int, data: bytes) -> None:
         self._nbd_io("guest", f"guest write on export 'guest' at {off}",
@@ -197,14 +193,14 @@ class QemuFleecing(QemuSecondary):
 
     def vread(self, off: int, length: int, *, df: bool = True) -> bytes:
         """The guest's read (export ``guest``)."""
-        self._check_range(off, length)
+        self._check_request("guest read", "export 'guest'", off, length)
         return self._nbd_io("guest", f"guest read on export 'guest' at {off}",
                             lambda c: c.pread(off, length, df=df))
 
     def cread(self, off: int, length: int) -> bytes:
         """The backup client's read of export ``fleece`` (``NBD_CMD_FLAG_DF``: a failed
         read gets an error reply and the connection stays)."""
-        self._check_range(off, length)
+        self._check_request("client read", "export 'fleece'", off, length)
         return self._nbd_io("fleece", f"client read on export 'fleece' at {off}",
                             lambda c: c.pread(off, length, df=True))
 
@@ -338,9 +334,10 @@ def fleecing_config(text: str, **explicit: Any) -> dict[str, Any]:
     cfg = resolve(text, {k: v for k, v in explicit.items() if v is not None})
     if cfg.graph != "fleecing":
         raise ScenarioError(0, "# config:", "a fleecing comparison needs 'graph=fleecing'")
-    if cfg.backup_cluster is not None and cfg.backup_cluster != max(1 << 16, cfg.hidden_cluster):
-        raise ScenarioError(0, "# config:", "backup_cluster is the simulator's override; "
-                                            "QEMU copies MAX(64K, overlay cluster): leave it out")
+    try:
+        check_backup_cluster(cfg, "overlay")
+    except ConfigError as exc:
+        raise ScenarioError(0, "# config:", str(exc)) from None
     return cfg.keywords()
 
 
@@ -357,8 +354,7 @@ def run_fleecing(text: str, *, design: str | None = None, timeout: float = 10.0,
     if reason is not None:
         raise QemuNotAvailable(reason)
     run = QemuFleecingRun(scenario, config)
-    with QemuFleecing(config["size"], config["block"], config["hidden_cluster"], timeout, qemu,
-                      scheme=config["design"], fill=config["fill"]) as q:
+    with QemuFleecing(LabConfig(**config), timeout=timeout, qemu=qemu) as q:
         run.play(q)
     return run
 
@@ -376,27 +372,10 @@ def compare_fleecing(text: str, *, design: str | None = None, timeout: float = 1
     config = dict(q.config)
     config.pop("backend", None)
     config.pop("qemu_version", None)
-    from labkit.config import LabConfig
-
     sim = build_lab(LabConfig(**config)).play(q.scenario)
-    differences: list[Difference] = []
-    if len(sim.dumps) != len(q.dumps):
-        differences.append(Difference("dumps", "number of dumps", str(len(sim.dumps)),
-                                      str(len(q.dumps))))
-    for i, ((title, sl), (_, ql)) in enumerate(zip(sim.dumps, q.dumps, strict=False), start=1):
-        for name in FLEECING_LAYERS:
-            d = compare_layers(i, title, name, sl.get(name), ql.get(name), config["block"])
-            if d is not None:
-                differences.append(d)
-    for s, o in zip(sim.outcomes, q.outcomes, strict=True):
-        c = s.command
-        if (s.error is None) != (o.error is None) or (s.error is not None and c.op != "fleece"
-                                                      and s.errno != o.errno):
-            differences.append(Difference("outcome", f"line {c.line}: {c.text} ({s.task})",
-                                          s.error or "succeeded", o.error or "succeeded"))
-    differences += one_sided("expect", sim.expectation_failures, q.expectation_failures)
-    differences += one_sided("violation", [v.message for v in sim.violations()],
-                              [v.message for v in q.violations()])
+    # fleece's messages are each side's own (QEMU's QMP errors, the simulator's words)
+    differences = compare_runs(sim, q, config["block"], FLEECING_LAYERS,
+                               by_errno=("vwrite", "vread", "cread"), by_message=False)
     return Comparison(q.scenario, dict(config, era="7.2"), sim, q, differences)
 
 
@@ -457,9 +436,6 @@ def force_on_simulator(text: str, hold: str, **explicit: Any) -> ForcedOrder:
         names = [t.name for t in runnable]
         return next((n for n in prefer if n in names), names[0])
 
-    from labkit.config import LabConfig
-    from labkit.kernel import Chooser
-
     lab = build_lab(LabConfig(**config), Chooser(choose))
     assert isinstance(lab, FleecingLab)
     lab.fleece()
@@ -493,8 +469,6 @@ def force_on_qemu(text: str, hold: str, *, timeout: float = 10.0,
     """The order ``hold`` names, on QEMU 7.2 with blkdebug under each image: a
     breakpoint at the place, the held request sent, the other sent and waited for
     :data:`FLEECING_BLOCK_WAIT` seconds (pending then: blocked), then the release."""
-    from labkit.qemu._races import _Breakpoints
-
     config = fleecing_config(text, **explicit)
     _, _, par = _race_parts(text, config)
     op, drive, event, _, _ = FLEECING_HOLDS[hold]
@@ -503,8 +477,7 @@ def force_on_qemu(text: str, hold: str, *, timeout: float = 10.0,
         raise QemuNotAvailable(reason)
     out = ForcedOrder(hold)
     names = {"cread": "client-read#1", "vwrite": "vm-write#1"}
-    with QemuFleecing(config["size"], config["block"], config["hidden_cluster"], timeout, qemu,
-                      scheme=config["design"], fill=config["fill"], blkdebug=True) as q:
+    with QemuFleecing(LabConfig(**config), timeout=timeout, qemu=qemu, blkdebug=True) as q:
         q.fleece()
         bps = _Breakpoints(q)
         results: dict[str, Any] = {}
@@ -562,6 +535,7 @@ def compare_fleecing_race(text: str, *, design: str | None = None, timeout: floa
                           qemu: str = "qemu-system-x86_64",
                           **explicit: Any) -> list[tuple[ForcedOrder, ForcedOrder, list[str]]]:
     """Every order of :data:`FLEECING_HOLDS` on both sides: (simulator, QEMU, differences)."""
+    block = fleecing_config(text, design=design, **explicit)["block"]
     out = []
     for hold in FLEECING_HOLDS:
         sim = force_on_simulator(text, hold, design=design, **explicit)
@@ -574,11 +548,8 @@ def compare_fleecing_race(text: str, *, design: str | None = None, timeout: floa
             diffs.append(f"blocked: simulator {sim.blocked}; QEMU {qem.blocked}")
         if sim.reads != qem.reads:
             diffs.append("reads differ")
-        for name in FLEECING_LAYERS:
-            d = compare_layers(1, hold, name, sim.layers.get(name), qem.layers.get(name),
-                               fleecing_config(text, **explicit)["block"])
-            if d is not None:
-                diffs.append(str(d))
+        diffs += [str(d) for d in compare_dumps([(hold, sim.layers)], [(hold, qem.layers)],
+                                                block, FLEECING_LAYERS)]
         out.append((sim, qem, diffs))
     return out
 

@@ -3,8 +3,8 @@
 :func:`compare_races` splits a scenario at its ``par`` block
 (:func:`labkit.qemu._pause.split`), lists the forceable orders
 (:func:`~labkit.qemu._pause.reachable`) and plays each on a fresh QEMU 7.2
-with a blkdebug node under each image file (``qemu-7.2-races-observed.md``)
-and on the simulator under era 7.2, design "4.0" (QEMU 7.2's read
+with a blkdebug node under each image file (block/blkdebug.c: ``break``,
+``resume`` through ``qemu-io``) and on the simulator under era 7.2, design "4.0" (QEMU 7.2's read
 protection).  Per order it compares which requests were blocked while one
 was held, what every read of the ``par`` block returned, the scenario's dumps
 and the final layers, and the failed checks.
@@ -64,8 +64,9 @@ from labkit.qemu._pause import (
     run_on_simulator,
     split,
 )
-from labkit.qemu._run import QemuRun, configured_scenario
-from labkit.qemu._session import BLKDEBUG_DRIVES, QemuSecondary, qemu_available
+from labkit.qemu._probe import qemu_available
+from labkit.qemu._run import QemuRun, configured_scenario, qemu_lab_config
+from labkit.qemu._secondary import BLKDEBUG_DRIVES, QemuSecondary
 from labkit.scenario import Command, Scenario
 
 #: How long a request may stay pending before it counts as blocked (seconds).  An
@@ -256,9 +257,7 @@ def run_on_qemu(rs: RaceScenario, order: RaceOrder, config: dict[str, Any], *,
     """Play ``rs`` on a fresh QEMU 7.2 (with blkdebug) with ``order`` forced on its par block."""
     out = SideResult()
     by_name = {r.name: r for r in rs.requests}
-    q = QemuSecondary(config["size"], config["block"], config["hidden_cluster"],
-                      config["active_cluster"], timeout, qemu, fill=config["fill"],
-                      blkdebug=True)
+    q = QemuSecondary(qemu_lab_config(config), timeout=timeout, qemu=qemu, blkdebug=True)
     inflight: dict[str, InflightRequest] = {}
     bps = _Breakpoints(q)
     clean = False

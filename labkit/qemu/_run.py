@@ -34,16 +34,20 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from collections.abc import Mapping
 from typing import Any
 
-from labkit.errors import ArgumentError, ConfigError, ScenarioError
+from labkit.config import LabConfig
+from labkit.errors import ScenarioError
 from labkit.interpret import TASK_KINDS, CommandOutcome, Interpreter, OracleFeed, TaskNames
 from labkit.lab import index_fill
 from labkit.layers import Layer
 from labkit.oracle import Oracle, Violation
 from labkit.qemu._errors import QemuError, QemuNotAvailable
 from labkit.qemu._nbd import NbdError
-from labkit.qemu._session import QemuSecondary, qemu_available
+from labkit.qemu._probe import qemu_available
+from labkit.qemu._secondary import QemuSecondary
+from labkit.qemu._session import check_timeout
 from labkit.scenario import Command, Par, Scenario, configured
 
 _NODES = {"secondary": "secondary-disk", "hidden": "hidden", "active": "active"}
@@ -60,6 +64,12 @@ def refuse_par(scenario: Scenario) -> None:
                                 "choose QEMU's interleaving, so 'par' blocks cannot run on it; "
                                 "write the commands one per line, or run the race on the "
                                 "simulator (labkit run)")
+
+
+def qemu_lab_config(config: Mapping[str, Any]) -> LabConfig:
+    """The :class:`LabConfig` a QEMU session takes, from a configuration of
+    :func:`configured_scenario` (its :data:`QEMU_KEYS`; the rest at their defaults)."""
+    return LabConfig(**{k: config[k] for k in QEMU_KEYS})
 
 
 def configured_scenario(text: str | Scenario, size: int | str | None = None,
@@ -280,24 +290,10 @@ def run_scenario(text: str | Scenario, *, size: int | str | None = None,
     if reason is not None:
         raise QemuNotAvailable(reason)
     run = QemuRun(scenario, config)
-    with QemuSecondary(config["size"], config["block"], config["hidden_cluster"],
-                       config["active_cluster"], timeout, qemu, fill=config["fill"]) as q:
+    with QemuSecondary(qemu_lab_config(config), timeout=timeout, qemu=qemu) as q:
         run.play(q)
     return run
 
 
-MIN_TIMEOUT, MAX_TIMEOUT = 0.1, 3600.0
-
-
-def check_timeout(timeout: object) -> float:
-    """A QEMU timeout in seconds: a finite number from 0.1 to 3600 (one hour)."""
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise ArgumentError(f"timeout must be a number of seconds, got {timeout!r}")
-    if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:  # also refuses nan and inf
-        raise ConfigError(f"timeout must be from {MIN_TIMEOUT} to {MAX_TIMEOUT:.0f} seconds, "
-                          f"got {timeout!r}")
-    return float(timeout)
-
-
 __all__ = ["QEMU_KEYS", "TASK_KINDS", "CommandOutcome", "QemuBackend", "QemuRun", "check_timeout",
-           "configured_scenario", "refuse_par", "run_scenario"]
+           "configured_scenario", "qemu_lab_config", "refuse_par", "run_scenario"]
