@@ -57,9 +57,9 @@ from typing import Any
 
 import numpy as np
 
-from labkit.config import LabConfig, resolve
+from labkit.config import LabConfig
 from labkit.errors import ConfigError, ScenarioError
-from labkit.fleecing import FleecingLab
+from labkit.fleecing import FleecingLab, FleecingStage
 from labkit.interpret import Interpreter
 from labkit.kernel import Chooser
 from labkit.lab import build_lab, check_byte
@@ -75,7 +75,7 @@ from labkit.qemu._races import _Breakpoints
 from labkit.qemu._run import QemuBackend, QemuRun, refuse_par
 from labkit.qemu._secondary import QemuSecondary, check_backup_cluster
 from labkit.qemu._session import check_timeout
-from labkit.scenario import Command, Par, Scenario, parse, scenario_graph
+from labkit.scenario import Command, Par, Scenario, configured, scenario_graph
 
 FLEECING_LAYERS = ("live", "fleece", "snapshot")
 #: With ``blkdebug=True``: the blkdebug node under each image, and its control drive.
@@ -273,7 +273,7 @@ class QemuFleecingBackend(QemuBackend):
             q.fleece(bitmap, c.what)
             if not was:
                 oracle.fleece_started(run.design, bitmap, c.what)
-                run.state = "fleecing"
+                run.state = FleecingStage.FLEECING
             return None
         if c.op == "vwrite":
             oracle.guest_write_started(name, c.offset, c.length, c.byte or 0)
@@ -325,27 +325,27 @@ class QemuFleecingBackend(QemuBackend):
         return self.q.snapshot()
 
 
-def fleecing_config(text: str, **explicit: Any) -> dict[str, Any]:
-    """The configuration of a fleecing scenario (its header under ``explicit``), checked.
+def fleecing_config(text: str, **explicit: Any) -> tuple[LabConfig, Scenario]:
+    """A fleecing scenario's configuration (its header under ``explicit``:
+    :func:`labkit.scenario.configured`), checked for QEMU, and the scenario parsed.
 
     The copy's cluster on QEMU is ``MAX(64 KiB, overlay cluster)``: a
     ``backup_cluster`` override (simulator-only) is refused here.
     """
-    cfg = resolve(text, {k: v for k, v in explicit.items() if v is not None})
+    cfg, scenario = configured(text, **explicit)
     if cfg.graph != "fleecing":
         raise ScenarioError(0, "# config:", "a fleecing comparison needs 'graph=fleecing'")
     try:
         check_backup_cluster(cfg, "overlay")
     except ConfigError as exc:
         raise ScenarioError(0, "# config:", str(exc)) from None
-    return cfg.keywords()
+    return cfg, scenario
 
 
 def run_fleecing(text: str, *, design: str | None = None, timeout: float = 10.0,
                  qemu: str = "qemu-system-x86_64", **explicit: Any) -> QemuFleecingRun:
     """Play a sequential fleecing scenario on QEMU 7.2 (see :class:`QemuFleecing`)."""
-    config = fleecing_config(text, design=design, **explicit)
-    scenario = parse(text, block=config["block"], size=config["size"])
+    config, scenario = fleecing_config(text, design=design, **explicit)
     if scenario_graph(scenario) == "colo":
         raise ScenarioError(0, "", "this scenario uses COLO's commands; use labkit.qemu.compare")
     refuse_par(scenario)
@@ -353,8 +353,8 @@ def run_fleecing(text: str, *, design: str | None = None, timeout: float = 10.0,
     reason = qemu_available(qemu)
     if reason is not None:
         raise QemuNotAvailable(reason)
-    run = QemuFleecingRun(scenario, config)
-    with QemuFleecing(LabConfig(**config), timeout=timeout, qemu=qemu) as q:
+    run = QemuFleecingRun(scenario, config.keywords())
+    with QemuFleecing(config, timeout=timeout, qemu=qemu) as q:
         run.play(q)
     return run
 
@@ -409,9 +409,8 @@ class ForcedOrder:
     not_reached: str = ""
 
 
-def _race_parts(text: str, config: dict[str, Any]) -> tuple[Scenario, list[Command],
-                                                            list[Command]]:
-    scenario = parse(text, block=config["block"], size=config["size"])
+def _race_parts(text: str, scenario: Scenario) -> tuple[Scenario, list[Command],
+                                                         list[Command]]:
     if len(scenario.steps) < 2 or not isinstance(scenario.steps[1], Par) \
             or any(isinstance(st, Par) for st in scenario.steps[2:]) \
             or sorted(c.op for c in scenario.steps[1].commands) != ["cread", "vwrite"]:
@@ -427,8 +426,8 @@ def force_on_simulator(text: str, hold: str, **explicit: Any) -> ForcedOrder:
     """The order ``hold`` names, on the simulator: the held task runs until it is at
     the place (the event before the yield where blkdebug would suspend it), the other
     runs alone until it ends or blocks, then both run to the end."""
-    config = fleecing_config(text, **explicit)
-    _, _, par = _race_parts(text, config)
+    config, scenario = fleecing_config(text, **explicit)
+    _, _, par = _race_parts(text, scenario)
     op, _, _, node, kind = FLEECING_HOLDS[hold]
     prefer: list[str] = []
 
@@ -436,7 +435,7 @@ def force_on_simulator(text: str, hold: str, **explicit: Any) -> ForcedOrder:
         names = [t.name for t in runnable]
         return next((n for n in prefer if n in names), names[0])
 
-    lab = build_lab(LabConfig(**config), Chooser(choose))
+    lab = build_lab(config, Chooser(choose))
     assert isinstance(lab, FleecingLab)
     lab.fleece()
     tasks = {c.op: (lab.client_read(c.offset, c.length) if c.op == "cread"
@@ -469,15 +468,15 @@ def force_on_qemu(text: str, hold: str, *, timeout: float = 10.0,
     """The order ``hold`` names, on QEMU 7.2 with blkdebug under each image: a
     breakpoint at the place, the held request sent, the other sent and waited for
     :data:`FLEECING_BLOCK_WAIT` seconds (pending then: blocked), then the release."""
-    config = fleecing_config(text, **explicit)
-    _, _, par = _race_parts(text, config)
+    config, scenario = fleecing_config(text, **explicit)
+    _, _, par = _race_parts(text, scenario)
     op, drive, event, _, _ = FLEECING_HOLDS[hold]
     reason = qemu_available(qemu)
     if reason is not None:
         raise QemuNotAvailable(reason)
     out = ForcedOrder(hold)
     names = {"cread": "client-read#1", "vwrite": "vm-write#1"}
-    with QemuFleecing(LabConfig(**config), timeout=timeout, qemu=qemu, blkdebug=True) as q:
+    with QemuFleecing(config, timeout=timeout, qemu=qemu, blkdebug=True) as q:
         q.fleece()
         bps = _Breakpoints(q)
         results: dict[str, Any] = {}
@@ -535,7 +534,7 @@ def compare_fleecing_race(text: str, *, design: str | None = None, timeout: floa
                           qemu: str = "qemu-system-x86_64",
                           **explicit: Any) -> list[tuple[ForcedOrder, ForcedOrder, list[str]]]:
     """Every order of :data:`FLEECING_HOLDS` on both sides: (simulator, QEMU, differences)."""
-    block = fleecing_config(text, design=design, **explicit)["block"]
+    block = fleecing_config(text, design=design, **explicit)[0].block
     out = []
     for hold in FLEECING_HOLDS:
         sim = force_on_simulator(text, hold, design=design, **explicit)

@@ -37,10 +37,12 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from labkit.block import fill_base, zeros_base
 from labkit.config import LabConfig
 from labkit.errors import ScenarioError
 from labkit.interpret import TASK_KINDS, CommandOutcome, Interpreter, OracleFeed, TaskNames
-from labkit.lab import index_fill
 from labkit.layers import Layer
 from labkit.oracle import Oracle, Violation
 from labkit.qemu._errors import QemuError, QemuNotAvailable
@@ -48,6 +50,7 @@ from labkit.qemu._nbd import NbdError
 from labkit.qemu._probe import qemu_available
 from labkit.qemu._secondary import QemuSecondary
 from labkit.qemu._session import check_timeout
+from labkit.replication import ReplicationStage
 from labkit.scenario import Command, Par, Scenario, configured
 
 _NODES = {"secondary": "secondary-disk", "hidden": "hidden", "active": "active"}
@@ -101,15 +104,16 @@ class QemuRun:
         self.size: int = config["size"]
         self.block: int = config["block"]
         self.config = dict(config, backend="qemu")
-        fill = config["fill"]
-        self.original = (index_fill(self.size, self.block) if fill == "index"
-                         else bytes([0 if fill == "zero" else fill]) * self.size)
+        # The simulator's own reading of ``fill`` (labkit.block.fill_base), whole: a
+        # QEMU run's disk is small (its size is checked against the free space).
+        base = fill_base(config["fill"], self.block) or zeros_base
+        self.original = np.asarray(base(0, self.size), dtype=np.uint8).tobytes()
         self.oracle = Oracle(self.original, self.block)
         self.dumps: list[tuple[str, dict[str, Layer | None]]] = []
         self.log: list[str] = []
         self.expectation_failures: list[str] = []
         self.outcomes: list[CommandOutcome] = []
-        self.state = "none"
+        self.state: str = ReplicationStage.NONE  # a FleecingStage on a fleecing run
         self.version = ""
 
     def __repr__(self) -> str:
@@ -214,7 +218,7 @@ class QemuBackend:
         if c.op == "start":
             q.start()  # after failover or stop, QEMU 7.2 ignores it (no error)
             if run.state == "none":
-                run.state = "running"
+                run.state = ReplicationStage.RUNNING
                 oracle.started()
         elif c.op == "checkpoint":
             q.checkpoint()  # ignored after failover or stop, as start
@@ -224,11 +228,11 @@ class QemuBackend:
             try:
                 q.stop()
                 if run.state == "running":
-                    run.state = "done"
+                    run.state = ReplicationStage.DONE
             except QemuError as exc:
                 # QEMU 7.2's stop always fails this way, but replication is stopped.
                 if run.state == "running" and exc.desc == "Backup job was cancelled unexpectedly":
-                    run.state = "done"
+                    run.state = ReplicationStage.DONE
                 raise
             finally:
                 if run.state == "done":
@@ -237,7 +241,7 @@ class QemuBackend:
             was = run.state
             q.failover()
             if was == "running":
-                run.state = "done"
+                run.state = ReplicationStage.DONE
                 v = oracle.failover_done(name, q.pread(0, run.size))
                 if v is not None:
                     run.log.append(str(v))
