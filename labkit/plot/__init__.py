@@ -32,12 +32,21 @@ from ._common import (
                       figure_png,
                       new_figure,
 )
-from .graph import GUEST, NBD_SERVER, GraphModel, GraphPlot, graph_model, parked_tasks, plot_graph
+from .graph import (
+                      CLIENT,
+                      GUEST,
+                      NBD_SERVER,
+                      GraphModel,
+                      GraphPlot,
+                      graph_model,
+                      parked_tasks,
+                      plot_graph,
+)
 from .layers import LayerPlot, plot_layers
 from .provenance import ProvenancePlot, plot_provenance
 from .timeline import Lane, TimelineModel, TimelinePlot, plot_timeline, timeline_model
 
-__all__ = ["GUEST", "HATCH_COLOUR", "LAYER_COLOURS", "MARK_COLOUR", "NBD_SERVER",
+__all__ = ["CLIENT", "GUEST", "HATCH_COLOUR", "LAYER_COLOURS", "MARK_COLOUR", "NBD_SERVER",
            "ORIGINAL_GREYS", "WRITE_PALETTE", "GraphModel", "GraphPlot", "Lane", "LayerPlot",
            "ProvenancePlot", "TimelineModel", "TimelinePlot", "byte_colour", "encode_png",
            "figure_png", "graph_model", "new_figure", "parked_tasks", "plot_graph",

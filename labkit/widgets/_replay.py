@@ -9,11 +9,12 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..config import designs_for
 from ..errors import ConfigError, StateError
 from ..kernel import Scripted
 from ..lab import Lab
 from ..plot import plot_layers, plot_timeline
-from ..replication import DESIGNS
+from ..plot._shape import shape
 from ..trace import format_schedule
 from ._session import Session, describe_event
 from ._view import FONT, App, FigureImage, banner_html, button, pre, spaced, table
@@ -44,12 +45,16 @@ class RaceReplay(App):
     ``explore`` only (e.g. a run limit).
     """
 
-    def __init__(self, scenario: str, *, designs: Sequence[str] = DESIGNS,
+    def __init__(self, scenario: str, *, designs: Sequence[str] | None = None,
                  cols: int | None = None, explore_options: dict[str, Any] | None = None,
                  **config: Any) -> None:
         if "design" in config or "policy" in config:
             raise ConfigError("RaceReplay explores every design with its own policy; leave "
                               "design and policy out of the configuration (use designs=...)")
+        if designs is None:  # the graph's: COLO's designs, or fleecing's schemes
+            from ._playground import _graph_of
+
+            designs = designs_for(_graph_of(scenario, config))
         mod = _explorer()
         self.scenario = scenario
         self.config = dict(config)
@@ -256,6 +261,10 @@ class RaceReplay(App):
         where = span(v.offset, 1, lab.block) or "the disk"
         if got is not None:
             where = span(got.offset, got.length, lab.block)
+        if shape(lab).fleecing:
+            return (f"Point-in-time view broken at decision {self._violation_at()}: {v.task} "
+                    f"read {where} — expected {v.expected:#04x} (the disk when the backup "
+                    f"started), got {v.got:#04x}.\n{v.message}")
         return (f"Conflicting read at decision {self._violation_at()}: {v.task} read "
                 f"{where} — expected {v.expected:#04x} (what the VM should see), got "
                 f"{v.got:#04x}.\n{v.message}")
