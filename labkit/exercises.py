@@ -1289,3 +1289,9 @@ def by_notebook(prefix: str) -> Sequence[Exercise]:
 __all__ = ["EXERCISES", "Choice", "Exercise", "Mistake", "Option", "Outcome", "by_notebook",
            "choice", "ex01", "ex02",
            "ex03", "ex04", "ex05", "solutions_enabled"]
+
+# notebook 07 (image fleecing): its exercises live in their own module
+from .exercises_nb07 import ex07  # noqa: E402
+
+EXERCISES.update({q.name: q for q in vars(ex07).values()})
+__all__ += ["ex07"]
