@@ -1291,7 +1291,7 @@ __all__ = ["EXERCISES", "Choice", "Exercise", "Mistake", "Option", "Outcome", "b
            "ex03", "ex04", "ex05", "solutions_enabled"]
 
 # notebook 07 (image fleecing): its exercises live in their own module
-from .exercises_nb07 import ex07  # noqa: E402
+from .exercises_nb07 import BREAK07, RACE07, ex07  # noqa: E402
 
 EXERCISES.update({q.name: q for q in vars(ex07).values()})
-__all__ += ["ex07"]
+__all__ += ["BREAK07", "RACE07", "ex07"]

@@ -68,6 +68,11 @@ WRONG_TYPES = {
     "04.wake": ["e", 1, ["a"]],
     "04.serialise": ["x", 0, ("a",)],
     "05.own_race": [3, ["start"], "   ", None],
+    "07.overlay": ["e", 1, ["a"]],
+    "07.schedule": ["2.12", ["fleece#1"], 3, "client-read vm-write", "   "],
+    "07.serialise": ["x", 0, ("a",)],
+    "07.frozen": ["z", 2, ["b"]],
+    "07.cbw_error": ["e", None, ["b"]],
 }
 
 

@@ -73,7 +73,7 @@ def source(cell: dict) -> str:
 
 def test_every_notebook_has_a_source_and_is_stored_executed_with_a_kernelspec():
     assert [p.stem for p in NOTEBOOKS] == [p.stem for p in SOURCES]
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06"]
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06", "07"]
     for path in NOTEBOOKS:
         nb = json.loads(path.read_text())
         assert nb["metadata"]["kernelspec"]["name"] == "python3", path.name
@@ -161,7 +161,7 @@ def _forms_in(q, text: str) -> list[str]:
     text = SCENARIO_WRITE.sub("", text)
     found = [f"{q.name}: {form!r} in {text[:120]!r}" for form in q.answer_forms()
              if form and form in text]
-    if q.name == "04.schedule":
+    if q.name in ("04.schedule", "07.schedule"):  # any schedule the checker accepts
         for m in SCHEDULE.finditer(text):
             if q.check(m.group(0).strip()).correct:
                 found.append(f"{q.name}: a winning schedule {m.group(0)!r}")

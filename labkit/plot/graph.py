@@ -100,7 +100,7 @@ FLEECING_SUBTITLES = {
 }
 #: Top-row badges of the fleecing graph are cut shorter: the guest's (right of it) and
 #: the client's (left of it) share the row's middle.
-TOP_BADGE_CHARS = 24
+TOP_BADGE_CHARS = 27
 BADGES = 3  # badge slots per node (the last says "+ N more" when there are more)
 BADGE_CHARS = 34  # a badge's label is cut to this many characters (fits 250 px)
 BADGE_STEP = 24  # pixels between a node's badges
