@@ -32,7 +32,7 @@ from ..kernel import Event
 from ..lab import Lab
 from ..steps import StepNote, workflow_step
 
-__all__ = ["Shape", "copy_cluster", "copy_requests", "frozen_reads", "frozen_words",
+__all__ = ["Shape", "copy_cluster", "copy_requests", "copy_words", "frozen_reads", "frozen_words",
            "is_fleecing", "shape", "step_note"]
 
 
@@ -48,8 +48,6 @@ class Shape:
     reader: str  # the task kind whose reads the oracle checks ("vm-read#")
     filter: str  # era 7.2: the copy-before-write filter's node name
     access: str = ""  # fleecing 7.2: the snapshot-access node
-    #: the request a write's copy holds, as the lesson names it
-    request_word: str = "CowRequest"
 
     @property
     def overlays(self) -> tuple[str, ...]:
@@ -60,7 +58,7 @@ class Shape:
 COLO = Shape(False, ("secondary", "hidden", "active", "vm-view"), "secondary-disk", "hidden",
              "nbd-write#", "vm-read#", CBW_NODE_NAME)
 FLEECING = Shape(True, ("live", "fleece", "snapshot"), LIVE, OVERLAY, "vm-write#",
-                 "client-read#", CBW, ACCESS, request_word="copy request")
+                 "client-read#", CBW, ACCESS)
 
 
 def is_fleecing(lab: Lab) -> bool:
@@ -111,3 +109,13 @@ def step_note(lab: Lab, event: Event) -> StepNote | None:
     s = shape(lab)
     return workflow_step(event, s.source, s.target, era=lab.graph.era, writer=s.writer,
                          filter_node=s.filter)
+
+
+def copy_words(lab: Lab) -> tuple[str, str]:
+    """(the QEMU function that copies, the request it holds) for a writer's copy: the
+    backup job's ``backup_do_cow`` and CowRequest (COLO; fleecing 2.12 and 3.0, whose
+    job's before-write notifier calls it), or, for fleecing 7.2, the filter's
+    ``cbw_do_copy_before_write`` and block-copy's task."""
+    if isinstance(lab, FleecingLab) and lab.design == "7.2":
+        return "cbw_do_copy_before_write", "block-copy task"
+    return "backup_do_cow", "CowRequest"

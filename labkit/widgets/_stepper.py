@@ -13,7 +13,7 @@ from ..kernel import Event
 from ..lab import Lab
 from ..layers import Layer
 from ..plot import plot_layers
-from ..plot._shape import copy_requests, shape, step_note
+from ..plot._shape import copy_requests, copy_words, shape, step_note
 from ..scenario import Command
 from ._session import Session, Source, describe_event
 from ._view import (
@@ -272,7 +272,7 @@ class WorkflowStepper(App):
                 if not self.expand and e.kind == "cow-end":
                     copying.pop(e.task, None)
                     lines.append(_copied(_cow_clusters(trace, e, cluster), e.task, done=True,
-                                         roles=roles))
+                                         lab=self.lab))
                 lines.append(_explained(note.text))
             elif e.kind in ("spawn", "run"):
                 continue
@@ -302,7 +302,7 @@ class WorkflowStepper(App):
                                                                            "req-end")):
                 lines.append(describe_event(e))
         for task, clusters in copying.items():
-            lines.append(_copied(clusters, task, done=False, roles=roles))
+            lines.append(_copied(clusters, task, done=False, lab=self.lab))
         return lines
 
     def text(self) -> str:
@@ -387,9 +387,9 @@ def _cow_clusters(trace: Sequence[Event], end: Event, cluster: int) -> list[int]
     return sorted(out)
 
 
-def _copied(clusters: list[int], task: str, *, done: bool, roles: Any = None) -> str:
-    fleecing = roles is not None and roles.fleecing
-    copy = "the copy" if fleecing else "backup_do_cow"
+def _copied(clusters: list[int], task: str, *, done: bool, lab: Lab) -> str:
+    fleecing = shape(lab).fleecing
+    copy = copy_words(lab)[0]
     source = "the live disk" if fleecing else "the secondary disk"
     target = "the fleece overlay" if fleecing else "hidden"
     if not clusters:

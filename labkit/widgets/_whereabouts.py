@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from ..kernel import BLOCKED, DONE, FAILED, Task
 from ..lab import Lab
-from ..plot._shape import frozen_reads, shape
+from ..plot._shape import copy_words, frozen_reads, shape
 
 #: How the lesson names the nodes of the secondary's graph (and of image fleecing's).
 NODE_WORDS = {"secondary-disk": "the secondary disk", "hidden": "hidden", "active": "active",
@@ -189,11 +189,10 @@ def _primary_write(lab: Lab, task: Task, track: _Track | None) -> str:
     assert where is not None
     s = shape(lab)
     source, target = node_words(s.source), node_words(s.target)
-    copy = "the copy" if s.fleecing else "backup_do_cow"
+    copy, req = copy_words(lab)
     cow = track.cow if track is not None else None
     clusters = span(cow[0], cow[1], lab.backup_cluster).replace("block", "cluster") \
         if cow is not None else ""
-    req = s.request_word
     if task.state == BLOCKED:
         if cow is not None:
             return (f"step 2: {copy} ({req} on backup {clusters}) waits for "
@@ -346,7 +345,7 @@ def stage(lab: Lab) -> Stage:
     names = FLEECING_STEP_NAMES if s.fleecing else STEP_NAMES
     read_stage = "Client read" if s.fleecing else "VM read"
     source, target = node_words(s.source), node_words(s.target)
-    copy = "the copy" if s.fleecing else "backup_do_cow"
+    copy, req = copy_words(lab)
     tracks = _tracks(lab)
     tasks = lab.kernel.tasks
     latest = None
@@ -370,7 +369,7 @@ def stage(lab: Lab) -> Stage:
         return Stage("Step 3", names["Step 3"],
                      f"{latest}: the new data is on {source} — steps 1-3 done", latest)
     if t.cows_done and t.cow is None:
-        ended = f"ended its {s.request_word}" if not s.fleecing else "is done"
+        ended = f"ended its {req}"
         return Stage("Step 2", names["Step 2"],
                      f"{latest}: {copy} {ended} (the old contents are in {target}); the new "
                      f"data lands when the write resumes (Step 3)", latest)
@@ -378,7 +377,7 @@ def stage(lab: Lab) -> Stage:
         cow = ""
         if t.cow is not None:
             clusters = span(t.cow[0], t.cow[1], lab.backup_cluster).replace("block", "cluster")
-            cow = f", which registered a {s.request_word} on backup {clusters}"
+            cow = f", which registered a {req} on backup {clusters}"
         if s.fleecing:
             return Stage("Step 1", names["Step 1"],
                          f"{latest} reached the live disk's copy-before-write before its "
