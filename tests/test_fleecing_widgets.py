@@ -83,7 +83,7 @@ def test_the_stepper_names_steps_1_to_3_of_a_guest_write_then_the_client_read():
         seen.append(stepper.stage.name)
         said += stepper.narration_lines()
     assert seen[:3] == ["Step 1", "Step 2", "Step 3"] and seen[-1] == "Client read"
-    assert "the disk as it was when the backup started ✓" in stepper.text()
+    assert "the disk as it was when the backup started ✓" in stepper.parked.value
     assert any("the old contents from the live disk, wrote them to the fleece overlay" in x
                for x in said), said
 

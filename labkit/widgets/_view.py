@@ -157,11 +157,13 @@ def task_lines(lab: Lab, runnable_names: list[str]) -> list[str]:
 
 def parked_lines(lab: Lab, *, finished: bool = False) -> list[str]:
     """Where each task is parked (``task: words``); finished tasks only when ``finished``
-    (a finished VM read always: what it returned is part of the lesson)."""
+    (a finished VM read — or backup-client read — always: what it returned is part of the
+    lesson)."""
     out = []
     tasks = lab.kernel.tasks
+    reader = shape(lab).reader  # a VM read (COLO), a backup client's read (fleecing)
     for name, words in whereabouts(lab).items():
-        if tasks[name].done and not (finished or name.startswith("vm-read#")):
+        if tasks[name].done and not (finished or name.startswith(reader)):
             continue
         out.append(f"{name}: {words}")
     return out
