@@ -98,44 +98,50 @@ ex02 = SimpleNamespace(
 )
 
 
-TWO_WRITES = "start\npar { pwrite 5b 4K 0xb5; pwrite 6b 4K 0xb6 }\n"
+# 2.3: a write that straddles two backup clusters meets a copy in flight (era 2.8's
+# backup_do_cow: wait_for_overlapping_requests over the whole range, then the done bitmap)
+TWO_WRITES = "start\npar { pwrite 5b 4K 0xb5; pwrite 15b 8K 0xb6 }\n"
+SECOND = "nbd-write#2"
 
 
 def _second_write() -> str:
-    lab = lab_after(TWO_WRITES, [*START_STEPS, "nbd-write#1", "nbd-write#2"], size="256K")
-    waiting = {t.name: t.why_blocked for t in lab.kernel.blocked()}
+    lab = lab_after(TWO_WRITES, [*START_STEPS, "nbd-write#1", SECOND], size="256K")
+    waited = "CowRequest" in {t.name: t.why_blocked for t in lab.kernel.blocked()}.get(SECOND, "")
     lab.run()
-    copies = sum(1 for e in lab.trace if e.kind == "cow-copy")
-    if "CowRequest" in waiting.get("nbd-write#2", "") and copies == 1:
-        return "b"
-    return "a" if copies == 2 else "c"
+    copied = [e.offset // lab.backup_cluster for e in lab.trace
+              if e.kind == "cow-copy" and e.task == SECOND]
+    return {(False, (0, 1)): "a", (True, (1,)): "b", (False, (1,)): "c",
+            (True, (0, 1)): "d"}.get((waited, tuple(copied)), "?")
 
 
 ex02.concurrent = choice(
     name="02.concurrent",
-    question=f"`{one_line(TWO_WRITES)}` (256 KiB disk). nbd-write#1 reaches "
-             "step 2 first and starts copying backup cluster 0; then nbd-write#2's notifier fires, "
-             "for block 6 — the same backup cluster, still being copied. What does nbd-write#2 do?",
-    options=[Option("a", "it copies backup cluster 0 too, then lands",
+    question=f"`{one_line(TWO_WRITES)}` (256 KiB disk, 64 KiB backup clusters). nbd-write#1 "
+             "reaches step 2 first and starts copying backup cluster 0; then nbd-write#2's "
+             "notifier fires for blocks 15-16 — the end of backup cluster 0, still being "
+             "copied, and the start of cluster 1, not copied yet. What does nbd-write#2 do?",
+    options=[Option("a", "it copies clusters 0 and 1 itself, then lands",
                     "every write makes its own copy",
-                    "The done bitmap exists so that a cluster is copied at most once per epoch: a "
-                    "second copy would save data that may already be new."),
-             Option("b", "it waits for nbd-write#1's CowRequest, then finds cluster 0 done and "
-                         "lands without copying"),
-             Option("c", "it lands at once: the copy in flight already covers cluster 0",
+                    "The done bitmap exists so that a cluster is copied at most once per epoch: "
+                    "a second copy of cluster 0 could save data that is already new."),
+             Option("b", "it waits for nbd-write#1's CowRequest, then copies only cluster 1, "
+                         "then lands"),
+             Option("c", "it copies cluster 1 and lands at once: cluster 0's copy is already "
+                         "in flight",
                     "a copy in flight already protects its cluster",
-                    "The copy reads the secondary disk's old data; if block 6 landed while the "
-                    "copy was still reading, the copy could save the new data as 'old'. "
-                    "backup_do_cow first waits for overlapping CowRequests "
-                    "(wait_for_overlapping_requests)."),
-             Option("d", "it fails: two writes may not copy the same cluster at once",
-                    "overlapping copies are an error",
-                    "Nothing fails: overlapping requests are normal. The CowRequest is a lock — "
-                    "the second write waits for it, it is not refused.")],
+                    "The copy of cluster 0 reads the secondary disk's old data; if block 15 "
+                    "landed while that copy was still reading, it could save the new data as "
+                    "'old'. backup_do_cow first waits for every CowRequest that overlaps the "
+                    "write's clusters (wait_for_overlapping_requests)."),
+             Option("d", "it waits for nbd-write#1's CowRequest, then copies clusters 0 and 1",
+                    "what to copy is decided before the wait",
+                    "backup_do_cow tests each cluster's bit in the done bitmap after the wait, "
+                    "cluster by cluster: what had nbd-write#1 done to cluster 0 by then?")],
     solve=_second_write,
-    explanation="backup_do_cow first waits for overlapping CowRequests; when nbd-write#1's copy "
-                "ends, cluster 0 is in the done bitmap, so nbd-write#2 copies nothing and lands.",
-    hints=["Step 2 begins with wait_for_overlapping_requests.",
-           "What does the done bitmap say about cluster 0 once the first copy ends?"])
-
-
+    explanation="backup_do_cow first waits for every overlapping CowRequest "
+                "(wait_for_overlapping_requests covers both of the write's clusters, so it waits "
+                "for nbd-write#1); then, cluster by cluster, it skips what the done bitmap says "
+                "is copied — cluster 0, by the time the wait is over — and copies cluster 1.",
+    hints=["Step 2 begins with wait_for_overlapping_requests, over all the clusters the write "
+           "touches.",
+           "The done bitmap is read after the wait, one cluster at a time."])

@@ -237,50 +237,73 @@ ex04 = SimpleNamespace(
 )
 
 
-# 4.2: the wake rule, 4.3: the 4.0 mechanism (predictions, answered by the engine)
-WAKE = "start\npar { vread 5b 4K; pwrite 5b 4K 0xbb; vread 20b 4K }\n"
+# the wake rule (two writes wait for one read's CowRequest) and the 4.0 mechanism:
+# predictions, answered by the engine
+WAKE = "start\npar { vread 5b 4K; pwrite 5b 4K 0xbb; pwrite 6b 4K 0xbc; vread 20b 4K }\n"
+WRITER2, READER2 = "nbd-write#2", "vm-read#2"
 
 
 def _after_wake() -> str:
-    lab = lab_after(WAKE, [*START_STEPS, READER, WRITER], design="2.8", size="128K")
-    assert WRITER in {t.name for t in lab.kernel.blocked()}
     from labkit.kernel import Scripted
 
-    while READER in {t.name for t in lab.runnable()}:
-        lab.kernel.policy = Scripted([*lab.schedule, READER])
+    lab = lab_after(WAKE, [*START_STEPS, READER, WRITER, WRITER2], design="2.8",
+                    size="128K")
+    assert {WRITER, WRITER2} <= {t.name for t in lab.kernel.blocked()}
+
+    def step(name: str) -> None:
+        lab.kernel.policy = Scripted([*lab.schedule, name])
         lab.step()
+
+    while READER in {t.name for t in lab.runnable()}:
+        step(READER)
+    forced = []  # the woken tasks QEMU enters at once (no choice: one button)
+    while lab.kernel.forced is not None:
+        forced.append(lab.kernel.forced[0].name)
+        step(forced[-1])
     offered = {t.name for t in lab.runnable()}
-    return {frozenset({WRITER}): "a", frozenset({WRITER, "vm-read#2"}): "b",
-            frozenset({"vm-read#2"}): "c", frozenset(): "d"}.get(frozenset(offered), "?")
+    waits = {t.name: t.why_blocked for t in lab.kernel.blocked()}.get(WRITER2, "")
+    if forced == [WRITER, WRITER2] and WRITER in waits and offered == {WRITER, READER2}:
+        return "a"
+    return "b" if not forced and offered >= {WRITER, WRITER2, READER2} else "?"
 
 
 ex04.wake = choice(
     name="04.wake",
-    question=f"Design 2.8, `{one_line(WAKE)}`. You step vm-read#1 past hidden; "
-             "then nbd-write#1, which now waits for vm-read#1's CowRequest (its button is "
-             "grey). vm-read#2 (block 20, another cluster) could run too. You step vm-read#1 "
-             "until it ends, ending its CowRequest. Which Step buttons does the playground "
-             "then offer?",
-    options=[Option("a", "only nbd-write#1: the woken write runs next"),
-             Option("b", "nbd-write#1 and vm-read#2: you choose",
+    question=f"Design 2.8, `{one_line(WAKE)}`. You step vm-read#1 once: it holds a CowRequest "
+             "over backup cluster 0. Then you step nbd-write#1 and nbd-write#2 (blocks 5 and "
+             "6, both in cluster 0): both now wait for vm-read#1's CowRequest (their buttons "
+             "are grey). vm-read#2 (block 20, cluster 1) could run all along. You step "
+             "vm-read#1 until it ends, which ends its CowRequest. What happens next?",
+    options=[Option("a", "nbd-write#1 runs one step, then nbd-write#2 one step, which finds a "
+                         "CowRequest of nbd-write#1 and waits again; then you choose between "
+                         "nbd-write#1 and vm-read#2"),
+             Option("b", "you choose at once among nbd-write#1, nbd-write#2 and vm-read#2",
                     "every scheduling point is a free choice",
-                    "When a task ends a CowRequest, the tasks waiting for it are woken and run at "
-                    "once, in the order they began waiting, before anything else "
-                    "(qemu_co_queue_run_restart): there is no choice at that point."),
-             Option("c", "only vm-read#2: a woken task waits its turn behind the others",
-                    "a woken task goes to the back of the queue",
-                    "A woken coroutine is not queued behind the runnable ones: QEMU runs it as "
-                    "soon as its waker yields or ends (qemu_co_queue_run_restart)."),
-             Option("d", "none: nbd-write#1 must first be woken by hand",
-                    "waking is the scheduler's job",
-                    "Nobody wakes it by hand: ending the CowRequest (cow_request_end) wakes every "
-                    "task waiting for it.")],
+                    "When a task ends a CowRequest, the tasks waiting for it are woken, and QEMU "
+                    "enters them as soon as the waker yields or ends, in the order they began "
+                    "waiting, before any other task (qemu_co_queue_run_restart): there is no "
+                    "choice at that point."),
+             Option("c", "nbd-write#1 runs to its end, then nbd-write#2 runs to its end, then "
+                         "you choose",
+                    "a woken task runs until it ends",
+                    "A woken coroutine runs only until it next yields — its next I/O or lock, "
+                    "a scheduling point like any other; after that you choose again."),
+             Option("d", "nbd-write#1 runs one step, then nbd-write#2 one step: both copy "
+                         "backup cluster 0",
+                    "a woken task goes on without looking again",
+                    "Being woken does not mean the way is clear: backup_do_cow's "
+                    "wait_for_overlapping_requests looks at the CowRequests in flight again "
+                    "after every wake-up — and the first write woken has just registered one.")],
     solve=_after_wake,
-    explanation="Ending the CowRequest woke nbd-write#1, and a woken task runs at once when its "
-                "waker yields or ends, before any other task: vm-read#2 waits until the write "
-                "yields.",
-    hints=["What does cow_request_end do with the tasks waiting for it?",
-           "Woken tasks run at once, in order, when the waker next yields or ends."])
+    explanation="Ending the CowRequest woke both writes; QEMU enters them at once, in the order "
+                "they began waiting, each until it next yields (qemu_co_queue_run_restart). "
+                "nbd-write#1 registers its own CowRequest over cluster 0 and starts its copy; "
+                "nbd-write#2, woken too, looks at the CowRequests in flight again "
+                "(wait_for_overlapping_requests loops) and waits for nbd-write#1's. Only then do "
+                "you choose again.",
+    hints=["What does cow_request_end do with the tasks waiting for it, and when do they run?",
+           "A woken write is back inside wait_for_overlapping_requests: what does it find "
+           "there once the first woken write has run?"])
 
 SERIALISE = RACE
 

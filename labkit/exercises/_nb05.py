@@ -8,7 +8,6 @@ from typing import Any
 
 from labkit.config import DESIGNS
 from labkit.exercises._core import Exercise, Mistake, answer_is, const, equal, int_form
-from labkit.exercises._nb04 import RACE
 
 
 def _partial_verdicts() -> dict[str, str]:
@@ -52,9 +51,11 @@ def _wrong_at(design: str) -> Callable[[Any, Any], bool]:
 
 
 def _preemptions() -> int:
+    from labkit import scenarios
     from labkit.explore import explore
 
-    return explore(RACE, size="128K", design="none").violations[0].preemptions
+    text = scenarios.load("canonical3")
+    return explore(text, design="none", **scenarios.config(text)).violations[0].preemptions
 
 
 ex05 = SimpleNamespace(
@@ -92,22 +93,31 @@ ex05 = SimpleNamespace(
                               for form in (f"{d}: {v}", f"{d}={v}", f"{d} = {v}"))]),
     preemptions=Exercise(
         name="05.preemptions",
-        question="How many preemptions (switches away from a task that could have run on) does the "
-                 "shrunk counterexample for the canonical race need?",
+        question="`canonical3` races two VM reads of block 5 with the primary's write to it. "
+                 "How many preemptions (switches away from a task that could have gone on) does "
+                 "its shrunk counterexample under design 'none' need?",
         solve=_preemptions, form=int_form("a number of preemptions", 0, 1000, "3"), right=equal,
         mistakes=[Mistake("no interruption needed", answer_is(0), const(0),
                           "With no preemption every task runs until it ends or has to wait, in "
-                          "turn: the read would either end before the write starts or start after "
-                          "it ended. Can that give a conflicting read?"),
-                  Mistake("every switch counts", lambda a, w: a > w, lambda want: want + 2,
+                          "turn: each read would either end before the write starts or start "
+                          "after it ended. Can that give a conflicting read?"),
+                  Mistake("each task in the race needs its own preemption", answer_is(2),
+                          const(2),
+                          "A violation needs only one read to return the primary's data: the "
+                          "other read may run whenever it likes — before, after, or where a "
+                          "preemption happens anyway. Which switch can no conflicting read do "
+                          "without?"),
+                  Mistake("every switch counts", lambda a, w: a > 2, lambda want: want + 3,
                           "You may be counting every switch between tasks. A preemption is a "
                           "switch away from a task that could have gone on; switching when a task "
                           "ends or has to wait does not count, and shrinking keeps as few "
                           "preemptions as still break the oracle.")],
         hints=["Shrinking keeps the fewest preemptions that still violate.",
-               "A conflicting read needs the read interrupted between its look at hidden and its "
-               "read of the secondary disk."],
-        explanation="One: the read is preempted once, right before it reads the secondary disk.",
+               "A conflicting read needs one read interrupted between its look at hidden and its "
+               "read of the secondary disk; does the second read change that?"],
+        explanation="One, as with one reader: one read is preempted once, right before it reads "
+                    "the secondary disk; the other read needs no preemption of its own — it runs "
+                    "at switches that happen anyway (when a task ends or has to wait).",
         placeholder=None,
         forms=lambda want: [f"{want} preemption" + ("s" if want != 1 else ""),
                             f"{want} preemption" + ("s" if want != 1 else "") + ")",
