@@ -146,7 +146,7 @@ def test_answers_in_the_forms_people_write_them():
 
 
 def test_every_order_that_gives_the_vm_0xbb_is_accepted():
-    from labkit.exercises import _winning_orders
+    from labkit.exercises._nb03 import _winning_orders
 
     orders = _winning_orders()
     assert len(orders) > 1
@@ -217,7 +217,8 @@ def test_each_notebook_has_an_exercise_that_needs_more_than_reading_an_output():
 
 def test_4_1_takes_the_schedule_as_the_playground_shows_it() -> None:
     """A trainee copies the playground's "schedule so far" line: the same choices."""
-    from labkit.exercises import _schedule_as_shown, ex04
+    from labkit.exercises import ex04
+    from labkit.exercises._nb04 import _schedule_as_shown
 
     shown = ("schedule so far (10 decisions, 1 preemption): start#1 ×3 · vm-read#1 · "
              "↯ nbd-write#1 ×5 · vm-read#1")

@@ -1,4 +1,4 @@
-"""Notebook 07's exercises (image fleecing): each answer computed by the engine.
+"""Notebook 07's exercises (image fleecing), each answer computed by the engine.
 
 * 7.1 ``overlay`` — a prediction: what a backup client reads after a guest write;
 * 7.2 ``schedule`` — an open task checked by the engine: a schedule of the fleecing
@@ -17,14 +17,8 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from .exercises import (
-    Exercise,
-    Mistake,
-    Option,
-    _schedule_as_shown,
-    _schedule_form,
-    choice,
-)
+from labkit.exercises._core import Exercise, Mistake, Option, choice, lab_after, one_line
+from labkit.exercises._nb04 import _schedule_as_shown, _schedule_form
 
 #: The fleecing race of the lesson: the client reads block 5 while the guest overwrites it.
 RACE07 = "# config: graph=fleecing size=128K\nfleece\npar { cread 5b 4K; vwrite 5b 4K 0xbb }\n"
@@ -42,7 +36,7 @@ def _outcome(lab: Any, task: str) -> Any:
 # --- 7.1 --------------------------------------------------------------------------------
 
 def _overlay_read() -> str:
-    from .lab import run_scenario
+    from labkit.lab import run_scenario
 
     lab = run_scenario(OVERLAY07, design="2.12")
     o = _outcome(lab, CLIENT)
@@ -56,15 +50,15 @@ def _overlay_read() -> str:
 # --- 7.2 --------------------------------------------------------------------------------
 
 def _race_schedule() -> str:
-    from .explore import explore
+    from labkit.explore import explore
 
     return explore(RACE07, design="2.12").violations[0].schedule_text
 
 
 def _replayed(answer: str) -> Any:
     """The lab the schedule names, or the labkit error that refused it."""
-    from .errors import LabkitError
-    from .explore import replay
+    from labkit.errors import LabkitError
+    from labkit.explore import replay
 
     try:
         return replay(RACE07, answer, design="2.12")
@@ -73,7 +67,7 @@ def _replayed(answer: str) -> Any:
 
 
 def _names(answer: str) -> list[str]:
-    from .trace import parse_schedule
+    from labkit.trace import parse_schedule
 
     return parse_schedule(answer)
 
@@ -131,7 +125,7 @@ def _resumes_before_landing(answer: str, want: str) -> bool:
 
 def _sequential(first: str) -> Callable[[str], str]:
     def example(want: str) -> str:
-        from .trace import format_schedule
+        from labkit.trace import format_schedule
 
         names = _names(want)
         cut = names.index(CLIENT)
@@ -143,7 +137,7 @@ def _sequential(first: str) -> Callable[[str], str]:
 
 
 def _near_miss(want: str) -> str:
-    from .trace import format_schedule
+    from labkit.trace import format_schedule
 
     names = _names(want)
     last = max(i for i, n in enumerate(names) if n == GUEST)
@@ -152,26 +146,13 @@ def _near_miss(want: str) -> str:
 
 # --- 7.3 --------------------------------------------------------------------------------
 
-def _lab_after(prefix: list[str], design: str) -> Any:
-    from .kernel import Scripted
-    from .lab import ScenarioRun, build_secondary
-    from .scenario import parse
-
-    lab = build_secondary(graph="fleecing", design=design, size="128K",
-                          policy=Scripted(prefix))
-    run = ScenarioRun(lab, parse(RACE07, block=lab.block, size=lab.size))
-    while len(lab.schedule) < len(prefix) and not run.done:
-        run.step()
-    return lab
-
-
 def _guest_as_far_as_it_goes(design: str) -> Any:
     """The race under ``design``: the client steps once (past the overlay, or into its
     snapshot read), then the guest write runs until it cannot."""
-    from .errors import ScheduleError
-    from .kernel import Scripted
+    from labkit.errors import ScheduleError
+    from labkit.kernel import Scripted
 
-    lab = _lab_after(["fleece#1", CLIENT], design)
+    lab = lab_after(RACE07, ["fleece#1", CLIENT], design, graph="fleecing", size="128K")
     for _ in range(30):
         if GUEST not in {t.name for t in lab.runnable()}:
             break
@@ -211,7 +192,7 @@ def _write_meets_frozen_read() -> str:
 # --- 7.5 --------------------------------------------------------------------------------
 
 def _who_pays() -> str:
-    from .lab import run_scenario
+    from labkit.lab import run_scenario
 
     lab = run_scenario(BREAK07, design="7.2")
     write_ok = _outcome(lab, GUEST).error is None
@@ -223,10 +204,10 @@ def _who_pays() -> str:
 ex07 = SimpleNamespace(
     overlay=choice(
         "07.overlay",
-        "Scheme '2.12', `" + OVERLAY07.split("\n", 1)[1].strip().replace("\n", "; ")
-        + "` (the live disk's original data: block 5 holds 0x15). The backup started "
-        "(fleece), then the guest wrote 0xbb to block 5, then the backup client reads block "
-        "5 of the export. What does the client get?",
+        "Scheme '2.12', `" + one_line(OVERLAY07.split("\n", 1)[1]) + "` (the live disk's "
+        "original data: block 5 holds 0x15). The backup started (fleece), then the guest "
+        "wrote 0xbb to block 5, then the backup client reads block 5 of the export. What "
+        "does the client get?",
         [Option("a", "0x15: the old contents, which the fleece overlay now holds"),
          Option("b", "0xbb: the overlay is empty, so the read falls through to the live disk",
                 "the copy happens only when the backup client asks for the data",
@@ -252,9 +233,9 @@ ex07 = SimpleNamespace(
          "A read of a qcow2 overlay stops at the first layer that holds the cluster."]),
     schedule=Exercise(
         "07.schedule",
-        "Write a schedule string for `" + RACE07.split("\n", 1)[1].strip().replace("\n", "; ")
-        + "` (scheme '2.12') that makes the backup client read data the guest wrote after "
-        "the backup started.",
+        "Write a schedule string for `" + one_line(RACE07.split("\n", 1)[1]) + "` (scheme "
+        "'2.12') that makes the backup client read data the guest wrote after the backup "
+        "started.",
         _race_schedule, _schedule_form, _breaks_the_view,
         [Mistake("the fleece step is left out", _without_fleece,
                  lambda want: want.split(" ", 1)[1],
