@@ -16,6 +16,10 @@ can redraw after every scheduling decision without building anything new.
   active, replication, the guest), the backup job's copy arrow, and badges:
   where each task is parked.
 
+A fleecing lab (:class:`labkit.fleecing.FleecingLab`) gets its own rows (``live``,
+``fleece``, ``snapshot``) and its own graph per scheme (guest, backup client, NBD
+export, live disk, overlay; 7.2's copy-before-write filter and ``snapshot-access``).
+
 Matplotlib draws every pixel (blitting: the changed parts only) and Pillow
 encodes the PNG; the same state gives the same bytes.  Everything shown is
 *read* from the engine; nothing here re-implements block semantics.
