@@ -177,6 +177,8 @@ WIDGET_CELLS = [
     "from labkit.exercises import RACE07\n"
     "fleecing = SchedulerPlayground(RACE07, design='2.12')\n"
     "fleecing.widget.add_class('probe-fleecing')\nfleecing.widget",
+    "fleece_replay = RaceReplay(RACE07)\n"
+    "fleece_replay.widget.add_class('probe-fleece-replay')\nfleece_replay.widget",
 ]
 
 
@@ -353,7 +355,8 @@ def drive_widgets(page, save: bool, later: list[str],
 def drive_fleecing_widgets(page, later: list[str]) -> None:
     """Notebook 07's widgets on a fleecing lab: the stepper through a guest write's steps
     and the client's read; the playground won by the client reading new data (2.12), then
-    switched to 7.2, where the guest write waits for the client's frozen read.  Their
+    switched to 7.2, where the guest write waits for the client's frozen read; the race
+    replay scrubbed to the 2.12 counterexample's violation.  Their
     screenshots go to artifacts/ (the won playground shows exercise 7.2's answer)."""
     size = page.viewport_size["width"]
     fleecer = page.locator(".probe-fleecer")
@@ -385,6 +388,16 @@ def drive_fleecing_widgets(page, later: list[str]) -> None:
     assert any("frozen snapshot read of client-read#1" in x for x in words), words
     shot(page, "probe-fleecing", f"widget-fleecing-frozen-{size}.png", False)
     check_page(page, "fleecing playground 7.2", later)
+
+    replay = page.locator(".probe-fleece-replay")
+    for _ in range(12):
+        if button(replay, "▶").is_disabled():
+            break
+        click(page, "probe-fleece-replay", "▶")
+    banner = replay.locator(".labkit-banner").inner_text()
+    assert "Point-in-time view broken at decision" in banner, banner
+    shot(page, "probe-fleece-replay", f"widget-fleecing-replay-{size}.png", False)
+    check_page(page, "fleecing racereplay violation", later)
 
 
 def test_notebooks_and_widgets_in_jupyterlab(tmp_path):
