@@ -105,7 +105,8 @@ class SchedulerPlayground(App):
         self.task_box = w.VBox(layout=spaced(4))
         self.last_task = ""
         self.design_buttons = w.ToggleButtons(options=list(designs), value=design,
-                                              description="design",
+                                              description="scheme" if shape(lab).fleecing
+                                              else "design",
                                               tooltips=[_DESIGN_TIPS.get(d, d) for d in designs],
                                               style={"button_width": "auto"})
         self.design_buttons.observe(lambda ch: self.switch_design(ch["new"]), names="value")
@@ -254,10 +255,12 @@ class SchedulerPlayground(App):
             blocked = {t.name: t.why_blocked for t in self.session.blocked()}
             want = schedule[n]
             why = f"it waits for {blocked[want]}" if want in blocked else "it is not runnable"
-            self.note = (f"design {design}: the same choices stop after {n} decisions — "
+            word = "scheme" if shape(self.lab).fleecing else "design"
+            self.note = (f"{word} {design}: the same choices stop after {n} decisions — "
                          f"{want} cannot run next: {why}")
         else:
-            self.note = f"design {design}: the same {n} choices replayed"
+            word = "scheme" if shape(self.lab).fleecing else "design"
+            self.note = f"{word} {design}: the same {n} choices replayed"
         if not self.session.done and not self.session.in_par:
             self._auto()
         # keep the undo history to the prefixes that still exist under this design
@@ -396,7 +399,8 @@ class SchedulerPlayground(App):
         """The text twin: design, buttons, banner, the last click, the block map."""
         lab = self.lab
         where = self.session.where()
-        out = [f"SchedulerPlayground (design {self.design}): {len(lab.schedule)} decisions"
+        word = "scheme" if shape(lab).fleecing else "design"
+        out = [f"SchedulerPlayground ({word} {self.design}): {len(lab.schedule)} decisions"
                + (f"; {where}" if where else "")]
         out.append(self.header_text())
         wake = self.wake_rule_text()

@@ -51,10 +51,13 @@ class RaceReplay(App):
         if "design" in config or "policy" in config:
             raise ConfigError("RaceReplay explores every design with its own policy; leave "
                               "design and policy out of the configuration (use designs=...)")
-        if designs is None:  # the graph's: COLO's designs, or fleecing's schemes
-            from ._playground import _graph_of
+        from ._playground import _graph_of
 
-            designs = designs_for(_graph_of(scenario, config))
+        graph = _graph_of(scenario, config)
+        #: what the lesson calls a design: fleecing's are schemes
+        self.word = "scheme" if graph == "fleecing" else "design"
+        if designs is None:  # the graph's: COLO's designs, or fleecing's schemes
+            designs = designs_for(graph)
         mod = _explorer()
         self.scenario = scenario
         self.config = dict(config)
@@ -121,7 +124,7 @@ class RaceReplay(App):
         """A short whole phrase for the dropdown (the oracle's message, which the banner
         shows in full, was cut mid-sentence there)."""
         v = self.results[design].violations[i]
-        return (f"design {design} #{i + 1}: {v.kind.replace('-', ' ')} seen by {v.task} "
+        return (f"{self.word} {design} #{i + 1}: {v.kind.replace('-', ' ')} seen by {v.task} "
                 f"({len(v.schedule)} decisions)")
 
     def _load_picked(self) -> None:
@@ -193,7 +196,7 @@ class RaceReplay(App):
             r = self.results[d]
             n = len(r.violations)
             extra = f"; {n} counterexample(s)" if n else ""
-            out.append(f"design {d}: {r.verdict} — {r.runs} runs, "
+            out.append(f"{self.word} {d}: {r.verdict} — {r.runs} runs, "
                        f"{'complete' if r.complete else 'not complete'}{extra}")
         return out
 
@@ -202,7 +205,7 @@ class RaceReplay(App):
         for d in self.designs:
             r = self.results[d]
             colour = {"safe": "#117733", "violation": "#CC3311"}.get(r.verdict, "#555555")
-            rows.append(f"<tr><td style='padding:0 8px'>design <b>{html.escape(d)}</b></td>"
+            rows.append(f"<tr><td style='padding:0 8px'>{self.word} <b>{html.escape(d)}</b></td>"
                         f"<td style='padding:0 8px;color:{colour}'><b>{html.escape(r.verdict)}"
                         f"</b></td><td style='padding:0 8px'>{r.runs} runs, "
                         f"{'complete' if r.complete else 'not complete'}</td>"
@@ -234,7 +237,7 @@ class RaceReplay(App):
             return "\n".join(out)
         d, i = self.loaded
         v = self.results[d].violations[i]
-        out.append(f"loaded: design {d}, counterexample {i + 1}: {v.message}")
+        out.append(f"loaded: {self.word} {d}, counterexample {i + 1}: {v.message}")
         out.append(f"schedule: {format_schedule(self.schedule)}")
         out.append(f"position: after {self.position} of {len(self.schedule)} decisions")
         out += ["last decision:"] + [f"  {x}" for x in self.last_lines()]
@@ -308,11 +311,11 @@ class RaceReplay(App):
         assert self.session is not None and self.loaded is not None and self.full is not None
         lab = self.session.lab
         d, i = self.loaded
-        self.plot.update(lab, title=f"design {d} · counterexample {i + 1} · after "
+        self.plot.update(lab, title=f"{self.word} {d} · counterexample {i + 1} · after "
                                     f"{self.position}/{len(self.schedule)} decisions",
                          since=since)
         self.timeline.update(self.full, cursor=self.position,
-                             title=f"the whole counterexample (design {d}); red line: now")
+                             title=f"the whole counterexample ({self.word} {d}); red line: now")
         self.figure.refresh()
         self.timeline_figure.refresh()
         self._refresh_info()

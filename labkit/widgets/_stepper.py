@@ -311,7 +311,8 @@ class WorkflowStepper(App):
         lab = self.lab
         now = self.stage
         where = self.session.where()
-        head = f"WorkflowStepper (design {lab.design}): {self.counts()}"
+        word = "scheme" if shape(lab).fleecing else "design"
+        head = f"WorkflowStepper ({word} {lab.design}): {self.counts()}"
         out = [head + (f"; {where}" if where else ""), now.title, f"  now: {now.text}"]
         parked = parked_lines(lab)
         out.append("where each task is:" if parked else "where each task is: (no task)")
