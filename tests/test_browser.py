@@ -81,6 +81,7 @@ _LAYOUT_JS = r"""(minFont) => {
     for (const area of outputs) {
         for (const img of area.querySelectorAll('img')) {
             if (!img.naturalWidth) continue;
+            if (!img.offsetParent) continue;  // not displayed (under a folded heading)
             if (img.clientWidth < 0.95 * img.naturalWidth)
                 out.images.push(`${img.clientWidth}/${img.naturalWidth} px`);
             // shown whole: not wider than the output area (that would scroll or clip)

@@ -132,6 +132,28 @@ def test_the_glossary_and_the_scenario_language_come_first():
         assert f"**{term}**" in glossary, term
 
 
+def test_what_answers_the_before_concept_check_is_folded_until_it_is_taken():
+    """Notebook 00 asks the concept check first; the glossary, the COLO table and the key
+    points below it sit under headings stored folded (JupyterLab's
+    ``jp-MarkdownHeadingCollapsed``), so they are not on screen while a trainee answers."""
+    nb = json.loads((ROOT / "notebooks" / "00-start-here.ipynb").read_text())
+    cells = nb["cells"]
+    start = next(i for i, c in enumerate(cells) if 'concept_check("before")' in source(c))
+    folded, seen = False, []
+    for cell in cells[start + 1:]:
+        text = source(cell)
+        if cell["cell_type"] == "markdown" and text.startswith("## "):
+            folded = bool(cell["metadata"].get("jp-MarkdownHeadingCollapsed"))
+            seen.append((text.splitlines()[0], folded))
+        if folded:
+            continue
+        shown = text + "".join(cell_text(cell))
+        for answer in ("**CowRequest** —", "**checkpoint** —", "**serialising request** —",
+                       "**tracked request** —", "| **hidden** |", "**Step 2**"):
+            assert answer not in shown, f"00: {answer!r} is on screen below the before check"
+    assert ("## Key points", True) in seen and ("## Words used in this lab", True) in seen
+
+
 def exercise_positions(nb: dict) -> list[tuple[int, str]]:
     """(cell index, exercise name) of every exercise cell."""
     out = []

@@ -227,8 +227,8 @@ ex04 = SimpleNamespace(
                   Mistake("only the writer-side design protects",
                           lambda a, w: set(a) < set(w) and "2.8" not in a, lambda want: ["4.0"],
                           "In 2.8 the read holds a CowRequest over its backup clusters: the "
-                          "write's backup_do_cow waits for it. You saw the playground grey out "
-                          "the write.")],
+                          "write's backup_do_cow waits for it until the read is done. Switch the "
+                          "playground to 2.8 and play your order again.")],
         hints=["2.8 makes the read hold a CowRequest; 4.0 makes the COW's write to hidden wait for "
                "reads of hidden."],
         explanation="Both 2.8 (reader-side CowRequest) and 4.0 (serialising writes to hidden) are "

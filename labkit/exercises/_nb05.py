@@ -55,7 +55,8 @@ def _preemptions() -> int:
     from labkit.explore import explore
 
     text = scenarios.load("canonical3")
-    return explore(text, design="none", **scenarios.config(text)).violations[0].preemptions
+    config: dict[str, Any] = dict(scenarios.config(text))
+    return explore(text, design="none", **config).violations[0].preemptions
 
 
 ex05 = SimpleNamespace(
