@@ -380,3 +380,18 @@ def test_the_solved_edition_shows_each_answer_and_stays_solved_when_rerun():
         assert shown.count("Correct! Your answer") == 1, (q.name, shown[:300])
         assert q.described(q.answer) in shown, q.name
     assert not any("This cell shows the answer" in t for t in text_outputs(nb))
+
+
+def test_the_leak_test_catches_any_winning_fleecing_schedule_in_notebook_07():
+    """07.schedule, like 04.schedule, is caught in any form the checker accepts (here the
+    engine's schedule with its run-lengths spelt out), not only as the stored answer."""
+    from labkit.trace import format_schedule, parse_schedule
+
+    path = ROOT / "notebooks" / "07-image-fleecing.ipynb"
+    nb = json.loads(path.read_text())
+    assert leaks(nb) == []
+    spelt = " ".join(parse_schedule(EXERCISES["07.schedule"].answer))
+    assert spelt != format_schedule(parse_schedule(spelt))
+    nb["cells"][-2]["outputs"] = [
+        {"output_type": "stream", "name": "stdout", "text": f"played: {spelt}\n"}]
+    assert any("07.schedule: a winning schedule" in leak for leak in leaks(nb))
