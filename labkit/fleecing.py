@@ -1,24 +1,22 @@
 """Image fleecing: a point-in-time view of a running disk for a pull-mode backup client.
 
-Design note for notebook 07 ("Image fleecing", not written yet): the lesson
-should show that fleecing is this kit's copy-before-write with *another
-reader*.  Its graph figure: the live disk under guest writes; the fleecing
-overlay (qcow2, ``backing`` = the live disk) that receives the old data; the
-NBD export a backup client reads.  The race, mirrored from COLO's: the
-client's read of the overlay finds a cluster unallocated, falls through to
-the live disk, and — preempted there — returns data the guest wrote *after*
-the backup started (``labkit explore fleecing-race --design 2.12``: one
-preemption).  Then the two fixes: 3.0's serialising writes to the fleecing
-target (``f8d59dfb40``, the same commit COLO's design 4.0 rests on), and
-7.x's copy-before-write filter with ``snapshot-access``, where the guest
-write waits for the client's in-flight read of the same area
-(``cbw_snapshot_read_lock`` / ``reqlist_wait_all``) — the stepper shows the
-guest write blocked on a "frozen read".  Exercises: predict each scheme's
-verdict; read outside the ``bitmap`` and explain ``-EACCES``; break the
-copy (``on-cbw-error``) and say who pays (the guest, or the snapshot).
-How libvirt (``virDomainBackupBegin`` pull mode: ``blockdev-backup
-sync=none`` then, since libvirt 8.x on QEMU 7.x, copy-before-write +
-``snapshot-access``) and Proxmox VE's "fleecing" backup option use it.
+Notebook 07 ("Image fleecing", ``notebooks/src/07-image-fleecing.md``) teaches
+it as this kit's copy-before-write with *another reader*: its graph figure (the
+live disk under guest writes; the fleecing overlay, qcow2 with ``backing`` = the
+live disk, that receives the old data; the NBD export a backup client reads);
+the race, mirrored from COLO's — the client's read of the overlay finds a
+cluster unallocated, falls through to the live disk and, preempted there,
+returns data the guest wrote *after* the backup started (``labkit explore
+fleecing-race --design 2.12``: one preemption); then the two fixes, 3.0's
+serialising writes to the fleecing target (``f8d59dfb40``, the same commit
+COLO's design 4.0 rests on) and 7.x's copy-before-write filter with
+``snapshot-access``, where the guest write waits for the client's in-flight
+read of the same area (``cbw_snapshot_read_lock`` / ``reqlist_wait_all``);
+``on-cbw-error``; and how libvirt (``src/qemu/qemu_backup.c``: pull mode is
+``blockdev-backup sync=none`` into a qcow2 scratch image backed by the disk,
+exported over NBD) and Proxmox VE (pve-qemu's "PVE backup: add fleecing
+option": copy-before-write + ``snapshot-access``, ``on-cbw-error=break-snapshot``)
+use it.
 
 The graph (QEMU's ``tests/qemu-iotests/tests/image-fleecing`` builds the
 same over QMP; :mod:`labkit.qemu._fleecing` does it on a real QEMU 7.2)::

@@ -96,7 +96,10 @@ def block_map(layers: Mapping[str, Layer | None], block: int, *, per_line: int =
             label = name + (f" {note[name]}" if note and name in note else "")
             row = label.ljust(width)
             if name not in cells:
-                row += "(not readable: the VM gets EIO until replication starts)" \
+                # fleecing's snapshot exists once the backup started (fleece)
+                row += ("(nothing to read yet: the backup has not started)"
+                        if name == "snapshot" else
+                        "(not readable: the VM gets EIO until replication starts)") \
                     if start == 0 else ""
                 lines.append(row.rstrip())
                 continue

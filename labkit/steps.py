@@ -37,8 +37,13 @@ class StepNote:
 
 
 def workflow_step(event: Event, source: str = "secondary-disk",
-                  target: str = "hidden", era: str = "2.8") -> StepNote | None:
+                  target: str = "hidden", era: str = "2.8", writer: str = "nbd-write#",
+                  filter_node: str = CBW_NODE_NAME) -> StepNote | None:
     """The step (1–3) of a primary write's event, or None for other events.
+
+    Image fleecing runs the same three steps for a *guest* write: ``writer="vm-write#"``,
+    ``source`` the live disk, ``target`` the fleecing overlay, ``filter_node`` its
+    copy-before-write filter (scheme 7.2).
 
     Decided from the event's typed fields (``kind``, ``node``, ``op``: the
     request type or the I/O op); ``detail`` is only quoted in the sentence.
@@ -46,13 +51,13 @@ def workflow_step(event: Event, source: str = "secondary-disk",
     (``cbw_co_pwritev``), block-copy copies, and only then does the write's
     own request on the secondary disk start (Step 3).
     """
-    if not event.task.startswith("nbd-write#"):
+    if not event.task.startswith(writer):
         return None
     span = f"[{event.offset:#x}+{event.length:#x}]" if event.offset >= 0 else ""
     kind, node, op = event.kind, event.node, event.op
     writes = op in ("write", "zero")
     if era != "2.8":
-        note = _step_7_2(event, span, source, target)
+        note = _step_7_2(event, span, source, target, filter_node)
         if note is not None:
             return note
     if kind == "req-start" and node == source and writes:
@@ -82,11 +87,12 @@ def workflow_step(event: Event, source: str = "secondary-disk",
     return None
 
 
-def _step_7_2(event: Event, span: str, source: str, target: str) -> StepNote | None:
+def _step_7_2(event: Event, span: str, source: str, target: str,
+              filter_node: str = CBW_NODE_NAME) -> StepNote | None:
     """Era 7.2's words, where they differ from 2.8's."""
     kind, node, op = event.kind, event.node, event.op
     writes = op in ("write", "zero")
-    if kind == "req-start" and node == CBW_NODE_NAME and writes:
+    if kind == "req-start" and node == filter_node and writes:
         return StepNote(1, f"{event.task} reaches the copy-before-write filter {span} "
                            f"(cbw_co_pwritev), which calls block_copy first")
     if kind == "cow-begin":

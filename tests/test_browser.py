@@ -81,6 +81,7 @@ _LAYOUT_JS = r"""(minFont) => {
     for (const area of outputs) {
         for (const img of area.querySelectorAll('img')) {
             if (!img.naturalWidth) continue;
+            if (!img.offsetParent) continue;  // not displayed (under a folded heading)
             if (img.clientWidth < 0.95 * img.naturalWidth)
                 out.images.push(`${img.clientWidth}/${img.naturalWidth} px`);
             // shown whole: not wider than the output area (that would scroll or clip)
@@ -171,6 +172,14 @@ WIDGET_CELLS = [
     "blocked.widget.add_class('probe-blocked')\nblocked.widget",
     "replay = RaceReplay(scenarios.load('canonical'))\n"
     "replay.widget.add_class('probe-replay')\nreplay.widget",
+    # notebook 07's: image fleecing, the guest as the writer, the backup client as a task
+    "fleecer = WorkflowStepper('fleece\\nvwrite 5b 4K 0xbb\\ncread 5b 4K', graph='fleecing', "
+    "design='2.12', size='128K')\nfleecer.widget.add_class('probe-fleecer')\nfleecer.widget",
+    "from labkit.exercises import RACE07\n"
+    "fleecing = SchedulerPlayground(RACE07, design='2.12')\n"
+    "fleecing.widget.add_class('probe-fleecing')\nfleecing.widget",
+    "fleece_replay = RaceReplay(RACE07)\n"
+    "fleece_replay.widget.add_class('probe-fleece-replay')\nfleece_replay.widget",
 ]
 
 
@@ -338,9 +347,58 @@ def drive_widgets(page, save: bool, later: list[str],
     assert "Conflicting read at decision 10: vm-read#1 read block 5 — expected 0x15" in banner
     shot(page, "probe-replay", "widget-racereplay-violation.png", save)
     check_page(page, "racereplay violation", later)
+    drive_fleecing_widgets(page, later)
     return [f"moved after a click (widget, click, control, dx, dy, dwidth, dheight px): {m}"
             for m in SHIFTS[shifts_before:]] + [
         f"stepper at 1280x800, not on screen with the Step button: {x}" for x in off]
+
+
+def drive_fleecing_widgets(page, later: list[str]) -> None:
+    """Notebook 07's widgets on a fleecing lab: the stepper through a guest write's steps
+    and the client's read; the playground won by the client reading new data (2.12), then
+    switched to 7.2, where the guest write waits for the client's frozen read; the race
+    replay scrubbed to the 2.12 counterexample's violation.  Their
+    screenshots go to artifacts/ (the won playground shows exercise 7.2's answer)."""
+    size = page.viewport_size["width"]
+    fleecer = page.locator(".probe-fleecer")
+    label = fleecer.locator(".labkit-step-label")
+    assert "the backup has started" in label.inner_text(), label.inner_text()
+    for n, want in ((1, "Step 1"), (2, "Step 2"), (3, "Step 3"), (4, "Client read")):
+        click(page, "probe-fleecer", "Step")
+        assert label.inner_text().startswith(want), label.inner_text()
+        shot(page, "probe-fleecer", f"widget-fleecing-stepper-{n}-{size}.png", False)
+        check_page(page, f"fleecing stepper {want}", later)
+    assert "when the backup started ✓" in fleecer.locator(".labkit-parked").inner_text()
+
+    play = page.locator(".probe-fleecing")
+    click(page, "probe-fleecing", "Step client-read#1")
+    header = play.locator(".labkit-header").inner_text()
+    assert header.startswith("You stepped client-read#1: passed fleece (unallocated), its "
+                             "read of the live disk"), header
+    shot(page, "probe-fleecing", f"widget-fleecing-parked-read-{size}.png", False)
+    for _ in range(5):
+        click(page, "probe-fleecing", "Step vm-write#1")
+    click(page, "probe-fleecing", "Step client-read#1")
+    banner = play.locator(".labkit-banner").inner_text()
+    assert "You won — the backup client read data written after the backup started" in \
+        banner, banner
+    shot(page, "probe-fleecing", f"widget-fleecing-won-{size}.png", False)
+    check_page(page, "fleecing playground won", later)
+    click(page, "probe-fleecing", "7.2")  # the design switch: the same choices under 7.2
+    words = play.locator(".labkit-task-words").all_inner_texts()
+    assert any("frozen snapshot read of client-read#1" in x for x in words), words
+    shot(page, "probe-fleecing", f"widget-fleecing-frozen-{size}.png", False)
+    check_page(page, "fleecing playground 7.2", later)
+
+    replay = page.locator(".probe-fleece-replay")
+    for _ in range(12):
+        if button(replay, "▶").is_disabled():
+            break
+        click(page, "probe-fleece-replay", "▶")
+    banner = replay.locator(".labkit-banner").inner_text()
+    assert "Point-in-time view broken at decision" in banner, banner
+    shot(page, "probe-fleece-replay", f"widget-fleecing-replay-{size}.png", False)
+    check_page(page, "fleecing racereplay violation", later)
 
 
 def test_notebooks_and_widgets_in_jupyterlab(tmp_path):

@@ -68,6 +68,11 @@ WRONG_TYPES = {
     "04.wake": ["e", 1, ["a"]],
     "04.serialise": ["x", 0, ("a",)],
     "05.own_race": [3, ["start"], "   ", None],
+    "07.overlay": ["e", 1, ["a"]],
+    "07.schedule": ["2.12", ["fleece#1"], 3, "client-read vm-write", "   "],
+    "07.serialise": ["x", 0, ("a",)],
+    "07.frozen": ["z", 2, ["b"]],
+    "07.cbw_error": ["e", None, ["b"]],
 }
 
 
@@ -141,7 +146,7 @@ def test_answers_in_the_forms_people_write_them():
 
 
 def test_every_order_that_gives_the_vm_0xbb_is_accepted():
-    from labkit.exercises import _winning_orders
+    from labkit.exercises._nb03 import _winning_orders
 
     orders = _winning_orders()
     assert len(orders) > 1
@@ -212,7 +217,8 @@ def test_each_notebook_has_an_exercise_that_needs_more_than_reading_an_output():
 
 def test_4_1_takes_the_schedule_as_the_playground_shows_it() -> None:
     """A trainee copies the playground's "schedule so far" line: the same choices."""
-    from labkit.exercises import _schedule_as_shown, ex04
+    from labkit.exercises import ex04
+    from labkit.exercises._nb04 import _schedule_as_shown
 
     shown = ("schedule so far (10 decisions, 1 preemption): start#1 ×3 · vm-read#1 · "
              "↯ nbd-write#1 ×5 · vm-read#1")

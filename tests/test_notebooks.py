@@ -73,7 +73,7 @@ def source(cell: dict) -> str:
 
 def test_every_notebook_has_a_source_and_is_stored_executed_with_a_kernelspec():
     assert [p.stem for p in NOTEBOOKS] == [p.stem for p in SOURCES]
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06"]
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["00", "01", "02", "03", "04", "05", "06", "07"]
     for path in NOTEBOOKS:
         nb = json.loads(path.read_text())
         assert nb["metadata"]["kernelspec"]["name"] == "python3", path.name
@@ -132,6 +132,28 @@ def test_the_glossary_and_the_scenario_language_come_first():
         assert f"**{term}**" in glossary, term
 
 
+def test_what_answers_the_before_concept_check_is_folded_until_it_is_taken():
+    """Notebook 00 asks the concept check first; the glossary, the COLO table and the key
+    points below it sit under headings stored folded (JupyterLab's
+    ``jp-MarkdownHeadingCollapsed``), so they are not on screen while a trainee answers."""
+    nb = json.loads((ROOT / "notebooks" / "00-start-here.ipynb").read_text())
+    cells = nb["cells"]
+    start = next(i for i, c in enumerate(cells) if 'concept_check("before")' in source(c))
+    folded, seen = False, []
+    for cell in cells[start + 1:]:
+        text = source(cell)
+        if cell["cell_type"] == "markdown" and text.startswith("## "):
+            folded = bool(cell["metadata"].get("jp-MarkdownHeadingCollapsed"))
+            seen.append((text.splitlines()[0], folded))
+        if folded:
+            continue
+        shown = text + "".join(cell_text(cell))
+        for answer in ("**CowRequest** —", "**checkpoint** —", "**serialising request** —",
+                       "**tracked request** —", "| **hidden** |", "**Step 2**"):
+            assert answer not in shown, f"00: {answer!r} is on screen below the before check"
+    assert ("## Key points", True) in seen and ("## Words used in this lab", True) in seen
+
+
 def exercise_positions(nb: dict) -> list[tuple[int, str]]:
     """(cell index, exercise name) of every exercise cell."""
     out = []
@@ -161,7 +183,7 @@ def _forms_in(q, text: str) -> list[str]:
     text = SCENARIO_WRITE.sub("", text)
     found = [f"{q.name}: {form!r} in {text[:120]!r}" for form in q.answer_forms()
              if form and form in text]
-    if q.name == "04.schedule":
+    if q.name in ("04.schedule", "07.schedule"):  # any schedule the checker accepts
         for m in SCHEDULE.finditer(text):
             if q.check(m.group(0).strip()).correct:
                 found.append(f"{q.name}: a winning schedule {m.group(0)!r}")
@@ -358,3 +380,18 @@ def test_the_solved_edition_shows_each_answer_and_stays_solved_when_rerun():
         assert shown.count("Correct! Your answer") == 1, (q.name, shown[:300])
         assert q.described(q.answer) in shown, q.name
     assert not any("This cell shows the answer" in t for t in text_outputs(nb))
+
+
+def test_the_leak_test_catches_any_winning_fleecing_schedule_in_notebook_07():
+    """07.schedule, like 04.schedule, is caught in any form the checker accepts (here the
+    engine's schedule with its run-lengths spelt out), not only as the stored answer."""
+    from labkit.trace import format_schedule, parse_schedule
+
+    path = ROOT / "notebooks" / "07-image-fleecing.ipynb"
+    nb = json.loads(path.read_text())
+    assert leaks(nb) == []
+    spelt = " ".join(parse_schedule(EXERCISES["07.schedule"].answer))
+    assert spelt != format_schedule(parse_schedule(spelt))
+    nb["cells"][-2]["outputs"] = [
+        {"output_type": "stream", "name": "stdout", "text": f"played: {spelt}\n"}]
+    assert any("07.schedule: a winning schedule" in leak for leak in leaks(nb))

@@ -16,6 +16,10 @@ can redraw after every scheduling decision without building anything new.
   active, replication, the guest), the backup job's copy arrow, and badges:
   where each task is parked.
 
+A fleecing lab (:class:`labkit.fleecing.FleecingLab`) gets its own rows (``live``,
+``fleece``, ``snapshot``) and its own graph per scheme (guest, backup client, NBD
+export, live disk, overlay; 7.2's copy-before-write filter and ``snapshot-access``).
+
 Matplotlib draws every pixel (blitting: the changed parts only) and Pillow
 encodes the PNG; the same state gives the same bytes.  Everything shown is
 *read* from the engine; nothing here re-implements block semantics.
@@ -32,12 +36,21 @@ from ._common import (
                       figure_png,
                       new_figure,
 )
-from .graph import GUEST, NBD_SERVER, GraphModel, GraphPlot, graph_model, parked_tasks, plot_graph
+from .graph import (
+                      CLIENT,
+                      GUEST,
+                      NBD_SERVER,
+                      GraphModel,
+                      GraphPlot,
+                      graph_model,
+                      parked_tasks,
+                      plot_graph,
+)
 from .layers import LayerPlot, plot_layers
 from .provenance import ProvenancePlot, plot_provenance
 from .timeline import Lane, TimelineModel, TimelinePlot, plot_timeline, timeline_model
 
-__all__ = ["GUEST", "HATCH_COLOUR", "LAYER_COLOURS", "MARK_COLOUR", "NBD_SERVER",
+__all__ = ["CLIENT", "GUEST", "HATCH_COLOUR", "LAYER_COLOURS", "MARK_COLOUR", "NBD_SERVER",
            "ORIGINAL_GREYS", "WRITE_PALETTE", "GraphModel", "GraphPlot", "Lane", "LayerPlot",
            "ProvenancePlot", "TimelineModel", "TimelinePlot", "byte_colour", "encode_png",
            "figure_png", "graph_model", "new_figure", "parked_tasks", "plot_graph",

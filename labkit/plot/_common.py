@@ -63,9 +63,13 @@ LAYER_COLOURS = {
     "colo-top": "#BBBBBB",
 }
 #: The lab's node names and the layer (panel) each one is.
-NODE_LAYER = {"secondary-disk": "secondary", "hidden": "hidden", "active": "active",
+NODE_LAYER = {"live-disk": "secondary", "fleece": "hidden",  # fleecing: the same roles
+              "secondary-disk": "secondary", "hidden": "hidden", "active": "active",
               "colo-top": "colo-top"}
-LAYER_TITLES = {"secondary": "secondary", "hidden": "hidden", "active": "active",
+LAYER_TITLES = {"live": "live disk (the guest writes here)",
+                "fleece": "fleece: the overlay (old contents copied here)",
+                "snapshot": "snapshot: what the backup client reads now",
+                "secondary": "secondary", "hidden": "hidden", "active": "active",
                 "vm-view": "VM view"}
 
 #: Text sizes in pixels at the image's natural size (a trainee reads them at 100 %):

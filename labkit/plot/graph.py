@@ -20,6 +20,16 @@ What a trainee should notice: a VM read goes down ``file`` then ``backing``
 links — active, then hidden, then the secondary disk — and can be parked at
 any of them while a primary write, arriving from the NBD server, runs its COW
 into the hidden disk; the badges show who is parked where.
+
+A fleecing lab (:class:`labkit.fleecing.FleecingLab`) gets image fleecing's graph,
+as QEMU's ``tests/qemu-iotests/tests/image-fleecing`` builds it, per scheme: the
+guest on the live disk, the ``fleece`` overlay whose ``backing`` is the live disk,
+the NBD export the backup client reads; in "2.12" and "3.0" the export is on the
+overlay and the backup job (``sync=none``) copies live → fleece; in "7.2" the
+guest's device sits on the ``copy-before-write`` filter (``file`` = live disk,
+``target`` = overlay) and the export on a ``snapshot-access`` node above it.
+What a trainee should notice there: the client's read of the overlay goes down
+its ``backing`` link to the very disk the guest is writing.
 """
 
 from __future__ import annotations
@@ -32,15 +42,18 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.text import Text
 
 from ..errors import ArgumentError, ConfigError
+from ..fleecing import FleecingLab
 from ..lab import Lab
 from ._common import TEXT_COLOUR, BlitFigure, Group, new_figure, pt, resize_figure
 
-__all__ = ["GUEST", "NBD_SERVER", "GraphPlot", "graph_model", "parked_tasks", "plot_graph",
-           "task_colour"]
+__all__ = ["CLIENT", "GUEST", "NBD_SERVER", "GraphPlot", "graph_model", "parked_tasks",
+           "plot_graph", "task_colour"]
 
-#: Names of the two places that are not block nodes (highlight keys besides node names).
+#: Names of the places that are not block nodes (highlight keys besides node names);
+#: CLIENT, the backup client, only in a fleecing lab's graph.
 GUEST = "guest"
 NBD_SERVER = "nbd-server"
+CLIENT = "backup-client"
 
 WIDTH, HEIGHT = 820, 456  # HEIGHT: the top; the bottom follows the badges shown
 BOX_W, BOX_H = 216, 58
@@ -64,6 +77,30 @@ SUBTITLES = {
     "hidden": "qcow2: the hidden disk",
     "active": "qcow2: the active disk",
 }
+#: Image fleecing's graph (keyed by role): the guest and the backup client on top, the
+#: copy-before-write filter, snapshot-access and the NBD server in the middle (7.2's
+#: nodes; empty slots in 2.12 and 3.0), the live disk and the overlay at the bottom.
+FLEECING_SLOTS = {
+    GUEST: (122, 398),
+    CLIENT: (698, 398),
+    "cbw": (122, 281),
+    "access": (410, 281),
+    NBD_SERVER: (698, 281),
+    "live": (122, 126),
+    "fleece": (410, 126),
+}
+FLEECING_SUBTITLES = {
+    GUEST: "the running VM's disk device",
+    CLIENT: "pull-mode backup: NBD reads",
+    NBD_SERVER: "exports the point-in-time view",
+    "cbw": "filter: copies, then writes",
+    "access": "snapshot reads only",
+    "live": "raw: the live disk",
+    "fleece": "qcow2 overlay, backing=live",
+}
+#: Top-row badges of the fleecing graph are cut shorter: the guest's (right of it) and
+#: the client's (left of it) share the row's middle.
+TOP_BADGE_CHARS = 27
 BADGES = 3  # badge slots per node (the last says "+ N more" when there are more)
 BADGE_CHARS = 34  # a badge's label is cut to this many characters (fits 250 px)
 BADGE_STEP = 24  # pixels between a node's badges
@@ -77,7 +114,7 @@ LINK_COLOUR, JOB_COLOUR = "#404040", "#CC3311"
 
 #: A task's colour in the badges, by the kind of task (its name before ``#``).
 TASK_COLOURS = {"vm-read": "#0077BB", "nbd-write": "#EE7733", "vm-write": "#AA3377",
-                "commit": "#009988"}
+                "commit": "#009988", "client-read": "#0077BB"}
 OTHER_TASK_COLOUR = "#555555"
 
 
@@ -109,6 +146,13 @@ class GraphModel:
 
 
 def _roles(lab: Lab) -> dict[str, str]:
+    if isinstance(lab, FleecingLab):
+        out = {lab.live.name: "live", lab.overlay.name: "fleece"}
+        if lab.cbw is not None:
+            out[lab.cbw.name] = "cbw"
+        if lab.access is not None:
+            out[lab.access.name] = "access"
+        return out
     roles = {lab.top.name: "top", lab.secondary.name: "secondary", lab.hidden.name: "hidden",
              lab.active.name: "active"}
     job = lab.top.backup_job
@@ -124,6 +168,8 @@ def graph_model(lab: Lab) -> GraphModel:
     each node's ``children`` (``file``, ``backing``): what QEMU's graph holds
     now, so after failover active and hidden are gone.
     """
+    if isinstance(lab, FleecingLab):
+        return _fleecing_model(lab)
     roles = _roles(lab)
     nodes: list[tuple[str, str]] = [(GUEST, GUEST)]
     links: list[tuple[str, str, str]] = [(GUEST, "attached", lab.top.name)]
@@ -152,6 +198,36 @@ def graph_model(lab: Lab) -> GraphModel:
     if lab.state == "failover" and commit is not None and commit.ret is None:
         jobs.append((commit.top.name, "failover: active commit\ninto the secondary disk",
                      commit.base.name))
+    return GraphModel(tuple(nodes), tuple(dict.fromkeys(links)), tuple(jobs), lab.state,
+                      lab.design)
+
+
+def _fleecing_model(lab: FleecingLab) -> GraphModel:
+    """Image fleecing's graph: the guest's device, the backup client and the NBD
+    export, every node reachable from the device, the overlay and the export."""
+    roles = _roles(lab)
+    nodes: list[tuple[str, str]] = [(GUEST, GUEST), (CLIENT, CLIENT)]
+    links: list[tuple[str, str, str]] = [(GUEST, "attached", lab.guest.node.name)]
+    exports = list(lab.nbd.exports.values())
+    if exports:
+        nodes.append((NBD_SERVER, NBD_SERVER))
+        links.append((CLIENT, "NBD_CMD_READ", NBD_SERVER))
+        links += [(NBD_SERVER, f"export '{e.name}'", e.node.name) for e in exports]
+    seen: list[str] = []
+    for start in [lab.guest.node, lab.overlay] + [e.node for e in exports]:
+        for node in start.chain_nodes():
+            if node.name in seen:
+                continue
+            seen.append(node.name)
+            nodes.append((node.name, roles.get(node.name, "other")))
+            links += [(node.name, role, child.name) for role, child in node.children.items()]
+    jobs: list[tuple[str, str, str]] = []
+    if lab.cbw is not None:
+        jobs.append((lab.cbw.name, "target: old contents\ncopied here first",
+                     lab.overlay.name))
+    elif lab.job is not None and lab.job.running:
+        jobs.append((lab.live.name, "backup job (sync=none):\ncopy old contents",
+                     lab.overlay.name))
     return GraphModel(tuple(nodes), tuple(dict.fromkeys(links)), tuple(jobs), lab.state,
                       lab.design)
 
@@ -214,6 +290,9 @@ class GraphPlot(BlitFigure):
     def __init__(self, lab: Lab, *, highlight: Mapping[str, tuple[str, str]] | None = None,
                  title: str | None = None, dpi: int = 100) -> None:
         self.dpi = dpi
+        self.fleecing = isinstance(lab, FleecingLab)
+        self.slots = FLEECING_SLOTS if self.fleecing else SLOTS
+        self.subtitles = FLEECING_SUBTITLES if self.fleecing else SUBTITLES
         self.y_low = self._bottom(False)
         self.fig = fig = new_figure(WIDTH, HEIGHT - self.y_low, dpi)
         self.ax = ax = fig.add_axes((0, 0, 1, 1))
@@ -236,6 +315,9 @@ class GraphPlot(BlitFigure):
         self.primary_text = ax.text(nx, ny + 118, "from the primary: nbd-write#N",
                                     ha="center", va="bottom", fontsize=self._fs,
                                     color=TEXT_COLOUR)
+        if self.fleecing:  # no primary: the client is a box of its own
+            self.primary_arrow.set_visible(False)
+            self.primary_text.set_visible(False)
         self.title = ax.text(8, HEIGHT - 8, "", ha="left", va="top",
                              fontsize=pt(14, dpi), fontweight="bold", color="#000000")
         self.note = ax.text(8, self.y_low + 4, "", ha="left", va="bottom",
@@ -261,7 +343,7 @@ class GraphPlot(BlitFigure):
 
     # --- made once ------------------------------------------------------------------
     def _slot_of_role(self, role: str) -> tuple[float, float]:
-        return SLOTS.get(role, (410, 405))
+        return self.slots.get(role, (410, 405))
 
     def _box(self, name: str, role: str) -> tuple[FancyBboxPatch, Text, Text]:
         if name in self.boxes:
@@ -273,10 +355,11 @@ class GraphPlot(BlitFigure):
                                fc=BOX_COLOUR, ec=BOX_EDGE, lw=pt(1.3, dpi), zorder=2)
         ax.add_patch(patch)
         label = "NBD server" if role == NBD_SERVER else (
-            "secondary VM (guest)" if role == GUEST else name)
+            ("guest (the VM)" if self.fleecing else "secondary VM (guest)") if role == GUEST
+            else "backup client" if role == CLIENT else name)
         head = ax.text(x, y + 9, label, ha="center", va="center", fontsize=pt(14, dpi),
                        fontweight="bold", color="#000000", zorder=3)
-        sub = ax.text(x, y - 13, SUBTITLES.get(role, ""), ha="center", va="center",
+        sub = ax.text(x, y - 13, self.subtitles.get(role, ""), ha="center", va="center",
                       fontsize=self._fs, color=TEXT_COLOUR, zorder=3)
         ring = FancyBboxPatch((x - BOX_W / 2 - 4, y - BOX_H / 2 - 4), BOX_W + 8, BOX_H + 8,
                               boxstyle=f"round,pad=0,rounding_size={pt(12, dpi) * dpi / 72}",
@@ -396,7 +479,9 @@ class GraphPlot(BlitFigure):
             self._show_model(model)
         self.highlight = marks
         if title is None:
-            title = (f"The secondary's block graph · replication {model.state} · "
+            title = (f"Image fleecing's block graph · {model.state} · scheme {model.design}"
+                     if self.fleecing else
+                     f"The secondary's block graph · replication {model.state} · "
                      f"design {model.design}")
         self.title.set_text(title)
         self._place_badges(model, marks)
@@ -424,7 +509,7 @@ class GraphPlot(BlitFigure):
         if not isinstance(highlight, Mapping):
             raise ArgumentError(f"highlight must be a mapping task name -> (node, label), "
                                 f"got {type(highlight).__name__}")
-        allowed = [GUEST, NBD_SERVER, *lab.graph.nodes]
+        allowed = [GUEST, NBD_SERVER, *([CLIENT] if self.fleecing else []), *lab.graph.nodes]
         out: dict[str, tuple[str, str]] = {}
         for task, where in highlight.items():
             if not isinstance(task, str) or not (isinstance(where, tuple) and len(where) == 2
@@ -457,12 +542,13 @@ class GraphPlot(BlitFigure):
             for link_part in self._link(key, job=True):
                 link_part.set_visible(True)
         roles = {r for _, r in model.nodes}
-        dropped = [self._names[r] for r in ("active", "hidden") if r not in roles]
+        dropped = [] if self.fleecing else [self._names[r] for r in ("active", "hidden")
+                                            if r not in roles]
         self.gone.set_visible(bool(dropped))
         self.gone.set_text(f"{' and '.join(dropped)}: no longer in the graph\n"
                            f"(failover's commit replaced them by the secondary disk)"
                            if dropped else "")
-        has_nbd = NBD_SERVER in model.names
+        has_nbd = NBD_SERVER in model.names and not self.fleecing
         self.primary_arrow.set_visible(has_nbd)
         self.primary_text.set_visible(has_nbd)
         self.model = model
@@ -490,13 +576,19 @@ class GraphPlot(BlitFigure):
             ring.set_edgecolor(task_colour(tasks[0][0]))
             ring.set_visible(True)
             room = BOTTOM_BADGES if y < BOTTOM_BAND else BADGES
+            chars = TOP_BADGE_CHARS if self.fleecing and y > 350 else BADGE_CHARS
+            under = self.fleecing and (x, y) == FLEECING_SLOTS["cbw"]
+            if under:  # the filter's row is full: one badge under it, right of its file link
+                room, chars = 1, TOP_BADGE_CHARS + 4
             for k, (task, label) in enumerate(tasks[:room]):
                 text = f"{task}: {label}" if label else task
-                if len(text) > BADGE_CHARS:
-                    text = text[:BADGE_CHARS - 1] + "…"
+                if len(text) > chars:
+                    text = text[:chars - 1] + "…"
                 if k == room - 1 and len(tasks) > room:
                     text = f"+ {len(tasks) - room + 1} more tasks"
                 bx, by, ha, va = self._badge_at(x, y, k)
+                if under:
+                    bx, by, ha = x - BOX_W / 2 + 116, y - BOX_H / 2 - 14, "left"
                 badge = self.node_badges[node][k]
                 colour = task_colour(task)
                 badge.set_text(text)
@@ -530,8 +622,9 @@ class GraphPlot(BlitFigure):
 
 def plot_graph(lab: Lab, *, highlight: Mapping[str, tuple[str, str]] | None = None,
                title: str | None = None, dpi: int = 100) -> GraphPlot:
-    """The block graph of ``lab``'s secondary as a figure (820 x 415 px; 435 px with a
-    note naming a task at a node no longer in the graph).
+    """The block graph of ``lab``'s secondary — or of a fleecing lab's image fleecing,
+    per scheme — as a figure (820 x 415 px; 435 px with a note naming a task at a node
+    no longer in the graph).
 
     ``highlight``: ``{task: (node, label)}`` — a badge per task at its node
     (e.g. ``{"vm-read#1": ("secondary-disk", "reading")}``; node names are the

@@ -41,6 +41,7 @@ from ._common import (
     new_figure,
     pt,
 )
+from ._shape import copy_cluster, copy_requests, frozen_reads, shape
 
 __all__ = ["LayerPlot", "cow_blocks", "plot_layers"]
 
@@ -93,19 +94,18 @@ def layer_cells(layer: Layer, block: int, nblocks: int) -> Cells:
 
 
 def cow_blocks(lab: Lab, nblocks: int) -> tuple[np.ndarray, list[str]]:
-    """Blocks in clusters held by a CowRequest now, and a sentence per request."""
+    """Blocks in clusters held by a copy in flight now (COLO's CowRequests, fleecing's
+    copy requests and, in 7.2, its frozen snapshot reads), and a sentence per request."""
     held = np.zeros(nblocks, dtype=bool)
-    job = lab.top.backup_job
     notes: list[str] = []
-    if job is None:
-        return held, notes
-    cs = job.cluster_size
-    for req in sorted(job.inflight_reqs, key=lambda r: (r.start, r.owner)):
+    cs = copy_cluster(lab)
+    reqs = [(r, f"{r.owner} holds clusters") for r in copy_requests(lab)]
+    reqs += [(r, f"{r.owner}'s frozen snapshot read holds clusters") for r in frozen_reads(lab)]
+    for req, words in sorted(reqs, key=lambda x: (x[0].start, x[0].owner)):
         b0 = req.start * cs // lab.block
         b1 = min(nblocks, -(-(req.end * cs) // lab.block))
         held[b0:b1] = True
-        notes.append(f"{req.owner} holds clusters {req.start}-{req.end - 1} "
-                     f"(blocks {b0}-{b1 - 1})")
+        notes.append(f"{words} {req.start}-{req.end - 1} (blocks {b0}-{b1 - 1})")
     return held, notes
 
 
@@ -118,7 +118,8 @@ class LayerPlot(BlitFigure):
     cells of hidden and active read through to the layer below.
     """
 
-    NAMES = ("secondary", "hidden", "active", "vm-view")
+    NAMES: tuple[str, ...] = ("secondary", "hidden", "active", "vm-view")  # a fleecing lab's:
+    # live, fleece, snapshot (labkit.plot._shape)
     LEGEND_MARKS = 3  # entries besides the bytes: hatch, outline, CowRequest
 
     def __init__(self, lab: Lab, *, cols: int | None = None, dpi: int = 100,
@@ -127,6 +128,8 @@ class LayerPlot(BlitFigure):
                                  or cols < 1):
             raise ConfigError(f"cols must be a positive number of blocks per row, got {cols!r}")
         self.header = header
+        self.shape = shape(lab)
+        self.NAMES = self.shape.layers
         self.block = lab.block
         self.nblocks = -(-lab.size // lab.block)
         self.cols, self.rows, self.px = grid_shape(self.nblocks, cols)
@@ -142,6 +145,7 @@ class LayerPlot(BlitFigure):
     # layout (pixels) -----------------------------------------------------------
     def _build(self, dpi: int) -> None:
         cols, rows, px, n = self.cols, self.rows, self.px, self.nblocks
+        k = len(self.NAMES)
         gw, gh = cols * px, rows * px
         # each panel's name sits above it (not left of it): the figure stays within the
         # 840 px a notebook's output area has at 1280x800 with the file browser open
@@ -151,17 +155,17 @@ class LayerPlot(BlitFigure):
         width = left + gw + 16 + LEGEND_W
         legend_min = LEGEND_ROW * (2 + 4 + self.LEGEND_MARKS) + 8  # title, original, 4 bytes
         min_gap = label + 8
-        height = max(top + 4 * gh + 3 * min_gap + bottom, top - label + legend_min)
-        gap = (height - top - bottom - 4 * gh) / 3  # spare height: spread between panels
+        height = max(top + k * gh + (k - 1) * min_gap + bottom, top - label + legend_min)
+        gap = (height - top - bottom - k * gh) / (k - 1)  # spare height: between panels
         self.width, self.height, self.left, self.top = width, height, left, top
         self.fig = fig = new_figure(width, height, dpi)
         self.grids: dict[str, CellPanel] = {}
         self.alloc_texts = {}
         for i, name in enumerate(self.NAMES):
-            y0 = round(bottom + (3 - i) * (gh + gap))
+            y0 = round(bottom + (k - 1 - i) * (gh + gap))
             ax = fig.add_axes((left / width, y0 / height, gw / width, gh / height))
             panel = CellPanel(fig, ax, n, cols, px)
-            last = i == 3
+            last = i == k - 1
             panel.ticks(show_x=last, label=("block" if rows == 1 else
                                             "block = row start (left) + column")
                         if last else None)
@@ -234,7 +238,9 @@ class LayerPlot(BlitFigure):
             layer = layers.get(name)
             if layer is None:
                 panel.draw(BYTE_LUT, np.full(self.nblocks, NODATA, dtype=np.uint16),
-                           message="not readable: the VM gets EIO (replication not running)")
+                           message="nothing to read yet: the backup has not started (fleece)"
+                           if self.shape.fleecing else
+                           "not readable: the VM gets EIO (replication not running)")
                 self.alloc_texts[name].set_text("")
                 self.changed_cells[name] = no
                 continue
@@ -244,12 +250,12 @@ class LayerPlot(BlitFigure):
             self.changed_cells[name] = changed
             hatch = cells.hatch
             panel.draw(BYTE_LUT, cells.col, cells.col2, hatch, changed,
-                       held if name == "secondary" else None)
+                       held if name == self.NAMES[0] else None)
             marks["hatch"] |= bool(hatch.any())
             marks["outline"] |= bool(changed.any())
-            marks["held"] |= name == "secondary" and bool(held.any())
+            marks["held"] |= name == self.NAMES[0] and bool(held.any())
             self.alloc_texts[name].set_text(
-                "" if name in ("secondary", "vm-view")
+                "" if name in ("secondary", "vm-view", "live", "snapshot")
                 else f"alloc {cells.allocated}/{self.nblocks}")
             for arr in (cells.col, cells.col2):
                 seen.update(int(b) for b in np.unique(arr) if b < 256)
@@ -257,7 +263,8 @@ class LayerPlot(BlitFigure):
         if title is not None:
             self.full_title = title
             fit_text(self.title, title, self.width - 16)
-        fit_text(self.status, "CowRequests: " + ("; ".join(notes) if notes else "none held"),
+        held_words = "copies in flight: " if self.shape.fleecing else "CowRequests: "
+        fit_text(self.status, held_words + ("; ".join(notes) if notes else "none held"),
                  self.width - 16)
         self._update_legend(lab, seen, marks)
         for name, g in self._alloc_groups.items():
@@ -297,11 +304,13 @@ class LayerPlot(BlitFigure):
             entries.append((f"+ {len(more)} more ({hex_byte(more[0])}-{hex_byte(more[-1])})",
                             ("none",)))
         if marks["hatch"]:
-            entries.append(("not allocated in this layer", ("hatch",)))
+            entries.append(("not allocated/unreadable" if self.shape.fleecing
+                            else "not allocated in this layer", ("hatch",)))
         if marks["outline"]:
             entries.append(("changed by the last step", ("outline",)))
         if marks["held"]:
-            entries.append(("held by a CowRequest", ("dashed",)))
+            entries.append(("held: copy/frozen read" if self.shape.fleecing
+                            else "held by a CowRequest", ("dashed",)))
         self.legend.set_entries(entries)
 
 

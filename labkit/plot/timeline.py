@@ -35,6 +35,7 @@ from ._common import (
     pt,
     resize_figure,
 )
+from ._shape import COLO, Shape, shape
 
 __all__ = ["Lane", "TimelineModel", "TimelinePlot", "plot_timeline", "timeline_model"]
 
@@ -67,16 +68,17 @@ class TimelineModel:
 
 
 def timeline_model(trace: Sequence[Event], violations: Sequence[str] = (),
-                   start: int = 0, era: str = "2.8") -> TimelineModel:
+                   start: int = 0, era: str = "2.8", roles: Shape = COLO) -> TimelineModel:
     """Lay a trace out on swim lanes; x is the scheduling decision (slot [d, d+1)).
 
     ``start``: leave out everything before decision ``start`` (a window on a
-    long run: lanes only for the tasks active from there on).
+    long run: lanes only for the tasks active from there on).  ``roles``: the
+    graph's (:mod:`labkit.plot._shape`): whose writes copy first, to where.
     """
     if start > 0:
         trace = _window(trace, start)
     xs, decisions = _positions(trace, start)
-    lanes = _LaneBuilder(violations, era)
+    lanes = _LaneBuilder(violations, era, roles)
     for e, x in zip(trace, xs, strict=True):
         lanes.add(e, x)
     return lanes.model(float(decisions) if decisions > 0 else 1.0, decisions, start)
@@ -116,7 +118,9 @@ _Key = tuple[str, bool]  # (task, on its COW lane)
 class _LaneBuilder:
     """Reads a trace event by event into lane-keyed bars, spans, waits and marks."""
 
-    def __init__(self, violations: Sequence[str], era: str = "2.8") -> None:
+    def __init__(self, violations: Sequence[str], era: str = "2.8",
+                 roles: Shape = COLO) -> None:
+        self.roles = roles
         self.violations = violations
         self.era = era  # the graph's: which QEMU's steps 1-3 the events are (steps.py)
         self.order: list[str] = []  # tasks in spawn order
@@ -133,7 +137,7 @@ class _LaneBuilder:
         self.ends: list[tuple[_Key, float, str]] = []
 
     def cow_lane(self, t: str) -> _Key:
-        if t.startswith("nbd-write#"):  # the backup job's COW runs in the writer's coroutine
+        if t.startswith(self.roles.writer):  # the COW runs in the writer's coroutine
             self.has_cow.add(t)
             return (t, True)
         return (t, False)
@@ -158,7 +162,9 @@ class _LaneBuilder:
             what = "failed" if e.kind == "failed" else (
                 "violation" if t in self.violations else "done")
             self.ends.append(((t, False), x, what))
-        note = workflow_step(e, era=self.era)
+        r = self.roles
+        note = workflow_step(e, r.source, r.target, era=self.era, writer=r.writer,
+                             filter_node=r.filter)
         if note is not None and self.last_step.get(t) != note.step:
             self.last_step[t] = note.step
             on_cow = note.step == 2 and e.kind != "wait" and t in self.in_cow
@@ -169,7 +175,7 @@ class _LaneBuilder:
         if e.kind == "req-start":
             # requests a write's COW issues go on its COW lane (a read's CowRequest
             # stays on the read's own lane)
-            on_cow = t in self.in_cow and t.startswith("nbd-write#")
+            on_cow = t in self.in_cow and t.startswith(self.roles.writer)
             self.open_reqs.setdefault(t, []).append((e.node, x, on_cow))
             return
         stack = self.open_reqs.get(t, [])
@@ -317,7 +323,8 @@ class TimelinePlot(BlitFigure):
         if key != self._content_key:
             self._content_key = key
             era = lab.graph.era if lab is not None else "2.8"
-            self._draw_model(timeline_model(trace, violating, start, era), start)
+            self.roles = shape(lab) if lab is not None else COLO
+            self._draw_model(timeline_model(trace, violating, start, era, self.roles), start)
         x = self.model.decisions if cursor is None else cursor
         self.cursor.set_xdata([x, x])
         if title is not None:
@@ -378,12 +385,15 @@ class TimelinePlot(BlitFigure):
         assert self.legend is not None
         entries: list[tuple[str, tuple]] = []
         layers = {b[4] for b in m.bars}
+        fleecing = getattr(self, "roles", COLO).fleecing
         for layer, label in (("colo-top", "on colo-top"), ("active", "on active"),
-                             ("hidden", "on hidden"), ("secondary", "on secondary disk")):
+                             ("hidden", "on fleece" if fleecing else "on hidden"),
+                             ("secondary", "on live disk" if fleecing else
+                              "on secondary disk")):
             if layer in layers:
                 entries.append((label, ("fill", LAYER_COLOURS[layer])))
         if m.cow_spans:
-            entries.append(("CowRequest held", ("dashed",)))
+            entries.append(("copy in flight" if fleecing else "CowRequest held", ("dashed",)))
         if m.waits:
             entries.append(("waiting (blocked)", ("bar", WAIT_COLOUR)))
         if m.runs:

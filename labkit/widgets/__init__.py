@@ -11,6 +11,11 @@
 (each finished VM read against the oracle) and :func:`stage` (Step 1, 2, 3 or
 the VM read) are the one place the widgets learn the state the lesson depends on.
 
+Each takes an image-fleecing scenario (``# config: graph=fleecing``, notebook 07)
+as it takes a COLO one: the guest is then the writer whose copy runs steps 1–3, and
+the backup client's reads (``cread``) are the reads checked against the oracle;
+``labkit.plot._shape`` says which graph a lab is.
+
 Every widget keeps its state in the engine (a lab and a schedule prefix),
 shows itself in a notebook through ``.widget`` (a plain ``VBox``), and has a
 deterministic text twin, ``.text()`` — also its ``text/plain`` form, so that

@@ -8,12 +8,13 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..config import designs_for
 from ..errors import ConfigError, Deadlock, ScheduleError
 from ..kernel import Chooser, Event, Task
 from ..lab import Lab
 from ..layers import Layer
 from ..plot import TimelinePlot, plot_layers, plot_timeline
-from ..replication import DESIGNS
+from ..plot._shape import shape
 from ..scenario import Scenario
 from ._session import Session, describe_event
 from ._view import (
@@ -56,11 +57,20 @@ class SchedulerPlayground(App):
     parked between hidden and the secondary disk while the primary's write
     completes; with ``"2.8"`` the same order is impossible — a button turns
     grey with the CowRequest it waits for.
+
+    A fleecing scenario (``# config: graph=fleecing``, or ``graph="fleecing"``)
+    makes the backup client a task beside the guest: its ``cread`` steps are
+    buttons like the guest's writes, the switch offers fleecing's schemes
+    ("2.12", "3.0", "7.2"), and the banner turns red when the client reads data
+    the guest wrote after the backup started.  ``designs`` defaults to the
+    graph's designs (:func:`labkit.config.designs_for`).
     """
 
     def __init__(self, scenario: str | Scenario, design: str = "2.8", *,
-                 designs: Sequence[str] = DESIGNS, cols: int | None = None,
+                 designs: Sequence[str] | None = None, cols: int | None = None,
                  timeline: bool = False, **config: Any) -> None:
+        if designs is None:
+            designs = designs_for(_graph_of(scenario, config))
         if design not in designs:
             raise ConfigError(f"design must be one of {', '.join(map(repr, designs))}, "
                               f"got {design!r}")
@@ -95,7 +105,8 @@ class SchedulerPlayground(App):
         self.task_box = w.VBox(layout=spaced(4))
         self.last_task = ""
         self.design_buttons = w.ToggleButtons(options=list(designs), value=design,
-                                              description="design",
+                                              description="scheme" if shape(lab).fleecing
+                                              else "design",
                                               tooltips=[_DESIGN_TIPS.get(d, d) for d in designs],
                                               style={"button_width": "auto"})
         self.design_buttons.observe(lambda ch: self.switch_design(ch["new"]), names="value")
@@ -153,11 +164,18 @@ class SchedulerPlayground(App):
     def banner_text(self) -> str:
         """The banner's words: the win (the read and its bytes), the end, or empty."""
         v = self.lab.violations()
+        fleecing = shape(self.lab).fleecing
         if v:
             bad = next((r for r in read_results(self.lab) if r.task == v[0].task), None)
             got = f" {bad.task} {bad.text()}." if bad is not None else ""
-            return f"You won — conflicting read!{got}\n{v[0].message}"
+            won = ("the backup client read data written after the backup started!"
+                   if fleecing else "conflicting read!")
+            return f"You won — {won}{got}\n{v[0].message}"
         if self.session.done:
+            if fleecing:
+                return (f"All tasks finished; every client read saw the disk as it was when "
+                        f"the backup started (scheme {self.design}). Undo and try another "
+                        f"order, or switch the scheme.")
             return (f"All tasks finished without a conflicting read (design {self.design}). "
                     f"Undo and try another order, or switch the design.")
         return ""
@@ -237,10 +255,12 @@ class SchedulerPlayground(App):
             blocked = {t.name: t.why_blocked for t in self.session.blocked()}
             want = schedule[n]
             why = f"it waits for {blocked[want]}" if want in blocked else "it is not runnable"
-            self.note = (f"design {design}: the same choices stop after {n} decisions — "
+            word = "scheme" if shape(self.lab).fleecing else "design"
+            self.note = (f"{word} {design}: the same choices stop after {n} decisions — "
                          f"{want} cannot run next: {why}")
         else:
-            self.note = f"design {design}: the same {n} choices replayed"
+            word = "scheme" if shape(self.lab).fleecing else "design"
+            self.note = f"{word} {design}: the same {n} choices replayed"
         if not self.session.done and not self.session.in_par:
             self._auto()
         # keep the undo history to the prefixes that still exist under this design
@@ -379,7 +399,8 @@ class SchedulerPlayground(App):
         """The text twin: design, buttons, banner, the last click, the block map."""
         lab = self.lab
         where = self.session.where()
-        out = [f"SchedulerPlayground (design {self.design}): {len(lab.schedule)} decisions"
+        word = "scheme" if shape(lab).fleecing else "design"
+        out = [f"SchedulerPlayground ({word} {self.design}): {len(lab.schedule)} decisions"
                + (f"; {where}" if where else "")]
         out.append(self.header_text())
         wake = self.wake_rule_text()
@@ -465,12 +486,13 @@ class SchedulerPlayground(App):
             words_of[name] = words
         self._shown = shown
         self._words_of = words_of
+        roles = shape(lab)
         for name in shown:
             task = lab.kernel.tasks[name]
             parked = task.suspended
-            # the fact the race depends on: a read parked at the secondary disk
-            key = (name.startswith("vm-read#") and not task.done and parked is not None
-                   and parked.kind == "point" and parked.node == "secondary-disk")
+            # the fact the race depends on: a read parked at the disk being written
+            key = (name.startswith(roles.reader) and not task.done and parked is not None
+                   and parked.kind == "point" and parked.node == roles.source)
             style = "background:#FFF3C4;border-left:4px solid #E0A800;padding:2px 6px" \
                 if key else "padding:2px 6px"
             self.task_words[name].value = (f"<div style='{FONT};{style}'>"
@@ -510,7 +532,8 @@ class SchedulerPlayground(App):
             info.append(f"ERROR: {self.error}")
         info += ["last click:"] + (self.last_lines() if self.states[1:] else ["  (none yet)"])
         self.info.value = pre(info)
-        title = f"design {self.design} · after {len(lab.schedule)} decisions"
+        title = (f"{'scheme' if roles.fleecing else 'design'} {self.design} · after "
+                 f"{len(lab.schedule)} decisions")
         self.plot.update(lab, title=title, since=since)
         self.figure.refresh()
         self.bytes.value = byte_rows_html(lab, self.plot.changed_cells, self.plot.NAMES)
@@ -523,4 +546,17 @@ _DESIGN_TIPS = {
     "none": "no read protection: the conflicting read is reachable",
     "2.8": "the read holds a CowRequest over its whole chain read (QEMU 2.8)",
     "4.0": "the backup's writes to hidden are serialising (QEMU 3.0/4.0 on)",
+    "2.12": "fleecing: backup sync=none into the overlay, nothing serialising (QEMU 2.12)",
+    "3.0": "fleecing: the backup's writes to the overlay are serialising (QEMU 3.0)",
+    "7.2": "fleecing: copy-before-write filter + snapshot-access (QEMU 7.0-7.2)",
 }
+
+
+def _graph_of(scenario: str | Scenario, config: dict[str, Any]) -> str:
+    """The graph a scenario runs on: its ``# config:`` header's, the keywords winning."""
+    from ..scenarios import config as scenario_config
+
+    if "graph" in config:
+        return str(config["graph"])
+    text = scenario if isinstance(scenario, str) else scenario.text
+    return str(scenario_config(text).get("graph", "colo"))

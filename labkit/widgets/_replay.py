@@ -9,11 +9,12 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..config import designs_for
 from ..errors import ConfigError, StateError
 from ..kernel import Scripted
 from ..lab import Lab
 from ..plot import plot_layers, plot_timeline
-from ..replication import DESIGNS
+from ..plot._shape import shape
 from ..trace import format_schedule
 from ._session import Session, describe_event
 from ._view import FONT, App, FigureImage, banner_html, button, pre, spaced, table
@@ -44,12 +45,19 @@ class RaceReplay(App):
     ``explore`` only (e.g. a run limit).
     """
 
-    def __init__(self, scenario: str, *, designs: Sequence[str] = DESIGNS,
+    def __init__(self, scenario: str, *, designs: Sequence[str] | None = None,
                  cols: int | None = None, explore_options: dict[str, Any] | None = None,
                  **config: Any) -> None:
         if "design" in config or "policy" in config:
             raise ConfigError("RaceReplay explores every design with its own policy; leave "
                               "design and policy out of the configuration (use designs=...)")
+        from ._playground import _graph_of
+
+        graph = _graph_of(scenario, config)
+        #: what the lesson calls a design: fleecing's are schemes
+        self.word = "scheme" if graph == "fleecing" else "design"
+        if designs is None:  # the graph's: COLO's designs, or fleecing's schemes
+            designs = designs_for(graph)
         mod = _explorer()
         self.scenario = scenario
         self.config = dict(config)
@@ -116,7 +124,7 @@ class RaceReplay(App):
         """A short whole phrase for the dropdown (the oracle's message, which the banner
         shows in full, was cut mid-sentence there)."""
         v = self.results[design].violations[i]
-        return (f"design {design} #{i + 1}: {v.kind.replace('-', ' ')} seen by {v.task} "
+        return (f"{self.word} {design} #{i + 1}: {v.kind.replace('-', ' ')} seen by {v.task} "
                 f"({len(v.schedule)} decisions)")
 
     def _load_picked(self) -> None:
@@ -188,7 +196,7 @@ class RaceReplay(App):
             r = self.results[d]
             n = len(r.violations)
             extra = f"; {n} counterexample(s)" if n else ""
-            out.append(f"design {d}: {r.verdict} — {r.runs} runs, "
+            out.append(f"{self.word} {d}: {r.verdict} — {r.runs} runs, "
                        f"{'complete' if r.complete else 'not complete'}{extra}")
         return out
 
@@ -197,7 +205,7 @@ class RaceReplay(App):
         for d in self.designs:
             r = self.results[d]
             colour = {"safe": "#117733", "violation": "#CC3311"}.get(r.verdict, "#555555")
-            rows.append(f"<tr><td style='padding:0 8px'>design <b>{html.escape(d)}</b></td>"
+            rows.append(f"<tr><td style='padding:0 8px'>{self.word} <b>{html.escape(d)}</b></td>"
                         f"<td style='padding:0 8px;color:{colour}'><b>{html.escape(r.verdict)}"
                         f"</b></td><td style='padding:0 8px'>{r.runs} runs, "
                         f"{'complete' if r.complete else 'not complete'}</td>"
@@ -229,7 +237,7 @@ class RaceReplay(App):
             return "\n".join(out)
         d, i = self.loaded
         v = self.results[d].violations[i]
-        out.append(f"loaded: design {d}, counterexample {i + 1}: {v.message}")
+        out.append(f"loaded: {self.word} {d}, counterexample {i + 1}: {v.message}")
         out.append(f"schedule: {format_schedule(self.schedule)}")
         out.append(f"position: after {self.position} of {len(self.schedule)} decisions")
         out += ["last decision:"] + [f"  {x}" for x in self.last_lines()]
@@ -256,6 +264,10 @@ class RaceReplay(App):
         where = span(v.offset, 1, lab.block) or "the disk"
         if got is not None:
             where = span(got.offset, got.length, lab.block)
+        if shape(lab).fleecing:
+            return (f"Point-in-time view broken at decision {self._violation_at()}: {v.task} "
+                    f"read {where} — expected {v.expected:#04x} (the disk when the backup "
+                    f"started), got {v.got:#04x}.\n{v.message}")
         return (f"Conflicting read at decision {self._violation_at()}: {v.task} read "
                 f"{where} — expected {v.expected:#04x} (what the VM should see), got "
                 f"{v.got:#04x}.\n{v.message}")
@@ -299,11 +311,11 @@ class RaceReplay(App):
         assert self.session is not None and self.loaded is not None and self.full is not None
         lab = self.session.lab
         d, i = self.loaded
-        self.plot.update(lab, title=f"design {d} · counterexample {i + 1} · after "
+        self.plot.update(lab, title=f"{self.word} {d} · counterexample {i + 1} · after "
                                     f"{self.position}/{len(self.schedule)} decisions",
                          since=since)
         self.timeline.update(self.full, cursor=self.position,
-                             title=f"the whole counterexample (design {d}); red line: now")
+                             title=f"the whole counterexample ({self.word} {d}); red line: now")
         self.figure.refresh()
         self.timeline_figure.refresh()
         self._refresh_info()

@@ -19,6 +19,7 @@ from ..explore import is_preemption
 from ..kernel import FIFO, Event, Policy, Scripted, Task
 from ..lab import Lab, ScenarioRun, build_lab
 from ..layers import Layer
+from ..plot._shape import copy_requests, frozen_reads, frozen_words
 from ..scenario import Par, Scenario, configured
 
 Source = str | Scenario | Lab | Callable[[], Lab]
@@ -194,8 +195,7 @@ def describe_event(e: Event) -> str:
 
 
 def cow_requests(lab: Lab) -> list[str]:
-    """The CowRequests held now, as the engine describes them."""
-    job = lab.top.backup_job
-    if job is None:
-        return []
-    return sorted(r.describe() for r in job.inflight_reqs)
+    """The CowRequests held now, as the engine describes them (a fleecing lab: its copies
+    in flight and, in scheme 7.2, its frozen snapshot reads)."""
+    return sorted([r.describe() for r in copy_requests(lab)]
+                  + [frozen_words(r) for r in frozen_reads(lab)])

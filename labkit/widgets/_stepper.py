@@ -13,8 +13,8 @@ from ..kernel import Event
 from ..lab import Lab
 from ..layers import Layer
 from ..plot import plot_layers
+from ..plot._shape import copy_requests, copy_words, shape, step_note
 from ..scenario import Command
-from ..steps import workflow_step
 from ._session import Session, Source, describe_event
 from ._view import (
     FONT,
@@ -58,6 +58,12 @@ class WorkflowStepper(App):
     row changes; the VM read returns the old contents, never the primary's new
     byte.
 
+    A fleecing scenario (``# config: graph=fleecing``) steps image fleecing's copy
+    the same way: a *guest* write reaches the live disk (Step 1), its old contents
+    are copied into the fleece overlay (Step 2), its new data lands (Step 3); a
+    backup client's read is the **Client read** stage, held against the disk as it
+    was when the backup started.
+
     ``lab_or_scenario``: scenario text (most useful: Undo and Reset work), a
     parsed scenario, a factory returning a lab with tasks spawned, or a lab
     (stepping only).  ``config``: the :func:`labkit.build_secondary` keywords
@@ -83,7 +89,7 @@ class WorkflowStepper(App):
                                             layout=w.Layout(width="auto",
                                                             min_width="max-content"),
                                             tooltip="step a COW cluster by cluster: read old "
-                                                    "data, write it to hidden")
+                                                    "data, write it to the overlay")
         self.undo_button = button("Undo", icon="undo",
                                   tooltip="back to the state before the last click (replays "
                                           "the schedule prefix)")
@@ -122,11 +128,12 @@ class WorkflowStepper(App):
         self._refresh()
 
     def _collapse_start(self) -> None:
-        """Run a leading ``start`` line to its end: its decisions are not the lesson."""
+        """Run a leading ``start`` (or ``fleece``) line to its end: its decisions are not
+        the lesson."""
         run = self.session.run
         n = 0
         while (run is not None and not run.done and isinstance(run.current, Command)
-               and run.current.op == "start" and n < RUN_LIMIT):
+               and run.current.op in ("start", "fleece") and n < RUN_LIMIT):
             self.session.step()
             n += 1
 
@@ -170,15 +177,15 @@ class WorkflowStepper(App):
             return
 
         def go() -> None:
-            copying = {r.owner for r in self.lab.top.backup_job.inflight_reqs} \
-                if self.lab.top.backup_job is not None else set()
+            copying = {r.owner for r in copy_requests(self.lab)}
+            roles = shape(self.lab)
             event = self.session.step()
             if self.expand:
                 return
             name = event.task
-            if name.startswith("nbd-write#") and name in copying:
+            if name.startswith(roles.writer) and name in copying:
                 more = lambda: self._in_cow(name)  # noqa: E731 - the COW runs to its end
-            elif name.startswith("vm-read#") and not self.session.in_par:
+            elif name.startswith(roles.reader) and not self.session.in_par:
                 more = lambda: not self.lab.kernel.tasks[name].done  # noqa: E731
             else:
                 return  # the click that begins a COW shows Step 1
@@ -228,8 +235,7 @@ class WorkflowStepper(App):
         self._refresh(since=self.lab.layers())
 
     def _in_cow(self, task: str) -> bool:
-        job = self.lab.top.backup_job
-        return job is not None and any(r.owner == task for r in job.inflight_reqs)
+        return any(r.owner == task for r in copy_requests(self.lab))
 
     # --- views ---------------------------------------------------------------------------
     def figures(self) -> list[Any]:
@@ -248,6 +254,7 @@ class WorkflowStepper(App):
         Step 3 the click in which the new data lands).
         """
         lines: list[str] = []
+        roles = shape(self.lab)
         copying: dict[str, list[int]] = {}  # task -> clusters whose copy started this click
         cluster = self.lab.backup_cluster
         trace = self.lab.trace
@@ -256,7 +263,7 @@ class WorkflowStepper(App):
         copying_tasks = {e.task for e in events
                          if e.kind in ("cow-begin", "cow-copy", "cow-end")}
         for e in events:
-            note = workflow_step(e, era=self.lab.graph.era)
+            note = step_note(self.lab, e)
             if note is not None:
                 if not self.expand and note.step == 2 and e.kind in ("cow-copy", "req-start"):
                     if e.kind == "cow-copy":
@@ -264,16 +271,17 @@ class WorkflowStepper(App):
                     continue
                 if not self.expand and e.kind == "cow-end":
                     copying.pop(e.task, None)
-                    lines.append(_copied(_cow_clusters(trace, e, cluster), e.task, done=True))
+                    lines.append(_copied(_cow_clusters(trace, e, cluster), e.task, done=True,
+                                         lab=self.lab))
                 lines.append(_explained(note.text))
             elif e.kind in ("spawn", "run"):
                 continue
-            elif (e.kind == "point" and e.op == "io-write" and e.node == self.lab.secondary.name
-                  and e.task.startswith("nbd-write#")):
+            elif (e.kind == "point" and e.op == "io-write" and e.node == roles.source
+                  and e.task.startswith(roles.writer)):
                 # parked before its I/O: the data lands at the write's req-end (Step 3)
                 lines.append(f"{e.task}: the copy is done; its own write resumes — the new "
                              f"data lands on {e.node} when it runs next (Step 3)")
-            elif (e.kind == "point" and not self.expand and e.task.startswith("nbd-write#")
+            elif (e.kind == "point" and not self.expand and e.task.startswith(roles.writer)
                   and e.task in copying_tasks):
                 continue  # the copy's own I/O: condensed into its "copying"/"copied" line
             elif e.kind == "point" and e.op == "meta":
@@ -290,11 +298,11 @@ class WorkflowStepper(App):
                              f"a scheduling point, another task may run now")
             elif self.expand or e.kind in ("wait", "wake", "done", "failed") or (
                     e.kind == "req-start" and e.node == "colo-top") or (
-                    not e.task.startswith("nbd-write#") and e.kind not in ("req-start",
+                    not e.task.startswith(roles.writer) and e.kind not in ("req-start",
                                                                            "req-end")):
                 lines.append(describe_event(e))
         for task, clusters in copying.items():
-            lines.append(_copied(clusters, task, done=False))
+            lines.append(_copied(clusters, task, done=False, lab=self.lab))
         return lines
 
     def text(self) -> str:
@@ -303,7 +311,8 @@ class WorkflowStepper(App):
         lab = self.lab
         now = self.stage
         where = self.session.where()
-        head = f"WorkflowStepper (design {lab.design}): {self.counts()}"
+        word = "scheme" if shape(lab).fleecing else "design"
+        head = f"WorkflowStepper ({word} {lab.design}): {self.counts()}"
         out = [head + (f"; {where}" if where else ""), now.title, f"  now: {now.text}"]
         parked = parked_lines(lab)
         out.append("where each task is:" if parked else "where each task is: (no task)")
@@ -356,12 +365,14 @@ class WorkflowStepper(App):
         initial state, not counted)."""
         clicks = len(self.states) - 1
         made = len(self.lab.schedule) - self.states[0][0]
+        since = "the backup" if shape(self.lab).fleecing else "replication"
         return (f"{clicks} click{'' if clicks == 1 else 's'}, {made} scheduling "
-                f"decision{'' if made == 1 else 's'} since replication started")
+                f"decision{'' if made == 1 else 's'} since {since} started")
 
 
 #: :attr:`WorkflowStepper.current_step` of each stage.
-STAGE_NUMBER = {"Ready": 0, "Step 1": 1, "Step 2": 2, "Step 3": 3, "VM read": 4}
+STAGE_NUMBER = {"Ready": 0, "Step 1": 1, "Step 2": 2, "Step 3": 3, "VM read": 4,
+                "Client read": 4}
 
 
 def _cow_clusters(trace: Sequence[Event], end: Event, cluster: int) -> list[int]:
@@ -377,16 +388,20 @@ def _cow_clusters(trace: Sequence[Event], end: Event, cluster: int) -> list[int]
     return sorted(out)
 
 
-def _copied(clusters: list[int], task: str, *, done: bool) -> str:
+def _copied(clusters: list[int], task: str, *, done: bool, lab: Lab) -> str:
+    fleecing = shape(lab).fleecing
+    copy = copy_words(lab)[0]
+    source = "the live disk" if fleecing else "the secondary disk"
+    target = "the fleece overlay" if fleecing else "hidden"
     if not clusters:
-        return f"backup_do_cow ({task}): nothing to copy (every cluster done)"
+        return f"{copy} ({task}): nothing to copy (every cluster done)"
     which = f"{clusters[0]}" if len(clusters) == 1 else f"{clusters[0]}-{clusters[-1]}"
     if done:
-        return (f"backup_do_cow ({task}): copied backup cluster(s) {which} — read the old "
-                f"contents from the secondary disk, wrote them to hidden (Expand COW shows "
+        return (f"{copy} ({task}): copied backup cluster(s) {which} — read the old "
+                f"contents from {source}, wrote them to {target} (Expand COW shows "
                 f"each decision)")
-    return (f"backup_do_cow ({task}): copying backup cluster(s) {which} — its read of the "
-            f"old contents from the secondary disk is in flight (the next Step runs the "
+    return (f"{copy} ({task}): copying backup cluster(s) {which} — its read of the "
+            f"old contents from {source} is in flight (the next Step runs the "
             f"copy to its end: Step 2)")
 
 

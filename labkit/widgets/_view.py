@@ -8,7 +8,8 @@ from typing import Any
 import ipywidgets as w
 
 from ..lab import Lab
-from ..plot import GUEST, NBD_SERVER, GraphPlot, plot_graph
+from ..plot import CLIENT, GUEST, NBD_SERVER, GraphPlot, plot_graph
+from ..plot._shape import shape
 from ..render import LEGEND, block_cells, block_map
 from ._session import cow_requests
 from ._whereabouts import parked_at, whereabouts
@@ -149,17 +150,20 @@ def task_lines(lab: Lab, runnable_names: list[str]) -> list[str]:
     for t in lab.kernel.blocked():
         out.append(f"blocked: {t.name} waits for {t.why_blocked}")
     cows = cow_requests(lab)
-    out.append("CowRequests: " + ("; ".join(cows) if cows else "none held"))
+    held = "copies and frozen reads" if shape(lab).fleecing else "CowRequests"
+    out.append(f"{held}: " + ("; ".join(cows) if cows else "none held"))
     return out
 
 
 def parked_lines(lab: Lab, *, finished: bool = False) -> list[str]:
     """Where each task is parked (``task: words``); finished tasks only when ``finished``
-    (a finished VM read always: what it returned is part of the lesson)."""
+    (a finished VM read — or backup-client read — always: what it returned is part of the
+    lesson)."""
     out = []
     tasks = lab.kernel.tasks
+    reader = shape(lab).reader  # a VM read (COLO), a backup client's read (fleecing)
     for name, words in whereabouts(lab).items():
-        if tasks[name].done and not (finished or name.startswith("vm-read#")):
+        if tasks[name].done and not (finished or name.startswith(reader)):
             continue
         out.append(f"{name}: {words}")
     return out
@@ -203,11 +207,13 @@ def banner_html(text: str, *, bad: bool) -> str:
 
 def graph_highlight(lab: Lab) -> dict[str, tuple[str, str]]:
     """:func:`parked_at` as the graph figure's badges: a task at no node waits at the
-    guest (VM requests) or the NBD server (the primary's writes)."""
+    guest (VM requests), the NBD server (the primary's writes) or the backup client (its
+    reads, in a fleecing lab)."""
     out = {}
     for task, (node, label) in parked_at(lab).items():
         if not node:
-            node = NBD_SERVER if task.startswith("nbd-write#") else GUEST
+            node = NBD_SERVER if task.startswith("nbd-write#") else (
+                CLIENT if task.startswith("client-read#") else GUEST)
         out[task] = (node, label)
     return out
 
@@ -223,6 +229,8 @@ class GraphView:
 
     @staticmethod
     def _title(lab: Lab) -> str:
+        if shape(lab).fleecing:
+            return f"Who is where · {lab.state} · scheme {lab.design}"
         return f"Who is where · replication {lab.state} · design {lab.design}"
 
     def refresh(self, lab: Lab) -> None:

@@ -32,17 +32,20 @@ from dataclasses import dataclass, field
 from .. import sources
 from ..kernel import BLOCKED, DONE, FAILED, Task
 from ..lab import Lab
+from ..plot._shape import copy_words, frozen_reads, shape
 
-#: How the lesson names the nodes of the secondary's graph.
+#: How the lesson names the nodes of the secondary's graph (and of image fleecing's).
 NODE_WORDS = {"secondary-disk": "the secondary disk", "hidden": "hidden", "active": "active",
-              "colo-top": "the replication node", "nbd-export": "the NBD export"}
+              "colo-top": "the replication node", "nbd-export": "the NBD export",
+              "live-disk": "the live disk", "fleece": "the fleece overlay",
+              "fl-cbw": "the copy-before-write filter", "fl-access": "snapshot-access"}
 
 #: How the lesson names the layers of :func:`labkit.sources.provenance`.
 LAYER_WORDS = {"secondary": "the secondary disk", "hidden": "hidden", "active": "active",
                "mixed": "several layers"}
 
 #: Layers a read can fall through (qcow2 nodes with a backing child).
-_QCOW2 = ("active", "hidden")
+_QCOW2 = ("active", "hidden", "fleece")
 
 
 def node_words(node: str) -> str:
@@ -153,7 +156,8 @@ def _describe(lab: Lab, task: Task, track: _Track | None, result: ReadResult | N
     where = task.suspended
     if where is None:
         return "not started yet (runnable: its first step is next)"
-    if task.name.startswith("nbd-write#"):
+    s = shape(lab)
+    if task.name.startswith(s.writer):
         return _primary_write(lab, task, track)
     holds = ""
     if track is not None and track.cow is not None:
@@ -168,40 +172,52 @@ def _describe(lab: Lab, task: Task, track: _Track | None, result: ReadResult | N
         # woken from a wait (it has not run since), or a control command's own step
         return f"{holds}runnable: it goes on from where it stopped when it runs"
     rng = span(where.offset, where.length, lab.block)
-    if task.name.startswith("vm-read#"):
+    if task.name.startswith(s.reader):
         fell = [n for n, _, _ in stack if n in _QCOW2 and n != node]
         head = (f"passed {' and '.join(fell)} (unallocated), " if fell else "")
+        frozen = [r for r in frozen_reads(lab) if r.owner == task.name]
+        if frozen:  # fleecing 7.2: cbw_snapshot_read_lock found the clusters not copied
+            head = (f"holding a frozen snapshot read on clusters {frozen[0].start}-"
+                    f"{frozen[0].end - 1} (not copied yet), ")
         return f"{holds}{head}its read of {node_words(node)} ({rng}) is next"
     return f"{holds}parked at {node_words(node)} ({rng}): its I/O there is next"
 
 
 def _primary_write(lab: Lab, task: Task, track: _Track | None) -> str:
-    """An NBD write in the terms of the backup workflow's steps 1-3."""
+    """The copying writer (COLO: an NBD write; fleecing: a guest write) in the terms of
+    the backup workflow's steps 1-3."""
     where = task.suspended
     assert where is not None
+    s = shape(lab)
+    source, target = node_words(s.source), node_words(s.target)
+    copy, req = copy_words(lab)
     cow = track.cow if track is not None else None
     clusters = span(cow[0], cow[1], lab.backup_cluster).replace("block", "cluster") \
         if cow is not None else ""
     if task.state == BLOCKED:
         if cow is not None:
-            return (f"step 2: backup_do_cow (CowRequest on backup {clusters}) waits for "
+            return (f"step 2: {copy} ({req} on backup {clusters}) waits for "
                     f"{task.why_blocked}; the new data is not written yet")
-        return (f"step 2: backup_do_cow waits for {task.why_blocked} before it registers its "
-                f"own CowRequest; the new data is not written yet")
+        if s.fleecing and track is not None and track.cows_done:
+            # cbw_do_copy_before_write: after the copy, reqlist_wait_all(frozen_read_reqs)
+            return (f"step 2 done (the old contents are in {target}); before its own write "
+                    f"it waits for {task.why_blocked} (cbw_do_copy_before_write)")
+        return (f"step 2: {copy} waits for {task.why_blocked} before it registers its "
+                f"own {req}; the new data is not written yet")
     if where.kind != "point" or not where.node:
-        return ("step 2: woken — what it waited for has ended; backup_do_cow goes on when "
-                "it runs")
+        return (f"step 2: woken — what it waited for has ended; {copy} goes on when "
+                f"it runs")
     if cow is not None:
         rng = span(where.offset, where.length, lab.block)
-        if where.node == "hidden":
-            return (f"step 2: backup_do_cow holds a CowRequest on backup {clusters}; its "
-                    f"write of the old contents ({rng}) to hidden is next")
-        return (f"step 2: backup_do_cow holds a CowRequest on backup {clusters}; its read of "
+        if where.node == s.target:
+            return (f"step 2: {copy} holds a {req} on backup {clusters}; its "
+                    f"write of the old contents ({rng}) to {target} is next")
+        return (f"step 2: {copy} holds a {req} on backup {clusters}; its read of "
                 f"the old contents ({rng}) from {node_words(where.node)} is next")
-    if where.node == "secondary-disk":
+    if where.node == s.source:
         copied = track is not None and track.cows_done > 0
-        before = "the old contents are in hidden; " if copied else ""
-        return (f"step 3 next: {before}its new data lands on the secondary disk "
+        before = f"the old contents are in {target}; " if copied else ""
+        return (f"step 3 next: {before}its new data lands on {source} "
                 f"({span(where.offset, where.length, lab.block)}) when it resumes")
     return f"parked at {node_words(where.node)}: its I/O there is next"
 
@@ -219,6 +235,7 @@ class ReadResult:
     bad: int | None  # the byte it got there instead
     message: str  # the oracle's message for a conflicting read, else ""
     served: tuple[str, ...] = ()  # the layers that served it (sources.provenance)
+    fleecing: bool = False  # a backup client's read: checked against the backup's start
 
     @property
     def ok(self) -> bool:
@@ -237,6 +254,12 @@ class ReadResult:
         if self.served:
             layers = " and ".join(LAYER_WORDS.get(x, x) for x in self.served)
             where += f" (from {layers})"
+        if self.fleecing:
+            if self.ok:
+                return (f"returned {self.got_words()} for {where} — the disk as it was when "
+                        f"the backup started ✓")
+            return (f"returned {self.bad:#04x} for {where} where the disk held "
+                    f"{self.expected:#04x} when the backup started ✗ (written after it)")
         if self.ok:
             return f"returned {self.got_words()} for {where} — what the VM should see ✓"
         return (f"returned {self.bad:#04x} for {where} where the VM should see "
@@ -244,23 +267,29 @@ class ReadResult:
 
 
 def read_results(lab: Lab) -> list[ReadResult]:
-    """Every finished VM read of ``lab`` with its bytes, checked against the oracle."""
-    bad = {v.task: v for v in lab.violations() if v.kind == "conflicting-read"}
+    """Every finished VM read of ``lab`` with its bytes, checked against the oracle (in a
+    fleecing lab: every finished backup-client read, against the backup's start)."""
+    s = shape(lab)
+    bad = {v.task: v for v in lab.violations()
+           if v.kind == ("fleecing-read" if s.fleecing else "conflicting-read")}
     tracks = _tracks(lab)
     out = []
     for task in lab.kernel.tasks.values():
-        if not task.name.startswith("vm-read#") or task.state != DONE:
+        if not task.name.startswith(s.reader) or task.state != DONE:
             continue
         offset, length = _read_range(lab, task.name, tracks)
         data = task.result
         v = bad.get(task.name)
         track = tracks.get(task.name)
         if track is not None and track.served is None:  # once: a finished read is final
-            track.served = tuple(dict.fromkeys(x for x in sources.provenance(lab, task.name) if x))
+            # (a fleecing lab has no provenance: its trace shows where a read went)
+            track.served = () if s.fleecing else tuple(
+                dict.fromkeys(x for x in sources.provenance(lab, task.name) if x))
         served = track.served if track is not None and track.served else ()
         out.append(ReadResult(task.name, offset, length if length > 0 else len(data),
                               lab.block, data, v.expected if v else None,
-                              v.got if v else None, v.message if v else "", served))
+                              v.got if v else None, v.message if v else "", served,
+                              s.fleecing))
     return out
 
 
@@ -292,11 +321,20 @@ STEP_NAMES = {
     "VM read": "VM read: what the secondary VM gets",
     "Ready": "Ready: replication is running; Step 1 is next",
 }
+#: The same three steps for image fleecing's guest write, and the client's read.
+FLEECING_STEP_NAMES = {
+    "Step 1": "Step 1: the guest write reaches the live disk; its copy-before-write starts",
+    "Step 2": "Step 2: the old contents are copied into the fleece overlay",
+    "Step 3": "Step 3: the write resumes and the new data lands on the live disk",
+    "Client read": "Client read: what the backup client gets",
+    "Ready": "Ready: the backup has started (fleece); Step 1 is next",
+}
 
 
 def stage(lab: Lab) -> Stage:
     """The lesson's stage after the latest decision, from the latest primary write or VM
-    read (whichever acted last).
+    read (whichever acted last); in a fleecing lab, the latest guest write or backup-client
+    read ("Client read").
 
     Step 1 is the decision in which the write reaches the secondary disk (the
     notifier fires, and ``backup_do_cow`` registers its CowRequest in the same
@@ -304,48 +342,58 @@ def stage(lab: Lab) -> Stage:
     (every decision of the copy); Step 3 is when the write's request *ends*, its
     new data on the disk — not when the data is merely in flight.
     """
+    s = shape(lab)
+    names = FLEECING_STEP_NAMES if s.fleecing else STEP_NAMES
+    read_stage = "Client read" if s.fleecing else "VM read"
+    source, target = node_words(s.source), node_words(s.target)
+    copy, req = copy_words(lab)
     tracks = _tracks(lab)
     tasks = lab.kernel.tasks
     latest = None
     for name, t in tracks.items():
-        if t.last >= 0 and name.startswith(("nbd-write#", "vm-read#")) and (
+        if t.last >= 0 and name.startswith((s.writer, s.reader)) and (
                 latest is None or t.last > tracks[latest].last):
             latest = name
     if latest is None:
-        return Stage("Ready", STEP_NAMES["Ready"], "no primary write has reached the "
-                     "secondary disk yet: the first Step sends it")
+        who = "guest write has reached the live disk" if s.fleecing else \
+            "primary write has reached the secondary disk"
+        return Stage("Ready", names["Ready"], f"no {who} yet: the first Step sends it")
     t = tracks[latest]
     task = tasks[latest]
     where = whereabouts_of(lab, task)
-    if latest.startswith("vm-read#"):
-        return Stage("VM read", STEP_NAMES["VM read"], f"{latest}: {where}", latest)
+    if latest.startswith(s.reader):
+        return Stage(read_stage, names[read_stage], f"{latest}: {where}", latest)
     if task.state == FAILED:
-        return Stage("Step 3", STEP_NAMES["Step 3"], f"{latest} failed: {task.exception}",
+        return Stage("Step 3", names["Step 3"], f"{latest} failed: {task.exception}",
                      latest)
     if t.landed:
-        return Stage("Step 3", STEP_NAMES["Step 3"],
-                     f"{latest}: the new data is on the secondary disk — steps 1-3 done",
-                     latest)
+        return Stage("Step 3", names["Step 3"],
+                     f"{latest}: the new data is on {source} — steps 1-3 done", latest)
     if t.cows_done and t.cow is None:
-        return Stage("Step 2", STEP_NAMES["Step 2"],
-                     f"{latest}: backup_do_cow ended its CowRequest (the old contents are in "
-                     f"hidden); the new data lands when the write resumes (Step 3)", latest)
+        ended = f"ended its {req}"
+        return Stage("Step 2", names["Step 2"],
+                     f"{latest}: {copy} {ended} (the old contents are in {target}); the new "
+                     f"data lands when the write resumes (Step 3)", latest)
     if t.runs == t.reached_at:  # the decision that reached the disk is its latest
         cow = ""
         if t.cow is not None:
             clusters = span(t.cow[0], t.cow[1], lab.backup_cluster).replace("block", "cluster")
-            cow = f", which registered a CowRequest on backup {clusters}"
-        return Stage("Step 1", STEP_NAMES["Step 1"],
+            cow = f", which registered a {req} on backup {clusters}"
+        if s.fleecing:
+            return Stage("Step 1", names["Step 1"],
+                         f"{latest} reached the live disk's copy-before-write before its "
+                         f"data{cow}. Next: the copy (Step 2)", latest)
+        return Stage("Step 1", names["Step 1"],
                      f"{latest} reached the secondary disk before its data: the before-write "
                      f"notifier called backup_do_cow{cow}. Next: the copy (Step 2)", latest)
-    return Stage("Step 2", STEP_NAMES["Step 2"], f"{latest}: {where}", latest)
+    return Stage("Step 2", names["Step 2"], f"{latest}: {where}", latest)
 
 
 def whereabouts_of(lab: Lab, task: Task) -> str:
     """:func:`whereabouts` for one task."""
     tracks = _tracks(lab)
     result = None
-    if task.name.startswith("vm-read#") and task.state == DONE:
+    if task.name.startswith(shape(lab).reader) and task.state == DONE:
         result = next((r for r in read_results(lab) if r.task == task.name), None)
     return _describe(lab, task, tracks.get(task.name), result)
 
@@ -364,6 +412,7 @@ def parked_at(lab: Lab) -> dict[str, tuple[str, str]]:
     """
     tracks = _tracks(lab)
     results = {r.task: r for r in read_results(lab)}
+    s = shape(lab)
     out: dict[str, tuple[str, str]] = {}
     for task in lab.kernel.tasks.values():
         name = task.name
@@ -378,10 +427,10 @@ def parked_at(lab: Lab) -> dict[str, tuple[str, str]]:
         if task.state == FAILED:
             continue
         if where is None:
-            if name.startswith(("vm-read#", "vm-write#", "nbd-write#")):
+            if name.startswith(("vm-read#", "vm-write#", "nbd-write#", "client-read#")):
                 out[name] = ("", "not started")
             continue
-        write = name.startswith("nbd-write#")
+        write = name.startswith(s.writer)
         cow = track is not None and track.cow is not None
         if task.state == BLOCKED or where.kind != "point" or not where.node:
             node = stack[-1][0] if stack else ""
@@ -393,12 +442,14 @@ def parked_at(lab: Lab) -> dict[str, tuple[str, str]]:
         node = where.node
         if write:
             if cow:
-                label = "COW writes old data" if node == "hidden" else "COW reads old data"
+                label = "COW writes old data" if node == s.target else "COW reads old data"
             else:
                 label = "data lands next"
-        elif name.startswith("vm-read#"):
-            fell = "hidden" in [n for n, _, _ in stack] and node != "hidden"
-            label = "found hidden empty" if fell else "reads here next"
+        elif name.startswith(s.reader):
+            fell = s.target in [n for n, _, _ in stack] and node != s.target
+            frozen = any(r.owner == name for r in frozen_reads(lab))
+            label = (f"found {s.target} empty" if fell else
+                     "frozen read next" if frozen else "reads here next")
         else:
             label = "I/O here next"
         out[name] = (node, label)
