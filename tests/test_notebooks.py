@@ -103,7 +103,12 @@ def test_each_lesson_opens_with_questions_objectives_minutes_and_ends_with_key_p
     from build_notebooks import make
 
     cells = make(path.stem).cells
-    first, last = source(cells[0]), source(cells[-1])
+    first = source(cells[0])
+    # the last section is the key points: its heading cell, and (folded under it, in 00)
+    # any cells of its body — prose only
+    last_heading = max(i for i, c in enumerate(cells) if source(c).startswith("## "))
+    last = source(cells[last_heading])
+    assert all(c["cell_type"] == "markdown" for c in cells[last_heading:]), path.name
     assert first.startswith(f"# {path.stem[:2]} ")
     assert re.search(r"\*\*Teaching:\*\* \d+ min · \*\*Exercises:\*\* \d+ min", first), path.name
     assert "**Questions**" in first and "**Objectives**" in first, path.name
@@ -142,10 +147,14 @@ def test_what_answers_the_before_concept_check_is_folded_until_it_is_taken():
     folded, seen = False, []
     for cell in cells[start + 1:]:
         text = source(cell)
-        if cell["cell_type"] == "markdown" and text.startswith("## "):
+        heading = cell["cell_type"] == "markdown" and text.startswith("## ")
+        if heading:
             folded = bool(cell["metadata"].get("jp-MarkdownHeadingCollapsed"))
             seen.append((text.splitlines()[0], folded))
-        if folded:
+            # folding hides the cells under a heading, never the heading cell's own text
+            assert not folded or text.strip() == text.splitlines()[0], \
+                f"00: {text.splitlines()[0]!r} is folded but its cell holds more than it"
+        if folded and not heading:
             continue
         shown = text + "".join(cell_text(cell))
         for answer in ("**CowRequest** —", "**checkpoint** —", "**serialising request** —",
