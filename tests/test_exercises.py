@@ -225,3 +225,23 @@ def test_4_1_takes_the_schedule_as_the_playground_shows_it() -> None:
     assert _schedule_as_shown(shown) == "start#1*3 vm-read#1 nbd-write#1*5 vm-read#1"
     assert ex04.schedule.check(shown).correct
     assert not ex04.schedule.check("start#1 ×3 · vm-read#1 ×2").correct
+
+
+def test_7_2_takes_the_schedule_with_or_without_the_fleece_step() -> None:
+    """The playground takes the ``fleece`` line's step itself: a schedule that leaves
+    ``fleece#1`` out is the same play, and so is the playground's "schedule so far" line."""
+    from labkit.exercises import ex07
+
+    q = ex07.schedule
+    full = q.answer
+    assert full.startswith("fleece#1 ")
+    assert q.check(full).correct
+    assert q.check(full.split(" ", 1)[1]).correct
+    shown = ("schedule so far (8 decisions, 1 preemption): fleece#1 · client-read#1 · "
+             "↯ vm-write#1 ×5 · client-read#1")
+    assert q.check(shown).correct
+    assert q.check("client-read#1 · ↯ vm-write#1 ×5 · client-read#1").correct
+    # without the fleece step a losing or unfinished schedule is still refused, with why
+    late = q.check("client-read#1 vm-write#1*5")
+    assert not late.correct and "too short" in late.message
+    assert not q.check("vm-write#1*5 client-read#1*2").correct

@@ -404,3 +404,22 @@ def test_the_leak_test_catches_any_winning_fleecing_schedule_in_notebook_07():
     nb["cells"][-2]["outputs"] = [
         {"output_type": "stream", "name": "stdout", "text": f"played: {spelt}\n"}]
     assert any("07.schedule: a winning schedule" in leak for leak in leaks(nb))
+
+
+def figure_labels() -> list[str]:
+    """Every fixed label the figures draw (node subtitles, layer titles): text a trainee
+    reads in a PNG, which the text outputs the leak test reads do not hold."""
+    from labkit.plot import _common, graph
+
+    return [*graph.SUBTITLES.values(), *graph.FLEECING_SUBTITLES.values(),
+            *_common.LAYER_TITLES.values()]
+
+
+def test_no_figure_label_gives_an_answer_away():
+    """A figure shown above an exercise must not say its answer: 07's graph once labelled
+    the copy-before-write filter "filter: copies, then writes", 7.4's answer (copy, then
+    wait for the frozen reads, then write)."""
+    for label in figure_labels():
+        for q in EXERCISES.values():
+            assert _forms_in(q, label) == [], (label, q.name)
+    assert _forms_in(EXERCISES["07.frozen"], "fl-cbw: filter: copies, then writes") != []

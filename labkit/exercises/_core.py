@@ -266,9 +266,13 @@ class Choice(Exercise):
         return f"Solution: {self.described(self.answer)}. {self.explanation}"
 
     def answer_forms(self) -> list[str]:
-        # the right option's own words; a letter alone is in every text
+        # the right option's own words; a letter alone is in every text; and the words
+        # the exercise adds (the answer said another way, e.g. in a figure's label)
         text = {o.key: o.text for o in self.options}[self.answer]
-        return [text] if len(text) >= 20 else []
+        out = [text] if len(text) >= 20 else []
+        if self.forms is not None:
+            out.extend(self.forms(self.answer))
+        return out
 
 
 def choice(name: str, question: str, options: list[Option], solve: Callable[[], str],

@@ -82,8 +82,21 @@ def _does_not_fit(answer: str, want: str) -> bool:
     return isinstance(_replayed(answer), Exception)
 
 
-def _without_fleece(answer: str, want: str) -> bool:
-    return _does_not_fit(answer, want) and _names(answer)[:1] != ["fleece#1"]
+def _with_fleece(answer: Any) -> Any:
+    """A schedule as the trainee copied it (the playground's "schedule so far" line or
+    ``format_schedule``), with the ``fleece`` line's decision put first if it was left
+    out: the playground takes that step itself, so with it or without it is the same
+    play (``fleece#1 client-read#1 ...`` and ``client-read#1 ...``)."""
+    from labkit.errors import LabkitError
+
+    answer = _schedule_as_shown(answer)
+    if not isinstance(answer, str) or not answer.strip():
+        return answer
+    try:
+        first = _names(answer)[:1]
+    except LabkitError:  # not a schedule: the form check says why
+        return answer
+    return answer if first == ["fleece#1"] else f"fleece#1 {answer}"
 
 
 def _engine_says(answer: str) -> str:
@@ -237,13 +250,7 @@ ex07 = SimpleNamespace(
         "'2.12') that makes the backup client read data the guest wrote after the backup "
         "started.",
         _race_schedule, _schedule_form, _breaks_the_view,
-        [Mistake("the fleece step is left out", _without_fleece,
-                 lambda want: want.split(" ", 1)[1],
-                 "Your schedule does not begin with the fleece task's decision: the "
-                 "scenario's `fleece` line runs first, as task fleece#1 (the playground "
-                 "takes that step itself; format_schedule(playground.lab.schedule) "
-                 "includes it).", _engine_says),
-         Mistake("a schedule the scenario cannot follow", _does_not_fit,
+        [Mistake("a schedule the scenario cannot follow", _does_not_fit,
                  lambda want: " ".join(n for n in want.split() if CLIENT not in n),
                  "That schedule does not fit the scenario. Play it in the playground, then "
                  "copy format_schedule(playground.lab.schedule).", _engine_says),
@@ -268,7 +275,7 @@ ex07 = SimpleNamespace(
         "The client's read found cluster 0 unallocated in the overlay and went on to the live "
         "disk; parked there, the guest write copied the cluster and landed; the read resumed "
         "and took the guest's new data from the live disk.",
-        placeholder="", normalise=_schedule_as_shown),
+        placeholder="", normalise=_with_fleece),
     serialise=choice(
         "07.serialise",
         "Scheme '3.0', the same race. client-read#1 has passed the overlay (cluster 0 "
@@ -355,5 +362,12 @@ ex07 = SimpleNamespace(
         ["Which of the two does on-cbw-error=break-snapshot protect: the guest or the backup?",
          "Is snapshot_error per cluster, or one value for the filter?"]),
 )
+
+#: 7.4's answer said in other words — the order inside cbw_do_copy_before_write — as
+#: a label or a sentence could say it before the trainee answered (the leak test looks
+#: for these too).
+ex07.frozen.forms = lambda answer: ["copies, then writes", "copies, then waits",
+                                    "copy, then wait", "copies first, then",
+                                    "copy first, then"]
 
 __all__ = ["BREAK07", "OVERLAY07", "RACE07", "ex07"]

@@ -68,7 +68,7 @@ NODE_LAYER = {"live-disk": "secondary", "fleece": "hidden",  # fleecing: the sam
               "colo-top": "colo-top"}
 LAYER_TITLES = {"live": "live disk (the guest writes here)",
                 "fleece": "fleece: the overlay (old contents copied here)",
-                "snapshot": "snapshot: what the backup client reads now",
+                "snapshot": "snapshot: what a new client read would return",
                 "secondary": "secondary", "hidden": "hidden", "active": "active",
                 "vm-view": "VM view"}
 
