@@ -225,9 +225,9 @@ ex07 = SimpleNamespace(
          Option("b", "0xbb: the overlay is empty, so the read falls through to the live disk",
                 "the copy happens only when the backup client asks for the data",
                 "Nothing waits for the client: the guest write's before-write notifier "
-                "(backup_before_write_notify -> backup_do_cow) copied cluster 0's old "
-                "contents into the overlay before its new data landed (step 2 before step "
-                "3). By the time the client reads, the overlay holds block 5."),
+                "(backup_before_write_notify -> backup_do_cow) copied the old contents of "
+                "cluster 0 (blocks 0–15) into the overlay before its new data landed (step 2 "
+                "before step 3). By the time the client reads, the overlay holds block 5."),
          Option("c", "an error: sync=none copied nothing, so block 5 is not in the backup",
                 "a fleecing export serves only what the backup job has copied",
                 "The overlay's backing is the live disk: a cluster the overlay does not "
@@ -236,12 +236,12 @@ ex07 = SimpleNamespace(
          Option("d", "zeros: the overlay is a new, empty qcow2 image",
                 "an unallocated qcow2 cluster always reads as zeros",
                 "Only without a backing file. The overlay was created with backing = the "
-                "live disk, and its cluster 0 is no longer unallocated anyway: the guest's "
-                "copy-before-write filled it.")],
+                "live disk, and its cluster 0 (blocks 0–15) is no longer unallocated "
+                "anyway: the guest's copy-before-write filled it.")],
         _overlay_read,
-        "Before the guest's 0xbb landed, its copy-before-write put cluster 0's old contents "
-        "into the overlay; the client's read of block 5 stops at the overlay, which now "
-        "holds it: 0x15, the disk as it was when the backup started.",
+        "Before the guest's 0xbb landed, its copy-before-write put the old contents of "
+        "cluster 0 (blocks 0–15) into the overlay; the client's read of block 5 stops at the "
+        "overlay, which now holds it: 0x15, the disk as it was when the backup started.",
         ["What did the guest write do before its new data reached the live disk?",
          "A read of a qcow2 overlay stops at the first layer that holds the cluster."]),
     schedule=Exercise(
