@@ -409,10 +409,14 @@ def test_the_leak_test_catches_any_winning_fleecing_schedule_in_notebook_07():
 def figure_labels() -> list[str]:
     """Every fixed label the figures draw (node subtitles, layer titles): text a trainee
     reads in a PNG, which the text outputs the leak test reads do not hold."""
+    import labkit as lk
     from labkit.plot import _common, graph
 
+    jobs = [label for design in ("2.12", "3.0", "7.2")
+            for _, label, _ in graph.graph_model(
+                lk.run_scenario("fleece", graph="fleecing", design=design, size="128K")).jobs]
     return [*graph.SUBTITLES.values(), *graph.FLEECING_SUBTITLES.values(),
-            *_common.LAYER_TITLES.values()]
+            *_common.LAYER_TITLES.values(), *jobs]
 
 
 def test_no_figure_label_gives_an_answer_away():

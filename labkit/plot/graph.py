@@ -223,7 +223,7 @@ def _fleecing_model(lab: FleecingLab) -> GraphModel:
             links += [(node.name, role, child.name) for role, child in node.children.items()]
     jobs: list[tuple[str, str, str]] = []
     if lab.cbw is not None:
-        jobs.append((lab.cbw.name, "target: old contents\ncopied here first",
+        jobs.append((lab.cbw.name, "target: old contents\ncopied here",
                      lab.overlay.name))
     elif lab.job is not None and lab.job.running:
         jobs.append((lab.live.name, "backup job (sync=none):\ncopy old contents",
