@@ -89,6 +89,8 @@ ex05 = SimpleNamespace(
                     "between its two reads and active captures the new data. '4.0' is safe: the "
                     "copy's serialising write to hidden waits for the fill read in flight there.",
         placeholder={},
+        phrases=("fill read", "without a CowRequest", "not through replication_co_readv",
+                 "does not pass through replication_co_readv"),
         forms=lambda want: [" ".join(f"{d}={v}" for d, v in want.items()),
                             *(form for d, v in want.items() if d == "2.8"
                               for form in (f"{d}: {v}", f"{d}={v}", f"{d} = {v}"))]),
