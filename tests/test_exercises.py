@@ -225,3 +225,21 @@ def test_4_1_takes_the_schedule_as_the_playground_shows_it() -> None:
     assert _schedule_as_shown(shown) == "start#1*3 vm-read#1 nbd-write#1*5 vm-read#1"
     assert ex04.schedule.check(shown).correct
     assert not ex04.schedule.check("start#1 ×3 · vm-read#1 ×2").correct
+
+
+def test_own_race_asks_for_a_race_not_shown_and_says_what_is_missing():
+    """5.3 wants a 2.8 violation with no backup cluster shared by a VM write and a primary
+    write: the shipped partial-cluster race (one shared cluster) and a VM write whose fill
+    cannot reach the primary's cluster each get feedback aimed at what they miss."""
+    from labkit import scenarios
+    from labkit.exercises import ex05
+
+    q = ex05.own_race
+    assert q.check(q.answer).correct
+    shipped = q.check(scenarios.load("partial-cluster-vm-write"))
+    assert shipped.mistake == "the shipped race again" and "Backup cluster 0" in shipped.message
+    apart = q.check("# config: size=128K active_cluster=64K\nstart\n"
+                    "par { vwrite 5b 4K 0xcc; pwrite 20b 4K 0xbb }\nvread 20b 4K orig\n")
+    assert apart.mistake == "qcow2 fills only the VM write's own backup cluster"
+    assert "design 2.8: safe" in apart.message
+    assert "active_cluster=" not in q.question + " ".join(q.hints)

@@ -309,6 +309,7 @@ def test_no_shipped_scenario_comment_gives_an_answer_away():
     for name, comments in scenario_comments().items():
         for q in EXERCISES.values():
             assert _forms_in(q, comments) == [], name
+            assert [p for p in q.phrases if p.lower() in comments.lower()] == [], (name, q.name)
 
 
 def test_every_answer_has_a_text_form_the_leak_test_looks_for():
