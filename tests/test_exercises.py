@@ -159,7 +159,7 @@ def test_the_racing_schedule_gets_the_engines_own_reasons():
     names = q.answer.split(" ", 1)[1]                     # without the start steps
     outcome = q.check(names)
     assert outcome.mistake == "the start steps are left out"
-    assert "The engine says: schedule position 0" in outcome.message
+    assert "The engine says: choice #1 (after 0 decisions)" in outcome.message
     short = q.answer.replace("nbd-write#1*5", "nbd-write#1*4")  # one write step short
     outcome = q.check(short)
     assert "the schedule ends after" in outcome.message and "too short" in outcome.message
