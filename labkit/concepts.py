@@ -11,7 +11,7 @@ answer key lists them).  A trainee answers all ten at once::
 ``submit`` prints the score and **one line** to paste into the workshop's shared
 document (chat, etherpad, a form — no labkit network service is involved)::
 
-    labkit-concepts v1 before 6/10 abcdabcdab
+    labkit-concepts v2 before 6/10 abcdabcdab
 
 The trainer pastes everyone's lines into a file and runs
 ``python tools/concept_report.py FILE``: per question, the share right before and
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from .errors import ArgumentError
 
-VERSION = "v1"
+VERSION = "v2"  # v2: options rewritten (like lengths); v1 lines are not mixed in
 LINE = re.compile(r"labkit-concepts (v\d+) (before|after) (\d+)/(\d+) ([a-d?]+)")
 
 
@@ -47,77 +47,94 @@ class Concept:
         return next((why for k, _, why in self.options if k == letter), "")
 
 
+# The options of each question are of like length and specificity (the right one is
+# not the longest, tests/test_concepts.py), and none states a mechanism in the words an
+# exercise asks for (notebook 04's 4.2 and 4.4 ask what 2.8's and 4.0's protections do).
 QUESTIONS: tuple[Concept, ...] = (
     Concept("vm-view", "What must the secondary VM see on its disk between two checkpoints?", (
-        ("a", "whatever the primary has written so far", "the secondary mirrors the primary "
-                                                         "live"),
+        ("a", "every write the primary has made, as soon as it arrives",
+         "the secondary mirrors the primary live"),
         ("b", "the disk as at the last checkpoint, plus its own writes since", ""),
-        ("c", "only its own writes; everything else reads as zeros", "the secondary starts "
-                                                                     "from an empty disk"),
-        ("d", "the disk as it was when replication started", "the secondary never moves "
-                                                             "forward"))),
+        ("c", "only its own writes since the checkpoint; other blocks read as zeros",
+         "the secondary starts from an empty disk"),
+        ("d", "the disk as it was when replication started, plus its own writes",
+         "the secondary never moves forward"))),
     Concept("hidden", "What does the hidden disk hold?", (
-        ("a", "the secondary VM's own writes", "hidden and active swapped"),
-        ("b", "the primary's new data, until the next checkpoint", "the primary's writes are "
-                                                                   "buffered, not applied"),
-        ("c", "the old contents of what the primary overwrote since the checkpoint", ""),
-        ("d", "a full copy of the disk taken at every checkpoint", "a checkpoint copies the "
-                                                                   "whole disk"))),
+        ("a", "the secondary VM's own writes since the last checkpoint",
+         "hidden and active swapped"),
+        ("b", "the primary's new data, held back there until the next checkpoint",
+         "the primary's writes are buffered, not applied"),
+        ("c", "the old data the primary's writes replaced since the checkpoint", ""),
+        ("d", "a full copy of the whole disk, taken anew at every checkpoint",
+         "a checkpoint copies the whole disk"))),
     Concept("copy-unit", "The primary writes 512 bytes into a never-written area. What does "
                          "the backup job copy into hidden first?", (
-        ("a", "nothing: it copies only at a checkpoint", "the backup job copies on a timer or "
-                                                         "at checkpoints"),
-        ("b", "exactly those 512 bytes' old contents", "the copy unit is the write's range"),
-        ("c", "the old contents of the whole backup cluster (64 KiB) around them", ""),
-        ("d", "the whole disk", "the first write copies everything"))),
+        ("a", "nothing yet: it copies all changed areas at the next checkpoint",
+         "the backup job copies on a timer or at checkpoints"),
+        ("b", "the old contents of exactly those 512 bytes, nothing more",
+         "the copy unit is the write's range"),
+        ("c", "the old contents of the whole 64 KiB backup cluster around them", ""),
+        ("d", "the old contents of the whole disk, all at once, at the first write",
+         "the first write copies everything"))),
     Concept("once", "The primary writes the same block twice between two checkpoints. How many "
                     "copies into hidden does the backup job make?", (
-        ("a", "one, at the first write", ""),
-        ("b", "two, one per write", "every write makes its own copy"),
-        ("c", "none: the second write cancels the first", "writes to the same place merge"),
-        ("d", "one, at the next checkpoint", "copies happen at checkpoints"))),
+        ("a", "one, made by the first write before its data lands", ""),
+        ("b", "two, one per write, each before that write's data lands",
+         "every write makes its own copy"),
+        ("c", "none: the second write replaces the first before any copy",
+         "writes to the same place merge"),
+        ("d", "one, made at the next checkpoint for both writes together",
+         "copies happen at checkpoints"))),
     Concept("checkpoint", "What does a checkpoint do to active and hidden?", (
-        ("a", "commits them into the secondary disk", "a checkpoint is a failover"),
-        ("b", "empties both", ""),
-        ("c", "empties hidden, keeps active", "the VM's writes survive a checkpoint"),
-        ("d", "nothing: only the primary is affected", "checkpoints are a primary-side thing"))),
+        ("a", "commits both into the secondary disk, then empties them",
+         "a checkpoint is a failover"),
+        ("b", "drops every cluster of both: both are empty afterwards", ""),
+        ("c", "empties hidden and keeps active, the VM's own writes",
+         "the VM's writes survive a checkpoint"),
+        ("d", "nothing: a checkpoint only changes the primary's side",
+         "checkpoints are a primary-side thing"))),
     Concept("failover", "The primary dies and the secondary fails over. What happens to the "
                         "primary's writes since the last checkpoint?", (
-        ("a", "they are kept: they are on the secondary disk", "failover keeps whatever "
-                                                               "landed"),
-        ("b", "they are reverted: hidden's old copies are committed over them", ""),
-        ("c", "they are replayed from the primary's log", "COLO keeps a write log"),
-        ("d", "the whole disk goes back to replication start", "failover rolls back to the "
-                                                               "start"))),
+        ("a", "they are kept: they had already landed on the secondary disk",
+         "failover keeps whatever landed"),
+        ("b", "they are undone: the saved old contents are committed over them", ""),
+        ("c", "they are replayed from a log the primary sent along with each write",
+         "COLO keeps a write log"),
+        ("d", "the whole disk goes back to how it was when replication started",
+         "failover rolls back to the start"))),
     Concept("race", "How can the secondary VM read primary data it must never see?", (
-        ("a", "it cannot: the backup job always copies first", "copy-before-write makes "
-                                                               "every read safe"),
-        ("b", "its read passes hidden before the copy, then reads the secondary disk after "
-              "the new data landed", ""),
-        ("c", "its read reaches the disk before the NBD write arrives", "the danger is a read "
-                                                                        "that is too early"),
-        ("d", "only when two primary writes overlap", "the race is between primary writes"))),
+        ("a", "it cannot: the backup job always copies before the data lands",
+         "copy-before-write makes every read safe"),
+        ("b", "it checks hidden before the copy, then reads the disk after the write", ""),
+        ("c", "its read reaches the secondary disk before the primary's NBD write arrives",
+         "the danger is a read that is too early"),
+        ("d", "when two primary writes to one cluster overlap and mix their data",
+         "the race is between primary writes"))),
     Concept("interleave", "Where can two requests in QEMU's block layer interleave?", (
-        ("a", "anywhere: the block layer runs on many threads at once", "coroutines are "
-                                                                        "preemptive threads"),
-        ("b", "only where one of them waits for I/O or a lock", ""),
-        ("c", "nowhere: requests run one after the other", "requests never overlap"),
-        ("d", "only at checkpoints", "scheduling happens at checkpoints"))),
-    Concept("design28", "QEMU 2.8 protects the VM's reads by ...", (
-        ("a", "making the read hold a CowRequest, which the copy waits for", ""),
-        ("b", "copying the whole disk into hidden at each checkpoint", "protection by copying "
-                                                                       "everything"),
-        ("c", "retrying a read that raced with a write", "QEMU retries reads"),
-        ("d", "making the primary wait for the secondary's reads", "the primary is throttled"))),
-    Concept("design40", "QEMU 4.0 protects the VM's reads by ...", (
-        ("a", "the same read-side CowRequest as 2.8", "nothing changed after 2.8"),
-        ("b", "making the copy's write to hidden wait for reads still in flight on hidden",
-         ""),
-        ("c", "making every VM read wait for every primary write", "a global lock"),
-        ("d", "nothing: 4.0 dropped the protection as unneeded", "4.0 removed the protection "
-                                                                 "without replacement"))),
+        ("a", "anywhere: the block layer runs each request on a thread of its own",
+         "coroutines are preemptive threads"),
+        ("b", "only where one of them yields: waiting for I/O or for a lock", ""),
+        ("c", "nowhere: each request runs to its end before the next one starts",
+         "requests never overlap"),
+        ("d", "only at checkpoints, when COLO stops and drains both VMs",
+         "scheduling happens at checkpoints"))),
+    Concept("design28", "QEMU 2.8 protects the VM's reads against that race by ...", (
+        ("a", "making each VM read hold a CowRequest, like a copy in progress", ""),
+        ("b", "copying the whole disk into hidden at every checkpoint, in advance",
+         "protection by copying everything"),
+        ("c", "retrying every VM read that overlapped a primary write in flight",
+         "QEMU retries reads"),
+        ("d", "making the primary VM wait for the secondary VM's reads to finish",
+         "the primary is throttled"))),
+    Concept("design40", "QEMU 4.0 protects the VM's reads against that race by ...", (
+        ("a", "keeping the read-side CowRequest of 2.8, unchanged since then",
+         "nothing changed after 2.8"),
+        ("b", "a protection on the copy's side, replacing 2.8's read-side one", ""),
+        ("c", "one lock that every VM read and every primary write must take",
+         "a global lock"),
+        ("d", "nothing: 4.0 dropped the protection, as the race can never happen",
+         "4.0 removed the protection without replacement"))),
 )
-
 
 
 def _rotated(questions: tuple[Concept, ...]) -> tuple[Concept, ...]:

@@ -172,12 +172,18 @@ class TaskNotDone(StateError):
 
 
 class ScheduleError(LabkitError, ValueError):
-    """A schedule that does not fit the run: names the position and the reason."""
+    """A schedule that does not fit the run: names the choice and the reason.
+
+    ``position`` counts from 0 (the number of decisions made before it); the message
+    counts choices from 1, as a person does, and says both: "choice #6 (after 5
+    decisions)", so that it reads right next to "schedule so far (5 decisions)".
+    """
 
     def __init__(self, position: int, reason: str) -> None:
         self.position = position
         self.reason = reason
-        super().__init__(f"schedule position {position}: {reason}")
+        made = f"{position} decision{'' if position == 1 else 's'}"
+        super().__init__(f"choice #{position + 1} (after {made}): {reason}")
 
 
 # --- files and input -------------------------------------------------------

@@ -83,7 +83,7 @@ def test_explore_and_replay_read_names_and_headers_alike(capsys) -> None:
     assert rc == 1 and "VIOLATION" in out
     rc, _, err = run(["replay", "canonical", "--design", "none", "--schedule", "start#1*999"],
                      capsys)
-    one_line_refusal(rc, err, "schedule position")
+    one_line_refusal(rc, err, "choice #")
 
 
 def test_an_unknown_name_lists_the_shipped_ones(capsys) -> None:

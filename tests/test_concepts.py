@@ -25,6 +25,27 @@ def test_ten_questions_one_right_option_each_and_a_misconception_for_every_other
     assert max(RIGHT.count(c) for c in "abcd") <= 4
 
 
+def test_the_right_option_is_not_the_one_a_test_taker_would_guess():
+    """Picking the longest (most specific) option must not pass the check: the right option
+    is the longest (or tied for it) in at most 3 of the 10 questions, and no option states
+    a mechanism in the words an exercise asks for (4.2: what 2.8 prevents; 4.4: who waits
+    for whom under 4.0)."""
+    from labkit.exercises import EXERCISES
+
+    longest = [q.key for q in QUESTIONS
+               if len(dict((k, t) for k, t, _ in q.options)[q.right])
+               == max(len(t) for _, t, _ in q.options)]
+    assert len(longest) <= 3, longest
+    guess = "".join(max(q.options, key=lambda o: len(o[1]))[0] for q in QUESTIONS)
+    assert concept_check("before").score(guess) <= 3
+    serialise = EXERCISES["04.serialise"]
+    words = [p.lower() for q in EXERCISES.values() for p in q.phrases]
+    words.append({o.key: o.text for o in serialise.options}[serialise.answer].lower())
+    for q in QUESTIONS:
+        for _, text, _ in q.options:
+            assert not [w for w in words if w in text.lower()], (q.key, text)
+
+
 def test_the_answer_key_lists_every_misconception():
     key = (ROOT / "docs" / "answer-key.md").read_text()
     for q in QUESTIONS:
@@ -36,11 +57,11 @@ def test_the_answer_key_lists_every_misconception():
 def test_one_line_to_paste_before_and_feedback_after(capsys):
     line = concept_check("before").submit(RIGHT)
     out = capsys.readouterr().out
-    assert line == f"labkit-concepts v1 before 10/10 {RIGHT}" and line in out
+    assert line == f"labkit-concepts v2 before 10/10 {RIGHT}" and line in out
     wrong = "".join("a" if c != "a" else "b" for c in RIGHT)
     after = concept_check("after").submit(wrong)
     out = capsys.readouterr().out
-    assert after.startswith("labkit-concepts v1 after 0/10")
+    assert after.startswith("labkit-concepts v2 after 0/10")
     assert out.count("is the idea that") == len(QUESTIONS)
     before_out = concept_check("before")
     before_out.submit(wrong)

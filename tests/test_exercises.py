@@ -159,7 +159,7 @@ def test_the_racing_schedule_gets_the_engines_own_reasons():
     names = q.answer.split(" ", 1)[1]                     # without the start steps
     outcome = q.check(names)
     assert outcome.mistake == "the start steps are left out"
-    assert "The engine says: schedule position 0" in outcome.message
+    assert "The engine says: choice #1 (after 0 decisions)" in outcome.message
     short = q.answer.replace("nbd-write#1*5", "nbd-write#1*4")  # one write step short
     outcome = q.check(short)
     assert "the schedule ends after" in outcome.message and "too short" in outcome.message
@@ -245,3 +245,21 @@ def test_7_2_takes_the_schedule_with_or_without_the_fleece_step() -> None:
     late = q.check("client-read#1 vm-write#1*5")
     assert not late.correct and "too short" in late.message
     assert not q.check("vm-write#1*5 client-read#1*2").correct
+
+
+def test_own_race_asks_for_a_race_not_shown_and_says_what_is_missing():
+    """5.3 wants a 2.8 violation with no backup cluster shared by a VM write and a primary
+    write: the shipped partial-cluster race (one shared cluster) and a VM write whose fill
+    cannot reach the primary's cluster each get feedback aimed at what they miss."""
+    from labkit import scenarios
+    from labkit.exercises import ex05
+
+    q = ex05.own_race
+    assert q.check(q.answer).correct
+    shipped = q.check(scenarios.load("partial-cluster-vm-write"))
+    assert shipped.mistake == "the shipped race again" and "Backup cluster 0" in shipped.message
+    apart = q.check("# config: size=128K active_cluster=64K\nstart\n"
+                    "par { vwrite 5b 4K 0xcc; pwrite 20b 4K 0xbb }\nvread 20b 4K orig\n")
+    assert apart.mistake == "qcow2 fills only the VM write's own backup cluster"
+    assert "design 2.8: safe" in apart.message
+    assert "active_cluster=" not in q.question + " ".join(q.hints)

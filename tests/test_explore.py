@@ -201,7 +201,8 @@ def test_a_schedule_that_does_not_fit_is_rejected_with_position_and_reason(
         lk.replay(CANONICAL, schedule, design="2.8")
     assert info.value.position == position
     assert reason in info.value.reason
-    assert str(info.value).startswith(f"schedule position {position}: ")
+    made = f"{position} decision{'' if position == 1 else 's'}"
+    assert str(info.value).startswith(f"choice #{position + 1} (after {made}): ")
 
 
 @pytest.mark.parametrize(("schedule", "error", "message"), [
@@ -344,7 +345,7 @@ def test_cli_replay_prints_the_trace_and_the_dumps(capsys) -> None:
 def test_cli_replay_rejects_a_bad_schedule(capsys) -> None:
     assert main(["replay", "canonical", "--schedule", "start#1*3 vm-read#7"]) == 2
     err = capsys.readouterr().err
-    assert "labkit replay: schedule position 3: unknown task 'vm-read#7'" in err
+    assert "labkit replay: choice #4 (after 3 decisions): unknown task 'vm-read#7'" in err
 
 
 # --- a counterexample replays by itself; trace files are checked against the run ---------------

@@ -126,9 +126,16 @@ def test_the_glossary_and_the_scenario_language_come_first():
     from build_notebooks import make
 
     start = "\n".join(source(c) for c in make("00-start-here").cells)
-    for term in ("CowRequest", "backup cluster", "qcow2 cluster", "serialising request",
-                 "checkpoint epoch", "done bitmap", "preemption"):
+    for term in ("CowRequest", "backup cluster", "qcow2 cluster", "checkpoint epoch",
+                 "done bitmap", "oracle"):
         assert f"**{term}**" in start, term
+    # the words only 04 and 05 need are defined at 04's top, before its first code cell
+    cells = make("04-conflicting-reads").cells
+    first_code = next(i for i, c in enumerate(cells) if c["cell_type"] == "code")
+    top = "\n".join(source(c) for c in cells[:first_code])
+    for term in ("tracked request", "serialising request", "design", "task", "schedule",
+                 "preemption"):
+        assert f"**{term}**" in top and f"**{term}**" not in start, term
     for word in ("`par { A; B }`", "`5b`", "`orig`", "`expect", "`dump"):
         assert word in start, word
     glossary = (ROOT / "docs" / "glossary.md").read_text()
@@ -213,6 +220,71 @@ def leaks(nb: dict, before: list[dict] = ()) -> list[str]:
     return found
 
 
+def _gated(cell: dict) -> bool:
+    """A cell that runs only once an exercise was answered (``if q.answered():``)."""
+    return cell["cell_type"] == "code" and ".answered()" in source(cell)
+
+
+def readable_ungated(nb: dict) -> list[str]:
+    """What a trainee reads before answering anything: the prose, every text output (a
+    gated cell's is its placeholder) and the code of every cell that is not gated."""
+    return visible_text(nb) + [source(c) for c in nb["cells"]
+                               if c["cell_type"] == "code" and not _gated(c)]
+
+
+def _without_questions(text: str) -> str:
+    """``text`` without the exercises' questions and the concept check's (a question names
+    its candidates; that is no leak)."""
+    from labkit.concepts import concept_check
+
+    for other in EXERCISES.values():
+        text = text.replace(other.question, "")
+    for when in ("before", "after"):
+        text = text.replace(concept_check(when).text(), "")
+    return text
+
+
+def phrase_leaks(nb: dict, before: list[dict] = ()) -> list[str]:
+    """Each exercise of ``nb`` whose mechanism (one of its ``phrases``: the words that
+    answer it, e.g. "never copied twice") a trainee can read before answering it: the
+    prose, outputs and ungated code of its notebook, above and below it (key points
+    included), and of the notebooks before it."""
+    texts = [t for earlier in before for t in readable_ungated(earlier)] + readable_ungated(nb)
+    found = []
+    for _, name in exercise_positions(nb):
+        q = EXERCISES[name]
+        for text in texts:
+            low = _without_questions(text).lower()
+            found += [f"{name}: {p!r} in {text[:160]!r}" for p in q.phrases if p.lower() in low]
+    return found
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_mechanism_that_answers_an_exercise_is_readable_before_it(path):
+    before = [json.loads(p.read_text()) for p in NOTEBOOKS if p.stem < path.stem]
+    assert phrase_leaks(json.loads(path.read_text()), before) == []
+
+
+def test_the_phrase_leak_test_catches_a_key_point_that_answers_an_exercise():
+    for stem, name, key_point in (
+            ("02-backup-sync-none", "02.concurrent",
+             "* Two writes into one backup cluster never copy it twice in an epoch: the "
+             "CowRequest and the done bitmap see to that (exercise 2.3)."),
+            ("03-replication-secondary", "03.failover",
+             "The primary's writes since the checkpoint are **reverted** (hidden's old copies "
+             "win)"),
+            ("04-conflicting-reads", "04.serialise",
+             "* it waits for the overlapping tracked requests in flight on hidden (exercise "
+             "4.4: which are they?)."),
+            ("05-exploring-interleavings", "05.partial",
+             "qcow2's fill read is issued below the replication driver")):
+        nb = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())
+        nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": key_point})
+        assert any(leak.startswith(name) for leak in phrase_leaks(nb)), name
+    for name in ("02.concurrent", "03.failover", "04.designs", "04.serialise", "05.partial"):
+        assert EXERCISES[name].phrases, name
+
+
 def scenario_comments() -> dict[str, str]:
     """The comment lines of every shipped scenario, without the machine-read header
     lines (``# config:``; a ``# verdict:`` line counts: it is an answer a trainee can read)."""
@@ -244,6 +316,7 @@ def test_no_shipped_scenario_comment_gives_an_answer_away():
     for name, comments in scenario_comments().items():
         for q in EXERCISES.values():
             assert _forms_in(q, comments) == [], name
+            assert [p for p in q.phrases if p.lower() in comments.lower()] == [], (name, q.name)
 
 
 def test_every_answer_has_a_text_form_the_leak_test_looks_for():

@@ -150,6 +150,23 @@ def test_stepper_collapsed_cow_is_one_click_and_expand_shows_each_cluster():
                for x in collapsed.narration_lines())
 
 
+def test_every_stepper_click_changes_its_header_and_the_l2_update_is_a_step_of_its_own():
+    """Each click changes what the header says (its title or its "now:" line), collapsed
+    or expanded; with Expand COW on, hidden's L2 update (qcow2_alloc_cluster_link_l2) is
+    the click after the copy's write and the header says so."""
+    for expand in (False, True):
+        s = WorkflowStepper(WORKFLOW, size=SIZE, expand=expand)
+        seen = [(s.stage.title, s.stage.text)]
+        while not s.session.done:
+            s.step_button.click()
+            seen.append((s.stage.title, s.stage.text))
+            assert seen[-1] != seen[-2], (expand, len(seen), seen[-1])
+        if expand:
+            l2 = [i for i, (_, now) in enumerate(seen) if "L2 update is next" in now]
+            assert len(l2) == 1 and "write of the old contents" in seen[l2[0] - 1][1]
+            assert "hidden does not find them" in seen[l2[0]][1]
+
+
 def test_stepper_shows_where_each_task_is_parked():
     s = WorkflowStepper(WORKFLOW, size=SIZE)
     s.step_button.click()

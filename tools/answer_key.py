@@ -46,7 +46,7 @@ def concept_check_text() -> list[str]:
     from labkit.concepts import QUESTIONS
 
     out = ["## Concept check (notebook 00, again at the end of 05)", "",
-           "Each trainee pastes one line (`labkit-concepts v1 before 6/10 abcd...`); "
+           "Each trainee pastes one line (`labkit-concepts v2 before 6/10 abcd...`); "
            "`python tools/concept_report.py FILE` shows the class's before and after per "
            "question, and the misconception chosen most.", ""]
     for i, q in enumerate(QUESTIONS, start=1):

@@ -1,6 +1,6 @@
 """The class's concept check, before and after: ``python tools/concept_report.py FILE ...``.
 
-Each trainee pastes the one line ``cc.submit(...)`` printed (``labkit-concepts v1
+Each trainee pastes the one line ``cc.submit(...)`` printed (``labkit-concepts v2
 before 6/10 abcd...``) into a shared document; save it as a text file and run
 this on it (``-`` reads standard input).  Other lines are ignored, so a chat log
 can be pasted as it is.  Nothing is sent anywhere.

@@ -80,6 +80,9 @@ class Exercise:
     forms: Callable[[Any], list[str]] | None = None  # extra text forms of the answer
     # the answer as people write it, made comparable (e.g. range(16) -> a list)
     normalise: Callable[[Any], Any] | None = None
+    # the mechanism that answers it, in the words one would use ("never copied twice"):
+    # the leak test looks for these in everything a trainee reads before answering
+    phrases: tuple[str, ...] = ()
     _solution: Any = field(default=None, init=False, repr=False)
     _solved: bool = field(default=False, init=False, repr=False)
     _revealed: bool = field(default=False, init=False, repr=False)
@@ -276,7 +279,7 @@ class Choice(Exercise):
 
 
 def choice(name: str, question: str, options: list[Option], solve: Callable[[], str],
-           explanation: str, hints: list[str]) -> Choice:
+           explanation: str, hints: list[str], phrases: tuple[str, ...] = ()) -> Choice:
     """A multiple-choice :class:`Exercise` whose right key ``solve()`` computes with the
     engine; each other option becomes an anticipated mistake with its own feedback."""
     keys = [o.key for o in options]
@@ -306,7 +309,8 @@ def choice(name: str, question: str, options: list[Option], solve: Callable[[], 
                question=f"{question}\n{listed}\nAnswer with one letter, {keys[0]} to {keys[-1]}.",
                solve=solve, form=form, right=lambda a, w: a == w,
                mistakes=[mistake(o) for o in options if o.misconception],
-               hints=hints, explanation=explanation, placeholder="", normalise=_letter)
+               hints=hints, explanation=explanation, placeholder="", normalise=_letter,
+               phrases=phrases)
     q.options = options
     return q
 

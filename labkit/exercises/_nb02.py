@@ -144,4 +144,6 @@ ex02.concurrent = choice(
                 "is copied — cluster 0, by the time the wait is over — and copies cluster 1.",
     hints=["Step 2 begins with wait_for_overlapping_requests, over all the clusters the write "
            "touches.",
-           "The done bitmap is read after the wait, one cluster at a time."])
+           "The done bitmap is read after the wait, one cluster at a time."],
+    phrases=("never copy it twice", "never copied twice", "see to that",
+             "copies only cluster 1", "waits for nbd-write#1", "only cluster 1 is copied"))

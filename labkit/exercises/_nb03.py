@@ -72,7 +72,9 @@ ex03 = SimpleNamespace(
                "hidden holds the checkpoint-time copy of block 9."],
         explanation="0xb9: hidden's copy (from the checkpoint epoch) is committed over the "
                     "primary's un-checkpointed 0xba — failover reverts "
-                    "it.", placeholder=None, hex_answer=True),
+                    "it.", placeholder=None, hex_answer=True,
+        phrases=("reverted", "revert", "old copies win", "hidden's old copies",
+                 "back to the last checkpoint")),
 )
 
 

@@ -233,7 +233,9 @@ ex04 = SimpleNamespace(
                "reads of hidden."],
         explanation="Both 2.8 (reader-side CowRequest) and 4.0 (serialising writes to hidden) are "
                     "safe; 'none' is not.", placeholder=[],
-        forms=lambda want: [f"{d}: safe" for d in want] + [" and ".join(want)]),
+        forms=lambda want: [f"{d}: safe" for d in want] + [" and ".join(want)],
+        phrases=("both designs", "both protections", "(and so the write) waits for the read",
+                 "the write waits for the read", "both are safe")),
 )
 
 
@@ -353,6 +355,9 @@ ex04.serialise = choice(
                 "hidden is still in flight (a tracked request) until its read of the secondary "
                 "disk returns. So the write cannot land before the read has its data.",
     hints=["How long is a read of hidden in flight on hidden?",
-           "A serialising request waits for overlapping requests in flight on its node."])
+           "A serialising request waits for overlapping requests in flight on its node."],
+    phrases=("tracked requests in flight on hidden", "reads still in flight on hidden",
+             "wait for reads still in flight", "waits until vm-read#1",
+             "read of hidden is still in flight", "stays in flight on hidden"))
 
 

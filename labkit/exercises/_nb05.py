@@ -89,6 +89,9 @@ ex05 = SimpleNamespace(
                     "between its two reads and active captures the new data. '4.0' is safe: the "
                     "copy's serialising write to hidden waits for the fill read in flight there.",
         placeholder={},
+        phrases=("fill read", "without a CowRequest", "not through replication_co_readv",
+                 "does not pass through replication_co_readv", "not by replication_co_readv",
+                 "issued by qcow2 itself"),
         forms=lambda want: [" ".join(f"{d}={v}" for d, v in want.items()),
                             *(form for d, v in want.items() if d == "2.8"
                               for form in (f"{d}: {v}", f"{d}={v}", f"{d} = {v}"))]),
@@ -126,9 +129,12 @@ ex05 = SimpleNamespace(
 )
 
 
-# 5.3: an open task, checked by the explorer
-OWN_RACE = ("# config: size=128K active_cluster=64K\nstart\n"
-            "par { vwrite 9b 4K 0xcc; pwrite 12b 4K 0xbb }\nvread 12b 4K orig\n")
+# 5.3: an open task, checked by the explorer: break 2.8 with the VM's writes and the
+# primary's in *different* backup clusters (5.2's scenario shares one). What it takes:
+# an active cluster larger than a backup cluster, so that qcow2's fill for the VM's write
+# (block/qcow2.c: perform_cow) reads a backup cluster the VM never wrote.
+OWN_RACE = ("# config: size=256K active_cluster=128K\nstart\n"
+            "par { vwrite 2b 4K 0xcc; pwrite 21b 4K 0xbb }\nvread 21b 4K orig\n")
 
 
 def _explored(answer: str, design: str) -> Any:
@@ -143,6 +149,29 @@ def _explored(answer: str, design: str) -> Any:
         return exc
 
 
+def _shared_clusters(answer: str) -> set[int] | None:
+    """The backup clusters that both a VM write and a primary write of ``answer`` touch
+    (None if the engine cannot read the scenario)."""
+    from labkit import scenarios
+    from labkit.errors import LabkitError
+    from labkit.lab import build_secondary
+    from labkit.scenario import parse
+
+    try:
+        config: dict[str, Any] = {"size": "128K", **scenarios.config(answer)}
+        lab = build_secondary(**config)
+        commands = parse(answer, block=lab.block, size=lab.size).commands
+    except LabkitError:
+        return None
+    unit = lab.backup_cluster
+
+    def clusters(op: str) -> set[int]:
+        return {c for cmd in commands if cmd.op == op and cmd.length > 0
+                for c in range(cmd.offset // unit, (cmd.offset + cmd.length - 1) // unit + 1)}
+
+    return clusters("vwrite") & clusters("pwrite")
+
+
 def _scenario_form(answer: Any) -> str | None:
     if not isinstance(answer, str):
         return (f"Answer scenario text as a string, one command per line, e.g. "
@@ -155,7 +184,8 @@ def _scenario_form(answer: Any) -> str | None:
 def _violates_under(design: str) -> Callable[[Any, Any], bool]:
     def right(answer: str, want: str) -> bool:
         found = _explored(answer, design)
-        return not isinstance(found, Exception) and found.verdict == "violation"
+        return (not isinstance(found, Exception) and found.verdict == "violation"
+                and _shared_clusters(answer) == set())
     return right
 
 
@@ -167,9 +197,22 @@ def _no_race(answer: str, want: str) -> bool:
     return "par" not in answer
 
 
-def _replication_read_race(answer: str, want: str) -> bool:
-    found = _explored(answer, "none")
+def _breaks(design: str, answer: str) -> bool:
+    found = _explored(answer, design)
     return not isinstance(found, Exception) and found.verdict == "violation"
+
+
+def _same_cluster(answer: str, want: str) -> bool:
+    return bool(_shared_clusters(answer)) and _breaks("2.8", answer)
+
+
+def _replication_read_race(answer: str, want: str) -> bool:
+    return _breaks("none", answer) and not _breaks("2.8", answer)
+
+
+def _no_shared_cluster_but_safe(answer: str, want: str) -> bool:
+    return (_shared_clusters(answer) == set() and "vwrite" in answer and "pwrite" in answer
+            and not _breaks("2.8", answer))
 
 
 def _explorer_says(answer: str) -> str:
@@ -179,11 +222,18 @@ def _explorer_says(answer: str) -> str:
     return f"The explorer says: {found.summary().splitlines()[0]}."
 
 
+def _shared_says(answer: str) -> str:
+    shared = sorted(_shared_clusters(answer) or ())
+    return (f"(Backup cluster{'s' if len(shared) > 1 else ''} "
+            f"{', '.join(map(str, shared))} has both.)")
+
+
 ex05.own_race = Exercise(
     name="05.own_race",
-    question="Write a scenario (text; a '# config: KEY=VALUE' line may set the lab, e.g. "
-             "active_cluster=64K; the default disk is 128K) in which the explorer finds a "
-             "violation under design '2.8'. Not the shipped scenario: your own blocks and bytes.",
+    question="Write a scenario (text; a '# config: KEY=VALUE ...' first line may set the lab "
+             "as the shipped scenarios' do; the default disk is 128K) in which the explorer "
+             "finds a violation under design '2.8' although no backup cluster (64 KiB by "
+             "default) is touched both by a VM write and by a primary write.",
     solve=lambda: OWN_RACE, form=_scenario_form, right=_violates_under("2.8"),
     mistakes=[Mistake("a scenario the engine refuses", _refused,
                       lambda want: "start\npar { vread }",
@@ -194,18 +244,32 @@ ex05.own_race = Exercise(
                       "nothing can interleave. Start the racing commands together with par { A; B "
                       "}.",
                       _explorer_says),
+              Mistake("the shipped race again", _same_cluster,
+                      lambda want: "# config: size=128K active_cluster=64K\nstart\npar { "
+                                   "vwrite 5b 4K 0xcc; pwrite 7b 4K 0xbb }\nvread 7b 4K orig\n",
+                      "That breaks 2.8 — but a VM write and a primary write share a backup "
+                      "cluster, as in the shipped scenario. The task is a race in which they "
+                      "do not.", _shared_says),
               Mistake("2.8's CowRequest covers every read", _replication_read_race,
                       lambda want: "start\npar { vread 5b 4K; pwrite 5b 4K 0xbb }\n",
                       "Your race breaks design 'none' — but under 2.8 the VM's reads through the "
                       "replication driver hold a CowRequest. Which reader of hidden and the "
-                      "secondary disk does not go through replication_co_readv?", _explorer_says)],
-    hints=["qcow2's fill read for a partial-cluster VM write does not hold a CowRequest.",
-           "With 64 KiB active clusters a 4 KiB VM write fills the rest of the cluster; the "
-           "primary must write into the same backup cluster meanwhile."],
-    explanation="A VM write that covers part of an unallocated 64 KiB active cluster makes qcow2 "
-                "read the rest of the cluster from hidden and the secondary disk without a "
-                "CowRequest; a primary write into that cluster can copy and land between those "
-                "reads, and active captures the primary's new data.",
+                      "secondary disk does not go through replication_co_readv?", _explorer_says),
+              Mistake("qcow2 fills only the VM write's own backup cluster",
+                      _no_shared_cluster_but_safe,
+                      lambda want: "# config: size=128K active_cluster=64K\nstart\npar { "
+                                   "vwrite 5b 4K 0xcc; pwrite 20b 4K 0xbb }\n"
+                                   "vread 20b 4K orig\n",
+                      "Under 2.8 the explorer finds no violation: whatever qcow2 reads to fill "
+                      "around your VM write stays out of the backup cluster the primary writes. "
+                      "What decides how far that fill reaches?", _explorer_says)],
+    hints=["qcow2's fill for a partial-cluster VM write covers the rest of the *active* "
+           "cluster, whatever the backup cluster is.",
+           "Notebook 01 and the shipped scenario's config line show which sizes a scenario "
+           "may set."],
+    explanation="qcow2 fills the whole unallocated active cluster around a partial VM write, "
+                "reading hidden and the secondary disk without a CowRequest; when an active "
+                "cluster is larger than a backup cluster, that fill reaches backup clusters the "
+                "VM never wrote, and a primary write into one of them can copy and land "
+                "between its two reads: active captures the primary's new data.",
     placeholder="", forms=lambda want: [])
-
-

@@ -209,6 +209,11 @@ def _primary_write(lab: Lab, task: Task, track: _Track | None) -> str:
                 f"it runs")
     if cow is not None:
         rng = span(where.offset, where.length, lab.block)
+        if where.node == s.target and where.op == "meta":
+            # qcow2_alloc_cluster_link_l2: the data is written, the mapping is not yet
+            return (f"step 2: {copy} holds a {req} on backup {clusters}; the old contents "
+                    f"({rng}) are written into {target}'s clusters, and {target}'s L2 update "
+                    f"is next (until it runs, a read of {target} does not find them)")
         if where.node == s.target:
             return (f"step 2: {copy} holds a {req} on backup {clusters}; its "
                     f"write of the old contents ({rng}) to {target} is next")
