@@ -93,7 +93,22 @@ def execute(nb: nbformat.NotebookNode, edition: str = "trainee", timeout: int = 
         cell.metadata.pop("execution", None)
         if not runtime_outputs and RUNTIME_TAG in cell.metadata.get("tags", ()):
             cell.outputs = []
+        elif cell.get("outputs"):
+            cell.outputs = coalesce_streams(cell.outputs)
     return stored_widgets_as_pictures(nb)
+
+
+def coalesce_streams(outputs: list) -> list:
+    """Consecutive ``stream`` outputs of one name as one: how the kernel's stdout was
+    cut into messages depends on timing, so a stored notebook would differ run to run."""
+    out: list = []
+    for o in outputs:
+        if (o.get("output_type") == "stream" and out
+                and out[-1].get("output_type") == "stream" and out[-1]["name"] == o["name"]):
+            out[-1]["text"] = "".join(out[-1]["text"]) + "".join(o["text"])
+        else:
+            out.append(o)
+    return out
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
