@@ -263,9 +263,10 @@ class LayerPlot(BlitFigure):
         if title is not None:
             self.full_title = title
             fit_text(self.title, title, self.width - 16)
+        # Only while a copy is held: on a finished lab (most figures in a lesson) a
+        # "none held" line is a term the trainee may not have met yet, saying nothing.
         held_words = "copies in flight: " if self.shape.fleecing else "CowRequests: "
-        fit_text(self.status, held_words + ("; ".join(notes) if notes else "none held"),
-                 self.width - 16)
+        fit_text(self.status, held_words + "; ".join(notes) if notes else "", self.width - 16)
         self._update_legend(lab, seen, marks)
         for name, g in self._alloc_groups.items():
             g.key = self.alloc_texts[name].get_text()
