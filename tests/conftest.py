@@ -60,10 +60,33 @@ def markers_for(path: Path) -> tuple[str, ...]:
     return ()
 
 
+#: suite-wide fixtures that hold no result worth sharing (every test has them)
+_NOT_SHARED = frozenset({"no_qemu_left_behind"})
+
+
+def shared_fixture(item: pytest.Item) -> str | None:
+    """The first (by name) module- or session-scoped fixture of this suite that ``item``
+    uses: what it computes (an executed notebook, a race comparison) is made once per
+    process, so every test using it must run in the same process."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:  # not a Python test function
+        return None
+    for name in sorted(info.names_closure):
+        if name in _NOT_SHARED:
+            continue
+        for fixturedef in info.name2fixturedefs.get(name, ()):
+            if fixturedef.scope != "function" and fixturedef.baseid.startswith("tests"):
+                return name
+    return None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for mark in markers_for(Path(str(item.path))):
             item.add_marker(getattr(pytest.mark, mark))
+        # pytest-xdist (`make test`: -n 2 --dist loadgroup) runs a group in one process
+        if (shared := shared_fixture(item)) is not None:
+            item.add_marker(pytest.mark.xdist_group(shared))
 
 
 @pytest.fixture
