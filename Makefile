@@ -42,10 +42,13 @@ lab: $(VENV)/.lab-installed
 	@echo "labkit: open http://localhost:$(PORT)/lab?token=$(TOKEN)"
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --IdentityProvider.token=$(TOKEN) $(ALLOW_ROOT)
 
-# every test; each notebook is executed once here (tests/test_notebooks.py compares that
-# run with the stored outputs cell by cell: nbval's check, so nbval is not run again)
+# every test, in JOBS processes (pytest-xdist; tests sharing a module or session fixture
+# run in one, tests/conftest.py); each notebook is executed once here (tests/test_notebooks.py
+# compares that run with the stored outputs cell by cell: nbval's check, not run again)
+JOBS ?= 2
+XDIST = $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadgroup)
 test: lint
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests $(XDIST)
 
 # the browser test's screenshots at 1280x800 (it writes into artifacts/ only) copied into
 # docs/, where the README shows them
@@ -73,7 +76,7 @@ check-python:
 
 # lint plus the fast tests (no QEMU, no browser, nothing slow): about a minute
 check: lint
-	$(BIN)/python -m pytest tests -q -m "$(FAST)"
+	$(BIN)/python -m pytest tests -q -m "$(FAST)" $(XDIST)
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks

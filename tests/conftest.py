@@ -6,6 +6,12 @@ of a module is marked by the module's name, so test files need no edits —
 ``slow`` and ``network``, ``test_notebooks`` and the nbval notebook cells →
 ``slow``.  ``make check`` runs ``-m "not qemu and not browser and not slow"``.
 
+Processes: ``make test`` and ``make check`` run the tests in two processes
+(pytest-xdist, ``-n 2 --dist loadgroup``).  A test that uses a module- or
+session-scoped fixture of this suite (the executed notebooks, the race
+comparisons) gets an ``xdist_group`` marker named after it, so that every test
+sharing what it computes runs in the process that computed it — once.
+
 Hypothesis: every property's settings come from one profile.  "ci" (loaded
 here: derandomized, no example database, no deadline — the same examples on
 every run) or "thorough" (``pytest --hypothesis-profile=thorough``: random,
