@@ -67,7 +67,7 @@ def markers_for(path: Path) -> tuple[str, ...]:
 
 
 #: suite-wide fixtures that hold no result worth sharing (every test has them)
-_NOT_SHARED = frozenset({"no_qemu_left_behind"})
+_NOT_SHARED = frozenset({"no_qemu_left_behind", "docs_untouched"})
 
 
 def shared_fixture(item: pytest.Item) -> str | None:
@@ -118,6 +118,25 @@ def _leftovers() -> list[str]:
     if Path("/proc/self").exists():
         found += _qemu_children()
     return found
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _docs_state() -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(DOCS)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(DOCS.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def docs_untouched() -> Iterator[None]:
+    """No test writes into the tracked ``docs/``: tests write into ``artifacts/`` (the
+    browser test's screenshots reach ``docs/`` through ``make screenshots``)."""
+    before = _docs_state() if DOCS.is_dir() else {}
+    yield
+    after = _docs_state() if DOCS.is_dir() else {}
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"the test run wrote into docs/: {', '.join(changed)}"
 
 
 @pytest.fixture(scope="session", autouse=True)
