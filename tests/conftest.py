@@ -7,10 +7,10 @@ of a module is marked by the module's name, so test files need no edits —
 ``slow``.  ``make check`` runs ``-m "not qemu and not browser and not slow"``.
 
 Processes: ``make test`` and ``make check`` run the tests in two processes
-(pytest-xdist, ``-n 2 --dist loadgroup``).  A test that uses a module- or
-session-scoped fixture of this suite (the executed notebooks, the race
-comparisons) gets an ``xdist_group`` marker named after it, so that every test
-sharing what it computes runs in the process that computed it — once.
+(pytest-xdist, ``-n 2 --dist loadgroup``).  A test that uses one of the
+:data:`SHARED_FIXTURES` (the executed notebooks, the race comparisons) gets an
+``xdist_group`` marker named after it, so that every test sharing what it
+computes runs in the process that computed it — once.
 
 Hypothesis: every property's settings come from one profile.  "ci" (loaded
 here: derandomized, no example database, no deadline — the same examples on
@@ -66,24 +66,17 @@ def markers_for(path: Path) -> tuple[str, ...]:
     return ()
 
 
-#: suite-wide fixtures that hold no result worth sharing (every test has them)
-_NOT_SHARED = frozenset({"no_qemu_left_behind", "docs_untouched"})
+#: The module- and session-scoped fixtures whose value several tests read (a notebook
+#: executed once, a race comparison made once, an exploration): under pytest-xdist the
+#: tests using one of them run in one process, which computes it once.  A fixture left
+#: out here is still correct, only computed again in each process that needs it.
+SHARED_FIXTURES = ("executed", "compared", "canonical_none")
 
 
 def shared_fixture(item: pytest.Item) -> str | None:
-    """The first (by name) module- or session-scoped fixture of this suite that ``item``
-    uses: what it computes (an executed notebook, a race comparison) is made once per
-    process, so every test using it must run in the same process."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:  # not a Python test function
-        return None
-    for name in sorted(info.names_closure):
-        if name in _NOT_SHARED:
-            continue
-        for fixturedef in info.name2fixturedefs.get(name, ()):
-            if fixturedef.scope != "function" and fixturedef.baseid.startswith("tests"):
-                return name
-    return None
+    """The first of :data:`SHARED_FIXTURES` that ``item`` uses (its xdist group)."""
+    names = getattr(item, "fixturenames", ())  # a test function's, with their dependencies
+    return next((name for name in SHARED_FIXTURES if name in names), None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
