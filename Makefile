@@ -10,7 +10,8 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 TOKEN ?= $(eval TOKEN := $(shell $(PYTHON) -c 'import secrets; print(secrets.token_hex(16))'))$(TOKEN)
 FAST   := not qemu and not browser and not slow
 
-.PHONY: lab test test-bare check-python hub bench lint check clean notebooks solutions
+.PHONY: lab test test-bare check-python hub bench lint check clean notebooks solutions \
+	screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +42,19 @@ lab: $(VENV)/.lab-installed
 	@echo "labkit: open http://localhost:$(PORT)/lab?token=$(TOKEN)"
 	$(BIN)/jupyter lab --notebook-dir=notebooks --port=$(PORT) --IdentityProvider.token=$(TOKEN) $(ALLOW_ROOT)
 
+# every test, in JOBS processes (pytest-xdist; tests sharing a module or session fixture
+# run in one, tests/conftest.py); each notebook is executed once here (tests/test_notebooks.py
+# compares that run with the stored outputs cell by cell: nbval's check, not run again)
+JOBS ?= 2
+XDIST = $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadgroup)
 test: lint
-	$(BIN)/python -m pytest tests --nbval notebooks --nbval-sanitize-with tests/sanitize.cfg
+	$(BIN)/python -m pytest tests $(XDIST)
+
+# the browser test's screenshots at 1280x800 (it writes into artifacts/ only) copied into
+# docs/, where the README shows them
+screenshots: $(VENV)/.test-installed
+	LABKIT_BROWSER_VIEWPORTS=1280x800 $(BIN)/python -m pytest -q tests/test_browser.py
+	cp artifacts/docs/*.png docs/
 
 # a machine without QEMU or Chromium (.ci/run runs it under .ci/without-qemu-chromium):
 # the QEMU tests (they skip, naming the packages), the fast tests (some use a stand-in
@@ -64,7 +76,7 @@ check-python:
 
 # lint plus the fast tests (no QEMU, no browser, nothing slow): about a minute
 check: lint
-	$(BIN)/python -m pytest tests -q -m "$(FAST)"
+	$(BIN)/python -m pytest tests -q -m "$(FAST)" $(XDIST)
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m benchmarks

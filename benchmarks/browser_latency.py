@@ -127,7 +127,7 @@ def open_notebook(browser: Any, url: str, token: str, name: str,
     ws = f"{name.removesuffix('.ipynb')}-{viewport[0]}"
     page.goto(f"{url}/lab/workspaces/{ws}/tree/{name}?reset&token={token}")
     page.wait_for_selector(".jp-Notebook", timeout=60_000)
-    accept_kernel_dialog(page)
+    accept_kernel_dialog(page, url, token, name)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                            timeout=60_000)
     open_file_browser(page)
@@ -142,15 +142,29 @@ def open_file_browser(page: Any) -> None:
     page.wait_for_selector("#filebrowser", state="visible", timeout=10_000)
 
 
-def accept_kernel_dialog(page: Any) -> None:
-    """JupyterLab sometimes asks which kernel to start even with a kernelspec: say python3."""
+def accept_kernel_dialog(page: Any, url: str, token: str, name: str,
+                         timeout_s: float = 60.0) -> None:
+    """JupyterLab sometimes asks which kernel to start even with a kernelspec: say python3.
+
+    It asks only while the notebook has no kernel session, so the wait ends as soon as
+    the server has one for ``name`` (started by itself, or after the dialog), not after
+    a fixed wait for a dialog that mostly never comes."""
     dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-    try:
-        dialog.wait_for(timeout=5_000)
-    except Exception:  # no dialog: the kernel starts by itself
-        return
-    dialog.get_by_role("button", name="Select", exact=True).click()
-    dialog.wait_for(state="detached", timeout=10_000)
+    deadline = time.monotonic() + timeout_s
+    while not _has_session(page, url, token, name):
+        if dialog.is_visible():
+            dialog.get_by_role("button", name="Select", exact=True).click()
+            dialog.wait_for(state="detached", timeout=10_000)
+        elif time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: no kernel and no kernel dialog within {timeout_s} s")
+        page.wait_for_timeout(100)
+
+
+def _has_session(page: Any, url: str, token: str, name: str) -> bool:
+    """The server has a kernel session for the notebook ``name`` (REST API)."""
+    sessions = page.request.get(f"{url}/api/sessions",
+                                headers={"Authorization": f"token {token}"}).json()
+    return any(s.get("path") == name and s.get("kernel") for s in sessions)
 
 
 def run_all_and_wait(page: Any, timeout_ms: int = 180_000) -> None:

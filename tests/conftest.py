@@ -6,6 +6,12 @@ of a module is marked by the module's name, so test files need no edits —
 ``slow`` and ``network``, ``test_notebooks`` and the nbval notebook cells →
 ``slow``.  ``make check`` runs ``-m "not qemu and not browser and not slow"``.
 
+Processes: ``make test`` and ``make check`` run the tests in two processes
+(pytest-xdist, ``-n 2 --dist loadgroup``).  A test that uses one of the
+:data:`SHARED_FIXTURES` (the executed notebooks, the race comparisons) gets an
+``xdist_group`` marker named after it, so that every test sharing what it
+computes runs in the process that computed it — once.
+
 Hypothesis: every property's settings come from one profile.  "ci" (loaded
 here: derandomized, no example database, no deadline — the same examples on
 every run) or "thorough" (``pytest --hypothesis-profile=thorough``: random,
@@ -60,10 +66,26 @@ def markers_for(path: Path) -> tuple[str, ...]:
     return ()
 
 
+#: The module- and session-scoped fixtures whose value several tests read (a notebook
+#: executed once, a race comparison made once, an exploration): under pytest-xdist the
+#: tests using one of them run in one process, which computes it once.  A fixture left
+#: out here is still correct, only computed again in each process that needs it.
+SHARED_FIXTURES = ("executed", "compared", "canonical_none")
+
+
+def shared_fixture(item: pytest.Item) -> str | None:
+    """The first of :data:`SHARED_FIXTURES` that ``item`` uses (its xdist group)."""
+    names = getattr(item, "fixturenames", ())  # a test function's, with their dependencies
+    return next((name for name in SHARED_FIXTURES if name in names), None)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         for mark in markers_for(Path(str(item.path))):
             item.add_marker(getattr(pytest.mark, mark))
+        # pytest-xdist (`make test`: -n 2 --dist loadgroup) runs a group in one process
+        if (shared := shared_fixture(item)) is not None:
+            item.add_marker(pytest.mark.xdist_group(shared))
 
 
 @pytest.fixture
@@ -89,6 +111,25 @@ def _leftovers() -> list[str]:
     if Path("/proc/self").exists():
         found += _qemu_children()
     return found
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def _docs_state() -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(DOCS)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for p in sorted(DOCS.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def docs_untouched() -> Iterator[None]:
+    """No test writes into the tracked ``docs/``: tests write into ``artifacts/`` (the
+    browser test's screenshots reach ``docs/`` through ``make screenshots``)."""
+    before = _docs_state() if DOCS.is_dir() else {}
+    yield
+    after = _docs_state() if DOCS.is_dir() else {}
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"the test run wrote into docs/: {', '.join(changed)}"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,12 +13,14 @@ repository) is run; then, on the page:
 
 A scratch notebook the test writes (so it does not depend on the notebooks'
 contents) shows each widget; the test clicks through their states, checks
-what they say and saves screenshots into ``docs/`` (``widget-stepper-step1.png``
-… at 1280×800).  After every button click in every widget, no control of that
-widget (button, toggle, slider, dropdown) may have moved or changed size:
-their boxes, relative to the widget, are compared before and after (a click
-meant for one button must not land on another).  At 1280×800 the stepper's
-Step button and its graph must be on screen together.
+what they say and saves screenshots (``widget-stepper-step1.png`` … at 1280×800)
+into ``artifacts/docs/``: a test writes into ``artifacts/`` only, never into the
+tracked ``docs/`` (``make screenshots`` runs this test at 1280×800 and copies
+``artifacts/docs/*.png`` into ``docs/``, where the README shows them).  After every
+button click in every widget, no control of that widget (button, toggle, slider,
+dropdown) may have moved or changed size: their boxes, relative to the widget, are
+compared before and after (a click meant for one button must not land on another).
+At 1280×800 the stepper's Step button and its graph must be on screen together.
 
 One JupyterLab server and one Chromium serve every size: each notebook is run
 once, at the first size, and its layout checked again after the window is
@@ -51,7 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 #: what a labkit widget's stored output says (labkit.widgets' text/plain placeholder)
 WIDGET_PLACEHOLDER = "an interactive widget; run this cell to use it"
 ARTIFACTS = ROOT / "artifacts"
-DOCS = ROOT / "docs"
+#: the screenshots meant for docs/ (``make screenshots`` copies them there)
+DOCS_SHOTS = ARTIFACTS / "docs"
 VIEWPORTS = [(1280, 800), (1920, 1080)]
 MIN_FONT_PX = 11
 LATENCY_CLICKS = 10  # recorded, not asserted here: enough to see a regression
@@ -256,7 +259,7 @@ def shot(page, probe: str, name: str, save: bool) -> None:
     try:
         page.wait_for_timeout(300)
         el.scroll_into_view_if_needed()
-        el.screenshot(path=str((DOCS if save else ARTIFACTS) / name))
+        el.screenshot(path=str((DOCS_SHOTS if save else ARTIFACTS) / name))
     finally:
         page.set_viewport_size(size)
         page.wait_for_timeout(200)
@@ -418,7 +421,8 @@ def test_notebooks_and_widgets_in_jupyterlab(tmp_path):
     shutil.copytree(ROOT / "notebooks" / "data", root / "data")
     bl.write_notebook(root / "zz-widgets.ipynb", WIDGET_CELLS)
     bl.write_notebook(root / "zz-latency.ipynb", bl.latency_cells(LATENCY_CLICKS))
-    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.rmtree(DOCS_SHOTS, ignore_errors=True)  # only this run's shots are copied
+    DOCS_SHOTS.mkdir(parents=True)
     latency: list[dict] = []
     problems: list[str] = []  # every notebook's, reported together at the end
     viewports = _selected_viewports()
@@ -503,7 +507,7 @@ def step_notebook_02(page, stem: str) -> None:
     assert label.inner_text() != before_text, "the step label did not change after Step"
     stepper.scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / f"{stem}-after-step.png"))
-    shutil.copy(ARTIFACTS / f"{stem}-after-step.png", DOCS / "notebook-02.png")
+    shutil.copy(ARTIFACTS / f"{stem}-after-step.png", DOCS_SHOTS / "notebook-02.png")
 
 
 @pytest.fixture(autouse=True)

@@ -1,14 +1,16 @@
 """The stored notebooks (the trainee edition): built from their sources, executed,
 stable, structured as lessons, and giving no answer away before its exercise.
 
-nbval (``make test`` runs ``pytest --nbval notebooks``) compares a fresh run with
-the stored outputs, with ``tests/sanitize.cfg`` masking what may vary.  This
-module runs each notebook once more (one execution per notebook, shared by
-every check here through the session fixture ``executed``) and compares its
-text with the stored text exactly: the stored outputs were made by a run too,
-so two runs agree byte for byte (with nbval's run, three).  It also checks the
-outputs hold nothing that varies from run to run or machine to machine
-(addresses, timings, paths) and give no exercise's answer away.
+This module runs each notebook once (one execution per notebook, shared by every
+check here through the session fixture ``executed``) and compares it with the
+stored outputs cell by cell, exactly: each output's kind, its MIME types and its
+text.  The stored outputs were made by a run too, so two runs agree byte for
+byte.  That is nbval's comparison and more (nbval masks addresses and compares
+per MIME type, not in order), so ``make test`` does not run nbval as well: one
+execution per notebook serves both.  (``make test-bare``, on a machine without
+QEMU, runs nbval: notebook 06 shows its recorded comparison there.)  It also
+checks the outputs hold nothing that varies from run to run or machine to
+machine (addresses, timings, paths) and give no exercise's answer away.
 """
 
 from __future__ import annotations
@@ -378,13 +380,34 @@ def executed() -> Callable[[Path], dict]:
     return run
 
 
+def cell_outputs(cell: dict) -> list[tuple[str, tuple[str, ...], str]]:
+    """A code cell's outputs as ``(kind, MIME types, text)``: the kind is the output type
+    (a stream's: ``stream:stdout``), the text as :func:`cell_text` gives it (consecutive
+    chunks of one stream joined)."""
+    kinds: list[tuple[str, tuple[str, ...]]] = []
+    for o in cell.get("outputs", []):
+        kind = o["output_type"] + (f":{o['name']}" if o["output_type"] == "stream" else "")
+        if kinds and kind.startswith("stream") and kinds[-1][0].startswith("stream"):
+            if not kinds[-1][0].endswith(kind):  # stdout then stderr: one text, both kinds
+                kinds[-1] = (f"{kinds[-1][0]}+{kind}", ())
+            continue
+        kinds.append((kind, tuple(sorted(o.get("data", {})))))
+    return [(kind, mimes, text) for (kind, mimes), text in zip(kinds, cell_text(cell),
+                                                                  strict=True)]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_a_fresh_execution_gives_the_stored_text_exactly(path, executed):
+def test_a_fresh_execution_gives_the_stored_outputs_exactly(path, executed):
+    """Cell by cell: the same outputs, of the same kinds and MIME types, with the same
+    text (what nbval compares, unmasked and in order)."""
     _skip_06_without_qemu(path)
-    fresh = text_outputs(executed(path))
-    assert fresh == text_outputs(json.loads(path.read_text())), \
-        f"{path.name}: a fresh run differs from the stored outputs (stale: run `make " \
-        f"notebooks`; or nondeterministic)"
+    fresh, stored = executed(path)["cells"], json.loads(path.read_text())["cells"]
+    assert [c["id"] for c in fresh] == [c["id"] for c in stored]
+    for new, old in zip(fresh, stored, strict=True):
+        if old["cell_type"] == "code":
+            assert cell_outputs(new) == cell_outputs(old), \
+                f"{path.name}, cell {old['id']}: a fresh run differs from the stored " \
+                f"outputs (stale: run `make notebooks`; or nondeterministic)"
 
 
 def _path_without(program: str, tmp: Path) -> str:

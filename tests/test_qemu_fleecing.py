@@ -18,19 +18,11 @@ import pytest
 from labkit.config import LabConfig
 from labkit.fleecing import FleecingLab
 from labkit.lab import build_secondary
-from labkit.qemu import qemu_available
 from labkit.qemu._fleecing import QemuFleecing, compare_fleecing
-from labkit.testing import need
 
 SCENARIOS = Path(__file__).parent / "qemu_fleecing"
 FILES = sorted(SCENARIOS.glob("*.scn"))
 CASES = [(f, d) for f in FILES for d in ("3.0", "7.2") if "bitmap" not in f.name or d == "7.2"]
-
-
-@pytest.fixture
-def qemu() -> None:
-    reason = qemu_available()
-    need(reason is None, f"QEMU 7.2 ({reason})", "apt-get install qemu-system-x86 qemu-utils")
 
 
 def test_at_least_ten_scenarios() -> None:

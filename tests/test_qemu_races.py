@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,10 +54,21 @@ def _config(text: str) -> dict[str, str]:
     return {k: v for k, v in scenarios.config(text).items() if k in KEYS}
 
 
-@functools.cache
-def _compared(name: str) -> RaceComparison:
-    text = _text(name)
-    return compare_races(text, **_config(text))
+#: ``compared(name)``, the session fixture below
+Compared = Callable[[str], RaceComparison]
+
+
+@pytest.fixture(scope="session")
+def compared() -> Compared:
+    """``compared(name)``: the scenario's race comparison, made once per session (several
+    tests read one comparison; tests/conftest.py runs them in one process)."""
+
+    @functools.cache
+    def compare(name: str) -> RaceComparison:
+        text = _text(name)
+        return compare_races(text, **_config(text))
+
+    return compare
 
 
 def test_at_least_six_race_scenarios_of_our_own() -> None:
@@ -64,8 +76,8 @@ def test_at_least_six_race_scenarios_of_our_own() -> None:
 
 
 @pytest.mark.parametrize("name", [*SHIPPED, *(f.name for f in FILES)])
-def test_every_forceable_order_agrees(qemu: None, name: str) -> None:
-    c = _compared(name)
+def test_every_forceable_order_agrees(qemu: None, compared: Compared, name: str) -> None:
+    c = compared(name)
     assert len(c.results) >= 5
     assert c.agree, c.text()
     n = len(c.results)
@@ -81,8 +93,8 @@ def _result(c: RaceComparison, words: str):
     return next(r for r in c.results if r.order.words() == words)
 
 
-def test_reference_s1_s1b_s2(qemu: None) -> None:
-    c = _compared("r01-reference-s1-s2.scn")
+def test_reference_s1_s1b_s2(qemu: None, compared: Compared) -> None:
+    c = compared("r01-reference-s1-s2.scn")
     want = {S1: ["nbd-write#1"], S1B: [],
             S2.format("at the copy's read of secondary-disk"): [],
             S2.format("at the copy's write into hidden"): ["vm-read#1"],
@@ -98,17 +110,17 @@ def test_reference_s1_s1b_s2(qemu: None) -> None:
             assert final["hidden"].alloc[:128].all()  # the old 64 KiB chunk
 
 
-def test_qemu_trace_events_witness_the_serialising_wait(qemu: None) -> None:
+def test_qemu_trace_events_witness_the_serialising_wait(qemu: None, compared: Compared) -> None:
     """S1: QEMU's trace shows the copy's write entering hidden with flags 0x80, stopped."""
-    c = _compared("r01-reference-s1-s2.scn")
+    c = compared("r01-reference-s1-s2.scn")
     assert _result(c, S1).qemu.witness == {"nbd-write#1": "hidden [0x0+0x10000] write "
                                                           "serialising"}
     s2b = _result(c, S2.format("at the copy's write into hidden"))
     assert s2b.qemu.witness == {"vm-read#1": "hidden [0x5000+0x1000] read"}
 
 
-def test_reference_s3_s4(qemu: None) -> None:
-    c = _compared("r02-reference-s3-s4.scn")
+def test_reference_s3_s4(qemu: None, compared: Compared) -> None:
+    c = compared("r02-reference-s3-s4.scn")
     for words, blocked in ((S3, ["nbd-write#1"]), (S4, [])):
         r = _result(c, words)
         for side in (r.sim, r.qemu):
@@ -118,8 +130,8 @@ def test_reference_s3_s4(qemu: None) -> None:
             assert active.data[5 * 4096:6 * 4096] == b"\xcc" * 4096
 
 
-def test_unrelated_write_is_not_blocked(qemu: None) -> None:
-    r = _result(_compared("r03-other-chunk.scn"), S1)
+def test_unrelated_write_is_not_blocked(qemu: None, compared: Compared) -> None:
+    r = _result(compared("r03-other-chunk.scn"), S1)
     assert r.qemu.blocked == [] and r.sim.blocked == []
 
 
@@ -313,11 +325,11 @@ def test_conformance_names_an_impossible_qemu_outcome() -> None:
     assert "1 QEMU outcome(s) the explorer says are impossible" in c.lines()[0]
 
 
-def test_conformance_of_canonical(qemu: None) -> None:
-    c = _compared("canonical").conformance
+def test_conformance_of_canonical(qemu: None, compared: Compared) -> None:
+    c = compared("canonical").conformance
     assert c is not None and c.complete
     assert len(c.reached) == len(c.explorer) and not c.impossible and not c.missing
-    text = _compared("canonical").text()
+    text = compared("canonical").text()
     assert "conformance: 1 of 1 explorer outcome(s) (era 7.2) reached on QEMU" in text
 
 
