@@ -41,6 +41,7 @@ from typing import Literal
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.text import Text
 
+from ..block import BlockNode
 from ..errors import ArgumentError, ConfigError
 from ..fleecing import FleecingLab
 from ..lab import Lab
@@ -177,15 +178,7 @@ def graph_model(lab: Lab) -> GraphModel:
     if exports:
         nodes.append((NBD_SERVER, NBD_SERVER))
         links += [(NBD_SERVER, f"export '{e.name}'", e.node.name) for e in exports]
-    seen: list[str] = []
-    starts = [lab.top] + [e.node for e in exports]
-    for start in starts:
-        for node in start.chain_nodes():
-            if node.name in seen:
-                continue
-            seen.append(node.name)
-            nodes.append((node.name, roles.get(node.name, "other")))
-            links += [(node.name, role, child.name) for role, child in node.children.items()]
+    _walk([lab.top] + [e.node for e in exports], roles, nodes, links)
     jobs: list[tuple[str, str, str]] = []
     job = lab.top.backup_job
     if job is not None and job.running and job.cbw is not None:  # 7.2: the filter copies
@@ -202,6 +195,20 @@ def graph_model(lab: Lab) -> GraphModel:
                       lab.design)
 
 
+def _walk(starts: list[BlockNode], roles: dict[str, str], nodes: list[tuple[str, str]],
+          links: list[tuple[str, str, str]]) -> None:
+    """Add every node reachable from ``starts`` (each once, in the order met) and its
+    child edges (``bs->children``: file, backing, target...) to ``nodes`` and ``links``."""
+    seen: set[str] = set()
+    for start in starts:
+        for node in start.chain_nodes():
+            if node.name in seen:
+                continue
+            seen.add(node.name)
+            nodes.append((node.name, roles.get(node.name, "other")))
+            links += [(node.name, role, child.name) for role, child in node.children.items()]
+
+
 def _fleecing_model(lab: FleecingLab) -> GraphModel:
     """Image fleecing's graph: the guest's device, the backup client and the NBD
     export, every node reachable from the device, the overlay and the export."""
@@ -213,14 +220,7 @@ def _fleecing_model(lab: FleecingLab) -> GraphModel:
         nodes.append((NBD_SERVER, NBD_SERVER))
         links.append((CLIENT, "NBD_CMD_READ", NBD_SERVER))
         links += [(NBD_SERVER, f"export '{e.name}'", e.node.name) for e in exports]
-    seen: list[str] = []
-    for start in [lab.guest.node, lab.overlay] + [e.node for e in exports]:
-        for node in start.chain_nodes():
-            if node.name in seen:
-                continue
-            seen.append(node.name)
-            nodes.append((node.name, roles.get(node.name, "other")))
-            links += [(node.name, role, child.name) for role, child in node.children.items()]
+    _walk([lab.guest.node, lab.overlay] + [e.node for e in exports], roles, nodes, links)
     jobs: list[tuple[str, str, str]] = []
     if lab.cbw is not None:
         jobs.append((lab.cbw.name, "target: old contents\ncopied here",
