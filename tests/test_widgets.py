@@ -170,8 +170,8 @@ def test_every_stepper_click_changes_its_header_and_the_l2_update_is_a_step_of_i
 def test_stepper_shows_where_each_task_is_parked():
     s = WorkflowStepper(WORKFLOW, size=SIZE)
     s.step_button.click()
-    assert ("nbd-write#1: step 2: backup_do_cow holds a CowRequest on backup cluster 0; its "
-            "read of the old contents (blocks 0-15) from the secondary disk is next") in \
+    assert ("nbd-write#1: step 2 next: backup_do_cow holds a CowRequest on backup cluster 0; "
+            "its read of the old contents (blocks 0-15) from the secondary disk is next") in \
         html.unescape(s.parked.value)
     assert s.graph.plot.highlight == {"nbd-write#1": ("secondary-disk", "COW reads old data")}
     s.step_button.click()
@@ -332,7 +332,7 @@ def test_playground_shows_the_read_parked_at_the_secondary_disk():
                                       "nbd-write#1": ("nbd-server", "not started")}
     p.choose("nbd-write#1")  # the header follows the task just stepped
     assert p.graph.plot.highlight["nbd-write#1"] == ("secondary-disk", "COW reads old data")
-    assert "You stepped nbd-write#1: step 2: backup_do_cow holds a CowRequest" in \
+    assert "You stepped nbd-write#1: step 2 next: backup_do_cow holds a CowRequest" in \
         html.unescape(p.header.value)
     p.undo_button.click()
     assert f"You stepped vm-read#1: {PARKED_READ}" in html.unescape(p.header.value)
@@ -342,7 +342,7 @@ def test_playground_shows_the_read_parked_at_the_secondary_disk():
 CANONICAL_NONE = [
     ("vm-read#1", {"vm-read#1": PARKED_READ,
                    "nbd-write#1": "not started yet (runnable: its first step is next)"}),
-    ("nbd-write#1", {"nbd-write#1": "step 2: backup_do_cow holds a CowRequest on backup "
+    ("nbd-write#1", {"nbd-write#1": "step 2 next: backup_do_cow holds a CowRequest on backup "
                                     "cluster 0; its read of the old contents (blocks 0-15) "
                                     "from the secondary disk is next"}),
     ("nbd-write#1", {"nbd-write#1": "step 2: backup_do_cow holds a CowRequest on backup "

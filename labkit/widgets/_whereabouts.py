@@ -217,7 +217,9 @@ def _primary_write(lab: Lab, task: Task, track: _Track | None) -> str:
         if where.node == s.target:
             return (f"step 2: {copy} holds a {req} on backup {clusters}; its "
                     f"write of the old contents ({rng}) to {target} is next")
-        return (f"step 2: {copy} holds a {req} on backup {clusters}; its read of "
+        # registered (the Step that did it was step 1's), nothing copied yet: the copy
+        # itself, step 2, is what the next Step runs
+        return (f"step 2 next: {copy} holds a {req} on backup {clusters}; its read of "
                 f"the old contents ({rng}) from {node_words(where.node)} is next")
     if where.node == s.source:
         copied = track is not None and track.cows_done > 0
