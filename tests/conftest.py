@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -86,6 +87,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # pytest-xdist (`make test`: -n 2 --dist loadgroup) runs a group in one process
         if (shared := shared_fixture(item)) is not None:
             item.add_marker(pytest.mark.xdist_group(shared))
+
+
+@pytest.fixture
+def lab_builds(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """The positional arguments of every :class:`labkit.Lab` built while the test runs
+    (``Lab.__init__`` wrapped): how a test shows that checking a configuration builds none."""
+    import labkit
+
+    built: list[tuple] = []
+    real = labkit.Lab.__init__
+
+    def counting(self: labkit.Lab, *args: Any, **kwargs: Any) -> None:
+        built.append(args)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(labkit.Lab, "__init__", counting)
+    return built
 
 
 @pytest.fixture

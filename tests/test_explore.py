@@ -371,19 +371,12 @@ def test_a_keyword_that_contradicts_the_trace_file_is_an_error(canonical_none) -
 
 
 def test_a_trace_files_configuration_is_checked_without_building_a_lab(canonical_none,
-                                                                     monkeypatch) -> None:
+                                                                     lab_builds) -> None:
     """Normalising a keyword against the file's value (``"128K"`` is 131072) and checking
     the whole configuration build no Lab (LabConfig checks them); only the run does."""
     text = canonical_none.violations[0].to_json()
     assert tr.loads(text).meta["config"]["size"] == 128 * 1024  # LabConfig's values
-    built = []
-    real = lk.Lab.__init__
-
-    def counting(self, *args, **kwargs):
-        built.append(args)
-        real(self, *args, **kwargs)
-
-    monkeypatch.setattr(lk.Lab, "__init__", counting)
+    built = lab_builds
     with pytest.raises(lk.ConfigError, match="size='64K' contradicts"):
         lk.replay(None, text, size="64K", block="4K")
     with pytest.raises(lk.ConfigError, match="design must be one of"):

@@ -541,17 +541,10 @@ def test_stepper_shows_the_bytes_and_what_changed():
     assert s.counts() == "2 clicks, 4 scheduling decisions since replication started"
 
 
-def test_a_widget_checks_its_configuration_without_a_probe_lab(monkeypatch) -> None:
+def test_a_widget_checks_its_configuration_without_a_probe_lab(lab_builds) -> None:
     """The scenario's header and the keywords are checked by labkit.scenario.configured:
     the only lab a widget builds is the one it steps (a bad value builds none)."""
-    built = []
-    real = lk.Lab.__init__
-
-    def counting(self, *args, **kwargs):
-        built.append(args)
-        real(self, *args, **kwargs)
-
-    monkeypatch.setattr(lk.Lab, "__init__", counting)
+    built = lab_builds
     with pytest.raises(lk.ConfigError, match="design must be one of"):
         SchedulerPlayground("# config: size=128K\n" + RACE, design="2.9")
     assert built == []

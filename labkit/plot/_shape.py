@@ -32,7 +32,7 @@ from ..kernel import Event
 from ..lab import Lab
 from ..steps import StepNote, workflow_step
 
-__all__ = ["Shape", "copy_cluster", "copy_requests", "copy_words", "frozen_reads", "frozen_words",
+__all__ = ["Shape", "copy_requests", "copy_words", "frozen_reads", "frozen_words",
            "is_fleecing", "shape", "step_note"]
 
 
@@ -96,11 +96,6 @@ def frozen_reads(lab: Lab) -> list[Any]:
 def frozen_words(req: Any) -> str:
     """A frozen snapshot read as the lesson names it."""
     return f"frozen snapshot read of {req.owner} on clusters {req.start}-{req.end - 1}"
-
-
-def copy_cluster(lab: Lab) -> int:
-    """The copy's cluster size in bytes (the backup cluster)."""
-    return lab.backup_cluster
 
 
 def step_note(lab: Lab, event: Event) -> StepNote | None:

@@ -41,7 +41,7 @@ from ._common import (
     new_figure,
     pt,
 )
-from ._shape import copy_cluster, copy_requests, frozen_reads, shape
+from ._shape import copy_requests, frozen_reads, shape
 
 __all__ = ["LayerPlot", "cow_blocks", "plot_layers"]
 
@@ -98,7 +98,7 @@ def cow_blocks(lab: Lab, nblocks: int) -> tuple[np.ndarray, list[str]]:
     copy requests and, in 7.2, its frozen snapshot reads), and a sentence per request."""
     held = np.zeros(nblocks, dtype=bool)
     notes: list[str] = []
-    cs = copy_cluster(lab)
+    cs = lab.backup_cluster
     reqs = [(r, f"{r.owner} holds clusters") for r in copy_requests(lab)]
     reqs += [(r, f"{r.owner}'s frozen snapshot read holds clusters") for r in frozen_reads(lab)]
     for req, words in sorted(reqs, key=lambda x: (x[0].start, x[0].owner)):
