@@ -46,6 +46,7 @@ footprints from the accesses, never from event text.  Trainees should notice tha
 
 from __future__ import annotations
 
+import gc
 import random
 import warnings
 from collections import deque
@@ -653,6 +654,28 @@ def _spawn_order(task: Task) -> int:
 # touch()) without a kernel handed down every call.  The task itself is the
 # kernel's (Kernel.current).
 _running: Kernel | None = None
+
+
+def _outside_every_kernel(phase: str, info: dict[str, int]) -> None:
+    """``gc.callbacks``: no kernel is stepping while the garbage collector runs.
+
+    A lab dropped with a task suspended (mid-copy, say) leaves coroutines that only
+    the collector frees, and freeing one throws GeneratorExit into it: its
+    ``finally`` blocks (a request's end, ``cow_request_end``) run then.  A collection
+    can start inside another lab's step, at any allocation; without this their
+    events would land in that lab's trace and break "same scenario + same schedule
+    = same trace".  Outside a kernel, :func:`emit`, :func:`touch` and
+    :func:`current_task` are no-ops, as for any code that runs between steps.
+    """
+    global _running, _collecting_inside
+    if phase == "start":
+        _collecting_inside, _running = _running, None
+    else:
+        _running, _collecting_inside = _collecting_inside, None
+
+
+_collecting_inside: Kernel | None = None
+gc.callbacks.append(_outside_every_kernel)
 
 _SPAWN, _RUN, _POINT, _WAIT, _WAKE, _DONE, _FAILED = (
     EventKind.SPAWN, EventKind.RUN, EventKind.POINT, EventKind.WAIT, EventKind.WAKE,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import json
 
 import pytest
@@ -754,3 +755,40 @@ def test_states_and_kinds_are_str_enums_and_the_trace_json_is_text():
     assert json.dumps([e.as_dict()["kind"] for e in k.trace]) == \
         '["spawn", "run", "point", "run", "done"]'
     assert f"{EventKind.REQ_START}" == "req-start" and str(TaskState.BLOCKED) == "blocked"
+
+
+class _CollectAtDrain(Instrument):
+    """Runs the garbage collector inside a step (at ``drained-begin``), as an allocation
+    there may."""
+
+    def on_event(self, event: Event) -> None:
+        if event.kind == "drained-begin":
+            gc.collect()
+
+
+def test_an_abandoned_labs_coroutines_never_write_into_another_labs_trace() -> None:
+    """A lab dropped with a task suspended mid-copy leaves coroutines that only the
+    garbage collector frees; their ``finally`` blocks (a request's end,
+    ``cow_request_end``) run then and must not be recorded into the kernel that is
+    stepping when the collection starts."""
+    import labkit as lk
+    from labkit.run import ScenarioRun
+
+    race = "start\npar { vread 5b 4K; pwrite 5b 4K 0xbb }\n"
+    want = [str(e) for e in lk.run_scenario(race, size="128K", design="none").trace]
+    for steps in range(1, 6):  # dropped in the COW's read, its write, and after it
+        lab = lk.build_secondary(size="128K", design="none")
+        lab.kernel.add_instrument(_CollectAtDrain())
+        run = ScenarioRun(lab, race)
+        dropped = lk.build_secondary(size="128K", design="none")
+        dropped.start()
+        dropped.run()
+        dropped.primary_write(0, 4096, 0xAA)
+        for _ in range(steps):
+            if dropped.runnable():
+                dropped.step()
+        dropped.cycle = dropped  # type: ignore[attr-defined]  # only the collector frees it
+        del dropped
+        while not run.done:
+            run.step()
+        assert [str(e) for e in lab.trace] == want, f"dropped after {steps} step(s)"
